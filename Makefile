@@ -1,0 +1,49 @@
+# The whole set-up on a fresh machine is `make demo` or `make test`: both create .venv with python3 when it is
+# missing and install the project into it. Each stamp records which extras are installed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test test-slow check bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+
+$(VENV)/.stamp-base: pyproject.toml | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(PY)
+	$(PIP) -e ".[test]"
+	touch $@ $(VENV)/.stamp-base
+
+$(VENV)/.stamp-dev: pyproject.toml | $(PY)
+	$(PIP) -e ".[test,dev]"
+	touch $@ $(VENV)/.stamp-test $(VENV)/.stamp-base
+
+$(VENV)/.stamp-bench: pyproject.toml | $(PY)
+	$(PIP) -e ".[test,bench]"
+	touch $@ $(VENV)/.stamp-test $(VENV)/.stamp-base
+
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/clv demo
+
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: $(VENV)/.stamp-test
+	$(PY) -m pytest -m slow -q
+
+check: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check clv tests bench
+	$(VENV)/bin/ruff format --check clv tests bench
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -m "not slow" -q
+
+bench: $(VENV)/.stamp-bench
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

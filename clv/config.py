@@ -1,0 +1,180 @@
+"""The run config: one YAML file describes a run; pydantic validates it; `--set a.b=c` overrides any key.
+
+Unknown keys and bad values are rejected with the key path, what was expected and what was given. The resolved
+config (file plus overrides plus defaults) is what every output records, with its hash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clv.errors import ConfigError
+from clv.units import TimeUnit
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "PredictionConfig",
+    "RunConfig",
+    "TimeConfig",
+    "apply_overrides",
+    "config_hash",
+    "load_config",
+    "parse_config",
+]
+
+PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd"]
+SpendModelName = Literal["gamma_gamma"]
+Method = Literal["mle", "bayes"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the transactions are and how to read them."""
+
+    source: str = Field(description="an embedded data set (cdnow, cdnow_master) or a CSV / Parquet path")
+    customer_id: str = "customer_id"
+    date: str = "date"
+    amount: str | None = Field("amount", description="column of amounts; null when the data has none")
+    date_format: str | None = Field(None, description="strptime format of the date column, e.g. %Y%m%d")
+    timezone: str | None = Field(None, description="IANA business time zone that aware timestamps convert to")
+    returns: Literal["net", "drop", "fail"] = Field(
+        "net", description="amounts <= 0: net within the customer's day (a negative day is dropped), drop the rows, or fail"
+    )
+    invalid_rows: Literal["fail", "drop"] = "fail"
+    rejected_rows: str | None = Field(None, description="CSV path that receives every rejected row")
+
+
+class TimeConfig(_Section):
+    """The time unit and the calibration / holdout split (inclusive dates)."""
+
+    unit: TimeUnit = "W"
+    calibration_end: dt.date
+    holdout_end: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _holdout_after_calibration(self) -> TimeConfig:
+        if self.holdout_end is not None and self.holdout_end <= self.calibration_end:
+            raise ValueError(
+                f"holdout_end ({self.holdout_end}) must be after calibration_end ({self.calibration_end})"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    """Which models, fitted how."""
+
+    purchase: PurchaseModelName = "bgnbd"
+    spend: SpendModelName = "gamma_gamma"
+    method: Method = "mle"
+    seed: int = Field(42, ge=0)
+    starts: int = Field(4, ge=1, le=64, description="starting points of the maximum-likelihood search")
+
+
+class PredictionConfig(_Section):
+    """Horizon (in time.unit), discounting and margin of the value calculation."""
+
+    horizon: float = Field(52.0, gt=0, description="prediction horizon in time.unit")
+    annual_discount_rate: float = Field(0.10, ge=0, lt=1)
+    margin: float = Field(1.0, gt=0, le=1, description="share of revenue kept as profit")
+
+
+class OutputConfig(_Section):
+    """Where reports and fitted models go."""
+
+    reports_dir: str = "reports"
+    models_dir: str = "models"
+
+
+class RunConfig(_Section):
+    """A whole run. Every key is documented, with its default, in configs/example.yaml."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    data: DataConfig
+    time: TimeConfig
+    model: ModelConfig = ModelConfig()
+    prediction: PredictionConfig = PredictionConfig()
+    output: OutputConfig = OutputConfig()
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default filled in, as plain JSON-ready values."""
+        return self.model_dump(mode="json")
+
+
+def _describe_error(err: Any) -> str:
+    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    if err["type"] == "missing":
+        return f"{path}: required key is missing"
+    given = err.get("input")
+    return f"{path}: {err['msg']} (got {given!r})"
+
+
+def parse_config(raw: dict[str, Any], origin: str = "config") -> RunConfig:
+    """Validate a config dict; every problem is listed in one ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe_error(e) for e in exc.errors()]
+        raise ConfigError(
+            f"{origin}: {len(lines)} problem(s): " + "; ".join(lines),
+            hint="see configs/example.yaml for every key with its type and default",
+        ) from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides to a config dict (a new dict; values are parsed as YAML scalars)."""
+    result: dict[str, Any] = json.loads(json.dumps(raw, default=str))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. model.method=bayes")
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return result
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a YAML run config, apply `--set` overrides, and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}", hint="pass the path of a YAML file, e.g. configs/cdnow.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(apply_overrides(raw or {}, overrides), origin=str(path))
+
+
+def config_hash(config: RunConfig) -> str:
+    """SHA-256 of the resolved config in canonical JSON: equal configs, equal hashes."""
+    canonical = json.dumps(config.resolved(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

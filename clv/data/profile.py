@@ -1,0 +1,88 @@
+"""A data set described for a human: what `clv data summarize` prints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clv.data.transactions import Transactions
+
+__all__ = ["DataProfile", "profile_transactions"]
+
+
+@dataclass
+class DataProfile:
+    """Counts that tell whether a transaction log is what the analyst thinks it is."""
+
+    source: str
+    rows_read: int
+    rows_rejected: int
+    rows_kept: int
+    customers: int
+    customer_days: int
+    first_date: dt.date
+    last_date: dt.date
+    repeat_buyers: int
+    same_day_duplicates: int
+    non_positive_rows: int
+    total_amount: float | None
+    customers_first_seen_after_calibration: int = 0
+    late_customer_ids: list[str] = field(default_factory=list)
+    rows_after_last_date: int = 0
+
+    @property
+    def repeat_buyer_share(self) -> float:
+        """Share of customers with purchases on two or more days."""
+        return self.repeat_buyers / self.customers if self.customers else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["first_date"] = self.first_date.isoformat()
+        out["last_date"] = self.last_date.isoformat()
+        out["repeat_buyer_share"] = self.repeat_buyer_share
+        return out
+
+
+def profile_transactions(
+    tx: Transactions, calibration_end: dt.date | None = None, last_date: dt.date | None = None
+) -> DataProfile:
+    """Profile validated transactions; with `calibration_end`, count the customers first seen after it."""
+    row = tx.con.execute(
+        f"""
+        SELECT count(DISTINCT customer_id), count(*), min(day), max(day), sum(amount),
+               (SELECT count(*) FROM (SELECT customer_id FROM {tx.table} GROUP BY 1 HAVING count(*) > 1))
+        FROM {tx.table}
+        """
+    ).fetchone()
+    assert row is not None
+    customers, days, first, last, total, repeaters = row
+    late, late_ids, after = 0, [], 0
+    if calibration_end is not None:
+        late, late_ids = tx.con.execute(
+            f"SELECT count(*), list(customer_id ORDER BY first_day, customer_id)[1:10] FROM "
+            f"(SELECT customer_id, min(day) AS first_day FROM {tx.table} GROUP BY 1) "
+            f"WHERE first_day > DATE '{calibration_end.isoformat()}'"
+        ).fetchone() or (0, [])
+    if last_date is not None:
+        (after,) = tx.con.execute(
+            f"SELECT coalesce(sum(n_rows), 0) FROM {tx.table} WHERE day > DATE '{last_date.isoformat()}'"
+        ).fetchone() or (0,)
+    rep = tx.report
+    return DataProfile(
+        source=rep.source,
+        rows_read=rep.rows_read,
+        rows_rejected=rep.rows_rejected,
+        rows_kept=rep.rows_kept,
+        customers=int(customers),
+        customer_days=int(days),
+        first_date=first,
+        last_date=last,
+        repeat_buyers=int(repeaters),
+        same_day_duplicates=rep.same_day_merged,
+        non_positive_rows=rep.returns.get("non_positive_rows", 0),
+        total_amount=float(total) if tx.has_amount else None,
+        customers_first_seen_after_calibration=int(late),
+        late_customer_ids=[str(i) for i in (late_ids or [])],
+        rows_after_last_date=int(after),
+    )

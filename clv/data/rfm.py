@@ -1,0 +1,159 @@
+"""The RFM summary: one row per customer, computed by DuckDB from the merged customer-day table.
+
+Definitions (Fader, Hardie & Lee 2005, "Counting Your Customers the Easy Way", Sec. 2; BTYD's `dc.ElogToCbsCbt`):
+transactions of a customer on one day are merged into one; the first purchase day starts the customer's clock.
+
+- `frequency` x: repeat purchase days in the calibration period (purchase days up to calibration_end, minus 1);
+- `recency` t_x: time from the first to the last purchase day in the calibration period;
+- `T`: time from the first purchase day to calibration_end;
+- `monetary_value` m_x: mean merged amount of the repeat purchase days (the first excluded), 0 when x = 0;
+- with a holdout: `frequency_holdout` (purchase days in (calibration_end, holdout_end]) and
+  `monetary_value_holdout` (their mean merged amount, 0 when there are none).
+
+Times are in the run's unit (days or weeks). Customers first seen after calibration_end have no calibration
+history: they are counted and listed in the result, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from clv.data.transactions import Transactions
+from clv.errors import DataError, first_ids
+from clv.units import TimeUnit, days_per_unit
+
+__all__ = ["RFM_COLUMNS", "RfmSummary", "rfm_summary", "validate_rfm"]
+
+#: Columns every RFM frame has, in this order.
+RFM_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
+HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout")
+
+
+@dataclass
+class RfmSummary:
+    """The RFM frame plus what the summary left out and why."""
+
+    frame: pd.DataFrame
+    unit: TimeUnit
+    calibration_end: dt.date
+    holdout_end: dt.date | None
+    late_customers: int = 0
+    late_customer_ids: list[str] = field(default_factory=list)
+    days_after_end: int = 0
+
+    @property
+    def holdout_length(self) -> float | None:
+        """Length of the holdout period in the run's unit."""
+        if self.holdout_end is None:
+            return None
+        return (self.holdout_end - self.calibration_end).days / days_per_unit(self.unit)
+
+
+def _sql_date(value: dt.date) -> str:
+    return f"DATE '{value.isoformat()}'"
+
+
+def rfm_summary(
+    tx: Transactions,
+    calibration_end: dt.date,
+    holdout_end: dt.date | None = None,
+    unit: TimeUnit = "W",
+) -> RfmSummary:
+    """Summarise validated transactions into one RFM row per customer (see the module docstring)."""
+    per_unit = days_per_unit(unit)
+    cal = _sql_date(calibration_end)
+    end = _sql_date(holdout_end) if holdout_end is not None else cal
+    table = tx.table
+    con = tx.con
+    (late, late_ids) = con.execute(
+        f"SELECT count(*), list(customer_id ORDER BY first_day, customer_id)[1:10] FROM "
+        f"(SELECT customer_id, min(day) AS first_day FROM {table} GROUP BY 1) WHERE first_day > {cal}"
+    ).fetchone() or (0, [])
+    (after,) = con.execute(f"SELECT count(*) FROM {table} WHERE day > {end}").fetchone() or (0,)
+    frame = con.execute(
+        f"""
+        WITH cal AS (
+            SELECT customer_id, count(*) - 1 AS frequency, min(day) AS first_day, max(day) AS last_day,
+                   sum(amount) AS total, arg_min(amount, day) AS first_amount
+            FROM {table} WHERE day <= {cal} GROUP BY 1
+        ), hold AS (
+            SELECT customer_id, count(*) AS frequency_holdout, sum(amount) AS total_holdout
+            FROM {table} WHERE day > {cal} AND day <= {end} GROUP BY 1
+        )
+        SELECT cal.customer_id,
+               cal.frequency,
+               date_diff('day', first_day, last_day) / {per_unit} AS recency,
+               date_diff('day', first_day, {cal}) / {per_unit} AS "T",
+               CASE WHEN cal.frequency > 0 THEN (total - first_amount) / cal.frequency ELSE 0.0 END
+                   AS monetary_value,
+               coalesce(hold.frequency_holdout, 0) AS frequency_holdout,
+               CASE WHEN hold.frequency_holdout > 0 THEN total_holdout / hold.frequency_holdout ELSE 0.0 END
+                   AS monetary_value_holdout
+        FROM cal LEFT JOIN hold USING (customer_id)
+        ORDER BY {"CAST(cal.customer_id AS BIGINT)" if tx.integer_ids else "cal.customer_id"}
+        """
+    ).df()
+    if tx.integer_ids:
+        frame["customer_id"] = frame["customer_id"].astype(np.int64)
+    frame["frequency"] = frame["frequency"].astype(np.int64)
+    frame["frequency_holdout"] = frame["frequency_holdout"].astype(np.int64)
+    if holdout_end is None:
+        frame = frame.drop(columns=list(HOLDOUT_COLUMNS))
+    if not tx.has_amount:
+        frame = frame.drop(columns=[c for c in ("monetary_value", "monetary_value_holdout") if c in frame])
+    if frame.empty:
+        raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
+    return RfmSummary(
+        frame=frame.reset_index(drop=True),
+        unit=unit,
+        calibration_end=calibration_end,
+        holdout_end=holdout_end,
+        late_customers=int(late),
+        late_customer_ids=[str(i) for i in (late_ids or [])],
+        days_after_end=int(after),
+    )
+
+
+def _violations(rfm: pd.DataFrame, mask: np.ndarray) -> tuple[int, str]:
+    ids = rfm["customer_id"].to_numpy()[mask] if "customer_id" in rfm else np.flatnonzero(mask)
+    return int(mask.sum()), first_ids(ids)
+
+
+def validate_rfm(rfm: pd.DataFrame, need_monetary: bool = False) -> None:
+    """Check an RFM frame at a model's boundary; raise DataError naming the offending customers.
+
+    Finiteness is checked first (NaN compares False and would slip through the range checks).
+    """
+    needed = ["frequency", "recency", "T"] + (["monetary_value"] if need_monetary else [])
+    missing = [c for c in needed if c not in rfm.columns]
+    if missing:
+        raise DataError(f"RFM frame lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, rfm.columns))}")
+    if len(rfm) == 0:
+        raise DataError("RFM frame has no rows")
+    values = {c: pd.to_numeric(rfm[c], errors="coerce").to_numpy(dtype=float) for c in needed}
+    x, t_x, T = values["frequency"], values["recency"], values["T"]
+    checks: list[tuple[str, np.ndarray]] = [
+        (f"{c} must be a finite number", ~np.isfinite(v)) for c, v in values.items()
+    ]
+    with np.errstate(invalid="ignore"):
+        checks += [
+            ("frequency must be a whole number >= 0", (x < 0) | (np.floor(x) != x)),
+            ("recency must be >= 0", t_x < 0),
+            ("T must be >= 0", T < 0),
+            ("recency must be <= T", t_x > T * (1 + 1e-12)),
+            ("frequency 0 requires recency 0", (x == 0) & (t_x > 0)),
+        ]
+        if need_monetary:
+            m = values["monetary_value"]
+            checks.append(("monetary_value must be > 0 when frequency > 0", (x > 0) & ~(m > 0)))
+    problems = []
+    for what, mask in checks:
+        if mask.any():
+            n, ids = _violations(rfm, mask)
+            problems.append(f"{what}; {n} customer(s) violate this (first ids: {ids})")
+    if problems:
+        raise DataError("invalid RFM rows: " + " | ".join(problems))

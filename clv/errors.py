@@ -1,0 +1,71 @@
+"""The errors clv raises, and the warning it gives when a fit is doubtful.
+
+The library raises `ClvError` subclasses only; the command line maps them to exit codes: `ConfigError` and
+`UsageError` to 2 (bad usage or config), every other `ClvError` to 1 (the run failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "ClvError",
+    "ConfigError",
+    "ConvergenceWarning",
+    "DataError",
+    "FitError",
+    "ModelFileError",
+    "NotFittedError",
+    "UsageError",
+    "first_ids",
+]
+
+
+class ClvError(Exception):
+    """Base class of every error clv raises on purpose. `hint` says what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(ClvError):
+    """The run config is invalid: unknown key, bad value, or a bad `--set` override."""
+
+    exit_code = 2
+
+
+class UsageError(ClvError):
+    """The command was used wrongly (a missing file, a wrong combination of options)."""
+
+    exit_code = 2
+
+
+class DataError(ClvError):
+    """The data cannot be used: unreadable file, missing columns, invalid rows or customers."""
+
+
+class FitError(ClvError):
+    """A model could not be fitted (the optimiser failed, or the data cannot identify the model)."""
+
+
+class NotFittedError(ClvError):
+    """A fitted quantity was asked of a model that has no parameters yet."""
+
+
+class ModelFileError(ClvError):
+    """A saved model is missing, tampered with, or does not match what it is used for."""
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit finished, but its result is doubtful (no convergence, boundary, broken model assumption)."""
+
+
+def first_ids(values: Iterable[object], limit: int = 5) -> str:
+    """Format the first `limit` offending ids or line numbers for an error message: '1042, 1077, 2210'."""
+    items: Sequence[object] = list(values)
+    shown = ", ".join(str(v) for v in items[:limit])
+    return shown + (", ..." if len(items) > limit else "")
