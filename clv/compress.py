@@ -1,0 +1,23 @@
+"""Compressing customers to unique histories: millions of customers share far fewer (x, t_x, T) rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+__all__ = ["unique_rows"]
+
+
+def unique_rows(*columns: NDArray[np.float64]) -> tuple[list[NDArray[np.float64]], NDArray[np.intp], NDArray[np.float64]]:
+    """Unique combinations of equal-length columns, by hashing (no sort of the full data).
+
+    Returns the unique columns, the index of each input row into them, and how many rows each unique row has.
+    """
+    code = np.zeros(columns[0].shape[0], dtype=np.int64)
+    for col in columns:
+        col_code, col_uniques = pd.factorize(col)
+        code, _ = pd.factorize(code * len(col_uniques) + col_code)
+    first = np.unique(code, return_index=True)[1]
+    counts = np.bincount(code).astype(float)
+    return [np.asarray(col)[first] for col in columns], code.astype(np.intp), counts

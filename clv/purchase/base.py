@@ -1,0 +1,220 @@
+"""What every purchase model shares: the estimator contract, fitting on unique rows, and checked outputs.
+
+`__init__` stores options only; `fit(rfm)` validates, fits and returns the model; learned state ends in `_`.
+Predictions take the same RFM frame (columns frequency, recency, T) and return one value per row.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from clv.compress import unique_rows
+from clv.data.rfm import validate_rfm
+from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
+from clv.mle import MleResult, maximize_likelihood
+
+__all__ = ["FittedModel", "PurchaseModel", "check_output", "rfm_arrays"]
+
+FloatArray = NDArray[np.float64]
+
+
+def rfm_arrays(rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Validated frequency, recency and T of an RFM frame as float arrays."""
+    validate_rfm(rfm)
+    return (
+        rfm["frequency"].to_numpy(dtype=float),
+        rfm["recency"].to_numpy(dtype=float),
+        rfm["T"].to_numpy(dtype=float),
+    )
+
+
+def check_output(values: FloatArray, what: str, rfm: pd.DataFrame | None = None) -> FloatArray:
+    """Refuse to return NaN or inf: name the customers whose value is not finite."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        ids = rfm["customer_id"].to_numpy()[bad] if rfm is not None and "customer_id" in rfm else np.flatnonzero(bad)
+        raise ClvError(f"{what} is not finite for {int(bad.sum())} row(s) (first: {first_ids(ids)})")
+    return values
+
+
+def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise DataError(f"weights must be {n} finite non-negative numbers with a positive sum")
+    return w
+
+
+class FittedModel(ABC):
+    """Parameters, their uncertainty, and the fit's diagnostics; shared by purchase and spend models."""
+
+    name: ClassVar[str]
+    param_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, starts: int = 4, seed: int = 42, max_iter: int = 2000) -> None:
+        self.starts = starts
+        self.seed = seed
+        self.max_iter = max_iter
+
+    @classmethod
+    def from_params(cls, **params: float) -> Self:
+        """A model with known parameters, ready to predict without fitting."""
+        names = set(cls.param_names)
+        if set(params) != names:
+            raise ClvError(f"{cls.__name__} takes parameters {', '.join(cls.param_names)}; got {', '.join(params)}")
+        bad = [k for k, v in params.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ClvError(f"{cls.__name__}: parameters must be finite and > 0: {', '.join(bad)}")
+        model = cls()
+        model.params_ = {k: float(params[k]) for k in cls.param_names}
+        model.standard_errors_ = None
+        model.log_likelihood_ = None
+        model.converged_ = None
+        model.gradient_norm_ = None
+        return model
+
+    params_: dict[str, float]
+    standard_errors_: dict[str, float] | None
+    log_likelihood_: float | None
+    converged_: bool | None
+    gradient_norm_: float | None
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "params_")
+
+    def _p(self) -> tuple[float, ...]:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} has no parameters: call fit first (or use from_params)")
+        return tuple(self.params_[k] for k in self.param_names)
+
+    def _store(self, result: MleResult, params: FloatArray, se: FloatArray | None) -> None:
+        self.params_ = dict(zip(self.param_names, map(float, params), strict=True))
+        self.standard_errors_ = None if se is None else dict(zip(self.param_names, map(float, se), strict=True))
+        self.log_likelihood_ = float(result.log_likelihood)
+        self.converged_ = result.converged
+        self.gradient_norm_ = result.gradient_norm
+        self._warn(result)
+
+    def _warn(self, result: MleResult) -> None:
+        label = type(self).__name__
+        if not np.isfinite(result.log_likelihood):
+            raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
+        if result.at_boundary:
+            warnings.warn(f"{label}: a parameter is at the boundary of the search: {self.params_}", ConvergenceWarning, stacklevel=3)
+        elif not result.converged:
+            warnings.warn(
+                f"{label}: the fit did not converge (gradient norm {result.gradient_norm:.3g}; {result.message})",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        if self.standard_errors_ is None:
+            warnings.warn(f"{label}: the information matrix is not positive definite; no standard errors", ConvergenceWarning, stacklevel=3)
+        for message in self._assumption_warnings():
+            warnings.warn(f"{label}: {message}", ConvergenceWarning, stacklevel=3)
+
+    def _assumption_warnings(self) -> list[str]:
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        """Parameters, standard errors and diagnostics, JSON-ready."""
+        return {
+            "name": self.name,
+            "params": dict(self.params_) if self.is_fitted else None,
+            "standard_errors": self.standard_errors_ if self.is_fitted else None,
+            "log_likelihood": self.log_likelihood_ if self.is_fitted else None,
+            "converged": self.converged_ if self.is_fitted else None,
+            "gradient_norm": self.gradient_norm_ if self.is_fitted else None,
+        }
+
+
+class PurchaseModel(FittedModel):
+    """A purchase model of (frequency, recency, T); see the subclasses for the models' papers."""
+
+    #: parameters measured in the run's time unit (they scale with it; nothing else does)
+    time_params: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def _loglik_grad(self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Per-row log-likelihood and its gradient in the natural parameters."""
+
+    @abstractmethod
+    def _start(self) -> FloatArray:
+        """A central starting point, for data with time rescaled so that max(T) = 10."""
+
+    def _time_scale(self, T: FloatArray) -> float:
+        top = float(np.max(T))
+        return top / 10.0 if top > 0 else 1.0
+
+    def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
+        """Maximum-likelihood fit on the unique (frequency, recency, T) rows, time rescaled internally."""
+        x, t_x, T = rfm_arrays(rfm)
+        w = _weights(weights, x.size)
+        (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+        uw = np.bincount(inverse, weights=w)
+        scale = self._time_scale(uT)
+        sx, st, sT = ux, ut / scale, uT / scale
+        rng = np.random.default_rng(self.seed)
+        base = self._start()
+        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
+        result = maximize_likelihood(lambda p: self._loglik_grad(p, sx, st, sT), uw, starts, self.max_iter)
+        factor = np.array([scale if k in self.time_params else 1.0 for k in self.param_names])
+        params = result.params * factor
+        se = None if result.standard_errors is None else result.standard_errors * factor
+        # The likelihood of the unscaled data (purchase-time densities change by scale^-x under rescaling).
+        ll_rows, _ = self._loglik_grad(params, ux, ut, uT)
+        result = MleResult(**{**result.__dict__, "log_likelihood": float(uw @ ll_rows)})
+        self.n_customers_ = int(x.size)
+        self.n_unique_ = int(ux.size)
+        self._store(result, params, se)
+        return self
+
+    def loglik(self, rfm: pd.DataFrame) -> FloatArray:
+        """Log-likelihood of each customer's history under the current parameters."""
+        x, t_x, T = rfm_arrays(rfm)
+        ll, _ = self._loglik_grad(np.array(self._p()), x, t_x, T)
+        return check_output(ll, "log-likelihood", rfm)
+
+    @abstractmethod
+    def probability_alive(self, rfm: pd.DataFrame, at: float = 0.0) -> FloatArray:
+        """P(alive) at T + at given the history (at = 0: now, at the calibration end)."""
+
+    def probability_churned(self, rfm: pd.DataFrame, at: float = 0.0) -> FloatArray:
+        """1 - P(alive)."""
+        return 1.0 - self.probability_alive(rfm, at)
+
+    @abstractmethod
+    def expected_purchases(self, rfm: pd.DataFrame, horizon: float) -> FloatArray:
+        """Conditional expected purchases in (T, T + horizon]."""
+
+    @abstractmethod
+    def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
+        """Conditional P(exactly n purchases in (T, T + horizon])."""
+
+    @abstractmethod
+    def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
+        """Expected purchases in (0, horizon] of a customer just acquired."""
+
+    @abstractmethod
+    def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:
+        """DERT: discounted expected purchases from T to infinity, continuous discount rate per time unit."""
+
+
+def check_horizon(horizon: float) -> float:
+    if not (math.isfinite(horizon) and horizon >= 0):
+        raise ClvError(f"horizon must be a finite number >= 0, got {horizon!r}")
+    return float(horizon)
+
+
+def check_rate(rate: float) -> float:
+    if not (math.isfinite(rate) and rate > 0):
+        raise ClvError(f"discount rate must be a finite number > 0, got {rate!r}")
+    return float(rate)
