@@ -1,0 +1,139 @@
+"""Gamma-Gamma spend model: Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value" (the note; after
+Colombo & Jiang 1999). Equation numbers are the note's.
+
+Each transaction's value z ~ Gamma(p, nu), nu ~ Gamma(q, v) across customers; the mean m_x of a customer's x
+repeat transactions is what we observe. Parameters p, q, v (v in currency units). It assumes that spend is
+independent of the purchase process: the fit warns when frequency and spend correlate.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy import special
+
+from clv.compress import unique_rows
+from clv.data.rfm import validate_rfm
+from clv.errors import ConvergenceWarning, DataError
+from clv.mle import MleResult, maximize_likelihood
+from clv.purchase.base import FittedModel, check_output
+
+__all__ = ["GammaGammaModel", "loglik_grad"]
+
+FloatArray = NDArray[np.float64]
+
+#: |correlation| of frequency and spend among repeat buyers above which the independence assumption is doubtful
+CORRELATION_WARNING = 0.3
+
+
+def loglik_grad(params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Per-row log density of m_x given x (the note, Eq. 5) and its analytic gradient in (p, q, v):
+    log f = lnG(px+q) - lnG(px) - lnG(q) + q ln v + (px-1) ln m + px ln x - (px+q) ln(v + m x)."""
+    p, q, v = params
+    px = p * x
+    log_vmx = np.log(v + m * x)
+    ll = (
+        special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q)
+        + q * np.log(v) + (px - 1.0) * np.log(m) + px * np.log(x) - (px + q) * log_vmx
+    )
+    psi_pxq = special.digamma(px + q)
+    grad = np.empty((x.size, 3))
+    grad[:, 0] = x * (psi_pxq - special.digamma(px) + np.log(m) + np.log(x) - log_vmx)
+    grad[:, 1] = psi_pxq - special.digamma(q) + np.log(v) - log_vmx
+    grad[:, 2] = q / v - (px + q) / (v + m * x)
+    return ll, grad
+
+
+class GammaGammaModel(FittedModel):
+    """Gamma-Gamma model of average transaction value. Fit on customers with frequency > 0.
+
+    Example:
+        >>> from clv import GammaGammaModel
+        >>> import pandas as pd
+        >>> rfm = pd.DataFrame({"frequency": [2, 0], "recency": [30.43, 0.0], "T": [38.86, 38.86],
+        ...                     "monetary_value": [22.345, 0.0]})
+        >>> model = GammaGammaModel.from_params(p=6.25, q=3.74, v=15.44)
+        >>> [round(v, 2) for v in model.expected_spend(rfm)]
+        [23.36, 34.8]
+    """
+
+    name: ClassVar[str] = "gamma_gamma"
+    param_names: ClassVar[tuple[str, ...]] = ("p", "q", "v")
+
+    def _repeat_buyers(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, int]:
+        validate_rfm(rfm, need_monetary=True)
+        x = rfm["frequency"].to_numpy(dtype=float)
+        m = rfm["monetary_value"].to_numpy(dtype=float)
+        keep = x > 0
+        return x[keep], m[keep], int((~keep).sum())
+
+    def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
+        """Maximum-likelihood fit on the repeat buyers (frequency > 0), spend rescaled internally."""
+        x, m, _ = self._repeat_buyers(rfm)
+        if x.size < 3:
+            raise DataError(f"Gamma-Gamma needs at least 3 customers with repeat purchases; the data has {x.size}")
+        w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
+        w = w_all[rfm["frequency"].to_numpy() > 0]
+        (ux, um), inverse, _ = unique_rows(x, m)
+        uw = np.bincount(inverse, weights=w)
+        scale = float(np.average(m, weights=w))
+        rng = np.random.default_rng(self.seed)
+        base = np.array([2.0, 2.0, 1.0])
+        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, 3)) for _ in range(max(0, self.starts - 1))]
+        result = maximize_likelihood(lambda p: loglik_grad(p, ux, um / scale), uw, starts, self.max_iter)
+        factor = np.array([1.0, 1.0, scale])
+        params = result.params * factor
+        se = None if result.standard_errors is None else result.standard_errors * factor
+        ll_rows, _ = loglik_grad(params, ux, um)
+        result = MleResult(**{**result.__dict__, "log_likelihood": float(uw @ ll_rows)})
+        self.n_customers_ = int(x.size)
+        self.frequency_spend_correlation_ = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
+        self._store(result, params, se)
+        return self
+
+    def _assumption_warnings(self) -> list[str]:
+        out = []
+        if self.params_["q"] <= 1.0:
+            out.append(f"q = {self.params_['q']:.4g} <= 1: the mean spend is infinite under this fit")
+        corr = getattr(self, "frequency_spend_correlation_", 0.0)
+        if abs(corr) > CORRELATION_WARNING:
+            out.append(
+                f"frequency and spend correlate ({corr:.2f}, above {CORRELATION_WARNING}): the model assumes them "
+                "independent, so its spend predictions are biased"
+            )
+        return out
+
+    def population_mean_spend(self) -> float:
+        """E[Z] = p v / (q - 1) for a customer with no repeat purchase (the note, Eq. 2 averaged); infinite if q <= 1."""
+        p, q, v = self._p()
+        if q <= 1.0:
+            raise DataError(f"the mean spend is infinite when q <= 1 (q = {q:.4g})")
+        return p * v / (q - 1.0)
+
+    def expected_spend(self, rfm: pd.DataFrame) -> FloatArray:
+        """E[Z | x, m_x] = (p (v + x m_x)) / (p x + q - 1) (the note, Eq. 6); for x = 0 it is the population mean
+        p v / (q - 1) (see `spend_is_population_mean`)."""
+        p, q, v = self._p()
+        validate_rfm(rfm, need_monetary=True)
+        x = rfm["frequency"].to_numpy(dtype=float)
+        m = rfm["monetary_value"].to_numpy(dtype=float)
+        m = np.where(x > 0, m, 0.0)
+        if q <= 1.0 and np.any(x == 0):
+            raise DataError(f"expected spend is infinite for customers without repeat purchases when q <= 1 (q = {q:.4g})")
+        value = p * (v + x * m) / (p * x + q - 1.0)
+        return check_output(value, "expected spend", rfm)
+
+    @staticmethod
+    def spend_is_population_mean(rfm: pd.DataFrame) -> NDArray[np.bool_]:
+        """True for the rows whose expected spend is the population mean (no repeat purchase to learn from)."""
+        return rfm["frequency"].to_numpy() == 0
+
+    def loglik(self, rfm: pd.DataFrame) -> FloatArray:
+        """Log density of each repeat buyer's mean spend."""
+        x, m, _ = self._repeat_buyers(rfm)
+        ll, _ = loglik_grad(np.array(self._p()), x, m)
+        return ll
