@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clv.config import DataConfig
+from clv.data import load_transactions, rfm_summary
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def cdnow_summary():
+    tx = load_transactions("cdnow", DataConfig(source="cdnow"))
+    return rfm_summary(tx, dt.date(1997, 9, 30), dt.date(1998, 6, 30), "W")
+
+
+@pytest.fixture(scope="session")
+def cdnow_rfm(cdnow_summary) -> pd.DataFrame:
+    return cdnow_summary.frame
+
+
+@pytest.fixture(scope="session")
+def donations() -> pd.DataFrame:
+    from clv.data import load_donations
+
+    return load_donations().rename(columns={"periods": "T"})

@@ -1,0 +1,29 @@
+"""Published values the models must reproduce, each with its source. Kept in one place (STYLE habit 12)."""
+
+# CDNOW cohort, 2,357 customers, weeks, calibration to 1997-09-30.
+# Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way", Marketing Science 24(2), Sec. 4:
+BGNBD_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+BGNBD_CDNOW_LL = -9582.4
+# Fader & Hardie (2005), "A Note on Deriving the Pareto/NBD Model and Related Expressions", p. 6 (and BTYD's
+# pnbd.EstimateParameters on cdnowSummary):
+PARETO_CDNOW = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
+PARETO_CDNOW_LL = -9595.0
+# BTYDplus 1.2.0, mbgnbd.EstimateParameters(cdnowSummary$cbs):
+MBGNBD_CDNOW = {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}
+# Fader & Hardie (2013), "The Gamma-Gamma Model of Monetary Value", p. 4, on the 946 repeat buyers:
+GAMMA_GAMMA_CDNOW = {"p": 6.25, "q": 3.74, "v": 15.44}
+GAMMA_GAMMA_REPEAT_BUYERS = 946
+# Fader, Hardie & Shang (2010), "Customer-Base Analysis in a Discrete-Time Noncontractual Setting", Table 2,
+# donations data (11,104 donors, 6 opportunities):
+BGBB_DONATIONS = {"alpha": 1.204, "beta": 0.750, "gamma": 0.657, "delta": 2.783}
+BGBB_DONATIONS_LL = -33225.6
+
+# The CDNOW summary (BTYD cdnowSummary): repeat transactions in calibration and in the 39-week holdout.
+CDNOW_CALIBRATION_REPEATS = 2457
+CDNOW_HOLDOUT_REPEATS = 1882
+CDNOW_CUSTOMERS = 2357
+CDNOW_TRANSACTIONS = 6919
+CDNOW_MASTER_CUSTOMERS = 23570
+CDNOW_MASTER_TRANSACTIONS = 69659
+# FHL 2005, Fig. 4 / Sec. 4: BG/NBD predicts about 1,653 repeat purchases in weeks 40-78 (actual 1,882).
+BGNBD_CDNOW_HOLDOUT_PREDICTION = 1653

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clv.config import apply_overrides, config_hash, load_config, parse_config
+from clv.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+MINIMAL = {"name": "t", "data": {"source": "cdnow"}, "time": {"calibration_end": "1997-09-30"}}
+
+
+def test_shipped_configs_validate():
+    demo = load_config(ROOT / "configs" / "cdnow.yaml")
+    assert demo.time.unit == "W" and str(demo.time.holdout_end) == "1998-06-30"
+    example = load_config(ROOT / "configs" / "example.yaml")
+    assert example.model.purchase == "bgnbd"
+
+
+def test_packaged_demo_config_is_the_repository_one():
+    packaged = ROOT / "clv" / "configs" / "cdnow.yaml"
+    assert packaged.read_text() == (ROOT / "configs" / "cdnow.yaml").read_text()
+
+
+def test_unknown_key_names_its_path():
+    with pytest.raises(ConfigError, match=r"model\.purchse: unknown key"):
+        parse_config(MINIMAL | {"model": {"purchse": "bgnbd"}})
+
+
+def test_bad_value_says_expected_and_given():
+    with pytest.raises(ConfigError, match=r"time\.unit: .*'D' or 'W'.*got 'M'"):
+        parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "unit": "M"}})
+
+
+def test_missing_required_key():
+    with pytest.raises(ConfigError, match=r"data: required key is missing"):
+        parse_config({"name": "t", "time": {"calibration_end": "1997-09-30"}})
+
+
+def test_holdout_must_follow_calibration():
+    with pytest.raises(ConfigError, match="holdout_end"):
+        parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "holdout_end": "1997-01-01"}})
+
+
+def test_overrides_are_typed_and_nested():
+    raw = apply_overrides(MINIMAL, ["model.purchase=pareto_nbd", "prediction.horizon=26", "data.amount=null"])
+    cfg = parse_config(raw)
+    assert cfg.model.purchase == "pareto_nbd"
+    assert cfg.prediction.horizon == 26.0
+    assert cfg.data.amount is None
+    assert MINIMAL["data"] == {"source": "cdnow"}  # input not mutated
+
+
+def test_override_of_unknown_key_is_rejected():
+    with pytest.raises(ConfigError, match=r"model\.colour: unknown key"):
+        parse_config(apply_overrides(MINIMAL, ["model.colour=red"]))
+
+
+@pytest.mark.parametrize("bad", ["model.purchase", "=x", "model..x=1"])
+def test_malformed_override(bad):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(MINIMAL, [bad])
+
+
+def test_hash_follows_content():
+    a, b = parse_config(MINIMAL), parse_config(dict(MINIMAL))
+    assert config_hash(a) == config_hash(b)
+    c = parse_config(apply_overrides(MINIMAL, ["model.seed=7"]))
+    assert config_hash(a) != config_hash(c)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
