@@ -37,7 +37,10 @@ def _beta_rule_cached(a: float, b: float, n: int) -> tuple[FloatArray, FloatArra
         diag[0] = (be - al) / (al + be + 2.0)
     k1 = k[1:]
     s1 = 2.0 * k1 + al + be
-    off2 = 4.0 * k1 * (k1 + al) * (k1 + be) * (k1 + al + be) / (s1 * s1 * (s1 + 1.0) * (s1 - 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off2 = 4.0 * k1 * (k1 + al) * (k1 + be) * (k1 + al + be) / (s1 * s1 * (s1 + 1.0) * (s1 - 1.0))
+    if n > 1:  # k = 1: the factor (1 + al + be) cancels, which matters when it is 0 (a + b = 1)
+        off2[0] = 4.0 * (1.0 + al) * (1.0 + be) / ((2.0 + al + be) ** 2 * (3.0 + al + be))
     nodes, vectors = linalg.eigh_tridiagonal((1.0 + diag) / 2.0, np.sqrt(off2) / 2.0)
     w = vectors[0, :] ** 2
     w = w / w.sum()
