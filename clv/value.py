@@ -3,8 +3,9 @@
 All amounts are in the currency of the transactions, discounted to the calibration end. Time is in the run's
 unit; the annual discount rate becomes a continuous rate per unit in `clv.units`, the one place where units
 convert. Expected purchases in each future month are exact differences of the conditional expectation
-E[X(T, T + t)]; each month's revenue is discounted at the month's midpoint (the error against continuous
-discounting within the month is of order (rate * month)^2 / 24, under 1e-5 for rates below 100% a year).
+E[X(T, T + t)]. Each month's purchases are discounted continuously: integrating by parts,
+int_a^b e^(-delta t) dE(t) = e^(-delta b) E(b) - e^(-delta a) E(a) + delta int_a^b e^(-delta t) E(t) dt, and the last
+integral is Simpson's rule on E at the month's start, middle and end (error of order delta h^5 E^(4) / 2880).
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def value_customers(
     unique = pd.DataFrame({"frequency": ux, "recency": ut, "T": uT})
     delta = continuous_rate_per_unit(annual_discount_rate, unit)
     edges = month_edges(horizon, unit)
-    cumulative = np.stack([purchase.expected_purchases(unique, e) if e > 0 else np.zeros(ux.size) for e in edges], axis=1)
+    points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])
+    values = np.stack([purchase.expected_purchases(unique, t) if t > 0 else np.zeros(ux.size) for t in points], axis=1)
+    cumulative, middle = values[:, : edges.size], values[:, edges.size :]
     per_month = np.diff(cumulative, axis=1)[inverse]
-    discount = np.exp(-delta * (edges[:-1] + edges[1:]) / 2.0)
+    discounted = _discounted_increments(cumulative, middle, edges, delta)[inverse]
     out = pd.DataFrame({"customer_id": rfm["customer_id"].to_numpy() if "customer_id" in rfm else np.arange(len(rfm))})
     p_alive = purchase.probability_alive(unique)[inverse]
     out["p_alive"] = p_alive
@@ -88,11 +91,12 @@ def value_customers(
         out["expected_spend"] = m
         out["spend_is_population_mean"] = spend.spend_is_population_mean(rfm)
         revenue = per_month * m[:, None]
-        out["clv"] = margin * (revenue @ discount)
+        discounted_revenue = discounted * m[:, None]
+        out["clv"] = margin * discounted_revenue.sum(axis=1)
         out["residual_clv"] = margin * m * dert
     else:
-        revenue = per_month
-        out["clv"] = per_month @ discount
+        revenue, discounted_revenue = per_month, discounted
+        out["clv"] = discounted.sum(axis=1)
         out["residual_clv"] = dert
     schedule = pd.DataFrame(revenue, columns=[f"month_{k + 1}" for k in range(edges.size - 1)])
     schedule.insert(0, "customer_id", out["customer_id"].to_numpy())
@@ -103,15 +107,24 @@ def value_customers(
             "end": edges[1:],
             "expected_purchases": per_month.sum(axis=0),
             "expected_revenue": revenue.sum(axis=0) if spend is not None else np.full(edges.size - 1, np.nan),
-            "discount_factor": discount,
         }
     )
     if spend is None:
         forecast = forecast.drop(columns=["expected_revenue"])
+        forecast["discounted_purchases"] = discounted.sum(axis=0)
     else:
-        forecast["discounted_profit"] = margin * forecast["expected_revenue"] * discount
+        forecast["discounted_profit"] = margin * discounted_revenue.sum(axis=0)
     _check_finite(out)
     return ValueResult(customers=out, schedule=schedule, forecast=forecast)
+
+
+def _discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: FloatArray, delta: float) -> FloatArray:
+    """int over each month of e^(-delta t) dE(t), by parts and Simpson's rule (see the module docstring)."""
+    a, b = edges[:-1], edges[1:]
+    e_a, e_b = cumulative[:, :-1], cumulative[:, 1:]
+    w_a, w_m, w_b = np.exp(-delta * a), np.exp(-delta * (a + b) / 2.0), np.exp(-delta * b)
+    simpson = (b - a) / 6.0 * (w_a * e_a + 4.0 * w_m * middle + w_b * e_b)
+    return w_b * e_b - w_a * e_a + delta * simpson
 
 
 def _check_finite(frame: pd.DataFrame) -> None:

@@ -72,7 +72,7 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         >>> rfm = pd.DataFrame({"frequency": [3], "recency": [4], "T": [6]})
         >>> model = BetaGeoBetaBinomModel.from_params(alpha=1.204, beta=0.750, gamma=0.657, delta=2.783)
         >>> round(float(model.probability_alive(rfm)[0]), 4)
-        0.3075
+        0.4723
     """
 
     name: ClassVar[str] = "bgbb"

@@ -27,7 +27,7 @@ class BetaGeoModel(PurchaseModel):
         >>> import pandas as pd
         >>> rfm = pd.DataFrame({"frequency": [2, 0], "recency": [30.43, 0.0], "T": [38.86, 38.86]})
         >>> model = BetaGeoModel.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
-        >>> [round(v, 4) for v in model.probability_alive(rfm)]
+        >>> [round(float(v), 4) for v in model.probability_alive(rfm)]
         [0.7266, 1.0]
     """
 

@@ -24,7 +24,7 @@ class ModifiedBetaGeoModel(BetaGeoModel):
         >>> rfm = pd.DataFrame({"frequency": [0], "recency": [0.0], "T": [38.86]})
         >>> model = ModifiedBetaGeoModel.from_params(r=0.525, alpha=6.183, a=0.891, b=1.614)
         >>> round(float(model.probability_alive(rfm)[0]), 4)
-        0.4899
+        0.3897
     """
 
     name: ClassVar[str] = "mbgnbd"

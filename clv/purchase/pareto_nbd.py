@@ -91,7 +91,7 @@ class ParetoNBDModel(PurchaseModel):
         >>> rfm = pd.DataFrame({"frequency": [2], "recency": [30.43], "T": [38.86]})
         >>> model = ParetoNBDModel.from_params(r=0.553, alpha=10.578, s=0.606, beta=11.669)
         >>> round(float(model.probability_alive(rfm)[0]), 4)
-        0.8691
+        0.8692
     """
 
     name: ClassVar[str] = "pareto_nbd"

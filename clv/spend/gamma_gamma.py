@@ -57,8 +57,8 @@ class GammaGammaModel(FittedModel):
         >>> rfm = pd.DataFrame({"frequency": [2, 0], "recency": [30.43, 0.0], "T": [38.86, 38.86],
         ...                     "monetary_value": [22.345, 0.0]})
         >>> model = GammaGammaModel.from_params(p=6.25, q=3.74, v=15.44)
-        >>> [round(v, 2) for v in model.expected_spend(rfm)]
-        [23.36, 34.8]
+        >>> [round(float(v), 2) for v in model.expected_spend(rfm)]
+        [24.66, 35.22]
     """
 
     name: ClassVar[str] = "gamma_gamma"
