@@ -6,8 +6,22 @@ P(alive), expected purchases, expected spend, discounted CLV.
 
 from clv.config import RunConfig, load_config
 from clv.data import load_transactions, rfm_summary
-from clv.errors import ClvError, ConfigError, ConvergenceWarning, DataError, FitError, ModelFileError, NotFittedError
-from clv.purchase import BetaGeoBetaBinomModel, BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, PurchaseModel
+from clv.errors import (
+    ClvError,
+    ConfigError,
+    ConvergenceWarning,
+    DataError,
+    FitError,
+    ModelFileError,
+    NotFittedError,
+)
+from clv.purchase import (
+    BetaGeoBetaBinomModel,
+    BetaGeoModel,
+    ModifiedBetaGeoModel,
+    ParetoNBDModel,
+    PurchaseModel,
+)
 from clv.spend import GammaGammaModel
 from clv.value import value_customers
 

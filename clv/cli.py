@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 the run failed (bad data, a failed fit), 2 bad usage or conf
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -78,7 +77,12 @@ def check_config(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = F
 
 
 @data_app.command("summarize")
-def data_summarize(config: ConfigArg, set_: SetOpt = None, json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, verbose: VerboseOpt = False) -> None:
+def data_summarize(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
     """Profile the config's transactions: customers, transactions, date range, repeat buyers, same-day
     duplicates, returns, and customers first seen after the calibration end. Nothing is fitted.
 
@@ -151,11 +155,17 @@ def _print_headline(result: Any) -> None:
     unit = result.config.time.unit
     table.add_row("customers", f"{len(customers):,}")
     table.add_row("mean P(alive)", f"{customers['p_alive'].mean():.3f}")
-    table.add_row(f"expected purchases, next {result.config.prediction.horizon:g} {unit}", f"{customers['expected_purchases'].sum():,.1f}")
+    table.add_row(
+        f"expected purchases, next {result.config.prediction.horizon:g} {unit}",
+        f"{customers['expected_purchases'].sum():,.1f}",
+    )
     table.add_row("total CLV (discounted)", f"{customers['clv'].sum():,.2f}")
     if result.holdout:
         h = result.holdout
-        table.add_row("holdout: predicted / actual", f"{h['predicted_repeat_purchases']:,.1f} / {h['actual_repeat_purchases']:,.0f}")
+        table.add_row(
+            "holdout: predicted / actual",
+            f"{h['predicted_repeat_purchases']:,.1f} / {h['actual_repeat_purchases']:,.0f}",
+        )
     console.print(table)
 
 
@@ -188,4 +198,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -9,7 +9,9 @@ from numpy.typing import NDArray
 __all__ = ["unique_rows"]
 
 
-def unique_rows(*columns: NDArray[np.float64]) -> tuple[list[NDArray[np.float64]], NDArray[np.intp], NDArray[np.float64]]:
+def unique_rows(
+    *columns: NDArray[np.float64],
+) -> tuple[list[NDArray[np.float64]], NDArray[np.intp], NDArray[np.float64]]:
     """Unique combinations of equal-length columns, by hashing (no sort of the full data).
 
     Returns the unique columns, the index of each input row into them, and how many rows each unique row has.

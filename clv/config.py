@@ -51,7 +51,8 @@ class DataConfig(_Section):
     date_format: str | None = Field(None, description="strptime format of the date column, e.g. %Y%m%d")
     timezone: str | None = Field(None, description="IANA business time zone that aware timestamps convert to")
     returns: Literal["net", "drop", "fail"] = Field(
-        "net", description="amounts <= 0: net within the customer's day (a negative day is dropped), drop the rows, or fail"
+        "net",
+        description="amounts <= 0: net within the customer's day (a negative day is dropped), drop the rows, or fail",
     )
     invalid_rows: Literal["fail", "drop"] = "fail"
     rejected_rows: str | None = Field(None, description="CSV path that receives every rejected row")
@@ -67,9 +68,7 @@ class TimeConfig(_Section):
     @model_validator(mode="after")
     def _holdout_after_calibration(self) -> TimeConfig:
         if self.holdout_end is not None and self.holdout_end <= self.calibration_end:
-            raise ValueError(
-                f"holdout_end ({self.holdout_end}) must be after calibration_end ({self.calibration_end})"
-            )
+            raise ValueError(f"holdout_end ({self.holdout_end}) must be after calibration_end ({self.calibration_end})")
         return self
 
 
@@ -166,7 +165,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML run config, apply `--set` overrides, and validate."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}", hint="pass the path of a YAML file, e.g. configs/cdnow.yaml")
+        raise ConfigError(
+            f"config file not found: {path}", hint="pass the path of a YAML file, e.g. configs/cdnow.yaml"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

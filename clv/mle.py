@@ -71,7 +71,10 @@ def _hessian(fn: LoglikGrad, params: FloatArray, weights: FloatArray) -> FloatAr
 
 
 def _newton_polish(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]], fn: LoglikGrad, theta: FloatArray, weights: FloatArray
+    objective: Callable[[FloatArray], tuple[float, FloatArray]],
+    fn: LoglikGrad,
+    theta: FloatArray,
+    weights: FloatArray,
 ) -> FloatArray:
     """A few damped Newton steps in theta: L-BFGS stops at ~1e-8; Newton takes the gradient to ~1e-12."""
     value, grad = objective(theta)
@@ -138,7 +141,9 @@ def maximize_likelihood(
     )
 
 
-def _standard_errors(fn: LoglikGrad, params: FloatArray, weights: FloatArray) -> tuple[FloatArray | None, FloatArray | None]:
+def _standard_errors(
+    fn: LoglikGrad, params: FloatArray, weights: FloatArray
+) -> tuple[FloatArray | None, FloatArray | None]:
     info = -_hessian(fn, params, weights)
     if not np.all(np.isfinite(info)):
         return None, None
@@ -149,4 +154,4 @@ def _standard_errors(fn: LoglikGrad, params: FloatArray, weights: FloatArray) ->
     diag = np.diag(cov)
     if np.any(diag <= 0) or not np.all(np.isfinite(diag)):
         return None, None
-    return np.sqrt(diag), cov
+    return np.asarray(np.sqrt(diag), dtype=float), np.asarray(cov, dtype=float)

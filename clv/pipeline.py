@@ -125,7 +125,9 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
             purchase, spend = fit_models(config, data.rfm.frame)
     with _timed(timings, "predict and value", progress):
         p = config.prediction
-        value = value_customers(purchase, spend, data.rfm.frame, p.horizon, p.annual_discount_rate, p.margin, config.time.unit)
+        value = value_customers(
+            purchase, spend, data.rfm.frame, p.horizon, p.annual_discount_rate, p.margin, config.time.unit
+        )
         holdout = _holdout(config, data, purchase)
     return RunResult(
         config=config,
@@ -160,8 +162,14 @@ def _forecast_table(result: RunResult) -> pd.DataFrame:
     forecast = result.value.forecast.copy()
     end = result.config.time.calibration_end
     per_unit = days_per_unit(result.config.time.unit)
-    forecast.insert(1, "start_date", [(end + dt.timedelta(days=float(s) * per_unit)).isoformat() for s in forecast["start"]])
-    forecast.insert(2, "end_date", [(end + dt.timedelta(days=float(e) * per_unit)).isoformat() for e in forecast["end"]])
+    forecast.insert(
+        1,
+        "start_date",
+        [(end + dt.timedelta(days=float(s) * per_unit)).isoformat() for s in forecast["start"]],
+    )
+    forecast.insert(
+        2, "end_date", [(end + dt.timedelta(days=float(e) * per_unit)).isoformat() for e in forecast["end"]]
+    )
     return forecast
 
 

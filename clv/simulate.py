@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-__all__ = ["simulate_bgnbd", "simulate_gamma_gamma", "simulate_mbgnbd", "simulate_pareto_nbd", "simulate_transactions"]
+__all__ = [
+    "simulate_bgnbd",
+    "simulate_gamma_gamma",
+    "simulate_mbgnbd",
+    "simulate_pareto_nbd",
+    "simulate_transactions",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -29,7 +35,9 @@ def _frame(x: NDArray[np.int64], t_x: FloatArray, T: FloatArray, unit: float) ->
     return pd.DataFrame({"customer_id": np.arange(x.size), "frequency": x, "recency": np.minimum(t_x, T), "T": T})
 
 
-def _beta_geometric(n: int, r: float, alpha: float, a: float, b: float, T: FloatArray, c: int, seed: int, unit: float) -> pd.DataFrame:
+def _beta_geometric(
+    n: int, r: float, alpha: float, a: float, b: float, T: FloatArray, c: int, seed: int, unit: float
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     lam = rng.gamma(r, 1.0 / alpha, n)
     p = rng.beta(a, b, n)
@@ -48,17 +56,44 @@ def _cohort(n: int, T: float | FloatArray, seed: int) -> FloatArray:
     return np.asarray(T, dtype=float)
 
 
-def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, T: float | FloatArray = 39.0, seed: int = 0, unit: float = 7.0) -> pd.DataFrame:
+def simulate_bgnbd(
+    n: int,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    T: float | FloatArray = 39.0,
+    seed: int = 0,
+    unit: float = 7.0,
+) -> pd.DataFrame:
     """n customers from the BG/NBD process (FHL 2005, Sec. 2), times in units with `unit` days each."""
     return _beta_geometric(n, r, alpha, a, b, _cohort(n, T, seed), 0, seed, unit)
 
 
-def simulate_mbgnbd(n: int, r: float, alpha: float, a: float, b: float, T: float | FloatArray = 39.0, seed: int = 0, unit: float = 7.0) -> pd.DataFrame:
+def simulate_mbgnbd(
+    n: int,
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    T: float | FloatArray = 39.0,
+    seed: int = 0,
+    unit: float = 7.0,
+) -> pd.DataFrame:
     """n customers from the MBG/NBD process (Batislam et al. 2007): drop-out possible right after the first purchase."""
     return _beta_geometric(n, r, alpha, a, b, _cohort(n, T, seed), 1, seed, unit)
 
 
-def simulate_pareto_nbd(n: int, r: float, alpha: float, s: float, beta: float, T: float | FloatArray = 39.0, seed: int = 0, unit: float = 7.0) -> pd.DataFrame:
+def simulate_pareto_nbd(
+    n: int,
+    r: float,
+    alpha: float,
+    s: float,
+    beta: float,
+    T: float | FloatArray = 39.0,
+    seed: int = 0,
+    unit: float = 7.0,
+) -> pd.DataFrame:
     """n customers from the Pareto/NBD process (SMC 1987): exponential lifetimes with gamma-distributed rates."""
     rng = np.random.default_rng(seed)
     T_arr = _cohort(n, T, seed)
@@ -78,7 +113,9 @@ def simulate_gamma_gamma(frequency: NDArray[np.int64], p: float, q: float, v: fl
     return np.where(x > 0, total / np.maximum(x, 1), 0.0)
 
 
-def simulate_transactions(customers: int, transactions: int, start: str = "2020-01-01", days: int = 730, seed: int = 0) -> pd.DataFrame:
+def simulate_transactions(
+    customers: int, transactions: int, start: str = "2020-01-01", days: int = 730, seed: int = 0
+) -> pd.DataFrame:
     """A raw transaction log (customer_id, date, amount) of about `transactions` rows, for data benchmarks:
     gamma-distributed purchase rates, uniform dates, gamma amounts, a few returns."""
     rng = np.random.default_rng(seed)

@@ -86,7 +86,16 @@ def test_data_summarize(tmp_path):
 
 
 def test_data_summarize_reports_late_customers():
-    result = invoke("data", "summarize", str(ROOT / "configs" / "cdnow.yaml"), "--json", "--set", "time.calibration_end=1997-02-15", "--set", "time.holdout_end=null")
+    result = invoke(
+        "data",
+        "summarize",
+        str(ROOT / "configs" / "cdnow.yaml"),
+        "--json",
+        "--set",
+        "time.calibration_end=1997-02-15",
+        "--set",
+        "time.holdout_end=null",
+    )
     info = json.loads(result.stdout)
     assert info["customers_first_seen_after_calibration"] > 0
     assert info["rfm_customers"] + info["customers_first_seen_after_calibration"] == ref.CDNOW_CUSTOMERS
@@ -103,7 +112,19 @@ def test_run_writes_outputs(tmp_path, purchase):
     customers = pd.read_csv(out / "customers.csv")
     assert len(customers) == ref.CDNOW_CUSTOMERS
     assert customers["clv"].is_monotonic_decreasing
-    for column in ("customer_id", "frequency", "recency", "T", "monetary_value", "frequency_holdout", "p_alive", "p_churn", "expected_purchases", "expected_spend", "clv"):
+    for column in (
+        "customer_id",
+        "frequency",
+        "recency",
+        "T",
+        "monetary_value",
+        "frequency_holdout",
+        "p_alive",
+        "p_churn",
+        "expected_purchases",
+        "expected_spend",
+        "clv",
+    ):
         assert column in customers
     pd.testing.assert_frame_equal(pd.read_parquet(out / "customers.parquet"), customers, check_dtype=False)
     summary = json.loads((out / "summary.json").read_text())

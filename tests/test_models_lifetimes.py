@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from lifetimes import BetaGeoBetaBinomFitter, BetaGeoFitter, GammaGammaFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
+from lifetimes import (
+    BetaGeoBetaBinomFitter,
+    BetaGeoFitter,
+    GammaGammaFitter,
+    ModifiedBetaGeoFitter,
+    ParetoNBDFitter,
+)
 
 from clv import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 
@@ -49,7 +55,9 @@ def test_purchase_predictions_agree(ours_cls, theirs_cls, params, data, cdnow_rf
             rtol=RTOL,
         )
     t = np.array([1.0, 10.0, 39.0, 100.0])
-    np.testing.assert_allclose(ours.expected_purchases_new_customer(t), theirs.expected_number_of_purchases_up_to_time(t), rtol=RTOL)
+    np.testing.assert_allclose(
+        ours.expected_purchases_new_customer(t), theirs.expected_number_of_purchases_up_to_time(t), rtol=RTOL
+    )
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5])
@@ -65,7 +73,9 @@ def test_pareto_conditional_pmf_agrees(n, cdnow_rfm):
     ours, theirs = pair(*PAIRS[2])
     rows = cdnow_rfm.iloc[::20]
     x, t_x, T = arrays(rows)
-    expected = [theirs.conditional_probability_of_n_purchases_up_to_time(n, 26.0, *v) for v in zip(x, t_x, T, strict=True)]
+    expected = [
+        theirs.conditional_probability_of_n_purchases_up_to_time(n, 26.0, *v) for v in zip(x, t_x, T, strict=True)
+    ]
     np.testing.assert_allclose(ours.probability_of_purchases(rows, n, 26.0), np.ravel(expected), rtol=RTOL)
 
 
@@ -74,9 +84,15 @@ def test_bgbb_predictions_agree(donations):
     ours, theirs = pair(BetaGeoBetaBinomModel, BetaGeoBetaBinomFitter, params)
     x, t_x, n = arrays(donations)
     for m in (0, 1, 5):
-        np.testing.assert_allclose(ours.probability_alive(donations, m), theirs.conditional_probability_alive(m, x, t_x, n), rtol=RTOL)
+        np.testing.assert_allclose(
+            ours.probability_alive(donations, m),
+            theirs.conditional_probability_alive(m, x, t_x, n),
+            rtol=RTOL,
+        )
     np.testing.assert_allclose(
-        ours.expected_purchases(donations, 5), theirs.conditional_expected_number_of_purchases_up_to_time(5, x, t_x, n), rtol=RTOL
+        ours.expected_purchases(donations, 5),
+        theirs.conditional_expected_number_of_purchases_up_to_time(5, x, t_x, n),
+        rtol=RTOL,
     )
 
 
@@ -85,7 +101,14 @@ def test_gamma_gamma_agrees(data, cdnow_rfm):
     rfm = cdnow_rfm
     if data == "random":
         rng = np.random.default_rng(3)
-        rfm = pd.DataFrame({"frequency": rng.integers(0, 30, 400), "recency": 0.0, "T": 50.0, "monetary_value": rng.gamma(2.0, 20.0, 400)})
+        rfm = pd.DataFrame(
+            {
+                "frequency": rng.integers(0, 30, 400),
+                "recency": 0.0,
+                "T": 50.0,
+                "monetary_value": rng.gamma(2.0, 20.0, 400),
+            }
+        )
         rfm["recency"] = np.where(rfm["frequency"] > 0, 10.0, 0.0)
     params = {"p": 6.25, "q": 3.74, "v": 15.44}
     ours, theirs = pair(GammaGammaModel, GammaGammaFitter, params)

@@ -18,7 +18,10 @@ def test_embedded_data_sets_have_the_published_sizes():
     cohort = pd.read_csv(dataset_path("cdnow"))
     master = pd.read_csv(dataset_path("cdnow_master"))
     assert (len(cohort), cohort["customer_id"].nunique()) == (ref.CDNOW_TRANSACTIONS, ref.CDNOW_CUSTOMERS)
-    assert (len(master), master["customer_id"].nunique()) == (ref.CDNOW_MASTER_TRANSACTIONS, ref.CDNOW_MASTER_CUSTOMERS)
+    assert (len(master), master["customer_id"].nunique()) == (
+        ref.CDNOW_MASTER_TRANSACTIONS,
+        ref.CDNOW_MASTER_CUSTOMERS,
+    )
 
 
 def test_cdnow_counts(cdnow_rfm):

@@ -18,11 +18,14 @@ def pareto_ll_mp(r, alpha, s, beta, x, t_x, T):
     """The note's Eq. (22) in 50-digit arithmetic, untransformed."""
     r, alpha, s, beta, x, t_x, T = map(mp.mpf, (r, alpha, s, beta, x, t_x, T))
     if alpha >= beta:
+
         def term(t):
             return mp.hyp2f1(r + s + x, s + 1, r + s + x + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** (r + s + x)
     else:
+
         def term(t):
             return mp.hyp2f1(r + s + x, r + x, r + s + x + 1, (beta - alpha) / (beta + t)) / (beta + t) ** (r + s + x)
+
     bracket = 1 / ((alpha + T) ** (r + x) * (beta + T) ** s) + s / (r + s + x) * (term(t_x) - term(T))
     return float(mp.log(mp.gamma(r + x) * alpha**r * beta**s / mp.gamma(r) * bracket))
 
@@ -50,7 +53,10 @@ def bg_expected_mp(t, r, alpha, a, b):
     return float((a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * mp.hyp2f1(r, b, a + b - 1, t / (alpha + t))))
 
 
-@pytest.mark.parametrize(("x", "T", "t"), [(0, 38.86, 39.0), (2, 38.86, 39.0), (1000, 38.86, 52.0), (5000, 70.0, 10.0), (0, 0.0, 1000.0)])
+@pytest.mark.parametrize(
+    ("x", "T", "t"),
+    [(0, 38.86, 39.0), (2, 38.86, 39.0), (1000, 38.86, 52.0), (5000, 70.0, 10.0), (0, 0.0, 1000.0)],
+)
 def test_bg_expectation_against_mpmath(x, T, t):
     r, alpha, a, b = 0.243, 4.414, 0.793, 2.426
     ours = bg.expected_new(t, np.array([r + x]), np.array([alpha + T]), a, np.array([b + x]))[0]
@@ -60,7 +66,10 @@ def test_bg_expectation_against_mpmath(x, T, t):
 def test_bg_removable_singularity_at_a_equal_one():
     rfm = pd.DataFrame({"frequency": [0, 3, 40], "recency": [0.0, 20.0, 30.0], "T": [38.0, 38.0, 38.0]})
     at_one = BetaGeoModel.from_params(r=0.3, alpha=5.0, a=1.0, b=3.0).expected_purchases(rfm, 39.0)
-    near = [BetaGeoModel.from_params(r=0.3, alpha=5.0, a=1.0 + e, b=3.0).expected_purchases(rfm, 39.0) for e in (-1e-7, 1e-7)]
+    near = [
+        BetaGeoModel.from_params(r=0.3, alpha=5.0, a=1.0 + e, b=3.0).expected_purchases(rfm, 39.0)
+        for e in (-1e-7, 1e-7)
+    ]
     assert np.all(np.isfinite(at_one))
     np.testing.assert_allclose(at_one, near[0], rtol=1e-6)
     np.testing.assert_allclose(at_one, near[1], rtol=1e-6)
@@ -130,7 +139,12 @@ def test_invalid_rows_are_named_at_predict_time():
 
     model = BetaGeoModel.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
     rfm = pd.DataFrame(
-        {"customer_id": [10, 11, 12, 13], "frequency": [1, 0, -1, 2], "recency": [50.0, 3.0, 0.0, np.nan], "T": [40.0, 40.0, 40.0, 40.0]}
+        {
+            "customer_id": [10, 11, 12, 13],
+            "frequency": [1, 0, -1, 2],
+            "recency": [50.0, 3.0, 0.0, np.nan],
+            "T": [40.0, 40.0, 40.0, 40.0],
+        }
     )
     with pytest.raises(DataError) as info:
         model.probability_alive(rfm)
@@ -148,3 +162,30 @@ def test_predicting_before_fitting_says_call_fit():
 
     with pytest.raises(NotFittedError, match="call fit first"):
         BetaGeoModel().probability_alive(pd.DataFrame({"frequency": [0], "recency": [0.0], "T": [1.0]}))
+
+
+@pytest.mark.parametrize(
+    ("B", "C", "z"),
+    [
+        (1.05, 123.05, 0.95),  # SciPy's hyp2f1 returns NaN here
+        (20.6, 140.0, 0.97),
+        (3000.5, 3001.6, 0.99),
+        (1.6, 5000.0, 0.9999),
+        (0.6, 0.7, 0.3),
+        (1.6, 1.65, 0.9),
+        (2.0, 3.0, 0.999),
+    ],
+)
+def test_hyp2f1_one_against_mpmath(B, C, z):
+    from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
+
+    expected = float(mp.hyp2f1(1, B, C, z))
+    assert float(hyp2f1_one(B, C, z)) == pytest.approx(expected, rel=1e-12)
+    assert float(hyp2f1_one_fraction(B, C, z)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_pareto_where_scipy_hyp2f1_fails():
+    model = ParetoNBDModel.from_params(r=20.0, alpha=1.0, s=0.05, beta=20.0)
+    rfm = pd.DataFrame({"frequency": [102.0], "recency": [0.0], "T": [1.0]})
+    assert np.isfinite(model.probability_alive(rfm)).all()
+    assert model.loglik(rfm)[0] == pytest.approx(pareto_ll_mp(20.0, 1.0, 0.05, 20.0, 102, 0.0, 1.0), rel=1e-10)

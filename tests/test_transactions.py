@@ -137,7 +137,13 @@ def test_parquet_and_frame_sources_match_csv(tmp_path):
 
 
 def test_parquet_problems_are_reported_by_row(tmp_path):
-    frame = pd.DataFrame({"customer_id": ["a", None, "c"], "date": ["2024-01-01", "2024-01-02", "x"], "amount": [1.0, 2.0, 3.0]})
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", None, "c"],
+            "date": ["2024-01-01", "2024-01-02", "x"],
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
     path = tmp_path / "bad.parquet"
     frame.to_parquet(path)
     with pytest.raises(DataError, match=r"row 2 \(no customer id\).*row 3 \(customer c\)"):

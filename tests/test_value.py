@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from clv import BetaGeoModel, GammaGammaModel, ParetoNBDModel
-from clv.units import DAYS_PER_YEAR, continuous_rate_per_unit, months_to_units, units_per_month, units_per_year
+from clv.units import (
+    DAYS_PER_YEAR,
+    continuous_rate_per_unit,
+    months_to_units,
+    units_per_month,
+    units_per_year,
+)
 from clv.value import month_edges, value_customers
 
 BG = BetaGeoModel.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
@@ -51,7 +57,15 @@ def test_schedule_sums_to_expected_purchases_and_clv(cdnow_rfm):
 
 def test_clv_against_a_fine_continuous_integral():
     """margin * spend * integral of e^(-delta t) dE(t), by a 4,000-step midpoint sum (error ~1e-9)."""
-    rfm = pd.DataFrame({"customer_id": [1, 2], "frequency": [2, 0], "recency": [30.43, 0.0], "T": [38.86, 38.86], "monetary_value": [22.345, 0.0]})
+    rfm = pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "frequency": [2, 0],
+            "recency": [30.43, 0.0],
+            "T": [38.86, 38.86],
+            "monetary_value": [22.345, 0.0],
+        }
+    )
     result = value_customers(BG, GG, rfm, 52.0, 0.10, 1.0, "W")
     delta = continuous_rate_per_unit(0.10, "W")
     grid = np.linspace(0, 52.0, 4001)
@@ -62,7 +76,15 @@ def test_clv_against_a_fine_continuous_integral():
 
 
 def test_residual_value_exceeds_horizon_value(cdnow_rfm):
-    result = value_customers(ParetoNBDModel.from_params(r=0.553, alpha=10.578, s=0.606, beta=11.669), GG, cdnow_rfm, 52.0, 0.1, 1.0, "W")
+    result = value_customers(
+        ParetoNBDModel.from_params(r=0.553, alpha=10.578, s=0.606, beta=11.669),
+        GG,
+        cdnow_rfm,
+        52.0,
+        0.1,
+        1.0,
+        "W",
+    )
     assert np.all(result.customers["residual_clv"] >= result.customers["clv"] - 1e-9)
 
 

@@ -34,7 +34,17 @@ TX_TABLE = "clv_tx"
 # A time of day followed by a UTC offset or Z: the mark of a time-zone-aware timestamp string. A bare date
 # (1997-01-01) must not match, so the offset has to follow a clock time.
 _AWARE_PATTERN = r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*([Zz]|[+-]\d{2}(:?\d{2})?)$"
-_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "UBIGINT")
+_NUMERIC_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+    "UBIGINT",
+)
 _SHOWN_PROBLEMS = 20
 
 
@@ -170,7 +180,9 @@ def _timestamp_expr(col: str, col_type: str, spec: DataConfig) -> tuple[str, str
             return f"timezone({tz}, try_strptime({raw}, {fmt}))", "true"
         return f"try_strptime({raw}, {fmt})", "false"
     aware = f"regexp_matches({raw}, {_literal(_AWARE_PATTERN)})"
-    stamp = f"CASE WHEN {aware} THEN timezone({tz}, try_cast({raw} AS TIMESTAMPTZ)) ELSE try_cast({raw} AS TIMESTAMP) END"
+    stamp = (
+        f"CASE WHEN {aware} THEN timezone({tz}, try_cast({raw} AS TIMESTAMPTZ)) ELSE try_cast({raw} AS TIMESTAMP) END"
+    )
     return stamp, aware
 
 
@@ -309,9 +321,7 @@ def _apply_returns(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Val
         non_positive_rows=n_nonpos, zero_amount_rows=int(n_zero), negative_amount_rows=int(n_negative)
     )
     if n_nonpos and spec.returns == "fail":
-        rows = con.execute(
-            f"SELECT line, cid FROM {_PARSED} WHERE valid AND amt <= 0 ORDER BY line LIMIT 5"
-        ).fetchall()
+        rows = con.execute(f"SELECT line, cid FROM {_PARSED} WHERE valid AND amt <= 0 ORDER BY line LIMIT 5").fetchall()
         shown = "; ".join(f"{report.location} {line} (customer {cid})" for line, cid in rows)
         raise DataError(
             f"{report.source}: {n_nonpos} row(s) with a non-positive amount (returns or refunds); first: {shown}",

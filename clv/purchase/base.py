@@ -109,7 +109,11 @@ class FittedModel(ABC):
         if not np.isfinite(result.log_likelihood):
             raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
         if result.at_boundary:
-            warnings.warn(f"{label}: a parameter is at the boundary of the search: {self.params_}", ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"{label}: a parameter is at the boundary of the search: {self.params_}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         elif not result.converged:
             warnings.warn(
                 f"{label}: the fit did not converge (gradient norm {result.gradient_norm:.3g}; {result.message})",
@@ -117,7 +121,11 @@ class FittedModel(ABC):
                 stacklevel=3,
             )
         if self.standard_errors_ is None:
-            warnings.warn(f"{label}: the information matrix is not positive definite; no standard errors", ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"{label}: the information matrix is not positive definite; no standard errors",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         for message in self._assumption_warnings():
             warnings.warn(f"{label}: {message}", ConvergenceWarning, stacklevel=3)
 
@@ -143,7 +151,9 @@ class PurchaseModel(FittedModel):
     time_params: ClassVar[tuple[str, ...]]
 
     @abstractmethod
-    def _loglik_grad(self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _loglik_grad(
+        self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """Per-row log-likelihood and its gradient in the natural parameters."""
 
     @abstractmethod
@@ -159,7 +169,7 @@ class PurchaseModel(FittedModel):
         x, t_x, T = rfm_arrays(rfm)
         w = _weights(weights, x.size)
         (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
-        uw = np.bincount(inverse, weights=w)
+        uw = np.bincount(inverse, weights=w).astype(float)
         scale = self._time_scale(uT)
         sx, st, sT = ux, ut / scale, uT / scale
         rng = np.random.default_rng(self.seed)

@@ -72,15 +72,9 @@ def loglik_grad(
     grad = np.empty((x.shape[0], 4))
     grad[:, 0] = d_common_r - w_alive * np.log(alpha + T) - w_drop * np.log(alpha + t_x)
     grad[:, 1] = r / alpha - (r + x) * (w_alive / (alpha + T) + w_drop / (alpha + t_x))
-    grad[:, 2] = (
-        d_common_a
-        + w_alive * (psi(a) - psi(a + b + x + c))
-        + w_drop * (psi(a + 1.0) - psi(a + 1.0 + b_drop))
-    )
+    grad[:, 2] = d_common_a + w_alive * (psi(a) - psi(a + b + x + c)) + w_drop * (psi(a + 1.0) - psi(a + 1.0 + b_drop))
     grad[:, 3] = (
-        d_common_b
-        + w_alive * (psi(b + x + c) - psi(a + b + x + c))
-        + w_drop * (psi(b_drop) - psi(a + 1.0 + b_drop))
+        d_common_b + w_alive * (psi(b + x + c) - psi(a + b + x + c)) + w_drop * (psi(b_drop) - psi(a + 1.0 + b_drop))
     )
     return ll, grad
 
@@ -131,9 +125,7 @@ def expected_new(
     return out
 
 
-def pmf_new(
-    n: int, t: float, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, c: int = 0
-) -> FloatArray:
+def pmf_new(n: int, t: float, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, c: int = 0) -> FloatArray:
     """P(X(t) = n) for a new customer (FHL 2005, Eq. 8; Batislam et al. 2007, Eq. 6 for c = 1), per row.
 
     P = B(a, b+n+c)/B(a,b) NB(n; r, alpha/(alpha+t)) + [n + c > 0] B(a+1, b+n+c-1)/B(a,b) P(NB >= n), where

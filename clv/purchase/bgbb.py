@@ -24,7 +24,9 @@ __all__ = ["BetaGeoBetaBinomModel"]
 FloatArray = NDArray[np.float64]
 
 
-def _terms(al: float, be: float, ga: float, de: float, x: FloatArray, t_x: FloatArray, n: FloatArray) -> tuple[FloatArray, NDArray[np.bool_]]:
+def _terms(
+    al: float, be: float, ga: float, de: float, x: FloatArray, t_x: FloatArray, n: FloatArray
+) -> tuple[FloatArray, NDArray[np.bool_]]:
     """log of each term of the likelihood (FHS Eq. 5), shape (rows, 1 + max(n - t_x)); unused slots -inf.
 
     Term 0: alive through n, B(al+x, be+n-x)/B(al,be) B(ga, de+n)/B(ga,de); term 1+i (i < n - t_x): died just
@@ -35,7 +37,11 @@ def _terms(al: float, be: float, ga: float, de: float, x: FloatArray, t_x: Float
     base = -special.betaln(al, be) - special.betaln(ga, de)
     alive = base + special.betaln(al + x, be + n - x) + special.betaln(ga, de + n)
     used = i < (n - t_x)[:, None]
-    died = base + special.betaln(al + x[:, None], be + (t_x - x)[:, None] + i) + special.betaln(ga + 1.0, de + t_x[:, None] + i)
+    died = (
+        base
+        + special.betaln(al + x[:, None], be + (t_x - x)[:, None] + i)
+        + special.betaln(ga + 1.0, de + t_x[:, None] + i)
+    )
     terms = np.concatenate([alive[:, None], np.where(used, died, -np.inf)], axis=1)
     return terms, np.concatenate([np.ones((x.size, 1), bool), used], axis=1)
 
@@ -85,7 +91,9 @@ class BetaGeoBetaBinomModel(PurchaseModel):
     def _time_scale(self, T: FloatArray) -> float:
         return 1.0  # discrete opportunities are not rescaled
 
-    def _loglik_grad(self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _loglik_grad(
+        self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         return loglik_grad(params, x, t_x, T)
 
     def _discrete(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -140,7 +148,9 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         al, be, _, de = self._p()
         horizons = [_whole(h) for h in np.atleast_1d(np.asarray(horizon, dtype=float))]
         top = max(horizons, default=0)
-        cumulative = np.concatenate([[0.0], np.cumsum(self._survival(np.array([de]), np.arange(1, top + 1, dtype=float))[0])])
+        cumulative = np.concatenate(
+            [[0.0], np.cumsum(self._survival(np.array([de]), np.arange(1, top + 1, dtype=float))[0])]
+        )
         return al / (al + be) * cumulative[horizons]
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
@@ -157,8 +167,11 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         with np.errstate(divide="ignore", invalid="ignore"):
             log_binom = np.where(
                 d[None, :] >= n,
-                special.gammaln(d + 1.0)[None, :] - special.gammaln(n + 1.0) - special.gammaln(np.maximum(d - n, 0) + 1.0)[None, :]
-                + special.betaln(al2[:, None] + n, be2[:, None] + np.maximum(d - n, 0)[None, :]) - special.betaln(al2, be2)[:, None],
+                special.gammaln(d + 1.0)[None, :]
+                - special.gammaln(n + 1.0)
+                - special.gammaln(np.maximum(d - n, 0) + 1.0)[None, :]
+                + special.betaln(al2[:, None] + n, be2[:, None] + np.maximum(d - n, 0)[None, :])
+                - special.betaln(al2, be2)[:, None],
                 -np.inf,
             )
         alive_part = np.exp(special.logsumexp(log_pd + log_binom, axis=1))

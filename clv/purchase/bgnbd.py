@@ -40,7 +40,9 @@ class BetaGeoModel(PurchaseModel):
     def _start(self) -> FloatArray:
         return np.array([0.5, 2.0, 1.0, 2.0])
 
-    def _loglik_grad(self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _loglik_grad(
+        self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         r, alpha, a, b = params
         return bg.loglik_grad(r, alpha, a, b, x, t_x, T, self._c)
 

@@ -15,6 +15,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
+from clv.hypergeometric import hyp2f1_one
 from clv.purchase.base import PurchaseModel, check_horizon, check_output, check_rate, rfm_arrays
 from clv.purchase.beta_geometric import scaled_expint
 from clv.quadrature import nodes_for_pole, unit_legendre_rule
@@ -24,14 +25,13 @@ __all__ = ["ParetoNBDModel", "log_bracket", "loglik"]
 FloatArray = NDArray[np.float64]
 
 
-def _log_hyp_term(
-    r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray
-) -> FloatArray:
+def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray) -> FloatArray:
     """log of 2F1(r+s+x, b; r+s+x+1; z) / (max(alpha, beta) + t)^(r+s+x), the pieces of A_0 (note, Eq. 22).
 
     Euler's transformation 2F1(a, b; c; z) = (1-z)^(c-a-b) 2F1(c-a, c-b; c; z) (DLMF 15.8.1) with c = a + 1 turns
-    both branches into 2F1(1, B; r+s+x+1; z) with a small or moderate B and z in [0, 1): no overflow for customers
-    with thousands of purchases, and the powers are combined in log space:
+    both branches into 2F1(1, B; r+s+x+1; z) with B < r+s+x+1 and z in [0, 1), whose value lies in [1, 1/(1-z)]
+    (evaluated by `clv.hypergeometric.hyp2f1_one`): no overflow for customers with thousands of purchases, and the
+    powers are combined in log space:
       alpha >= beta: G(z) (alpha+t)^-(r+x) (beta+t)^-s,      G = 2F1(1, r+x; r+s+x+1; (alpha-beta)/(alpha+t)),
       alpha <  beta: H(z) (alpha+t)^-(r+x-1) (beta+t)^-(s+1), H = 2F1(1, s+1; r+s+x+1; (beta-alpha)/(beta+t)).
     At alpha = beta, z = 0 and the hypergeometric factor is 1: the removable singularity of other forms is absent.
@@ -39,10 +39,10 @@ def _log_hyp_term(
     c = r + s + x + 1.0
     if alpha >= beta:
         z = (alpha - beta) / (alpha + t)
-        hyp = special.hyp2f1(1.0, r + x, c, z)
+        hyp = hyp2f1_one(r + x, c, z)
         return np.log(hyp) - (r + x) * np.log(alpha + t) - s * np.log(beta + t)
     z = (beta - alpha) / (beta + t)
-    hyp = special.hyp2f1(1.0, s + 1.0, c, z)
+    hyp = hyp2f1_one(s + 1.0, c, z)
     return np.log(hyp) - (r + x - 1.0) * np.log(alpha + t) - (s + 1.0) * np.log(beta + t)
 
 
@@ -101,11 +101,14 @@ class ParetoNBDModel(PurchaseModel):
     def _start(self) -> FloatArray:
         return np.array([0.5, 2.0, 0.5, 2.0])
 
-    def _loglik_grad(self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _loglik_grad(
+        self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """Log-likelihood and its gradient. The parameters also sit inside the hypergeometric function, whose
         derivatives in them have no closed form: the gradient is a fourth-order central difference in
         log-parameters of the exact likelihood (relative error ~1e-11)."""
-        ll = loglik(*params, x, t_x, T)
+        r, alpha, s, beta = params
+        ll = loglik(r, alpha, s, beta, x, t_x, T)
         grad = np.empty((x.size, params.size))
         for j in range(params.size):
             h = 1e-3
@@ -113,7 +116,7 @@ class ParetoNBDModel(PurchaseModel):
             for k in (-2, -1, 1, 2):
                 p = params.copy()
                 p[j] = params[j] * np.exp(k * h)
-                values.append(loglik(*p, x, t_x, T))
+                values.append(loglik(p[0], p[1], p[2], p[3], x, t_x, T))
             d_log = (values[0] - 8.0 * values[1] + 8.0 * values[2] - values[3]) / (12.0 * h)
             grad[:, j] = d_log / params[j]
         return ll, grad
@@ -147,7 +150,10 @@ class ParetoNBDModel(PurchaseModel):
         t = np.atleast_1d(np.asarray(horizon, dtype=float))
         if np.any(~np.isfinite(t)) or np.any(t < 0):
             raise ValueError("horizon must be finite and >= 0")
-        return check_output(_expected_alive(t, np.full(t.shape, r), np.full(t.shape, alpha), s, np.full(t.shape, beta)), "expected purchases")
+        return check_output(
+            _expected_alive(t, np.full(t.shape, r), np.full(t.shape, alpha), s, np.full(t.shape, beta)),
+            "expected purchases",
+        )
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T).
@@ -200,5 +206,3 @@ def _pmf_alive(n: int, t: float, r: FloatArray, alpha: FloatArray, s: float, bet
     log_density = np.log(s) + s * np.log(beta[:, None]) - (s + 1.0) * np.log(beta[:, None] + u)
     integrand = np.exp(log_density + log_nb(u, r[:, None], alpha[:, None]))
     return np.exp(survive) + t * (integrand @ w01)
-
-

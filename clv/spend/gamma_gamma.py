@@ -8,7 +8,6 @@ independent of the purchase process: the fit warns when frequency and spend corr
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar, Self
 
 import numpy as np
@@ -18,7 +17,7 @@ from scipy import special
 
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
-from clv.errors import ConvergenceWarning, DataError
+from clv.errors import DataError
 from clv.mle import MleResult, maximize_likelihood
 from clv.purchase.base import FittedModel, check_output
 
@@ -37,8 +36,13 @@ def loglik_grad(params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[Float
     px = p * x
     log_vmx = np.log(v + m * x)
     ll = (
-        special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q)
-        + q * np.log(v) + (px - 1.0) * np.log(m) + px * np.log(x) - (px + q) * log_vmx
+        special.gammaln(px + q)
+        - special.gammaln(px)
+        - special.gammaln(q)
+        + q * np.log(v)
+        + (px - 1.0) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * log_vmx
     )
     psi_pxq = special.digamma(px + q)
     grad = np.empty((x.size, 3))
@@ -79,7 +83,7 @@ class GammaGammaModel(FittedModel):
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
         w = w_all[rfm["frequency"].to_numpy() > 0]
         (ux, um), inverse, _ = unique_rows(x, m)
-        uw = np.bincount(inverse, weights=w)
+        uw = np.bincount(inverse, weights=w).astype(float)
         scale = float(np.average(m, weights=w))
         rng = np.random.default_rng(self.seed)
         base = np.array([2.0, 2.0, 1.0])
@@ -108,7 +112,7 @@ class GammaGammaModel(FittedModel):
         return out
 
     def population_mean_spend(self) -> float:
-        """E[Z] = p v / (q - 1) for a customer with no repeat purchase (the note, Eq. 2 averaged); infinite if q <= 1."""
+        """E[Z] = p v / (q - 1) for a customer with no repeat purchase (the note, Eq. 2, averaged over nu)."""
         p, q, v = self._p()
         if q <= 1.0:
             raise DataError(f"the mean spend is infinite when q <= 1 (q = {q:.4g})")
@@ -123,7 +127,9 @@ class GammaGammaModel(FittedModel):
         m = rfm["monetary_value"].to_numpy(dtype=float)
         m = np.where(x > 0, m, 0.0)
         if q <= 1.0 and np.any(x == 0):
-            raise DataError(f"expected spend is infinite for customers without repeat purchases when q <= 1 (q = {q:.4g})")
+            raise DataError(
+                f"expected spend is infinite for customers without repeat purchases when q <= 1 (q = {q:.4g})"
+            )
         value = p * (v + x * m) / (p * x + q - 1.0)
         return check_output(value, "expected spend", rfm)
 
