@@ -29,3 +29,14 @@ def donations() -> pd.DataFrame:
     from clv.data import load_donations
 
     return load_donations().rename(columns={"periods": "T"})
+
+
+def pytest_configure(config):
+    # CI runs the same examples every time (no flaky discovery, no replay database); locally hypothesis explores.
+    import os
+
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, database=None)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")

@@ -200,8 +200,10 @@ def _pmf_alive(n: int, t: float, r: FloatArray, alpha: FloatArray, s: float, bet
             )
 
     survive = log_nb(np.full(r.shape, t), r, alpha) - s * np.log1p(t / beta)
-    nodes = nodes_for_pole(float(min(np.min(alpha), np.min(beta))) / t, lo=48, hi=600)
-    u01, w01 = unit_legendre_rule(nodes + n // 2)
+    # the integrand has poles at u = -alpha and u = -beta and, for large r, a peak of width ~ sqrt(n) alpha / r
+    nodes = nodes_for_pole(float(min(np.min(alpha), np.min(beta))) / t, lo=64, hi=800)
+    extra = 2 * n + int(4.0 * np.sqrt(float(np.max(r * t / alpha))))
+    u01, w01 = unit_legendre_rule(min(nodes + extra, 1000))
     u = t * u01[None, :]
     log_density = np.log(s) + s * np.log(beta[:, None]) - (s + 1.0) * np.log(beta[:, None] + u)
     integrand = np.exp(log_density + log_nb(u, r[:, None], alpha[:, None]))

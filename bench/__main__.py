@@ -1,0 +1,79 @@
+"""`make bench`: clv side by side with lifetimes (and pymc-marketing when installed), in one run, with ratios.
+
+    python -m bench             # everything
+    python -m bench rfm         # transactions -> RFM only
+    python -m bench models      # fit + predict + value only
+    python -m bench --quick     # smaller sizes, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+
+from bench.measure import Measurement, run_task
+
+
+def _row(label: str, ours: Measurement | None, theirs: Measurement | None, other: str) -> str:
+    def cell(m: Measurement | None) -> str:
+        return f"{m.seconds:9.3f} s {m.peak_mb:8.0f} MB" if m else f"{'-':>9}   {'-':>8}   "
+
+    ratio = f"{theirs.seconds / ours.seconds:8.1f}x" if ours and theirs else f"{'-':>9}"
+    return f"{label:<28} {cell(ours)} | {cell(theirs)} | {ratio} ({other} / clv)"
+
+
+def bench_rfm(sizes: list[int], lifetimes_max: int) -> None:
+    print("\n== transactions -> RFM (DuckDB out of core vs lifetimes' summary_data_from_transaction_data) ==")
+    print(f"{'rows':<28} {'clv':>23} | {'lifetimes':>23} | ratio")
+    for rows in sizes:
+        ours = run_task("clv_rfm", rows=rows)
+        theirs = run_task("lifetimes_rfm", rows=rows) if rows <= lifetimes_max else None
+        print(_row(f"{rows:,} transactions", ours, theirs, "lifetimes"))
+        if ours and theirs and ours.info != theirs.info:
+            print(f"  results differ: clv {ours.info} lifetimes {theirs.info}")
+
+
+def bench_models(sizes: list[int]) -> None:
+    print("\n== BG/NBD + Gamma-Gamma fit (maximum likelihood) ==")
+    print(f"{'customers':<28} {'clv':>23} | {'lifetimes':>23} | ratio")
+    have_pmm = importlib.util.find_spec("pymc_marketing") is not None
+    for n in sizes:
+        label = "CDNOW (2,357)" if n == 0 else f"{n:,} synthetic"
+        ours = run_task("clv_fit", n=n)
+        theirs = run_task("lifetimes_fit", n=n)
+        print(_row(label, ours, theirs, "lifetimes"))
+        if ours and n:
+            got = ours.info["bgnbd"]
+            print("  recovered BG/NBD: " + ", ".join(f"{k}={got[k]:.3f} (true {v})" for k, v in TRUTH_ITEMS))
+            print(f"  unique (x, t_x, T) rows: {ours.info['unique_rows']:,}")
+        if have_pmm and n <= 100_000:
+            pmm = run_task("pymc_marketing_fit", n=n)
+            print(_row(f"{label}, BG/NBD only", ours, pmm, "pymc-marketing MAP"))
+    if not have_pmm:
+        print("  (pymc-marketing is not installed: pip install -e '.[bench]' for its column)")
+    print("\n== P(alive) + expected purchases + 12-month CLV (and DERT, schedule: clv only) ==")
+    print(f"{'customers':<28} {'clv':>23} | {'lifetimes':>23} | ratio")
+    for n in sizes:
+        label = "CDNOW (2,357)" if n == 0 else f"{n:,} synthetic"
+        print(_row(label, run_task("clv_value", n=n), run_task("lifetimes_value", n=n), "lifetimes"))
+
+
+TRUTH_ITEMS = [("r", 0.25), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models"])
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; every cell is a fresh process (seconds of the timed step, peak RSS)")
+    if args.what in ("all", "rfm"):
+        sizes = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 10_000_000]
+        bench_rfm(sizes, lifetimes_max=1_000_000)
+    if args.what in ("all", "models"):
+        bench_models([0, 10_000] if args.quick else [0, 10_000, 100_000, 1_000_000])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The benchmark tasks. `prepare_<task>` (untimed) loads the inputs; `<task>` (timed) does the work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+TRUTH = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
+SPEND = {"p": 6.0, "q": 4.0, "v": 15.0}
+CAL_END = "2021-12-31"
+
+
+# ---------- data: transactions -> RFM ----------
+
+
+def transactions_file(rows: int) -> Path:
+    """A synthetic transaction log of `rows` rows (customers = rows / 10), generated once and cached."""
+    from clv.simulate import simulate_transactions
+
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"transactions_{rows}.csv"
+    if not path.exists():
+        frame = simulate_transactions(customers=max(rows // 10, 1), transactions=rows, seed=rows % 9973)
+        tmp = path.with_suffix(".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+    return path
+
+
+def clv_rfm(rows: int) -> dict[str, Any]:
+    from clv.config import DataConfig
+    from clv.data import load_transactions, rfm_summary
+
+    path = transactions_file(rows)
+    tx = load_transactions(str(path), DataConfig(source=str(path), invalid_rows="fail"))
+    rfm = rfm_summary(tx, dt.date(2021, 12, 31), None, "D")
+    return {"customers": len(rfm.frame), "repeats": int(rfm.frame["frequency"].sum())}
+
+
+def prepare_lifetimes_rfm(rows: int) -> pd.DataFrame:
+    return pd.read_csv(transactions_file(rows))
+
+
+def lifetimes_rfm(frame: pd.DataFrame, rows: int) -> dict[str, Any]:
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    # lifetimes has no returns policy: give it the positive rows, as clv's `drop` would
+    frame = frame[frame["amount"] > 0]
+    rfm = summary_data_from_transaction_data(
+        frame, "customer_id", "date", monetary_value_col="amount", observation_period_end=CAL_END, freq="D"
+    )
+    return {"customers": len(rfm), "repeats": int(rfm["frequency"].sum())}
+
+
+# ---------- models: fit, predict, value ----------
+
+
+def customers(n: int) -> pd.DataFrame:
+    """n synthetic customers from BG/NBD + Gamma-Gamma with known parameters (CDNOW for n = 0)."""
+    if n == 0:
+        from clv.config import DataConfig
+        from clv.data import load_transactions, rfm_summary
+
+        tx = load_transactions("cdnow", DataConfig(source="cdnow"))
+        return rfm_summary(tx, dt.date(1997, 9, 30), None, "W").frame
+    from clv.simulate import simulate_bgnbd, simulate_gamma_gamma
+
+    rfm = simulate_bgnbd(n, *TRUTH.values(), T=52.0, seed=n)
+    rfm["monetary_value"] = simulate_gamma_gamma(rfm["frequency"].to_numpy(), *SPEND.values(), seed=n + 1)
+    return rfm
+
+
+def prepare_clv_fit(n: int) -> pd.DataFrame:
+    return customers(n)
+
+
+def clv_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    from clv import BetaGeoModel, GammaGammaModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg = BetaGeoModel().fit(rfm)
+        gg = GammaGammaModel().fit(rfm)
+    return {"bgnbd": bg.params_, "gamma_gamma": gg.params_, "unique_rows": bg.n_unique_}
+
+
+prepare_lifetimes_fit = prepare_clv_fit
+
+
+def lifetimes_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    bg = BetaGeoFitter().fit(rfm["frequency"], rfm["recency"], rfm["T"])
+    repeat = rfm[rfm["frequency"] > 0]
+    gg = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+    return {"bgnbd": bg.params_.to_dict(), "gamma_gamma": gg.params_.to_dict()}
+
+
+def prepare_pymc_marketing_fit(n: int) -> pd.DataFrame:
+    return customers(n)
+
+
+def pymc_marketing_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    from pymc_marketing.clv import BetaGeoModel
+
+    data = rfm.rename(columns={"customer_id": "customer_id"})[["customer_id", "frequency", "recency", "T"]]
+    model = BetaGeoModel(data=data)
+    model.fit(method="map", progressbar=False)
+    return {"bgnbd": {k: float(v) for k, v in model.fit_summary().items()}}
+
+
+def prepare_clv_value(n: int) -> Any:
+    from clv import BetaGeoModel, GammaGammaModel
+
+    bg = BetaGeoModel.from_params(**TRUTH) if n else BetaGeoModel.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    return customers(n), bg, GammaGammaModel.from_params(**SPEND)
+
+
+def clv_value(state: Any, n: int) -> dict[str, Any]:
+    from clv.value import value_customers
+
+    rfm, bg, gg = state
+    result = value_customers(bg, gg, rfm, 52.0, 0.10, 1.0, "W")
+    return {"total_clv": float(result.customers["clv"].sum())}
+
+
+def prepare_lifetimes_value(n: int) -> Any:
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    bg, gg = BetaGeoFitter(), GammaGammaFitter()
+    bg.params_ = pd.Series(TRUTH if n else {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426})
+    gg.params_ = pd.Series(SPEND)
+    return customers(n), bg, gg
+
+
+def lifetimes_value(state: Any, n: int) -> dict[str, Any]:
+    rfm, bg, gg = state
+    f, r, t = rfm["frequency"], rfm["recency"], rfm["T"]
+    bg.conditional_probability_alive(f, r, t)
+    bg.conditional_expected_number_of_purchases_up_to_time(52.0, f, r, t)
+    m = pd.Series(np.where(f > 0, rfm["monetary_value"], 0.0), index=rfm.index)
+    clv = gg.customer_lifetime_value(bg, f, r, t, m, time=12, discount_rate=0.10 / 12, freq="W")
+    return {"total_clv": float(np.sum(clv))}
