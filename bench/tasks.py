@@ -38,7 +38,8 @@ def clv_rfm(rows: int) -> dict[str, Any]:
     from clv.data import load_transactions, rfm_summary
 
     path = transactions_file(rows)
-    tx = load_transactions(str(path), DataConfig(source=str(path), invalid_rows="fail"))
+    # returns="drop": the positive rows, the same input lifetimes is given
+    tx = load_transactions(str(path), DataConfig(source=str(path), returns="drop"))
     rfm = rfm_summary(tx, dt.date(2021, 12, 31), None, "D")
     return {"customers": len(rfm.frame), "repeats": int(rfm.frame["frequency"].sum())}
 
@@ -126,7 +127,7 @@ def clv_value(state: Any, n: int) -> dict[str, Any]:
     from clv.value import value_customers
 
     rfm, bg, gg = state
-    result = value_customers(bg, gg, rfm, 52.0, 0.10, 1.0, "W")
+    result = value_customers(bg, gg, rfm, 52.0, 0.10, 1.0, "W", residual=False)
     return {"total_clv": float(result.customers["clv"].sum())}
 
 
@@ -141,6 +142,7 @@ def prepare_lifetimes_value(n: int) -> Any:
 
 def lifetimes_value(state: Any, n: int) -> dict[str, Any]:
     rfm, bg, gg = state
+    bg.predict = bg.conditional_expected_number_of_purchases_up_to_time  # what lifetimes' fit would attach
     f, r, t = rfm["frequency"], rfm["recency"], rfm["T"]
     bg.conditional_probability_alive(f, r, t)
     bg.conditional_expected_number_of_purchases_up_to_time(52.0, f, r, t)

@@ -62,11 +62,13 @@ def value_customers(
     annual_discount_rate: float,
     margin: float,
     unit: TimeUnit,
+    residual: bool = True,
 ) -> ValueResult:
     """Predict and value every customer of `rfm`, computing on unique histories and expanding.
 
     Without a spend model (data without amounts) the revenue columns are left out and the value is in
-    purchases: clv is then the discounted expected number of purchases.
+    purchases: clv is then the discounted expected number of purchases. `residual=False` skips residual_clv
+    (the discounted value with no horizon), the costliest column for the BG family.
     """
     if not (horizon > 0 and math.isfinite(horizon)):
         raise ClvError(f"prediction.horizon must be > 0, got {horizon!r}")
@@ -85,7 +87,7 @@ def value_customers(
     out["p_alive"] = p_alive
     out["p_churn"] = 1.0 - p_alive
     out["expected_purchases"] = cumulative[inverse, -1]
-    dert = purchase.expected_residual_purchases(unique, delta)[inverse]
+    dert = purchase.expected_residual_purchases(unique, delta)[inverse] if residual else None
     if spend is not None:
         m = spend.expected_spend(rfm)
         out["expected_spend"] = m
@@ -93,11 +95,13 @@ def value_customers(
         revenue = per_month * m[:, None]
         discounted_revenue = discounted * m[:, None]
         out["clv"] = margin * discounted_revenue.sum(axis=1)
-        out["residual_clv"] = margin * m * dert
+        if dert is not None:
+            out["residual_clv"] = margin * m * dert
     else:
         revenue, discounted_revenue = per_month, discounted
         out["clv"] = discounted.sum(axis=1)
-        out["residual_clv"] = dert
+        if dert is not None:
+            out["residual_clv"] = dert
     schedule = pd.DataFrame(revenue, columns=[f"month_{k + 1}" for k in range(edges.size - 1)])
     schedule.insert(0, "customer_id", out["customer_id"].to_numpy())
     forecast = pd.DataFrame(

@@ -119,19 +119,39 @@ def test_extreme_customers_give_finite_outputs(model):
     assert np.all((p >= 0) & (p <= 1))
 
 
-def test_dert_against_numerical_integral():
-    """DERT of an alive BG customer: (r/alpha) E_p[int e^-dt (1 + p t/alpha)^-(r+1) dt]; the inner integral is
-    (alpha/p) e^z E_(r+1)(z), z = delta alpha / p, evaluated by mpmath's expint; the outer by mpmath's quad."""
-    r, alpha, a, b, delta = 2.243, 43.27, 0.793, 4.426, float(np.log(1.1) / 52.1775)
+@pytest.mark.parametrize(
+    ("r", "alpha", "a", "b", "delta"),
+    [
+        (2.243, 43.27, 0.793, 4.426, 0.0018),
+        (0.5, 5.0, 0.6, 0.7, 0.05),  # b < 1: the beta density is singular at both ends
+        (0.3, 40.0, 0.2, 0.5, 0.00026),  # daily discounting, small a
+        (50.2, 80.0, 0.8, 52.5, 0.0018),  # a heavy buyer
+    ],
+)
+def test_dert_against_numerical_integral(r, alpha, a, b, delta):
+    """DERT of an alive BG customer = (r/alpha) int_0^inf e^(-delta t) E_p[(1 + p t/alpha)^-(r+1)] dt, where the
+    inner expectation is 2F1(r+1, a; a+b; -t/alpha) (Euler's integral); both by mpmath, in the other order of
+    integration from ours."""
+    mp.mp.dps = 20
 
-    def inner(p):
-        z = delta * alpha / p
-        f = (alpha / p) * mp.e**z * mp.expint(r + 1, z)
-        return f * p ** (a - 1) * (1 - p) ** (b - 1) / mp.beta(a, b)
+    def integrand(t):
+        return mp.e ** (-delta * t) * mp.hyp2f1(r + 1, a, a + b, -t / alpha)
 
-    expected = (r / alpha) * float(mp.quad(inner, [0, 0.01, 0.1, 1]))
+    expected = (r / alpha) * float(mp.quad(integrand, [0, alpha, 10 * alpha, 1 / delta, 10 / delta, mp.inf]))
+    mp.mp.dps = 50
     ours = bg.dert_alive(delta, np.array([r]), np.array([alpha]), a, np.array([b]))[0]
-    assert ours == pytest.approx(expected, rel=1e-7)
+    assert ours == pytest.approx(expected, rel=1e-8)
+
+
+def test_scaled_expint_against_mpmath():
+    from clv.purchase.beta_geometric import scaled_expint
+
+    rng = np.random.default_rng(0)
+    m = np.concatenate([rng.uniform(0.05, 15.0, 120), [1.0, 2.0, 3.0, 1.0 + 1e-6, 12.0]])
+    z = np.concatenate([10 ** rng.uniform(-6, 2, 120), [0.5, 1e-3, 1.0, 0.9, 3.0]])
+    ours = scaled_expint(m, z)
+    expected = np.array([float(mp.e**zi * mp.expint(mi, zi)) for mi, zi in zip(m, z, strict=True)])
+    np.testing.assert_allclose(ours, expected, rtol=1e-9)
 
 
 def test_invalid_rows_are_named_at_predict_time():

@@ -179,9 +179,12 @@ def _timestamp_expr(col: str, col_type: str, spec: DataConfig) -> tuple[str, str
         if "%z" in spec.date_format or "%Z" in spec.date_format:
             return f"timezone({tz}, try_strptime({raw}, {fmt}))", "true"
         return f"try_strptime({raw}, {fmt})", "false"
-    aware = f"regexp_matches({raw}, {_literal(_AWARE_PATTERN)})"
+    # A bare date (10 characters or fewer) can carry no offset: skip the regular expression and the timestamp parser.
+    short = f"length({raw}) <= 10"
+    aware = f"(NOT {short} AND regexp_matches({raw}, {_literal(_AWARE_PATTERN)}))"
     stamp = (
-        f"CASE WHEN {aware} THEN timezone({tz}, try_cast({raw} AS TIMESTAMPTZ)) ELSE try_cast({raw} AS TIMESTAMP) END"
+        f"CASE WHEN {short} THEN CAST(try_cast({raw} AS DATE) AS TIMESTAMP) "
+        f"WHEN {aware} THEN timezone({tz}, try_cast({raw} AS TIMESTAMPTZ)) ELSE try_cast({raw} AS TIMESTAMP) END"
     )
     return stamp, aware
 
