@@ -75,27 +75,52 @@ def _newton_polish(
     fn: LoglikGrad,
     theta: FloatArray,
     weights: FloatArray,
-) -> FloatArray:
-    """A few damped Newton steps in theta: L-BFGS stops at ~1e-8; Newton takes the gradient to ~1e-12."""
+) -> tuple[FloatArray, FloatArray | None]:
+    """Damped Newton steps in theta (Hessian by central differences of the exact gradient): from a point near
+    the optimum, quadratic convergence takes the gradient to rounding level in two or three steps. Returns theta
+    and the natural-scale Hessian of the mean log-likelihood when it was formed at the returned theta."""
     value, grad = objective(theta)
-    for _ in range(8):
+    hess_at_theta: FloatArray | None = None
+    for _ in range(6):
         params = np.exp(theta)
-        h_nat = -_hessian(fn, params, weights)
-        h_theta = h_nat * np.outer(params, params) + np.diag(grad)
+        h_nat = _hessian(fn, params, weights)
+        hess_at_theta = h_nat
+        h_theta = -h_nat * np.outer(params, params) + np.diag(grad)
         try:
             step = -np.linalg.solve(h_theta, grad)
         except np.linalg.LinAlgError:
-            return theta
-        improved = False
+            break
+        if not np.all(np.isfinite(step)) or np.max(np.abs(step)) < 1e-12:
+            break
         for scale in (1.0, 0.5, 0.25, 0.1):
             cand = theta + scale * step
             v, g = objective(cand)
             if v <= value:
-                theta, value, grad, improved = cand, v, g, True
+                theta, value, grad, hess_at_theta = cand, v, g, None
                 break
-        if not improved or np.max(np.abs(grad)) < 1e-13:
+        else:
             break
-    return theta
+        if np.max(np.abs(scale * step)) < 1e-9:
+            break
+    return theta, hess_at_theta
+
+
+def _lbfgs(objective: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, max_iter: int) -> optimize.OptimizeResult:
+    return optimize.minimize(
+        objective,
+        theta0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(-_LOG_BOUND, _LOG_BOUND)] * theta0.size,
+        options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10},
+    )
+
+
+def _subsample(weights: FloatArray, size: int, rng: np.random.Generator) -> tuple[NDArray[np.intp], FloatArray]:
+    """A weighted sample of customers (as unique rows with counts) for a cheap first search from every start."""
+    draws = rng.choice(weights.size, size=size, replace=True, p=weights / weights.sum())
+    rows, counts = np.unique(draws, return_counts=True)
+    return rows, counts.astype(float)
 
 
 def maximize_likelihood(
@@ -103,31 +128,55 @@ def maximize_likelihood(
     weights: FloatArray,
     starts: list[FloatArray],
     max_iter: int = 2000,
+    seed: int = 0,
+    subset: Callable[[NDArray[np.intp]], LoglikGrad] | None = None,
+    sample_size: int = 20_000,
 ) -> MleResult:
-    """Maximise sum(weights * loglik) from each start (natural-scale parameter vectors); keep the best."""
+    """Maximise sum(weights * loglik) from each start (natural-scale parameter vectors); keep the best.
+
+    With many unique rows and a `subset` (rows -> the same function on those rows), the starts are searched on a
+    weighted sample of `sample_size` customers, and only the best is refined on all rows.
+    """
     total = float(weights.sum())
     w = weights / total
     objective = _objective(fn, w)
+    thetas = [np.log(np.asarray(start, dtype=float)) for start in starts]
+    if subset is not None and weights.size > sample_size and len(thetas) > 1:
+        rows, counts = _subsample(weights, sample_size, np.random.default_rng(seed))
+        sample_objective = _objective(subset(rows), counts / counts.sum())
+        scouted = [_lbfgs(sample_objective, theta, max_iter) for theta in thetas]
+        thetas = [np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)]
+        # From the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not.
+        theta, hess_mean = _newton_polish(objective, fn, thetas[0], w)
+        value, grad = objective(theta)
+        if np.max(np.abs(grad)) < 1e-8:
+            return _result(fn, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum")
     best: optimize.OptimizeResult | None = None
-    for start in starts:
-        theta0 = np.log(np.asarray(start, dtype=float))
-        res = optimize.minimize(
-            objective,
-            theta0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=[(-_LOG_BOUND, _LOG_BOUND)] * theta0.size,
-            options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10},
-        )
+    for theta0 in thetas:
+        res = _lbfgs(objective, theta0, max_iter)
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None
-    theta = _newton_polish(objective, fn, np.asarray(best.x, float), w)
+    theta, hess_mean = _newton_polish(objective, fn, np.asarray(best.x, float), w)
     value, grad = objective(theta)
+    return _result(fn, w, total, theta, value, grad, hess_mean, str(best.message))
+
+
+def _result(
+    fn: LoglikGrad,
+    w: FloatArray,
+    total: float,
+    theta: FloatArray,
+    value: float,
+    grad: FloatArray,
+    hess_mean: FloatArray | None,
+    message: str,
+) -> MleResult:
     params = np.exp(theta)
     gradient_norm = float(np.linalg.norm(grad / params))  # gradient in natural parameters, per customer
     at_boundary = bool(np.any(np.abs(theta) > _LOG_BOUND - 1.0))
-    se, cov = _standard_errors(fn, params, weights)
+    hessian = total * (hess_mean if hess_mean is not None else _hessian(fn, params, w))
+    se, cov = _standard_errors(hessian)
     converged = bool(value < 1e299 and np.max(np.abs(grad)) < 1e-6 and not at_boundary)
     return MleResult(
         params=params,
@@ -137,14 +186,13 @@ def maximize_likelihood(
         converged=converged,
         gradient_norm=gradient_norm,
         at_boundary=at_boundary,
-        message=str(best.message),
+        message=message,
     )
 
 
-def _standard_errors(
-    fn: LoglikGrad, params: FloatArray, weights: FloatArray
-) -> tuple[FloatArray | None, FloatArray | None]:
-    info = -_hessian(fn, params, weights)
+def _standard_errors(hessian: FloatArray) -> tuple[FloatArray | None, FloatArray | None]:
+    """Standard errors and covariance from the Hessian of the total log-likelihood (observed information)."""
+    info = -hessian
     if not np.all(np.isfinite(info)):
         return None, None
     try:

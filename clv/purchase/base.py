@@ -175,7 +175,14 @@ class PurchaseModel(FittedModel):
         rng = np.random.default_rng(self.seed)
         base = self._start()
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
-        result = maximize_likelihood(lambda p: self._loglik_grad(p, sx, st, sT), uw, starts, self.max_iter)
+        result = maximize_likelihood(
+            lambda p: self._loglik_grad(p, sx, st, sT),
+            uw,
+            starts,
+            self.max_iter,
+            seed=self.seed,
+            subset=lambda rows: lambda p: self._loglik_grad(p, sx[rows], st[rows], sT[rows]),
+        )
         factor = np.array([scale if k in self.time_params else 1.0 for k in self.param_names])
         params = result.params * factor
         se = None if result.standard_errors is None else result.standard_errors * factor

@@ -29,26 +29,32 @@ FloatArray = NDArray[np.float64]
 CORRELATION_WARNING = 0.3
 
 
-def loglik_grad(params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
+def loglik_grad(
+    params: FloatArray, x: FloatArray, m: FloatArray, log_m: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Per-row log density of m_x given x (the note, Eq. 5) and its analytic gradient in (p, q, v):
-    log f = lnG(px+q) - lnG(px) - lnG(q) + q ln v + (px-1) ln m + px ln x - (px+q) ln(v + m x)."""
+    log f = lnG(px+q) - lnG(px) - lnG(q) + q ln v + (px-1) ln m + px ln x - (px+q) ln(v + m x).
+    Gamma and digamma terms depend on x alone: they are evaluated once per transaction count and gathered."""
     p, q, v = params
+    index = x.astype(np.intp)
+    k = np.arange(int(index.max(initial=0)) + 1, dtype=float)
+    pk = p * k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_k = np.where(k > 0, np.log(np.maximum(k, 1.0)), 0.0)
+        gam_k = special.gammaln(pk + q) - special.gammaln(np.where(k > 0, pk, 1.0)) - special.gammaln(q)
+        psi_q_k = special.digamma(pk + q)
+        psi_p_k = special.digamma(np.where(k > 0, pk, 1.0))
     px = p * x
-    log_vmx = np.log(v + m * x)
-    ll = (
-        special.gammaln(px + q)
-        - special.gammaln(px)
-        - special.gammaln(q)
-        + q * np.log(v)
-        + (px - 1.0) * np.log(m)
-        + px * np.log(x)
-        - (px + q) * log_vmx
-    )
-    psi_pxq = special.digamma(px + q)
+    log_m = np.log(m) if log_m is None else log_m
+    mx = m * x
+    log_vmx = np.log(v + mx)
+    log_x = log_k[index]
+    ll = gam_k[index] + q * np.log(v) + (px - 1.0) * log_m + px * log_x - (px + q) * log_vmx
+    psi_pxq = psi_q_k[index]
     grad = np.empty((x.size, 3))
-    grad[:, 0] = x * (psi_pxq - special.digamma(px) + np.log(m) + np.log(x) - log_vmx)
+    grad[:, 0] = x * (psi_pxq - psi_p_k[index] + log_m + log_x - log_vmx)
     grad[:, 1] = psi_pxq - special.digamma(q) + np.log(v) - log_vmx
-    grad[:, 2] = q / v - (px + q) / (v + m * x)
+    grad[:, 2] = q / v - (px + q) / (v + mx)
     return ll, grad
 
 
@@ -88,7 +94,16 @@ class GammaGammaModel(FittedModel):
         rng = np.random.default_rng(self.seed)
         base = np.array([2.0, 2.0, 1.0])
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, 3)) for _ in range(max(0, self.starts - 1))]
-        result = maximize_likelihood(lambda p: loglik_grad(p, ux, um / scale), uw, starts, self.max_iter)
+        sm = um / scale
+        log_sm = np.log(sm)
+        result = maximize_likelihood(
+            lambda p: loglik_grad(p, ux, sm, log_sm),
+            uw,
+            starts,
+            self.max_iter,
+            seed=self.seed,
+            subset=lambda rows: lambda p: loglik_grad(p, ux[rows], sm[rows], log_sm[rows]),
+        )
         factor = np.array([1.0, 1.0, scale])
         params = result.params * factor
         se = None if result.standard_errors is None else result.standard_errors * factor
