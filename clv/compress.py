@@ -20,6 +20,9 @@ def unique_rows(
     for col in columns:
         col_code, col_uniques = pd.factorize(col)
         code, _ = pd.factorize(code * len(col_uniques) + col_code)
-    first = np.unique(code, return_index=True)[1]
-    counts = np.bincount(code).astype(float)
+    # factorize numbers values in order of first appearance, so a reversed scatter finds each first row
+    n_unique = int(code.max(initial=-1)) + 1
+    first = np.empty(n_unique, dtype=np.intp)
+    first[code[::-1]] = np.arange(code.size - 1, -1, -1)
+    counts = np.bincount(code, minlength=n_unique).astype(float)
     return [np.asarray(col)[first] for col in columns], code.astype(np.intp), counts

@@ -228,7 +228,7 @@ def write_outputs(result: RunResult) -> Path:
         table.to_csv(staging / "customers.csv", index=False)
         table.to_parquet(staging / "customers.parquet", index=False)
         _forecast_table(result).to_csv(staging / "forecast.csv", index=False)
-        result.value.schedule.to_csv(staging / "revenue_schedule.csv", index=False)
+        result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)
         (staging / "summary.json").write_text(json.dumps(summary_dict(result), indent=2, default=str) + "\n")
         old = target.with_name(f".{target.name}.old")
         if target.exists():

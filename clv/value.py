@@ -40,11 +40,23 @@ VALUE_UNITS: dict[str, str] = {
 
 @dataclass
 class ValueResult:
-    """Per-customer predictions and value, the per-customer monthly schedule, and the monthly totals."""
+    """Per-customer predictions and value, and the monthly totals; the per-customer monthly schedule is built
+    on request (`schedule()`), since it is customers x months."""
 
     customers: pd.DataFrame
-    schedule: pd.DataFrame
     forecast: pd.DataFrame
+    per_month_unique: FloatArray
+    inverse: NDArray[np.intp]
+    spend: FloatArray | None
+
+    def schedule(self) -> pd.DataFrame:
+        """Expected revenue (purchases, without amounts) per customer and future month."""
+        values = self.per_month_unique[self.inverse]
+        if self.spend is not None:
+            values = values * self.spend[:, None]
+        frame = pd.DataFrame(values, columns=[f"month_{k + 1}" for k in range(values.shape[1])])
+        frame.insert(0, "customer_id", self.customers["customer_id"].to_numpy())
+        return frame
 
 
 def month_edges(horizon: float, unit: TimeUnit) -> FloatArray:
@@ -78,48 +90,43 @@ def value_customers(
     delta = continuous_rate_per_unit(annual_discount_rate, unit)
     edges = month_edges(horizon, unit)
     points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])
-    values = np.stack([purchase.expected_purchases(unique, t) if t > 0 else np.zeros(ux.size) for t in points], axis=1)
+    values = purchase.expected_purchases_curve(unique, points)
     cumulative, middle = values[:, : edges.size], values[:, edges.size :]
-    per_month = np.diff(cumulative, axis=1)[inverse]
-    discounted = _discounted_increments(cumulative, middle, edges, delta)[inverse]
+    per_month = np.diff(cumulative, axis=1)  # per unique history
+    discounted = _discounted_increments(cumulative, middle, edges, delta)
     out = pd.DataFrame({"customer_id": rfm["customer_id"].to_numpy() if "customer_id" in rfm else np.arange(len(rfm))})
     p_alive = purchase.probability_alive(unique)[inverse]
     out["p_alive"] = p_alive
     out["p_churn"] = 1.0 - p_alive
     out["expected_purchases"] = cumulative[inverse, -1]
     dert = purchase.expected_residual_purchases(unique, delta)[inverse] if residual else None
-    if spend is not None:
-        m = spend.expected_spend(rfm)
-        out["expected_spend"] = m
-        out["spend_is_population_mean"] = spend.spend_is_population_mean(rfm)
-        revenue = per_month * m[:, None]
-        discounted_revenue = discounted * m[:, None]
-        out["clv"] = margin * discounted_revenue.sum(axis=1)
-        if dert is not None:
-            out["residual_clv"] = margin * m * dert
-    else:
-        revenue, discounted_revenue = per_month, discounted
-        out["clv"] = discounted.sum(axis=1)
-        if dert is not None:
-            out["residual_clv"] = dert
-    schedule = pd.DataFrame(revenue, columns=[f"month_{k + 1}" for k in range(edges.size - 1)])
-    schedule.insert(0, "customer_id", out["customer_id"].to_numpy())
+    customers_per_row = np.bincount(inverse, minlength=ux.size).astype(float)
     forecast = pd.DataFrame(
         {
             "month": np.arange(1, edges.size),
             "start": edges[:-1],
             "end": edges[1:],
-            "expected_purchases": per_month.sum(axis=0),
-            "expected_revenue": revenue.sum(axis=0) if spend is not None else np.full(edges.size - 1, np.nan),
+            "expected_purchases": customers_per_row @ per_month,
         }
     )
-    if spend is None:
-        forecast = forecast.drop(columns=["expected_revenue"])
-        forecast["discounted_purchases"] = discounted.sum(axis=0)
+    m: FloatArray | None = None
+    if spend is not None:
+        m = spend.expected_spend(rfm)
+        out["expected_spend"] = m
+        out["spend_is_population_mean"] = spend.spend_is_population_mean(rfm)
+        out["clv"] = margin * m * discounted.sum(axis=1)[inverse]
+        if dert is not None:
+            out["residual_clv"] = margin * m * dert
+        spend_per_row = np.bincount(inverse, weights=m, minlength=ux.size)
+        forecast["expected_revenue"] = spend_per_row @ per_month
+        forecast["discounted_profit"] = margin * (spend_per_row @ discounted)
     else:
-        forecast["discounted_profit"] = margin * discounted_revenue.sum(axis=0)
+        out["clv"] = discounted.sum(axis=1)[inverse]
+        if dert is not None:
+            out["residual_clv"] = dert
+        forecast["discounted_purchases"] = customers_per_row @ discounted
     _check_finite(out)
-    return ValueResult(customers=out, schedule=schedule, forecast=forecast)
+    return ValueResult(customers=out, forecast=forecast, per_month_unique=per_month, inverse=inverse, spend=m)
 
 
 def _discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: FloatArray, delta: float) -> FloatArray:
@@ -132,9 +139,10 @@ def _discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: Fl
 
 
 def _check_finite(frame: pd.DataFrame) -> None:
-    numeric = frame.select_dtypes("number")
-    bad = ~np.isfinite(numeric.to_numpy(dtype=float))
+    bad = np.zeros(len(frame), dtype=bool)
+    for column in frame.select_dtypes("number").columns.drop("customer_id", errors="ignore"):
+        bad |= ~np.isfinite(frame[column].to_numpy(dtype=float))
     if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
+        rows = np.flatnonzero(bad)
         ids = frame["customer_id"].to_numpy()[rows[:5]]
         raise ClvError(f"value outputs are not finite for {rows.size} customer(s) (first: {', '.join(map(str, ids))})")

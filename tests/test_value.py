@@ -45,7 +45,7 @@ def test_schedule_sums_to_expected_purchases_and_clv(cdnow_rfm):
     result = value_customers(BG, GG, cdnow_rfm, 52.0, 0.10, 0.3, "W")
     c = result.customers
     np.testing.assert_allclose(c["expected_purchases"], BG.expected_purchases(cdnow_rfm, 52.0), rtol=1e-12)
-    revenue = result.schedule.drop(columns="customer_id").to_numpy()
+    revenue = result.schedule().drop(columns="customer_id").to_numpy()
     spend = GG.expected_spend(cdnow_rfm)
     np.testing.assert_allclose(revenue.sum(axis=1), c["expected_purchases"] * spend, rtol=1e-10)
     assert result.forecast["expected_revenue"].sum() == pytest.approx(revenue.sum(), rel=1e-12)
@@ -101,3 +101,14 @@ def test_without_amounts_value_is_in_purchases(cdnow_rfm):
     assert "expected_spend" not in result.customers
     assert "expected_revenue" not in result.forecast
     assert np.all(result.customers["clv"] <= result.customers["expected_purchases"] + 1e-12)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [BG, ParetoNBDModel.from_params(r=0.553, alpha=10.578, s=0.606, beta=11.669)],
+)
+def test_curve_equals_pointwise_expectations(model, cdnow_rfm):
+    horizons = np.array([0.0, 1.0, 4.35, 26.0, 52.0])
+    curve = model.expected_purchases_curve(cdnow_rfm, horizons)
+    pointwise = np.stack([model.expected_purchases(cdnow_rfm, h) for h in horizons], axis=1)
+    np.testing.assert_allclose(curve, pointwise, rtol=1e-12, atol=1e-300)

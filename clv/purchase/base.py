@@ -212,6 +212,10 @@ class PurchaseModel(FittedModel):
     def expected_purchases(self, rfm: pd.DataFrame, horizon: float) -> FloatArray:
         """Conditional expected purchases in (T, T + horizon]."""
 
+    def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
+        """expected_purchases at every horizon, shape (rows, len(horizons)); models override it to share work."""
+        return np.stack([self.expected_purchases(rfm, float(h)) for h in np.asarray(horizons, dtype=float)], axis=1)
+
     @abstractmethod
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """Conditional P(exactly n purchases in (T, T + horizon])."""

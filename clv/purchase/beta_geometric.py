@@ -136,6 +136,29 @@ def expected_new(
     return out
 
 
+def expected_new_curve(
+    times: FloatArray, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, chunk: int = 2_000_000
+) -> FloatArray:
+    """E[X(t)] of alive customers (c = 0 form) at every t of `times`, shape (rows, len(times)): one Gauss-Jacobi
+    rule per distinct b serves every time point (it is chosen for the largest t, the hardest)."""
+    times = np.asarray(times, dtype=float)
+    out = np.zeros((r.size, times.size))
+    if not np.any(times > 0):
+        return out
+    t_max = float(times.max())
+    b_values, group = _group_by(b)
+    for k, b_k in enumerate(b_values):
+        rows = np.flatnonzero(group == k)
+        p, w = beta_rule(a, float(b_k), nodes_for_pole(float(np.min(alpha[rows])) / t_max))
+        step = max(1, chunk // (times.size * p.size))
+        for lo in range(0, rows.size, step):
+            sel = rows[lo : lo + step]
+            scaled = (times[None, :, None] / alpha[sel, None, None]) * p[None, None, :]
+            g = -np.expm1(-r[sel, None, None] * np.log1p(scaled)) / p
+            out[sel] = g @ w
+    return out
+
+
 def pmf_new(n: int, t: float, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, c: int = 0) -> FloatArray:
     """P(X(t) = n) for a new customer (FHL 2005, Eq. 8; Batislam et al. 2007, Eq. 6 for c = 1), per row.
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from clv.compress import unique_rows
 from clv.purchase import beta_geometric as bg
 from clv.purchase.base import PurchaseModel, check_horizon, check_output, check_rate, rfm_arrays
 from clv.quadrature import beta_rule, nodes_for_pole
@@ -52,12 +53,15 @@ class BetaGeoModel(PurchaseModel):
             return [f"a + b = {a + b:.4g} <= 1: the drop-out probability's distribution is extreme; check the data"]
         return []
 
-    def _alive(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-        """P(alive) and the parameters of the BG process that an alive customer follows from T on."""
+    def _alive(self, rfm: pd.DataFrame) -> tuple[FloatArray, NDArray[np.intp], FloatArray, FloatArray, FloatArray]:
+        """P(alive) per row, and the parameters (r + x, alpha + T, b + x + c) of the BG process that an alive
+        customer follows from T on, per unique (x, T) with each row's index into them: the expensive
+        expectations depend on (x, T) only, and customers share far fewer of those than of (x, t_x, T)."""
         r, alpha, a, b = self._p()
         x, t_x, T = rfm_arrays(rfm)
         p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, self._c))
-        return p_alive, x, r + x, alpha + T, b + x + self._c
+        (ux, uT), inverse, _ = unique_rows(x, T)
+        return p_alive, inverse, r + ux, alpha + uT, b + ux + self._c
 
     def probability_alive(self, rfm: pd.DataFrame, at: float = 0.0) -> FloatArray:
         """P(alive at T + at | x, t_x, T) (FHL 2005, Eq. 13, for at = 0).
@@ -66,18 +70,27 @@ class BetaGeoModel(PurchaseModel):
         P(still alive) = E[exp(-lambda p at)] = E_p[(1 + p at / alpha')^-r'] with the updated parameters.
         """
         at = check_horizon(at)
-        p_alive, _, r2, alpha2, b2 = self._alive(rfm)
+        p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
         if at > 0:
-            p_alive = p_alive * _stay_alive(at, r2, alpha2, self._p()[2], b2)
+            p_alive = p_alive * _stay_alive(at, r2, alpha2, self._p()[2], b2)[inverse]
         return check_output(p_alive, "P(alive)", rfm)
 
     def expected_purchases(self, rfm: pd.DataFrame, horizon: float) -> FloatArray:
         """E[X(T, T + horizon) | x, t_x, T] (FHL 2005, Eq. 10): P(alive) times a new customer's expectation
         with parameters (r + x, alpha + T, a, b + x)."""
         horizon = check_horizon(horizon)
-        p_alive, _, r2, alpha2, b2 = self._alive(rfm)
-        value = p_alive * bg.expected_new(horizon, r2, alpha2, self._p()[2], b2)
+        p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
+        value = p_alive * bg.expected_new(horizon, r2, alpha2, self._p()[2], b2)[inverse]
         return check_output(value, "expected purchases", rfm)
+
+    def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
+        """expected_purchases at every horizon at once, shape (rows, len(horizons))."""
+        times = np.asarray(horizons, dtype=float)
+        for h in times:
+            check_horizon(float(h))
+        p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
+        curve = bg.expected_new_curve(times, r2, alpha2, self._p()[2], b2)
+        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the
@@ -85,10 +98,10 @@ class BetaGeoModel(PurchaseModel):
         horizon = check_horizon(horizon)
         if n < 0 or int(n) != n:
             raise ValueError(f"n must be a whole number >= 0, got {n!r}")
-        p_alive, _, r2, alpha2, b2 = self._alive(rfm)
+        p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
         if horizon == 0:
             return np.full(p_alive.shape, 1.0 if n == 0 else 0.0)
-        pmf = p_alive * bg.pmf_new(int(n), horizon, r2, alpha2, self._p()[2], b2, c=0)
+        pmf = p_alive * bg.pmf_new(int(n), horizon, r2, alpha2, self._p()[2], b2, c=0)[inverse]
         if n == 0:
             pmf = pmf + (1.0 - p_alive)
         return check_output(pmf, "P(n purchases)", rfm)
@@ -112,8 +125,8 @@ class BetaGeoModel(PurchaseModel):
         """DERT: P(alive) times the discounted expected purchases of an alive customer (no closed form for the
         BG family; see `beta_geometric.dert_alive` for the one-dimensional integral and its evaluation)."""
         delta = check_rate(discount_rate)
-        p_alive, _, r2, alpha2, b2 = self._alive(rfm)
-        value = p_alive * bg.dert_alive(delta, r2, alpha2, self._p()[2], b2)
+        p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
+        value = p_alive * bg.dert_alive(delta, r2, alpha2, self._p()[2], b2)[inverse]
         return check_output(value, "discounted expected residual purchases", rfm)
 
 

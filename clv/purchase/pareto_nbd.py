@@ -144,6 +144,16 @@ class ParetoNBDModel(PurchaseModel):
         value = p_alive * _expected_alive(horizon, r2, alpha2, self.params_["s"], beta2)
         return check_output(value, "expected purchases", rfm)
 
+    def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
+        """expected_purchases at every horizon at once (P(alive) computed once), shape (rows, len(horizons))."""
+        times = np.asarray(horizons, dtype=float)
+        for h in times:
+            check_horizon(float(h))
+        p_alive, r2, alpha2, beta2 = self._alive(rfm)
+        s = self.params_["s"]
+        curve = _expected_alive(times[None, :], r2[:, None], alpha2[:, None], s, beta2[:, None])
+        return check_output(p_alive[:, None] * curve, "expected purchases", rfm)
+
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """E[X(t)] of a new customer (the note, Eq. 27)."""
         r, alpha, s, beta = self._p()
