@@ -96,11 +96,14 @@ def _newton_polish(
             cand = theta + scale * step
             v, g = objective(cand)
             if v <= value:
-                theta, value, grad, hess_at_theta = cand, v, g, None
+                moved = float(np.max(np.abs(scale * step)))
+                theta, value, grad = cand, v, g
+                # after a step this small the Hessian is unchanged to ~1e-7: keep it for the standard errors
+                hess_at_theta = h_nat if moved < 1e-7 else None
                 break
         else:
             break
-        if np.max(np.abs(scale * step)) < 1e-9:
+        if moved < 1e-7:
             break
     return theta, hess_at_theta
 
