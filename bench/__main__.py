@@ -1,9 +1,9 @@
 """`make bench`: clv side by side with lifetimes (and pymc-marketing when installed), in one run, with ratios.
 
-    python -m bench             # everything
-    python -m bench rfm         # transactions -> RFM only
-    python -m bench models      # fit + predict + value only
-    python -m bench --quick     # smaller sizes, for a smoke run
+python -m bench             # everything
+python -m bench rfm         # transactions -> RFM only
+python -m bench models      # fit + predict + value only
+python -m bench --quick     # smaller sizes, for a smoke run
 """
 
 from __future__ import annotations

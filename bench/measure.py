@@ -31,7 +31,8 @@ def run_task(task: str, timeout: float = 1800.0, **kwargs: Any) -> Measurement |
         "print(json.dumps({'seconds': seconds, 'peak_mb': peak, 'info': info or {}}))\n"
     )
     try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+        command = [sys.executable, "-c", code]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         print(f"  {task}: timed out after {timeout:.0f} s")
         return None

@@ -1,7 +1,8 @@
 """The Gauss hypergeometric function 2F1(1, B; C; z) for 0 < B < C and 0 <= z < 1, as Pareto/NBD needs it.
 
 SciPy's general `hyp2f1` is fast and accurate here, except that it returns NaN for large C with z near 1 (its
-connection formulas overflow Gamma(C)). Where it does, this special case is evaluated by Gauss's continued fraction (DLMF 15.7.5 with a = 0, b -> 0 shifted), whose partial numerators
+connection formulas overflow Gamma(C)). Where it does, this special case is evaluated by Gauss's continued
+fraction (DLMF 15.7.5 with a = 0, b -> 0 shifted), whose partial numerators
 are all positive when 0 < B < C:
 
     2F1(1, B; C; z) = 1 / (1 - k1 z / (1 - k2 z / (1 - k3 z / ...))),

@@ -108,7 +108,9 @@ def _newton_polish(
     return theta, hess_at_theta
 
 
-def _lbfgs(objective: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, max_iter: int) -> optimize.OptimizeResult:
+def _lbfgs(
+    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, max_iter: int
+) -> optimize.OptimizeResult:
     return optimize.minimize(
         objective,
         theta0,

@@ -22,7 +22,8 @@ def test_clean_fit_does_not_warn(cdnow_rfm):
 def test_correlated_spend_warns():
     rng = np.random.default_rng(0)
     x = rng.integers(1, 30, 2000)
-    rfm = pd.DataFrame({"frequency": x, "recency": 1.0, "T": 2.0, "monetary_value": 5.0 * x * rng.gamma(20.0, 0.05, x.size)})
+    spend = 5.0 * x * rng.gamma(20.0, 0.05, x.size)
+    rfm = pd.DataFrame({"frequency": x, "recency": 1.0, "T": 2.0, "monetary_value": spend})
     with pytest.warns(ConvergenceWarning, match="frequency and spend correlate"):
         model = GammaGammaModel().fit(rfm)
     assert model.frequency_spend_correlation_ > 0.3

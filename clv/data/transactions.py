@@ -27,6 +27,7 @@ from clv.errors import DataError, first_ids
 __all__ = ["RowProblem", "Transactions", "ValidationReport", "load_transactions"]
 
 _SRC = "clv_src"
+_SRC_LINES = "clv_src_lines"
 _PARSED = "clv_parsed"
 _PROBLEMS = "clv_problems"
 TX_TABLE = "clv_tx"
@@ -125,22 +126,27 @@ def _resolve_source(source: str) -> tuple[Path, str]:
 
 
 def _open_source(con: duckdb.DuckDBPyConnection, source: str | pd.DataFrame) -> tuple[str, str]:
-    """Create the view clv_src(line, <columns...>); returns a label of the source and the location word."""
+    """Create two views of the source: clv_src (the columns, scanned in parallel) and clv_src_lines (the same
+    with a line number, whose numbering forces an ordered scan; only the diagnostics read it)."""
     if isinstance(source, pd.DataFrame):
         con.register("clv_input_frame", source.reset_index(drop=True))
-        con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT row_number() OVER () AS line, * FROM clv_input_frame")
+        con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT * FROM clv_input_frame")
+        con.execute(f"CREATE TEMP VIEW {_SRC_LINES} AS SELECT row_number() OVER () AS line, * FROM clv_input_frame")
         return "data frame", "row"
     path, kind = _resolve_source(source)
     if kind == "parquet":
         scan = f"read_parquet({_literal(str(path))}, file_row_number = true)"
+        con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT * EXCLUDE (file_row_number) FROM {scan}")
         con.execute(
-            f"CREATE TEMP VIEW {_SRC} AS SELECT file_row_number + 1 AS line, * EXCLUDE (file_row_number) FROM {scan}"
+            f"CREATE TEMP VIEW {_SRC_LINES} AS SELECT file_row_number + 1 AS line, * EXCLUDE (file_row_number) "
+            f"FROM {scan}"
         )
         label = "row"
     else:
         # all_varchar: nothing is coerced (or silently nulled) before we validate it ourselves.
         scan = f"read_csv({_literal(str(path))}, all_varchar = true, header = true)"
-        con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT row_number() OVER () + 1 AS line, * FROM {scan}")
+        con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT * FROM {scan}")
+        con.execute(f"CREATE TEMP VIEW {_SRC_LINES} AS SELECT row_number() OVER () + 1 AS line, * FROM {scan}")
         label = "line"
     try:
         con.execute(f"SELECT * FROM {_SRC} LIMIT 1").fetchall()
@@ -195,8 +201,8 @@ def _amount_expr(col: str, col_type: str) -> str:
     return f"try_cast(trim(CAST({col} AS VARCHAR)) AS DOUBLE)"
 
 
-def _parse(con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, str]) -> None:
-    """Materialise clv_parsed: the line, the parsed values, and the raw text of the values that failed."""
+def _parsed_columns(spec: DataConfig, types: dict[str, str]) -> str:
+    """The SELECT list that parses one row: cid, ts, aware, amt, valid, and the raw text of date and amount."""
     cid, dcol = _quote(spec.customer_id), _quote(spec.date)
     stamp, aware = _timestamp_expr(dcol, types[spec.date], spec)
     if spec.amount is not None:
@@ -204,54 +210,61 @@ def _parse(con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, st
         amount, raw_amount = _amount_expr(acol, types[spec.amount]), f"CAST({acol} AS VARCHAR)"
     else:
         amount, raw_amount = "CAST(1.0 AS DOUBLE)", "NULL"
+    return f"""
+        NULLIF(trim(CAST({cid} AS VARCHAR)), '') AS cid,
+        {stamp} AS ts,
+        {aware} AS aware,
+        {amount} AS amt,
+        CAST({dcol} AS VARCHAR) AS raw_date,
+        {raw_amount} AS raw_amount
+    """
+
+
+_VALID = "cid IS NOT NULL AND ts IS NOT NULL AND amt IS NOT NULL AND isfinite(amt)"
+
+
+def _parse(con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, str]) -> None:
+    """Materialise clv_parsed (cid, ts, aware, amt, valid) in one parallel scan, without line numbers."""
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {_PARSED} AS
-        SELECT line, cid, ts, amt, aware,
-               cid IS NOT NULL AND ts IS NOT NULL AND amt IS NOT NULL AND isfinite(amt) AS valid,
-               CASE WHEN ts IS NULL THEN raw_date END AS bad_date,
-               CASE WHEN amt IS NULL OR NOT isfinite(amt) THEN raw_amount END AS bad_amount
-        FROM (
-            SELECT line,
-                   NULLIF(trim(CAST({cid} AS VARCHAR)), '') AS cid,
-                   {stamp} AS ts,
-                   {aware} AS aware,
-                   {amount} AS amt,
-                   CAST({dcol} AS VARCHAR) AS raw_date,
-                   {raw_amount} AS raw_amount
-            FROM {_SRC}
-        )
+        SELECT cid, ts, aware, amt, {_VALID} AS valid
+        FROM (SELECT {_parsed_columns(spec, types)} FROM {_SRC})
         """
     )
 
 
-def _collect_problems(con: duckdb.DuckDBPyConnection, spec: DataConfig) -> None:
+def _collect_problems(con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, str]) -> None:
+    """The diagnostic pass: parse again with line numbers, keeping the invalid rows with their raw values."""
     amount_col = _literal(spec.amount or "")
     amount_rules = (
         f"""
         UNION ALL
-        SELECT line, cid, {amount_col}, bad_amount,
-               CASE WHEN bad_amount IS NULL OR trim(bad_amount) = '' THEN 'missing amount'
+        SELECT line, cid, {amount_col}, raw_amount,
+               CASE WHEN raw_amount IS NULL OR trim(raw_amount) = '' THEN 'missing amount'
                     WHEN amt IS NULL THEN 'not a number'
                     ELSE 'not a finite number' END
-        FROM {_PARSED} WHERE amt IS NULL OR NOT isfinite(amt)
+        FROM bad WHERE amt IS NULL OR NOT isfinite(amt)
         """
         if spec.amount is not None
         else ""
     )
+    date_reason = _literal(f" in format {spec.date_format}" if spec.date_format else "")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {_PROBLEMS} AS
+        WITH bad AS (
+            SELECT * FROM (SELECT line, {_parsed_columns(spec, types)} FROM {_SRC_LINES}) WHERE NOT ({_VALID})
+        )
         SELECT * FROM (
             SELECT line, cid AS customer_id, {_literal(spec.customer_id)} AS "column", NULL AS value,
                    'missing customer id' AS reason
-            FROM {_PARSED} WHERE cid IS NULL
+            FROM bad WHERE cid IS NULL
             UNION ALL
-            SELECT line, cid, {_literal(spec.date)}, bad_date,
-                   CASE WHEN bad_date IS NULL OR trim(bad_date) = '' THEN 'missing date'
-                        ELSE 'not a date' || {_literal(f" in format {spec.date_format}" if spec.date_format else "")}
-                   END
-            FROM {_PARSED} WHERE ts IS NULL
+            SELECT line, cid, {_literal(spec.date)}, raw_date,
+                   CASE WHEN raw_date IS NULL OR trim(raw_date) = '' THEN 'missing date'
+                        ELSE 'not a date' || {date_reason} END
+            FROM bad WHERE ts IS NULL
             {amount_rules}
         ) ORDER BY line, "column"
         """
@@ -290,22 +303,34 @@ def _problem_error(report: ValidationReport) -> DataError:
     )
 
 
-def _check_awareness(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> None:
-    aware, naive = con.execute(
-        f"SELECT list(line ORDER BY line) FILTER (aware)[1:5], list(line ORDER BY line) FILTER (NOT aware)[1:5] "
-        f"FROM {_PARSED} WHERE ts IS NOT NULL"
-    ).fetchone() or (None, None)
-    if aware and naive:
-        (n_aware,) = con.execute(f"SELECT count(*) FROM {_PARSED} WHERE aware AND ts IS NOT NULL").fetchone() or (0,)
+def _check_awareness(
+    con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, str], report: ValidationReport
+) -> None:
+    n_aware, n_naive = con.execute(
+        f"SELECT count(*) FILTER (aware), count(*) FILTER (NOT aware) FROM {_PARSED} WHERE ts IS NOT NULL"
+    ).fetchone() or (0, 0)
+    if n_aware and n_naive:
+        lines = con.execute(
+            f"""
+            WITH parsed AS (SELECT line, {_parsed_columns(spec, types)} FROM {_SRC_LINES})
+            SELECT (SELECT list(line ORDER BY line) FROM (SELECT line FROM parsed WHERE aware AND ts IS NOT NULL
+                                                         ORDER BY line LIMIT 5)),
+                   (SELECT list(line ORDER BY line) FROM (SELECT line FROM parsed WHERE NOT aware AND ts IS NOT NULL
+                                                         ORDER BY line LIMIT 5))
+            """
+        ).fetchone() or ([], [])
         raise DataError(
             f"{report.source}: dates mix time-zone-aware and naive timestamps ({n_aware} aware, first at "
-            f"{report.location}s {first_ids(aware)}; naive at {report.location}s {first_ids(naive)})",
+            f"{report.location}s {first_ids(lines[0])}; {n_naive} naive, first at {report.location}s "
+            f"{first_ids(lines[1])})",
             hint="give every timestamp a UTC offset, or none, so that days are binned in one time zone",
         )
-    report.aware_timestamps = bool(aware)
+    report.aware_timestamps = bool(n_aware)
 
 
-def _apply_returns(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> str:
+def _apply_returns(
+    con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, str], report: ValidationReport
+) -> str:
     """Apply the non-positive amount policy; returns the row filter of the merge.
 
     `net`: negative rows (returns, refunds) are summed into the customer's day; a day whose net amount is
@@ -324,7 +349,10 @@ def _apply_returns(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Val
         non_positive_rows=n_nonpos, zero_amount_rows=int(n_zero), negative_amount_rows=int(n_negative)
     )
     if n_nonpos and spec.returns == "fail":
-        rows = con.execute(f"SELECT line, cid FROM {_PARSED} WHERE valid AND amt <= 0 ORDER BY line LIMIT 5").fetchall()
+        rows = con.execute(
+            f"SELECT line, cid FROM (SELECT line, {_parsed_columns(spec, types)} FROM {_SRC_LINES}) "
+            f"WHERE {_VALID} AND amt <= 0 ORDER BY line LIMIT 5"
+        ).fetchall()
         shown = "; ".join(f"{report.location} {line} (customer {cid})" for line, cid in rows)
         raise DataError(
             f"{report.source}: {n_nonpos} row(s) with a non-positive amount (returns or refunds); first: {shown}",
@@ -384,14 +412,16 @@ def load_transactions(
     (report.rows_read,) = con.execute(f"SELECT count(*) FROM {_PARSED}").fetchone() or (0,)
     if report.rows_read == 0:
         raise DataError(f"{label}: no transactions (the file has a header and no rows)")
-    _collect_problems(con, spec)
-    _fill_problem_report(con, report)
-    if report.rows_rejected and spec.rejected_rows:
-        _write_rejected(con, spec.rejected_rows)
-    if report.rows_rejected and spec.invalid_rows == "fail":
-        raise _problem_error(report)
-    _check_awareness(con, report)
-    row_filter = _apply_returns(con, spec, report)
+    (invalid,) = con.execute(f"SELECT count(*) FILTER (NOT valid) FROM {_PARSED}").fetchone() or (0,)
+    if invalid:
+        _collect_problems(con, spec, types)
+        _fill_problem_report(con, report)
+        if spec.rejected_rows:
+            _write_rejected(con, spec.rejected_rows)
+        if spec.invalid_rows == "fail":
+            raise _problem_error(report)
+    _check_awareness(con, spec, types, report)
+    row_filter = _apply_returns(con, spec, types, report)
     _merge_days(con, spec, row_filter, report)
     if report.customer_days == 0:
         raise DataError(f"{label}: no valid transactions left after cleaning")
