@@ -120,7 +120,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
     with _timed(timings, "read, validate and summarise", progress):
         data = prepare_data(config)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
+        warnings.filterwarnings("always", category=ConvergenceWarning)
         with _timed(timings, "fit", progress):
             purchase, spend = fit_models(config, data.rfm.frame)
     with _timed(timings, "predict and value", progress):
