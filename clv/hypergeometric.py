@@ -37,21 +37,23 @@ def hyp2f1_one(B: ArrayLike, C: ArrayLike, z: ArrayLike) -> NDArray[np.float64]:
     return value
 
 
-def hyp2f1_one_fraction(B: ArrayLike, C: ArrayLike, z: ArrayLike) -> NDArray[np.float64]:
-    """2F1(1, B; C; z) by Gauss's continued fraction (see the module docstring)."""
-    B, C, z = np.broadcast_arrays(np.asarray(B, float), np.asarray(C, float), np.asarray(z, float))
+def hyp2f1_one_fraction(B: ArrayLike, C: ArrayLike, z: ArrayLike) -> NDArray[np.float64] | NDArray[np.complex128]:
+    """2F1(1, B; C; z) by Gauss's continued fraction (see the module docstring). Complex arguments are accepted
+    (only arithmetic is used), so that the complex-step method can differentiate through it."""
+    dtype = np.result_type(np.asarray(B), np.asarray(C), np.asarray(z), float)
+    B, C, z = np.broadcast_arrays(np.asarray(B, dtype), np.asarray(C, dtype), np.asarray(z, dtype))
     shape = B.shape
     B, C, z = B.ravel(), C.ravel(), z.ravel()
-    out = np.ones(B.shape)
-    active = np.flatnonzero(z > 0)
+    out = np.ones(B.shape, dtype=dtype)
+    active = np.flatnonzero(z.real > 0)
     if active.size == 0:
         return out.reshape(shape)
     b, c, x = B[active], C[active], z[active]
     # f = 1 / (1 - k1 x / (1 - k2 x / ...)): Lentz on the fraction g = b0 + a1/(b1 + a2/(b2 + ...)) with
     # b_j = 1 and a_j = -k_j x, then f = 1 / g with b0 = 1.
-    f = np.ones(b.shape)
+    f = np.ones(b.shape, dtype=dtype)
     cc = f.copy()
-    d = np.zeros(b.shape)
+    d = np.zeros(b.shape, dtype=dtype)
     done = np.zeros(b.shape, bool)
     for j in range(1, _MAX_TERMS):
         n = j // 2
