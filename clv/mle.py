@@ -22,6 +22,8 @@ __all__ = ["LoglikGrad", "MleResult", "maximize_likelihood"]
 FloatArray = NDArray[np.float64]
 #: params (natural scale) -> (per-row log-likelihood, per-row gradient of shape (rows, k))
 LoglikGrad = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
+#: (params, row weights) -> weighted sum of the per-row Hessians of the log-likelihood, shape (k, k)
+Hessian = Callable[[FloatArray, FloatArray], FloatArray]
 
 _LOG_BOUND = 25.0  # |log(param)| beyond this is a boundary: parameters under e^-25 or over e^25
 
@@ -54,8 +56,23 @@ def _objective(fn: LoglikGrad, weights: FloatArray) -> Callable[[FloatArray], tu
     return negative_mean_ll
 
 
+class _WithHessian:
+    """A log-likelihood function that also knows its analytic Hessian."""
+
+    def __init__(self, fn: LoglikGrad, hessian: Hessian) -> None:
+        self.fn = fn
+        self.hessian = hessian
+
+    def __call__(self, params: FloatArray) -> tuple[FloatArray, FloatArray]:
+        return self.fn(params)
+
+
 def _hessian(fn: LoglikGrad, params: FloatArray, weights: FloatArray) -> FloatArray:
-    """Hessian of the total log-likelihood in the natural parameters, by central differences of the gradient."""
+    """Hessian of the weighted log-likelihood in the natural parameters: analytic where the model gives one,
+    else by central differences of the exact gradient."""
+    if isinstance(fn, _WithHessian):
+        with np.errstate(all="ignore"):
+            return fn.hessian(params, weights)
     k = params.size
     hess = np.empty((k, k))
     for j in range(k):
@@ -109,15 +126,17 @@ def _newton_polish(
 
 
 def _lbfgs(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, max_iter: int
+    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, max_iter: int, loose: bool = False
 ) -> optimize.OptimizeResult:
+    """L-BFGS-B on theta; `loose` for scouting on a sample, where Newton on all rows does the last digits."""
+    tolerances = {"ftol": 1e-9, "gtol": 1e-5} if loose else {"ftol": 1e-15, "gtol": 1e-10}
     return optimize.minimize(
         objective,
         theta0,
         jac=True,
         method="L-BFGS-B",
         bounds=[(-_LOG_BOUND, _LOG_BOUND)] * theta0.size,
-        options={"maxiter": max_iter, "ftol": 1e-15, "gtol": 1e-10},
+        options={"maxiter": max_iter, **tolerances},
     )
 
 
@@ -136,12 +155,16 @@ def maximize_likelihood(
     seed: int = 0,
     subset: Callable[[NDArray[np.intp]], LoglikGrad] | None = None,
     sample_size: int = 20_000,
+    hessian: Hessian | None = None,
 ) -> MleResult:
     """Maximise sum(weights * loglik) from each start (natural-scale parameter vectors); keep the best.
 
     With many unique rows and a `subset` (rows -> the same function on those rows), the starts are searched on a
-    weighted sample of `sample_size` customers, and only the best is refined on all rows.
+    weighted sample of `sample_size` customers, and only the best is refined on all rows. An analytic `hessian`
+    replaces the differences of the gradient in the Newton polish and in the standard errors.
     """
+    if hessian is not None:
+        fn = _WithHessian(fn, hessian)
     total = float(weights.sum())
     w = weights / total
     objective = _objective(fn, w)
@@ -149,7 +172,7 @@ def maximize_likelihood(
     if subset is not None and weights.size > sample_size and len(thetas) > 1:
         rows, counts = _subsample(weights, sample_size, np.random.default_rng(seed))
         sample_objective = _objective(subset(rows), counts / counts.sum())
-        scouted = [_lbfgs(sample_objective, theta, max_iter) for theta in thetas]
+        scouted = [_lbfgs(sample_objective, theta, max_iter, loose=True) for theta in thetas]
         thetas = [np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)]
         # From the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not.
         theta, hess_mean = _newton_polish(objective, fn, thetas[0], w)

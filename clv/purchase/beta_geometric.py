@@ -90,6 +90,67 @@ def loglik_grad(
     return ll, grad
 
 
+def loglik_hessian(
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    c: int,
+    weights: FloatArray,
+) -> FloatArray:
+    """Weighted sum over rows of the Hessian of the log-likelihood in (r, alpha, a, b), analytically.
+
+    With LL = log(e^A + e^B) and softmax weights w_A + w_B = 1: Hess LL = w_A Hess A + w_B Hess B +
+    w_A w_B (grad A - grad B)(grad A - grad B)^T. A and B share the part of `_terms` that depends on the
+    parameters alone and on x; their own parts give trigamma terms and powers of 1/(alpha + T), 1/(alpha + t_x).
+    """
+    alive, drop, _ = _terms(r, alpha, a, b, x, t_x, T, c)
+    ll = np.logaddexp(alive, drop)
+    w_b = np.exp(drop - ll)
+    w_a = 1.0 - w_b
+    index, k = _by_count(x)
+    tri = lambda v: special.polygamma(1, v)  # noqa: E731
+    psi = special.digamma
+    b_drop = np.maximum(b + k + c - 1.0, b)
+    at, atx = alpha + T, alpha + t_x
+    # gradients of A and B beyond the shared part, and their difference
+    ga = [
+        -np.log(at),
+        -(r + x) / at,
+        (psi(a) - psi(a + b + k + c))[index],
+        (psi(b + k + c) - psi(a + b + k + c))[index],
+    ]
+    gb = [
+        -np.log(atx),
+        -(r + x) / atx,
+        (psi(a + 1.0) - psi(a + b + k + c))[index],
+        (psi(b_drop) - psi(a + b + k + c))[index],
+    ]
+    d = np.stack([u - v for u, v in zip(ga, gb, strict=True)], axis=1)
+    cross = (weights * w_a * w_b)[:, None] * d
+    hess = d.T @ cross
+    tri_abkc = tri(a + b + k + c)[index]
+    # the shared part (rows weighted by `weights` only)
+    hess[0, 0] += weights @ (tri(r + k) - tri(r))[index]
+    hess[0, 1] += weights.sum() / alpha
+    hess[1, 1] += -r / alpha**2 * weights.sum()
+    hess[2, 2] += -(tri(a) - tri(a + b)) * weights.sum()
+    hess[2, 3] += tri(a + b) * weights.sum()
+    hess[3, 3] += -(tri(b) - tri(a + b)) * weights.sum()
+    # each term's own part, mixed by the softmax weights
+    wa, wb = weights * w_a, weights * w_b
+    hess[0, 1] += -(wa @ (1.0 / at)) - (wb @ (1.0 / atx))
+    hess[1, 1] += wa @ ((r + x) / at**2) + wb @ ((r + x) / atx**2)
+    hess[2, 2] += wa @ (tri(a) - tri_abkc) + wb @ (tri(a + 1.0) - tri_abkc)
+    hess[2, 3] += -(weights @ tri_abkc)
+    hess[3, 3] += wa @ (tri(b + k + c)[index] - tri_abkc) + wb @ (tri(b_drop)[index] - tri_abkc)
+    hess[1, 0], hess[3, 2] = hess[0, 1], hess[2, 3]  # the additions above went to the upper triangle only
+    return hess
+
+
 def log_p_alive(
     r: float, alpha: float, a: float, b: float, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
 ) -> FloatArray:

@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
+from clv.mle import Hessian
 from clv.purchase import beta_geometric as bg
 from clv.purchase.base import PurchaseModel, check_horizon, check_output, check_rate, rfm_arrays
 from clv.quadrature import beta_rule, nodes_for_pole
@@ -46,6 +47,15 @@ class BetaGeoModel(PurchaseModel):
     ) -> tuple[FloatArray, FloatArray]:
         r, alpha, a, b = params
         return bg.loglik_grad(r, alpha, a, b, x, t_x, T, self._c)
+
+    def _hessian_function(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> Hessian:
+        c = self._c
+
+        def hessian(params: FloatArray, weights: FloatArray) -> FloatArray:
+            r, alpha, a, b = params
+            return bg.loglik_hessian(r, alpha, a, b, x, t_x, T, c, weights)
+
+        return hessian
 
     def _assumption_warnings(self) -> list[str]:
         a, b = self.params_["a"], self.params_["b"]

@@ -58,6 +58,27 @@ def loglik_grad(
     return ll, grad
 
 
+def loglik_hessian(params: FloatArray, x: FloatArray, m: FloatArray, weights: FloatArray) -> FloatArray:
+    """Weighted sum over rows of the Hessian of `loglik_grad`'s log density in (p, q, v), analytically:
+    d2/dp2 = x^2 (trigamma(px+q) - trigamma(px)), d2/dpdq = x trigamma(px+q), d2/dpdv = -x/(v+mx),
+    d2/dq2 = trigamma(px+q) - trigamma(q), d2/dqdv = 1/v - 1/(v+mx), d2/dv2 = -q/v^2 + (px+q)/(v+mx)^2."""
+    p, q, v = params
+    index = x.astype(np.intp)
+    k = np.arange(int(index.max(initial=0)) + 1, dtype=float)
+    tri = lambda u: special.polygamma(1, u)  # noqa: E731
+    tri_pxq = tri(p * k + q)[index]
+    tri_px = tri(np.where(k > 0, p * k, 1.0))[index]
+    inv = 1.0 / (v + m * x)
+    hess = np.empty((3, 3))
+    hess[0, 0] = weights @ (x * x * (tri_pxq - tri_px))
+    hess[0, 1] = hess[1, 0] = weights @ (x * tri_pxq)
+    hess[0, 2] = hess[2, 0] = -(weights @ (x * inv))
+    hess[1, 1] = weights @ (tri_pxq - tri(q))
+    hess[1, 2] = hess[2, 1] = weights @ (1.0 / v - inv)
+    hess[2, 2] = weights @ (-q / v**2 + (p * x + q) * inv * inv)
+    return hess
+
+
 class GammaGammaModel(FittedModel):
     """Gamma-Gamma model of average transaction value. Fit on customers with frequency > 0.
 
@@ -103,6 +124,7 @@ class GammaGammaModel(FittedModel):
             self.max_iter,
             seed=self.seed,
             subset=lambda rows: lambda p: loglik_grad(p, ux[rows], sm[rows], log_sm[rows]),
+            hessian=lambda p, w: loglik_hessian(p, ux, sm, w),
         )
         factor = np.array([1.0, 1.0, scale])
         params = result.params * factor
