@@ -32,6 +32,11 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 
 
+def _trigamma(v: FloatArray | float) -> FloatArray:
+    """psi'(v), the derivative of digamma."""
+    return np.asarray(special.polygamma(1, v), dtype=float)
+
+
 def _by_count(x: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
     """Purchase counts as indices into a grid 0..max(x): terms that depend on x alone are computed once per count
     on the grid and gathered, instead of once per customer (special functions dominate the cost of a fit)."""
@@ -112,7 +117,7 @@ def loglik_hessian(
     w_b = np.exp(drop - ll)
     w_a = 1.0 - w_b
     index, k = _by_count(x)
-    tri = lambda v: special.polygamma(1, v)  # noqa: E731
+    tri = _trigamma
     psi = special.digamma
     b_drop = np.maximum(b + k + c - 1.0, b)
     at, atx = alpha + T, alpha + t_x

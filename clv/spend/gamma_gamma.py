@@ -29,6 +29,11 @@ FloatArray = NDArray[np.float64]
 CORRELATION_WARNING = 0.3
 
 
+def _trigamma(v: FloatArray | float) -> FloatArray:
+    """psi'(v), the derivative of digamma."""
+    return np.asarray(special.polygamma(1, v), dtype=float)
+
+
 def loglik_grad(
     params: FloatArray, x: FloatArray, m: FloatArray, log_m: FloatArray | None = None
 ) -> tuple[FloatArray, FloatArray]:
@@ -65,7 +70,7 @@ def loglik_hessian(params: FloatArray, x: FloatArray, m: FloatArray, weights: Fl
     p, q, v = params
     index = x.astype(np.intp)
     k = np.arange(int(index.max(initial=0)) + 1, dtype=float)
-    tri = lambda u: special.polygamma(1, u)  # noqa: E731
+    tri = _trigamma
     tri_pxq = tri(p * k + q)[index]
     tri_px = tri(np.where(k > 0, p * k, 1.0))[index]
     inv = 1.0 / (v + m * x)
