@@ -84,10 +84,12 @@ def prepare_clv_fit(n: int) -> pd.DataFrame:
 def clv_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
     from clv import BetaGeoModel, GammaGammaModel
 
+    from clv.pipeline import fit_together
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bg = BetaGeoModel().fit(rfm)
-        gg = GammaGammaModel().fit(rfm)
+        bg, gg = fit_together(BetaGeoModel(), GammaGammaModel(), rfm)
+    assert gg is not None
     return {"bgnbd": bg.params_, "gamma_gamma": gg.params_, "unique_rows": bg.n_unique_}
 
 

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from clv.spend.gamma_gamma import GammaGammaModel
 from clv.units import days_per_unit
 from clv.value import VALUE_UNITS, ValueResult, value_customers
 
-__all__ = ["DataStep", "RunResult", "fit_models", "prepare_data", "run", "write_outputs"]
+__all__ = ["DataStep", "RunResult", "fit_models", "fit_together", "prepare_data", "run", "write_outputs"]
 
 Progress = Callable[[str], None]
 
@@ -91,9 +92,34 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame) -> tuple[PurchaseModel, Gam
             hint="run with --set model.method=mle",
         )
     options = {"starts": config.model.starts, "seed": config.model.seed}
-    purchase = PURCHASE_MODELS[config.model.purchase](**options).fit(rfm)
-    spend = GammaGammaModel(**options).fit(rfm) if "monetary_value" in rfm else None
+    purchase = PURCHASE_MODELS[config.model.purchase](**options)
+    spend = GammaGammaModel(**options) if "monetary_value" in rfm else None
+    return fit_together(purchase, spend, rfm)
+
+
+def fit_together(
+    purchase: PurchaseModel, spend: GammaGammaModel | None, rfm: pd.DataFrame
+) -> tuple[PurchaseModel, GammaGammaModel | None]:
+    """Fit the purchase and spend models at the same time: they are independent, and their array work
+    releases the GIL, so on two cores the two fits overlap. Warnings raised in either reach the caller."""
+    if spend is None:
+        return purchase.fit(rfm), None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = [pool.submit(_fit_recording, model, rfm) for model in (purchase, spend)]
+        results = [job.result() for job in jobs]
+    for _, caught in results:
+        for warning in caught:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return purchase, spend
+
+
+def _fit_recording(
+    model: PurchaseModel | GammaGammaModel, rfm: pd.DataFrame
+) -> tuple[object, list[warnings.WarningMessage]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=ConvergenceWarning)
+        model.fit(rfm)
+    return model, list(caught)
 
 
 def _holdout(config: RunConfig, data: DataStep, purchase: PurchaseModel) -> dict[str, Any] | None:

@@ -15,7 +15,6 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError
 from clv.mle import MleResult, maximize_likelihood
@@ -71,16 +70,19 @@ def loglik_hessian(params: FloatArray, x: FloatArray, m: FloatArray, weights: Fl
     index = x.astype(np.intp)
     k = np.arange(int(index.max(initial=0)) + 1, dtype=float)
     tri = _trigamma
-    tri_pxq = tri(p * k + q)[index]
-    tri_px = tri(np.where(k > 0, p * k, 1.0))[index]
+    # terms in x alone: summed per count (bincount of the weights) instead of per row
+    w_k = np.bincount(index, weights=weights, minlength=k.size)
+    tri_pxq = tri(p * k + q)
+    tri_px = tri(np.where(k > 0, p * k, 1.0))
     inv = 1.0 / (v + m * x)
+    w_inv = weights * inv
     hess = np.empty((3, 3))
-    hess[0, 0] = weights @ (x * x * (tri_pxq - tri_px))
-    hess[0, 1] = hess[1, 0] = weights @ (x * tri_pxq)
-    hess[0, 2] = hess[2, 0] = -(weights @ (x * inv))
-    hess[1, 1] = weights @ (tri_pxq - tri(q))
-    hess[1, 2] = hess[2, 1] = weights @ (1.0 / v - inv)
-    hess[2, 2] = weights @ (-q / v**2 + (p * x + q) * inv * inv)
+    hess[0, 0] = w_k @ (k * k * (tri_pxq - tri_px))
+    hess[0, 1] = hess[1, 0] = w_k @ (k * tri_pxq)
+    hess[0, 2] = hess[2, 0] = -(w_inv @ x)
+    hess[1, 1] = w_k @ tri_pxq - tri(q) * weights.sum()
+    hess[1, 2] = hess[2, 1] = weights.sum() / v - w_inv.sum()
+    hess[2, 2] = -q / v**2 * weights.sum() + w_inv @ ((p * x + q) * inv)
     return hess
 
 
@@ -114,8 +116,8 @@ class GammaGammaModel(FittedModel):
             raise DataError(f"Gamma-Gamma needs at least 3 customers with repeat purchases; the data has {x.size}")
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
         w = w_all[rfm["frequency"].to_numpy() > 0]
-        (ux, um), inverse, _ = unique_rows(x, m)
-        uw = np.bincount(inverse, weights=w).astype(float)
+        # Mean spends are continuous: (x, m) pairs rarely repeat, so rows are not compressed.
+        ux, um, uw = x, m, np.asarray(w, dtype=float)
         scale = float(np.average(m, weights=w))
         rng = np.random.default_rng(self.seed)
         base = np.array([2.0, 2.0, 1.0])
