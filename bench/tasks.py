@@ -83,7 +83,6 @@ def prepare_clv_fit(n: int) -> pd.DataFrame:
 
 def clv_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
     from clv import BetaGeoModel, GammaGammaModel
-
     from clv.pipeline import fit_together
 
     with warnings.catch_warnings():
