@@ -172,8 +172,10 @@ def maximize_likelihood(
     if subset is not None and weights.size > sample_size and len(thetas) > 1:
         rows, counts = _subsample(weights, sample_size, np.random.default_rng(seed))
         sample_objective = _objective(subset(rows), counts / counts.sum())
-        scouted = [_lbfgs(sample_objective, theta, max_iter, loose=True) for theta in thetas]
-        thetas = [np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)]
+        # every start gets a short search; the most promising one is followed to the sample's optimum
+        scouted = [_lbfgs(sample_objective, theta, 20, loose=True) for theta in thetas]
+        leader = np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)
+        thetas = [np.asarray(_lbfgs(sample_objective, leader, max_iter, loose=True).x, dtype=float)]
         # From the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not.
         theta, hess_mean = _newton_polish(objective, fn, thetas[0], w)
         value, grad = objective(theta)

@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
 from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
-from clv.mle import Hessian, MleResult, maximize_likelihood
+from clv.mle import Hessian, LoglikGrad, MleResult, maximize_likelihood
 
 __all__ = ["FittedModel", "PurchaseModel", "check_output", "rfm_arrays"]
 
@@ -156,6 +156,10 @@ class PurchaseModel(FittedModel):
     ) -> tuple[FloatArray, FloatArray]:
         """Per-row log-likelihood and its gradient in the natural parameters."""
 
+    def _on_rows(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> LoglikGrad:
+        """`_loglik_grad` bound to a subset of rows, gathered once."""
+        return lambda params: self._loglik_grad(params, x, t_x, T)
+
     def _hessian_function(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> Hessian | None:
         """(params, weights) -> weighted Hessian of the log-likelihood, where the model has it analytically."""
         return None
@@ -185,7 +189,7 @@ class PurchaseModel(FittedModel):
             starts,
             self.max_iter,
             seed=self.seed,
-            subset=lambda rows: lambda p: self._loglik_grad(p, sx[rows], st[rows], sT[rows]),
+            subset=lambda rows: self._on_rows(sx[rows], st[rows], sT[rows]),
             hessian=self._hessian_function(sx, st, sT),
         )
         factor = np.array([scale if k in self.time_params else 1.0 for k in self.param_names])

@@ -8,6 +8,7 @@ independent of the purchase process: the fit warns when frequency and spend corr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Self
 
 import numpy as np
@@ -86,6 +87,11 @@ def loglik_hessian(params: FloatArray, x: FloatArray, m: FloatArray, weights: Fl
     return hess
 
 
+def _on_rows(x: FloatArray, m: FloatArray, log_m: FloatArray) -> Callable[[FloatArray], tuple[FloatArray, FloatArray]]:
+    """`loglik_grad` bound to a subset of rows, gathered once."""
+    return lambda params: loglik_grad(params, x, m, log_m)
+
+
 class GammaGammaModel(FittedModel):
     """Gamma-Gamma model of average transaction value. Fit on customers with frequency > 0.
 
@@ -130,7 +136,7 @@ class GammaGammaModel(FittedModel):
             starts,
             self.max_iter,
             seed=self.seed,
-            subset=lambda rows: lambda p: loglik_grad(p, ux[rows], sm[rows], log_sm[rows]),
+            subset=lambda rows: _on_rows(ux[rows], sm[rows], log_sm[rows]),
             hessian=lambda p, w: loglik_hessian(p, ux, sm, w),
         )
         factor = np.array([1.0, 1.0, scale])
