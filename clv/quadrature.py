@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import linalg, special
 
-__all__ = ["beta_rule", "laguerre_rule", "nodes_for_pole", "unit_legendre_rule"]
+__all__ = ["beta_rule", "nodes_for_pole", "unit_legendre_rule"]
 
 FloatArray = NDArray[np.float64]
 
@@ -53,13 +53,6 @@ def _beta_rule_cached(a: float, b: float, n: int) -> tuple[FloatArray, FloatArra
 def beta_rule(a: float, b: float, n: int) -> tuple[FloatArray, FloatArray]:
     """Nodes in (0, 1) and weights summing to 1 for expectations over p ~ Beta(a, b)."""
     return _beta_rule_cached(float(a), float(b), int(n))
-
-
-@lru_cache(maxsize=64)
-def laguerre_rule(n: int) -> tuple[FloatArray, FloatArray]:
-    """Gauss-Laguerre nodes and weights: integral of exp(-u) f(u) over (0, inf)."""
-    u, w = special.roots_laguerre(n)
-    return u, w
 
 
 @lru_cache(maxsize=64)

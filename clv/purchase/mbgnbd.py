@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
-from numpy.typing import NDArray
-
 from clv.purchase.bgnbd import BetaGeoModel
 
 __all__ = ["ModifiedBetaGeoModel"]
@@ -29,6 +26,3 @@ class ModifiedBetaGeoModel(BetaGeoModel):
 
     name: ClassVar[str] = "mbgnbd"
     _c: ClassVar[int] = 1
-
-    def _start(self) -> NDArray[np.float64]:
-        return np.array([0.5, 2.0, 1.0, 2.0])
