@@ -244,6 +244,21 @@ def check_horizon(horizon: float) -> float:
     return float(horizon)
 
 
+def check_count(n: int) -> int:
+    """A purchase count asked about: a whole number >= 0."""
+    if n < 0 or int(n) != n:
+        raise ValueError(f"n must be a whole number >= 0, got {n!r}")
+    return int(n)
+
+
+def check_new_customer_horizons(horizon: float | ArrayLike) -> FloatArray:
+    """Horizons of a new customer's expectation, as a 1-d array of finite numbers >= 0."""
+    t = np.atleast_1d(np.asarray(horizon, dtype=float))
+    if np.any(~np.isfinite(t)) or np.any(t < 0):
+        raise ValueError("horizon must be finite and >= 0")
+    return t
+
+
 def check_rate(rate: float) -> float:
     if not (math.isfinite(rate) and rate > 0):
         raise ClvError(f"discount rate must be a finite number > 0, got {rate!r}")

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from clv.errors import DataError
-from clv.purchase.base import PurchaseModel, check_output, check_rate, rfm_arrays
+from clv.purchase.base import PurchaseModel, check_count, check_output, check_rate, rfm_arrays
 
 __all__ = ["BetaGeoBetaBinomModel"]
 
@@ -157,8 +157,7 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         """P(X(n, n + n*) = k | history) (FHS Eq. 14), by the number d of future opportunities the customer is
         alive for: P(d) = E[theta(1-theta)^d] (d < n*) or E[(1-theta)^n*], times E[Binomial(k; d, p)]."""
         steps = _whole(horizon)
-        if n < 0 or int(n) != n:
-            raise ValueError(f"n must be a whole number >= 0, got {n!r}")
+        n = check_count(n)
         log_alive, al2, be2, de2 = self._posterior(rfm)
         ga = self.params_["gamma"]
         d = np.arange(0, steps + 1, dtype=float)

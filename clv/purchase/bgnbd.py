@@ -12,7 +12,15 @@ from numpy.typing import ArrayLike, NDArray
 from clv.compress import unique_rows
 from clv.mle import Hessian
 from clv.purchase import beta_geometric as bg
-from clv.purchase.base import PurchaseModel, check_horizon, check_output, check_rate, rfm_arrays
+from clv.purchase.base import (
+    PurchaseModel,
+    check_count,
+    check_horizon,
+    check_new_customer_horizons,
+    check_output,
+    check_rate,
+    rfm_arrays,
+)
 from clv.quadrature import beta_rule, nodes_for_pole
 
 __all__ = ["BetaGeoModel"]
@@ -106,8 +114,7 @@ class BetaGeoModel(PurchaseModel):
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the
         updated parameters, plus P(dead) for n = 0."""
         horizon = check_horizon(horizon)
-        if n < 0 or int(n) != n:
-            raise ValueError(f"n must be a whole number >= 0, got {n!r}")
+        n = check_count(n)
         p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
         if horizon == 0:
             return np.full(p_alive.shape, 1.0 if n == 0 else 0.0)
@@ -119,9 +126,7 @@ class BetaGeoModel(PurchaseModel):
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """E[X(t)] for a customer just acquired (FHL 2005, Eq. 9; Batislam et al. 2007, Eq. 9 for MBG/NBD)."""
         r, alpha, a, b = self._p()
-        t = np.atleast_1d(np.asarray(horizon, dtype=float))
-        if np.any(~np.isfinite(t)) or np.any(t < 0):
-            raise ValueError("horizon must be finite and >= 0")
+        t = check_new_customer_horizons(horizon)
         ones = np.ones_like(t)
         return check_output(bg.expected_new(t, r * ones, alpha * ones, a, b * ones, c=self._c), "expected purchases")
 

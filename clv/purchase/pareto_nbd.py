@@ -17,7 +17,15 @@ from scipy import special
 from scipy.special import loggamma
 
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
-from clv.purchase.base import PurchaseModel, check_horizon, check_output, check_rate, rfm_arrays
+from clv.purchase.base import (
+    PurchaseModel,
+    check_count,
+    check_horizon,
+    check_new_customer_horizons,
+    check_output,
+    check_rate,
+    rfm_arrays,
+)
 from clv.purchase.beta_geometric import scaled_expint
 from clv.quadrature import nodes_for_pole, unit_legendre_rule
 
@@ -185,9 +193,7 @@ class ParetoNBDModel(PurchaseModel):
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """E[X(t)] of a new customer (the note, Eq. 27)."""
         r, alpha, s, beta = self._p()
-        t = np.atleast_1d(np.asarray(horizon, dtype=float))
-        if np.any(~np.isfinite(t)) or np.any(t < 0):
-            raise ValueError("horizon must be finite and >= 0")
+        t = check_new_customer_horizons(horizon)
         return check_output(
             _expected_alive(t, np.full(t.shape, r), np.full(t.shape, alpha), s, np.full(t.shape, beta)),
             "expected purchases",
@@ -203,8 +209,7 @@ class ParetoNBDModel(PurchaseModel):
         evaluated by Gauss-Legendre quadrature on (0, t). Dead at T: no purchase.
         """
         horizon = check_horizon(horizon)
-        if n < 0 or int(n) != n:
-            raise ValueError(f"n must be a whole number >= 0, got {n!r}")
+        n = check_count(n)
         p_alive, r2, alpha2, beta2 = self._alive(rfm)
         if horizon == 0:
             return np.full(p_alive.shape, 1.0 if n == 0 else 0.0)
