@@ -30,6 +30,7 @@ from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.transactions import ValidationReport, load_transactions
 from clv.errors import ConvergenceWarning, UsageError
+from clv.mle import single_threaded_blas
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.units import days_per_unit
@@ -104,7 +105,7 @@ def fit_together(
     releases the GIL, so on two cores the two fits overlap. Warnings raised in either reach the caller."""
     if spend is None:
         return purchase.fit(rfm), None
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with single_threaded_blas(), ThreadPoolExecutor(max_workers=2) as pool:
         jobs = [pool.submit(_fit_recording, model, rfm) for model in (purchase, spend)]
         results = [job.result() for job in jobs]
     for _, caught in results:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -18,9 +20,9 @@ from numpy.typing import ArrayLike, NDArray
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
 from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
-from clv.mle import Hessian, LoglikGrad, MleResult, maximize_likelihood
+from clv.mle import Hessian, LoglikGrad, MleResult, Reducer, maximize_likelihood
 
-__all__ = ["FittedModel", "PurchaseModel", "check_output", "rfm_arrays"]
+__all__ = ["FittedModel", "LikelihoodProblem", "PurchaseModel", "check_output", "rfm_arrays"]
 
 FloatArray = NDArray[np.float64]
 
@@ -51,6 +53,34 @@ def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
     if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise DataError(f"weights must be {n} finite non-negative numbers with a positive sum")
     return w
+
+
+@dataclass(frozen=True)
+class LikelihoodProblem:
+    """What a fit needs, shared by maximum likelihood and the Bayesian fit: `fn` gives the per-row
+    log-likelihood and gradient of the rescaled data at rescaled parameters; natural parameters are the rescaled
+    ones times `factor`; `unscaled` is the same function on the data as given."""
+
+    param_names: tuple[str, ...]
+    fn: LoglikGrad
+    weights: FloatArray
+    factor: FloatArray
+    subset: Callable[[NDArray[np.intp]], LoglikGrad] | None
+    hessian: Hessian | None
+    unscaled: LoglikGrad
+    n_customers: int
+    n_unique: int
+    reducer: Reducer | None = None
+
+    def total(self, scaled_params: FloatArray) -> tuple[float, FloatArray]:
+        """Weighted total log-likelihood of the rescaled data and its gradient in the rescaled parameters."""
+        ll, grad = self.fn(scaled_params)
+        return float(self.weights @ ll), self.weights @ grad
+
+    def log_likelihood(self, params: FloatArray) -> float:
+        """Total log-likelihood of the data as given, at natural parameters."""
+        ll, _ = self.unscaled(params)
+        return float(self.weights @ ll)
 
 
 class FittedModel(ABC):
@@ -172,34 +202,48 @@ class PurchaseModel(FittedModel):
         top = float(np.max(T))
         return top / 10.0 if top > 0 else 1.0
 
-    def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
-        """Maximum-likelihood fit on the unique (frequency, recency, T) rows, time rescaled internally."""
+    def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
+        """The data of a fit, as both estimation methods use it: unique (frequency, recency, T) rows with weights,
+        time rescaled so that max(T) = 10, and the log-likelihood on those rows."""
         x, t_x, T = rfm_arrays(rfm)
         w = _weights(weights, x.size)
         (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
         uw = np.bincount(inverse, weights=w).astype(float)
         scale = self._time_scale(uT)
         sx, st, sT = ux, ut / scale, uT / scale
+        return LikelihoodProblem(
+            param_names=self.param_names,
+            fn=lambda p: self._loglik_grad(p, sx, st, sT),
+            weights=uw,
+            factor=np.array([scale if k in self.time_params else 1.0 for k in self.param_names]),
+            subset=lambda rows: self._on_rows(sx[rows], st[rows], sT[rows]),
+            hessian=self._hessian_function(sx, st, sT),
+            unscaled=lambda p: self._loglik_grad(p, ux, ut, uT),
+            n_customers=int(x.size),
+            n_unique=int(ux.size),
+        )
+
+    def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
+        """Maximum-likelihood fit on the unique (frequency, recency, T) rows, time rescaled internally."""
+        problem = self.likelihood_problem(rfm, weights)
         rng = np.random.default_rng(self.seed)
         base = self._start()
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
         result = maximize_likelihood(
-            lambda p: self._loglik_grad(p, sx, st, sT),
-            uw,
+            problem.fn,
+            problem.weights,
             starts,
             self.max_iter,
             seed=self.seed,
-            subset=lambda rows: self._on_rows(sx[rows], st[rows], sT[rows]),
-            hessian=self._hessian_function(sx, st, sT),
+            subset=problem.subset,
+            hessian=problem.hessian,
         )
-        factor = np.array([scale if k in self.time_params else 1.0 for k in self.param_names])
-        params = result.params * factor
-        se = None if result.standard_errors is None else result.standard_errors * factor
+        params = result.params * problem.factor
+        se = None if result.standard_errors is None else result.standard_errors * problem.factor
         # The likelihood of the unscaled data (purchase-time densities change by scale^-x under rescaling).
-        ll_rows, _ = self._loglik_grad(params, ux, ut, uT)
-        result = MleResult(**{**result.__dict__, "log_likelihood": float(uw @ ll_rows)})
-        self.n_customers_ = int(x.size)
-        self.n_unique_ = int(ux.size)
+        result = MleResult(**{**result.__dict__, "log_likelihood": problem.log_likelihood(params)})
+        self.n_customers_ = problem.n_customers
+        self.n_unique_ = problem.n_unique
         self._store(result, params, se)
         return self
 

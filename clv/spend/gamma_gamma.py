@@ -8,7 +8,6 @@ independent of the purchase process: the fit warns when frequency and spend corr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar, Self
 
 import numpy as np
@@ -19,7 +18,7 @@ from scipy import special
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError
 from clv.mle import MleResult, maximize_likelihood
-from clv.purchase.base import FittedModel, check_output
+from clv.purchase.base import FittedModel, LikelihoodProblem, check_output
 
 __all__ = ["GammaGammaModel", "loglik_grad"]
 
@@ -87,9 +86,67 @@ def loglik_hessian(params: FloatArray, x: FloatArray, m: FloatArray, weights: Fl
     return hess
 
 
-def _on_rows(x: FloatArray, m: FloatArray, log_m: FloatArray) -> Callable[[FloatArray], tuple[FloatArray, FloatArray]]:
-    """`loglik_grad` bound to a subset of rows, gathered once."""
-    return lambda params: loglik_grad(params, x, m, log_m)
+class SpendStatistics:
+    """The weighted mean of `loglik_grad`'s log density over rows, reduced to statistics of the rows.
+
+    With L_i = ln(v + m_i x_i), the mean log-likelihood is
+    sum_k W_k [lnG(pk+q) - lnG(pk) - lnG(q)] + q ln v + p (A + C) - B - p sum w x L - q sum w L,
+    where W_k is the weight of the rows with x = k, A = sum w x ln m, B = sum w ln m, C = sum w x ln x
+    (the weights sum to 1). Only L and 1 / (v + m x) change with the parameters: an evaluation is a handful of
+    passes over the rows instead of the two dozen that per-row values and gradients take.
+    """
+
+    def __init__(self, x: FloatArray, m: FloatArray, weights: FloatArray) -> None:
+        index = x.astype(np.intp)
+        self.k = np.arange(int(index.max(initial=0)) + 1, dtype=float)
+        self.w_k = np.bincount(index, weights=weights, minlength=self.k.size)
+        self.w = weights
+        self.wx = weights * x
+        self.mx = m * x
+        log_m = np.log(m)
+        with np.errstate(divide="ignore"):
+            log_x = np.where(x > 0, np.log(np.maximum(x, 1.0)), 0.0)
+        self.constant_p = float(self.wx @ log_m + self.wx @ log_x)
+        self.constant = -float(weights @ log_m)
+        self.total = float(weights.sum())
+
+    def __call__(self, params: FloatArray) -> tuple[float, FloatArray]:
+        """The mean log-likelihood and its gradient in (p, q, v)."""
+        p, q, v = params
+        pk, k, w_k = p * self.k, self.k, self.w_k
+        pk_safe = np.where(k > 0, pk, 1.0)
+        log_vmx = np.log(v + self.mx)
+        inv = 1.0 / (v + self.mx)
+        wx_l, w_l = float(self.wx @ log_vmx), float(self.w @ log_vmx)
+        gam = special.gammaln(pk + q) - special.gammaln(pk_safe)
+        psi_pkq = special.digamma(pk + q)
+        ll = w_k @ gam - self.total * special.gammaln(q) + q * np.log(v) * self.total
+        ll += p * self.constant_p + self.constant - p * wx_l - q * w_l
+        grad = np.array(
+            [
+                w_k @ (k * (psi_pkq - special.digamma(pk_safe))) + self.constant_p - wx_l,
+                w_k @ psi_pkq - self.total * special.digamma(q) + self.total * np.log(v) - w_l,
+                self.total * q / v - p * float(self.wx @ inv) - q * float(self.w @ inv),
+            ]
+        )
+        return float(ll), grad
+
+    def hessian(self, params: FloatArray, _weights: FloatArray | None = None) -> FloatArray:
+        """The Hessian of the mean log-likelihood (the per-row terms as in `loglik_hessian`, summed)."""
+        p, q, v = params
+        k, w_k, total = self.k, self.w_k, self.total
+        tri_pkq = _trigamma(p * k + q)
+        tri_pk = _trigamma(np.where(k > 0, p * k, 1.0))
+        inv = 1.0 / (v + self.mx)
+        inv2 = inv * inv
+        hess = np.empty((3, 3))
+        hess[0, 0] = w_k @ (k * k * (tri_pkq - tri_pk))
+        hess[0, 1] = hess[1, 0] = w_k @ (k * tri_pkq)
+        hess[0, 2] = hess[2, 0] = -float(self.wx @ inv)
+        hess[1, 1] = w_k @ tri_pkq - float(_trigamma(q)) * total
+        hess[1, 2] = hess[2, 1] = total / v - float(self.w @ inv)
+        hess[2, 2] = -q / v**2 * total + p * float(self.wx @ inv2) + q * float(self.w @ inv2)
+        return hess
 
 
 class GammaGammaModel(FittedModel):
@@ -115,36 +172,56 @@ class GammaGammaModel(FittedModel):
         keep = x > 0
         return x[keep], m[keep], int((~keep).sum())
 
-    def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
-        """Maximum-likelihood fit on the repeat buyers (frequency > 0), spend rescaled internally."""
+    def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
+        """The repeat buyers' mean spends with weights, spend rescaled by its weighted mean (so v is near 1),
+        as both estimation methods use them."""
         x, m, _ = self._repeat_buyers(rfm)
         if x.size < 3:
             raise DataError(f"Gamma-Gamma needs at least 3 customers with repeat purchases; the data has {x.size}")
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
-        w = w_all[rfm["frequency"].to_numpy() > 0]
+        w = np.asarray(w_all[rfm["frequency"].to_numpy() > 0], dtype=float)
         # Mean spends are continuous: (x, m) pairs rarely repeat, so rows are not compressed.
-        ux, um, uw = x, m, np.asarray(w, dtype=float)
         scale = float(np.average(m, weights=w))
+        sm = m / scale
+        log_sm = np.log(sm)
+        full = SpendStatistics(x, sm, w / w.sum())
+
+        def reducer(rows: NDArray[np.intp] | None, w_rows: FloatArray) -> SpendStatistics:
+            return full if rows is None else SpendStatistics(x[rows], sm[rows], w_rows)
+
+        return LikelihoodProblem(
+            param_names=self.param_names,
+            fn=lambda p: loglik_grad(p, x, sm, log_sm),
+            weights=w,
+            factor=np.array([1.0, 1.0, scale]),
+            subset=None,
+            hessian=full.hessian,
+            unscaled=lambda p: loglik_grad(p, x, m),
+            n_customers=int(x.size),
+            n_unique=int(x.size),
+            reducer=reducer,
+        )
+
+    def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
+        """Maximum-likelihood fit on the repeat buyers (frequency > 0), spend rescaled internally."""
+        problem = self.likelihood_problem(rfm, weights)
         rng = np.random.default_rng(self.seed)
         base = np.array([2.0, 2.0, 1.0])
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, 3)) for _ in range(max(0, self.starts - 1))]
-        sm = um / scale
-        log_sm = np.log(sm)
         result = maximize_likelihood(
-            lambda p: loglik_grad(p, ux, sm, log_sm),
-            uw,
+            problem.fn,
+            problem.weights,
             starts,
             self.max_iter,
             seed=self.seed,
-            subset=lambda rows: _on_rows(ux[rows], sm[rows], log_sm[rows]),
-            hessian=lambda p, w: loglik_hessian(p, ux, sm, w),
+            hessian=problem.hessian,
+            reducer=problem.reducer,
         )
-        factor = np.array([1.0, 1.0, scale])
-        params = result.params * factor
-        se = None if result.standard_errors is None else result.standard_errors * factor
-        ll_rows, _ = loglik_grad(params, ux, um)
-        result = MleResult(**{**result.__dict__, "log_likelihood": float(uw @ ll_rows)})
-        self.n_customers_ = int(x.size)
+        params = result.params * problem.factor
+        se = None if result.standard_errors is None else result.standard_errors * problem.factor
+        result = MleResult(**{**result.__dict__, "log_likelihood": problem.log_likelihood(params)})
+        x, m, _ = self._repeat_buyers(rfm)
+        self.n_customers_ = problem.n_customers
         self.frequency_spend_correlation_ = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
         self._store(result, params, se)
         return self
