@@ -6,7 +6,8 @@ Exit codes: 0 ok, 1 the run failed (bad data, a failed fit), 2 bad usage or conf
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -93,9 +94,13 @@ def data_summarize(
     with _errors(verbose):
         cfg = _load(config, set_)
         step = prepare_data(cfg)
-        info = step.profile.to_dict() | {
-            "validation_problems": step.report.problems_by_reason,
-            "returns": step.report.returns,
+        info: dict[str, Any] = {"source": cfg.data.source, "kind": "RFM table"}
+        if step.profile is not None and step.report is not None:
+            info = step.profile.to_dict() | {
+                "validation_problems": step.report.problems_by_reason,
+                "returns": step.report.returns,
+            }
+        info |= {
             "rfm_customers": len(step.rfm.frame),
             "repeat_purchases_calibration": int(step.rfm.frame["frequency"].sum()),
         }
@@ -104,7 +109,7 @@ def data_summarize(
         if json_out:
             typer.echo(json.dumps(info, indent=2, default=str))
             return
-        table = Table(title=f"{cfg.name}: {step.profile.source}", show_header=False)
+        table = Table(title=f"{cfg.name}: {info['source']}", show_header=False)
         for key, value in info.items():
             table.add_row(key.replace("_", " "), _fmt(value))
         Console().print(table)
@@ -122,36 +127,85 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _progress(quiet: bool) -> Callable[[str], None] | None:
-    if quiet:
-        return None
-    return lambda step: err.print(f"[cyan]»[/] {step}", highlight=False)
+class _Steps:
+    """The rich progress display of a run's steps: a spinner on the current step, a tick and its time when done."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.status: Any = None
+        self.current: str | None = None
+        self.started = 0.0
+
+    def __call__(self, step: str) -> None:
+        if self.quiet:
+            return
+        self._finish()
+        self.current, self.started = step, time.perf_counter()
+        if self.status is None:
+            self.status = err.status(step, spinner="dots")
+            self.status.start()
+        else:
+            self.status.update(step)
+
+    def _finish(self) -> None:
+        if self.current is not None:
+            err.print(
+                f"[green]✓[/] {self.current} [dim]({time.perf_counter() - self.started:.1f} s)[/]", highlight=False
+            )
+            self.current = None
+
+    def close(self) -> None:
+        self._finish()
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
 
 
-def _run(cfg: RunConfig, quiet: bool) -> None:
-    from clv.pipeline import run, write_outputs
+@contextmanager
+def _steps(quiet: bool) -> Iterator[_Steps]:
+    steps = _Steps(quiet)
+    try:
+        yield steps
+    finally:
+        steps.close()
 
-    result = run(cfg, progress=_progress(quiet))
-    for warning in result.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    out = write_outputs(result)
+
+def _warn(messages: list[str]) -> None:
+    for message in messages:
+        err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
+    from clv.pipeline import run, save_fitted
+    from clv.report import write_outputs
+
+    with _steps(quiet) as steps:
+        result = run(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
+        steps("save the model")
+        model_dir = save_fitted(result)
+        steps("write the reports")
+        out = write_outputs(result)
+    _warn(result.warnings)
     if not quiet:
         _print_headline(result)
-    typer.echo(f"outputs written to {out}/")
+    typer.echo(f"model saved to {model_dir}/")
+    typer.echo(f"outputs written to {out}/ (open {out / 'report.html'})")
 
 
 def _print_headline(result: Any) -> None:
     console = Console()
-    table = Table(title=f"{result.config.name}: {result.purchase.name} + gamma_gamma ({result.config.model.method})")
+    spend = f" + {result.spend.name}" if result.spend is not None else ""
+    table = Table(title=f"{result.config.name}: {result.purchase.name}{spend} ({result.fitted.method})")
     table.add_column("quantity")
     table.add_column("value", justify="right")
-    for key, value in result.purchase.params_.items():
-        table.add_row(f"{result.purchase.name} {key}", f"{value:.4f}")
-    table.add_row("log-likelihood", f"{result.purchase.log_likelihood_:.2f}")
-    if result.spend is not None:
-        for key, value in result.spend.params_.items():
-            table.add_row(f"gamma_gamma {key}", f"{value:.4f}")
-    customers = result.value.customers
+    for model in (result.purchase, result.spend):
+        if model is None:
+            continue
+        for key, value in model.params_.items():
+            table.add_row(f"{model.name} {key}", f"{value:.4f}")
+    if result.purchase.log_likelihood_ is not None:
+        table.add_row("log-likelihood", f"{result.purchase.log_likelihood_:.2f}")
+    customers = result.customers
     unit = result.config.time.unit
     table.add_row("customers", f"{len(customers):,}")
     table.add_row("mean P(alive)", f"{customers['p_alive'].mean():.3f}")
@@ -160,36 +214,138 @@ def _print_headline(result: Any) -> None:
         f"{customers['expected_purchases'].sum():,.1f}",
     )
     table.add_row("total CLV (discounted)", f"{customers['clv'].sum():,.2f}")
+    for row in result.tiers.itertuples():
+        table.add_row(f"tier {row.tier}", f"{row.customers:,} customers, {row.share_of_clv:.0%} of CLV")
+    at_risk = int((customers["segment"] == "high value, slipping away").sum())
+    table.add_row("high value, slipping away", f"{at_risk:,} customers")
     if result.holdout:
         h = result.holdout
         table.add_row(
             "holdout: predicted / actual",
             f"{h['predicted_repeat_purchases']:,.1f} / {h['actual_repeat_purchases']:,.0f}",
         )
+        if "customer_interval_coverage" in h:
+            table.add_row(
+                f"holdout: customers inside {h['interval']:.0%} interval", f"{h['customer_interval_coverage']:.1%}"
+            )
     console.print(table)
 
 
-@app.command("run")
-def run_command(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
-    """Read, validate, summarise, fit, predict and value; write reports/<name>/ (customers.csv and .parquet,
-    forecast.csv, revenue_schedule.csv, summary.json). Times are in time.unit (D or W); the horizon
-    (prediction.horizon, default 52) is in that unit; amounts in the data's currency.
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Bayesian fits: failing diagnostics (R-hat, ESS, divergences) are an error.")
+]
 
-    Example: clv run configs/cdnow.yaml --set model.purchase=pareto_nbd
+
+@app.command("run")
+def run_command(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The main job: read, validate, summarise, fit, predict, value, tier, report, save the model.
+
+    Writes reports/<name>/ (customers.csv and .parquet, tiers.csv, at_risk.csv, forecast.csv,
+    revenue_schedule.csv, summary.json, report.html; migration.csv when an earlier run saved tiers) and
+    models/<name>/<run_id>/. Times are in time.unit (D or W, default W); prediction.horizon (default 52) is in
+    that unit; amounts in the data's currency; model.method mle (default) or bayes.
+
+    Example: clv run configs/cdnow.yaml --set model.method=bayes
     """
     with _errors(verbose):
-        _run(_load(config, set_), quiet)
+        _run(_load(config, set_), quiet, strict)
+
+
+@app.command("train")
+def train_command(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fit the configured models and save them to models/<name>/<run_id>/ (models/<name>/latest names the
+    newest); no predictions, no reports. Times in time.unit (default W).
+
+    Example: clv train configs/cdnow.yaml --set model.purchase=pareto_nbd
+    """
+    from clv.pipeline import save_fitted, score, train
+
+    with _errors(verbose):
+        cfg = _load(config, set_)
+        with _steps(quiet) as steps:
+            data, fitted, messages, timings = train(cfg, steps, strict, progress_bar=not quiet and cfg.bayes.progress)
+            steps("tier the customers (saved for the next run's migration table)")
+            result = score(cfg, fitted, data, None, timings, messages)
+            steps("save the model")
+            path = save_fitted(result)
+        _warn(messages)
+        typer.echo(f"model saved to {path}/")
+
+
+ModelOpt = Annotated[
+    Path,
+    typer.Option(
+        "--model",
+        "-m",
+        help="A saved run (models/<name>/<run_id>) or models/<name> (its latest run).",
+        show_default=False,
+    ),
+]
+
+
+@app.command("score")
+def score_command(
+    config: ConfigArg, model: ModelOpt, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False
+) -> None:
+    """Score the config's data with a saved model, without refitting: predictions, value, tiers and the
+    reports in reports/<name>/. The model is checked on load (hashes, schema) and must use the config's time.unit.
+
+    Example: clv score configs/cdnow.yaml --model models/cdnow
+    """
+    from clv.pipeline import load_fitted, prepare_data, score
+    from clv.report import write_outputs
+
+    with _errors(verbose):
+        cfg = _load(config, set_)
+        with _steps(quiet) as steps:
+            steps("load and check the saved model")
+            fitted = load_fitted(model)
+            steps("read, validate and summarise")
+            data = prepare_data(cfg)
+            result = score(cfg, fitted, data, steps)
+            steps("write the reports")
+            out = write_outputs(result)
+        if not quiet:
+            _print_headline(result)
+        typer.echo(f"scored with {fitted.path}/")
+        typer.echo(f"outputs written to {out}/ (open {out / 'report.html'})")
+
+
+@app.command("report")
+def report_command(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+    """Rebuild reports/<name>/report.html from the saved outputs of the last run or score (summary.json, the
+    customer table, forecast and tiers); nothing is read or refitted.
+
+    Example: clv report configs/cdnow.yaml
+    """
+    from clv.report import rebuild_report
+
+    with _errors(verbose):
+        path = rebuild_report(_load(config, set_))
+        typer.echo(f"report written to {path}")
 
 
 @app.command("demo")
-def demo(set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
+def demo(set_: SetOpt = None, strict: StrictOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
     """`clv run` on the embedded CDNOW cohort with the settings of configs/cdnow.yaml (weeks, calibration to
     1997-09-30, holdout to 1998-06-30, BG/NBD + Gamma-Gamma by maximum likelihood, 52-week horizon, 10% a year).
 
-    Example: clv demo --set model.purchase=mbgnbd
+    Example: clv demo --set model.method=bayes
     """
     with _errors(verbose):
-        _run(_demo_config(set_), quiet)
+        _run(_demo_config(set_), quiet, strict)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,11 +21,15 @@ from clv.errors import ConfigError
 from clv.units import TimeUnit
 
 __all__ = [
+    "BayesConfig",
     "DataConfig",
     "ModelConfig",
     "OutputConfig",
     "PredictionConfig",
+    "PriorConfig",
     "RunConfig",
+    "TierLevel",
+    "TiersConfig",
     "TimeConfig",
     "apply_overrides",
     "config_hash",
@@ -82,12 +87,94 @@ class ModelConfig(_Section):
     starts: int = Field(4, ge=1, le=64, description="starting points of the maximum-likelihood search")
 
 
+class PriorConfig(_Section):
+    """A prior on one parameter. Parameters measured in time (alpha, beta) or money (v) are given priors on their
+    value divided by the data's scale (max T / 10, mean spend), so the priors do not depend on the units."""
+
+    distribution: Literal["lognormal", "gamma", "halfnormal", "flat"] = "lognormal"
+    mu: float = Field(0.0, description="lognormal: mean of log(parameter)")
+    sigma: float = Field(2.0, gt=0, description="lognormal: sd of log(parameter); halfnormal: scale")
+    alpha: float = Field(2.0, gt=0, description="gamma: shape")
+    beta: float = Field(1.0, gt=0, description="gamma: rate")
+
+
+class BayesConfig(_Section):
+    """The Bayesian fit (model.method = bayes): inference, diagnostics thresholds and posterior predictions."""
+
+    inference: Literal["nuts", "laplace", "pathfinder", "advi"] = Field(
+        "nuts", description="NUTS sampling; Laplace, Pathfinder or ADVI: approximations for large data"
+    )
+    sampler: Literal["auto", "pymc", "nutpie"] = Field(
+        "auto", description="NUTS implementation; auto: nutpie if installed"
+    )
+    chains: int = Field(4, ge=1, le=64)
+    draws: int = Field(1000, ge=50, description="kept draws per chain (ADVI: chains x draws from the approximation)")
+    tune: int = Field(1000, ge=0, description="tuning steps per chain")
+    target_accept: float = Field(0.9, gt=0, lt=1)
+    cores: int = Field(2, ge=1, description="processes for the chains")
+    advi_iterations: int = Field(50_000, ge=100, description="ADVI: most iterations (stops early on convergence)")
+    interval: float = Field(0.9, gt=0, lt=1, description="level of credible and predictive intervals")
+    prediction_draws: int = Field(1000, ge=20, description="posterior draws used for per-customer predictions")
+    progress: bool = Field(True, description="progress bar while sampling (CLI)")
+    r_hat_max: float = Field(1.01, gt=1)
+    ess_min: float = Field(400.0, gt=0, description="least bulk and tail effective sample size")
+    priors: dict[str, PriorConfig] = Field(
+        default_factory=dict, description="per parameter (paper names); unnamed parameters get the default prior"
+    )
+
+
 class PredictionConfig(_Section):
     """Horizon (in time.unit), discounting and margin of the value calculation."""
 
     horizon: float = Field(52.0, gt=0, description="prediction horizon in time.unit")
     annual_discount_rate: float = Field(0.10, ge=0, lt=1)
     margin: float = Field(1.0, gt=0, le=1, description="share of revenue kept as profit")
+
+
+class TierLevel(_Section):
+    """One value tier: a share of customers (ranked by CLV), or a CLV threshold in currency."""
+
+    label: str = Field(min_length=1, max_length=40)
+    share: float | None = Field(None, gt=0, le=1, description="share of customers, from the top")
+    min_clv: float | None = Field(None, ge=0, description="least CLV of the tier, in currency")
+
+
+def _default_tiers() -> list[TierLevel]:
+    return [
+        TierLevel(label="top 5%", share=0.05),
+        TierLevel(label="next 15%", share=0.15),
+        TierLevel(label="next 30%", share=0.30),
+        TierLevel(label="rest", share=0.50),
+    ]
+
+
+class TiersConfig(_Section):
+    """Value tiers by CLV, highest first: every level gives a share, or every level but the last a min_clv."""
+
+    levels: list[TierLevel] = Field(default_factory=_default_tiers, min_length=2, max_length=12)
+    min_size: int = Field(1, ge=1, description="fewest customers a tier may hold")
+    at_risk_tiers: int = Field(2, ge=1, description="the top this-many tiers count as high value for at-risk")
+    at_risk_p_alive: float = Field(0.5, gt=0, lt=1, description="P(alive) below this is slipping away")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TiersConfig:
+        labels = [level.label for level in self.levels]
+        if len(set(labels)) != len(labels):
+            raise ValueError("tier labels must be distinct")
+        shares = [level.share for level in self.levels]
+        thresholds = [level.min_clv for level in self.levels]
+        if all(s is not None for s in shares):
+            if abs(sum(s for s in shares if s is not None) - 1.0) > 1e-9:
+                raise ValueError(f"tier shares must add up to 1, got {sum(s for s in shares if s is not None):g}")
+        elif all(t is not None for t in thresholds[:-1]) and not any(shares):
+            known = [t for t in thresholds[:-1] if t is not None]
+            if any(b >= a for a, b in pairwise(known)):
+                raise ValueError("tier min_clv thresholds must decrease from the first tier to the last")
+        else:
+            raise ValueError("give every tier a share, or every tier but the last a min_clv (not a mix)")
+        if self.at_risk_tiers >= len(self.levels):
+            raise ValueError(f"at_risk_tiers must be fewer than the {len(self.levels)} tiers")
+        return self
 
 
 class OutputConfig(_Section):
@@ -105,6 +192,8 @@ class RunConfig(_Section):
     time: TimeConfig
     model: ModelConfig = ModelConfig()
     prediction: PredictionConfig = PredictionConfig()
+    bayes: BayesConfig = BayesConfig()
+    tiers: TiersConfig = TiersConfig()
     output: OutputConfig = OutputConfig()
 
     def resolved(self) -> dict[str, Any]:

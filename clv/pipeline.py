@@ -1,52 +1,69 @@
-"""The steps chained from a config: read and validate, summarise, fit, predict, value, write the outputs.
+"""The steps chained from a config: read and validate, summarise, fit, predict, value, tier, write, save.
 
-Each step is a function a library user can call alone; `run` chains them; the CLI only adds progress and maps
-errors to exit codes.
+Each step is a function a library user can call alone; `run` chains them (`train` then `score`); the CLI only
+adds progress and maps errors to exit codes.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import platform
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from clv.bayes.fit import Posterior, fit_posterior, warn_or_raise
+from clv.bayes.predict import BayesValue, predictive_purchases, value_posterior
 from clv.config import RunConfig, config_hash
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
+from clv.data.rfm_table import is_rfm_table, load_rfm_table
 from clv.data.transactions import ValidationReport, load_transactions
-from clv.errors import ConvergenceWarning, UsageError
+from clv.errors import ConvergenceWarning, DataError, ModelFileError
 from clv.mle import single_threaded_blas
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
-from clv.units import days_per_unit
-from clv.value import VALUE_UNITS, ValueResult, value_customers
+from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, save_models
+from clv.tiers import assign_tiers, migration_table, rfm_scores, segments, tier_probabilities, tier_table
+from clv.value import ValueResult, value_customers
+from clv.versions import package_versions
 
-__all__ = ["DataStep", "RunResult", "fit_models", "fit_together", "prepare_data", "run", "write_outputs"]
+__all__ = [
+    "DataStep",
+    "RunResult",
+    "fit_models",
+    "fit_together",
+    "prepare_data",
+    "run",
+    "save_fitted",
+    "score",
+    "train",
+]
 
 Progress = Callable[[str], None]
 
 
+class Valued(Protocol):
+    customers: pd.DataFrame
+    forecast: pd.DataFrame
+
+    def schedule(self) -> pd.DataFrame: ...
+
+
 @dataclass
 class DataStep:
-    """What the data steps produce: the validation report, a profile, and the RFM summary."""
+    """What the data steps produce: the validation report and a profile (for transaction logs), and the RFM
+    summary."""
 
-    report: ValidationReport
-    profile: DataProfile
+    report: ValidationReport | None
+    profile: DataProfile | None
     rfm: RfmSummary
 
 
@@ -56,13 +73,25 @@ class RunResult:
 
     config: RunConfig
     data: DataStep
-    purchase: PurchaseModel
-    spend: GammaGammaModel | None
-    value: ValueResult
+    fitted: FittedModels
+    value: ValueResult | BayesValue
     holdout: dict[str, Any] | None
+    customers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    tiers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    migration: pd.DataFrame | None = None
+    holdout_customers: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     output_dir: Path | None = None
+    model_dir: Path | None = None
+
+    @property
+    def purchase(self) -> PurchaseModel:
+        return self.fitted.purchase
+
+    @property
+    def spend(self) -> GammaGammaModel | None:
+        return self.fitted.spend
 
 
 @contextmanager
@@ -75,7 +104,9 @@ def _timed(timings: dict[str, float], step: str, progress: Progress | None) -> I
 
 
 def prepare_data(config: RunConfig) -> DataStep:
-    """Read and validate the transactions, profile them, and summarise them to RFM."""
+    """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table."""
+    if is_rfm_table(config.data.source):
+        return DataStep(report=None, profile=None, rfm=load_rfm_table(config))
     con = duckdb.connect()
     tx = load_transactions(config.data.source, config.data, con)
     last = config.time.holdout_end or config.time.calibration_end
@@ -85,17 +116,42 @@ def prepare_data(config: RunConfig) -> DataStep:
     return DataStep(report=tx.report, profile=profile, rfm=rfm)
 
 
-def fit_models(config: RunConfig, rfm: pd.DataFrame) -> tuple[PurchaseModel, GammaGammaModel | None]:
-    """Fit the configured purchase model, and Gamma-Gamma when the data has amounts."""
-    if config.model.method != "mle":
-        raise UsageError(
-            "model.method=bayes is not available in this version: only maximum likelihood (mle) is",
-            hint="run with --set model.method=mle",
-        )
-    options = {"starts": config.model.starts, "seed": config.model.seed}
+def _has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:
+    return config.data.amount is not None and "monetary_value" in rfm
+
+
+def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progress_bar: bool = False) -> FittedModels:
+    """Fit the configured purchase model, and Gamma-Gamma when the data has amounts, by the configured method."""
+    seed = config.model.seed
+    options = {"starts": config.model.starts, "seed": seed}
     purchase = PURCHASE_MODELS[config.model.purchase](**options)
-    spend = GammaGammaModel(**options) if "monetary_value" in rfm else None
-    return fit_together(purchase, spend, rfm)
+    spend = GammaGammaModel(**options) if _has_spend(config, rfm) else None
+    if config.model.method == "mle":
+        purchase, spend = fit_together(purchase, spend, rfm)
+        return FittedModels(purchase, spend, "mle", None, None, {})
+    posteriors = [fit_posterior(purchase, rfm, config.bayes, seed, progress_bar)]
+    if spend is not None:
+        posteriors.append(fit_posterior(spend, rfm, config.bayes, seed + 1, progress_bar))
+    for posterior in posteriors:
+        warn_or_raise(posterior, strict)
+    points = [_point_model(model, post, rfm) for model, post in zip((purchase, spend), posteriors, strict=False)]
+    return FittedModels(
+        points[0],
+        points[1] if spend is not None else None,
+        "bayes",
+        posteriors[0],
+        posteriors[1] if spend else None,
+        {},
+    )
+
+
+def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
+    """The model at the posterior mean, with the log-likelihood there (for summaries and plug-in use)."""
+    point = type(model).from_params(**posterior.mean())
+    problem = model.likelihood_problem(rfm)
+    point.log_likelihood_ = problem.log_likelihood(np.array([posterior.mean()[k] for k in problem.param_names]))
+    point.n_customers_ = problem.n_customers
+    return point
 
 
 def fit_together(
@@ -123,148 +179,215 @@ def _fit_recording(
     return model, list(caught)
 
 
-def _holdout(config: RunConfig, data: DataStep, purchase: PurchaseModel) -> dict[str, Any] | None:
+def _holdout(
+    config: RunConfig, data: DataStep, fitted: FittedModels
+) -> tuple[dict[str, Any] | None, pd.DataFrame | None]:
+    """Predicted against actual purchases in the holdout: totals, error, and for a posterior the coverage of
+    the predictive intervals; and per customer the prediction (with its interval for a posterior)."""
     length = data.rfm.holdout_length
     frame = data.rfm.frame
-    if length is None:
-        return None
-    predicted = purchase.expected_purchases(frame, length)
+    if length is None or "frequency_holdout" not in frame:
+        return None, None
     actual = frame["frequency_holdout"].to_numpy(dtype=float)
+    out: dict[str, Any] = {"holdout_length": length, "unit": config.time.unit}
+    per_customer = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy()})
+    if fitted.purchase_posterior is not None:
+        intervals, total = predictive_purchases(
+            type(fitted.purchase),
+            fitted.purchase_posterior,
+            frame,
+            length,
+            config.bayes.interval,
+            config.bayes.prediction_draws,
+            config.model.seed + 7,
+        )
+        predicted = intervals["expected"].to_numpy()
+        per_customer["purchases_holdout_lo"] = intervals["lo"].to_numpy()
+        per_customer["purchases_holdout_hi"] = intervals["hi"].to_numpy()
+        inside = (actual >= intervals["lo"].to_numpy()) & (actual <= intervals["hi"].to_numpy())
+        out["interval"] = config.bayes.interval
+        out["customer_interval_coverage"] = float(inside.mean())
+        out["total_predictive"] = total
+        out["actual_total_inside_interval"] = bool(total["lo"] <= actual.sum() <= total["hi"])
+    else:
+        predicted = fitted.purchase.expected_purchases(frame, length)
     total_pred, total_act = float(predicted.sum()), float(actual.sum())
-    return {
-        "holdout_length": length,
-        "unit": config.time.unit,
+    out |= {
         "predicted_repeat_purchases": total_pred,
         "actual_repeat_purchases": total_act,
         "percent_error": 100.0 * (total_pred - total_act) / total_act if total_act else None,
         "mae_per_customer": float(np.mean(np.abs(predicted - actual))),
     }
+    per_customer.insert(1, "expected_purchases_holdout", predicted)
+    return out, per_customer
 
 
-def run(config: RunConfig, progress: Progress | None = None) -> RunResult:
-    """The whole job: data, fit, predict, value. Warnings of the fits are collected, not printed."""
+def _value(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> ValueResult | BayesValue:
+    p = config.prediction
+    if fitted.purchase_posterior is not None:
+        return value_posterior(
+            type(fitted.purchase),
+            fitted.purchase_posterior,
+            fitted.spend_posterior,
+            rfm,
+            p.horizon,
+            p.annual_discount_rate,
+            p.margin,
+            config.time.unit,
+            config.bayes.interval,
+            config.bayes.prediction_draws,
+            config.model.seed + 3,
+        )
+    return value_customers(
+        fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit
+    )
+
+
+def train(
+    config: RunConfig, progress: Progress | None = None, strict: bool = False, progress_bar: bool = False
+) -> tuple[DataStep, FittedModels, list[str], dict[str, float]]:
+    """Data and fit: what `clv train` does before saving. Fit warnings are collected, not printed."""
     timings: dict[str, float] = {}
     with _timed(timings, "read, validate and summarise", progress):
         data = prepare_data(config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ConvergenceWarning)
-        with _timed(timings, "fit", progress):
-            purchase, spend = fit_models(config, data.rfm.frame)
+        with _timed(timings, f"fit ({config.model.method})", progress):
+            fitted = fit_models(config, data.rfm.frame, strict, progress_bar)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    return data, fitted, messages, timings
+
+
+def score(
+    config: RunConfig,
+    fitted: FittedModels,
+    data: DataStep,
+    progress: Progress | None = None,
+    timings: dict[str, float] | None = None,
+    warnings_seen: list[str] | None = None,
+) -> RunResult:
+    """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit)."""
+    timings = {} if timings is None else timings
+    _check_compatible(config, fitted, data.rfm.frame)
     with _timed(timings, "predict and value", progress):
-        p = config.prediction
-        value = value_customers(
-            purchase, spend, data.rfm.frame, p.horizon, p.annual_discount_rate, p.margin, config.time.unit
-        )
-        holdout = _holdout(config, data, purchase)
-    return RunResult(
-        config=config,
-        data=data,
-        purchase=purchase,
-        spend=spend,
-        value=value,
-        holdout=holdout,
-        warnings=[str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)],
-        timings=timings,
-    )
+        value = _value(config, fitted, data.rfm.frame)
+        holdout, holdout_customers = _holdout(config, data, fitted)
+    result = RunResult(config, data, fitted, value, holdout, warnings=list(warnings_seen or []), timings=timings)
+    result.holdout_customers = holdout_customers
+    with _timed(timings, "tiers and segments", progress):
+        _tier(result)
+    return result
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for package in ("clv", "numpy", "scipy", "pandas", "duckdb", "pyarrow"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = "unknown"
-    return out
+def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
+    if fitted.metadata:
+        saved_unit = fitted.metadata.get("config", {}).get("time", {}).get("unit")
+        if saved_unit and saved_unit != config.time.unit:
+            raise ModelFileError(
+                f"the saved model was fitted in unit {saved_unit}; this config's time.unit is {config.time.unit}",
+                hint=f"score with --set time.unit={saved_unit}",
+            )
+    if fitted.spend is not None and not _has_spend(config, rfm):
+        raise DataError("the saved model has a spend model, but this data has no amounts (monetary_value)")
 
 
-def customer_table(result: RunResult) -> pd.DataFrame:
-    """One row per customer: the RFM columns, then the predictions and value, sorted by clv descending."""
+def run(
+    config: RunConfig, progress: Progress | None = None, strict: bool = False, progress_bar: bool = False
+) -> RunResult:
+    """The whole job: data, fit, predict, value, tiers. Nothing is written (see write_outputs, save_fitted)."""
+    data, fitted, messages, timings = train(config, progress, strict, progress_bar)
+    return score(config, fitted, data, progress, timings, messages)
+
+
+def _tier(result: RunResult) -> None:
+    """The customer table: predictions, tier, segment, RFM scores (and tier probabilities for a posterior)."""
+    config = result.config
     rfm = result.data.rfm.frame
     table = rfm.merge(result.value.customers, on="customer_id", how="left", validate="one_to_one")
-    return table.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    if result.holdout_customers is not None:
+        table = table.merge(result.holdout_customers, on="customer_id", how="left", validate="one_to_one")
+    ids = table["customer_id"].to_numpy()
+    tier_index = assign_tiers(table["clv"].to_numpy(dtype=float), config.tiers, ids)
+    labels = [level.label for level in config.tiers.levels]
+    table["tier"] = pd.Categorical(np.asarray(labels, dtype=object)[tier_index], categories=labels)
+    table["segment"] = segments(tier_index, table["p_alive"].to_numpy(dtype=float), config.tiers)
+    table = pd.concat([table, rfm_scores(table)], axis=1)
+    if isinstance(result.value, BayesValue):
+        probabilities = tier_probabilities(result.value.clv_draws, result.value.clv_index, config.tiers)
+        for k, label in enumerate(labels):
+            table[f"p_tier_{_slug(label)}"] = probabilities[:, k]
+    table = table.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    result.customers = table[_column_order(list(table.columns))]
+    result.tiers = tier_table(result.customers, config.tiers)
+    result.migration = _migration(result, labels)
 
 
-def _forecast_table(result: RunResult) -> pd.DataFrame:
-    forecast = result.value.forecast.copy()
-    end = result.config.time.calibration_end
-    per_unit = days_per_unit(result.config.time.unit)
-    forecast.insert(
-        1,
-        "start_date",
-        [(end + dt.timedelta(days=float(s) * per_unit)).isoformat() for s in forecast["start"]],
-    )
-    forecast.insert(
-        2, "end_date", [(end + dt.timedelta(days=float(e) * per_unit)).isoformat() for e in forecast["end"]]
-    )
-    return forecast
+_LEAD_COLUMNS = (
+    "customer_id",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "frequency_holdout",
+    "monetary_value_holdout",
+    "p_alive",
+    "p_churn",
+    "expected_purchases",
+    "expected_spend",
+    "clv",
+    "tier",
+    "segment",
+    "rfm_score",
+)
 
 
-def summary_dict(result: RunResult) -> dict[str, Any]:
-    """Everything summary.json records."""
+def _column_order(columns: list[str]) -> list[str]:
+    """The customer table's columns: the documented lead columns, their interval columns, then the rest."""
+    lead = [c for c in _LEAD_COLUMNS if c in columns]
+    intervals = [f"{c}{s}" for c in lead for s in ("_lo", "_hi") if f"{c}{s}" in columns]
+    return lead + intervals + [c for c in columns if c not in lead and c not in intervals]
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+
+
+def _migration(result: RunResult, labels: list[str]) -> pd.DataFrame | None:
+    """Tier moves since the newest saved run of this name (or the loaded model's run), when it saved tiers."""
     config = result.config
-    customers = result.value.customers
-    models = {"purchase_model": result.purchase.summary()} | (
-        {"spend_model": result.spend.summary()} if result.spend is not None else {}
+    source = result.fitted.path
+    if source is None:
+        try:
+            source = resolve_model_dir(Path(config.output.models_dir) / config.name)
+        except ModelFileError:
+            return None
+    file = source / "customer_tiers.parquet"
+    if not file.is_file():
+        return None
+    previous = pd.read_parquet(file)
+    if set(previous["tier"].unique()) - set(labels):
+        return None  # the tiers were redefined: a migration table would compare different things
+    return migration_table(previous, result.customers, labels)
+
+
+def save_fitted(result: RunResult) -> Path:
+    """Save the fitted models to models/<name>/<run_id>/ with the customers' tiers (for the next run's
+    migration table), and point models/<name>/latest at it."""
+    config = result.config
+    path = save_models(
+        config.output.models_dir,
+        config.name,
+        result.fitted,
+        config.resolved(),
+        config_hash(config),
+        data_fingerprint(result.data.rfm.frame),
+        package_versions(),
+        extra={"customer_tiers.parquet": result.customers[["customer_id", "tier"]].astype({"tier": str})},
     )
-    for block, model in zip(models.values(), (result.purchase, result.spend), strict=False):
-        block["method"] = config.model.method
-        block["n_customers"] = getattr(model, "n_customers_", None)
-    forecast = result.value.forecast
-    return {
-        "name": config.name,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "config": config.resolved(),
-        "config_hash": config_hash(config),
-        "data": {
-            "profile": result.data.profile.to_dict(),
-            "validation": {
-                "rows_read": result.data.report.rows_read,
-                "rows_rejected": result.data.report.rows_rejected,
-                "problems_by_reason": result.data.report.problems_by_reason,
-                "returns_policy": result.data.report.returns_policy,
-                "returns": result.data.report.returns,
-            },
-            "rfm_customers": len(result.data.rfm.frame),
-            "customers_first_seen_after_calibration": result.data.rfm.late_customers,
-        },
-        **models,
-        "forecast_totals": {
-            "horizon": config.prediction.horizon,
-            "unit": config.time.unit,
-            "expected_purchases": float(forecast["expected_purchases"].sum()),
-            "expected_revenue": float(forecast["expected_revenue"].sum()) if "expected_revenue" in forecast else None,
-            "total_clv": float(customers["clv"].sum()),
-            "total_residual_clv": float(customers["residual_clv"].sum()),
-        },
-        "holdout": result.holdout,
-        "units": VALUE_UNITS | {"time": config.time.unit},
-        "warnings": result.warnings,
-        "versions": _versions(),
-        "timings_seconds": result.timings,
-    }
+    result.model_dir = path
+    return path
 
 
-def write_outputs(result: RunResult) -> Path:
-    """Write reports/<name>/ whole or not at all: build it in a temporary folder beside it, then swap it in."""
-    target = Path(result.config.output.reports_dir) / result.config.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{result.config.name}.", dir=target.parent))
-    try:
-        table = customer_table(result)
-        table.to_csv(staging / "customers.csv", index=False)
-        table.to_parquet(staging / "customers.parquet", index=False)
-        _forecast_table(result).to_csv(staging / "forecast.csv", index=False)
-        result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)
-        (staging / "summary.json").write_text(json.dumps(summary_dict(result), indent=2, default=str) + "\n")
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    result.output_dir = target
-    return target
+def load_fitted(path: str | Path) -> FittedModels:
+    """A saved run, checked (see clv.store.load_models)."""
+    return load_models(path)

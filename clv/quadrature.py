@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import linalg, special
 
-__all__ = ["beta_rule", "nodes_for_pole", "unit_legendre_rule"]
+__all__ = ["beta_rule", "beta_rules", "nodes_for_pole", "unit_legendre_rule"]
 
 FloatArray = NDArray[np.float64]
 
@@ -47,6 +47,36 @@ def _beta_rule_cached(a: float, b: float, n: int) -> tuple[FloatArray, FloatArra
     p = np.clip(nodes, np.finfo(float).tiny, 1.0 - np.finfo(float).eps)
     p.setflags(write=False)
     w.setflags(write=False)
+    return p, w
+
+
+def beta_rules(a: float, b: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
+    """`beta_rule` for many b at once (rows of the results): the same Jacobi matrices, diagonalised as one
+    stacked dense eigenproblem, which costs far less than one call per b when there are many."""
+    b = np.asarray(b, dtype=float)
+    al, be = b[:, None] - 1.0, a - 1.0
+    k = np.arange(n, dtype=float)[None, :]
+    s = 2.0 * k + al + be
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diag = np.where(np.abs(s * (s + 2.0)) > 0, (be * be - al * al) / (s * (s + 2.0)), 0.0)
+        first = np.where(np.abs(al[:, 0] + be) < 1e-14, (be - al[:, 0]) / (al[:, 0] + be + 2.0), diag[:, 0])
+    diag[:, 0] = first
+    k1 = k[:, 1:]
+    s1 = 2.0 * k1 + al + be
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off2 = 4.0 * k1 * (k1 + al) * (k1 + be) * (k1 + al + be) / (s1 * s1 * (s1 + 1.0) * (s1 - 1.0))
+    if n > 1:
+        off2[:, 0] = 4.0 * (1.0 + al[:, 0]) * (1.0 + be) / ((2.0 + al[:, 0] + be) ** 2 * (3.0 + al[:, 0] + be))
+    matrices = np.zeros((b.size, n, n))
+    idx = np.arange(n)
+    matrices[:, idx, idx] = (1.0 + diag) / 2.0
+    off = np.sqrt(off2) / 2.0
+    matrices[:, idx[1:], idx[:-1]] = off
+    matrices[:, idx[:-1], idx[1:]] = off
+    nodes, vectors = np.linalg.eigh(matrices)
+    w = vectors[:, 0, :] ** 2
+    w = w / w.sum(axis=1, keepdims=True)
+    p = np.clip(nodes, np.finfo(float).tiny, 1.0 - np.finfo(float).eps)
     return p, w
 
 

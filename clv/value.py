@@ -23,7 +23,7 @@ from clv.purchase.base import PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.units import TimeUnit, continuous_rate_per_unit, units_per_month
 
-__all__ = ["VALUE_UNITS", "ValueResult", "month_edges", "value_customers"]
+__all__ = ["VALUE_UNITS", "ValueResult", "discounted_increments", "month_edges", "value_customers"]
 
 FloatArray = NDArray[np.float64]
 
@@ -93,7 +93,7 @@ def value_customers(
     values = purchase.expected_purchases_curve(unique, points)
     cumulative, middle = values[:, : edges.size], values[:, edges.size :]
     per_month = np.diff(cumulative, axis=1)  # per unique history
-    discounted = _discounted_increments(cumulative, middle, edges, delta)
+    discounted = discounted_increments(cumulative, middle, edges, delta)
     out = pd.DataFrame({"customer_id": rfm["customer_id"].to_numpy() if "customer_id" in rfm else np.arange(len(rfm))})
     p_alive = purchase.probability_alive(unique)[inverse]
     out["p_alive"] = p_alive
@@ -129,7 +129,7 @@ def value_customers(
     return ValueResult(customers=out, forecast=forecast, per_month_unique=per_month, inverse=inverse, spend=m)
 
 
-def _discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: FloatArray, delta: float) -> FloatArray:
+def discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: FloatArray, delta: float) -> FloatArray:
     """int over each month of e^(-delta t) dE(t), by parts and Simpson's rule (see the module docstring)."""
     a, b = edges[:-1], edges[1:]
     e_a, e_b = cumulative[:, :-1], cumulative[:, 1:]

@@ -74,8 +74,28 @@ class LikelihoodProblem:
 
     def total(self, scaled_params: FloatArray) -> tuple[float, FloatArray]:
         """Weighted total log-likelihood of the rescaled data and its gradient in the rescaled parameters."""
+        if self.reducer is not None:
+            size = float(self.weights.sum())
+            value, grad = self.reducer(None, self.weights / size)(scaled_params)
+            return size * value, size * np.asarray(grad)
         ll, grad = self.fn(scaled_params)
         return float(self.weights @ ll), self.weights @ grad
+
+    def total_hessian(self, scaled_params: FloatArray) -> FloatArray:
+        """Hessian of `total` in the rescaled parameters: analytic where the model has it, else central
+        differences of the exact gradient."""
+        if self.hessian is not None:
+            size = float(self.weights.sum())
+            return size * self.hessian(scaled_params, self.weights / size)
+        k = scaled_params.size
+        hess = np.empty((k, k))
+        for j in range(k):
+            h = 1e-5 * scaled_params[j]
+            up, down = scaled_params.copy(), scaled_params.copy()
+            up[j] += h
+            down[j] -= h
+            hess[:, j] = (self.total(up)[1] - self.total(down)[1]) / (2.0 * h)
+        return 0.5 * (hess + hess.T)
 
     def log_likelihood(self, params: FloatArray) -> float:
         """Total log-likelihood of the data as given, at natural parameters."""
@@ -161,6 +181,14 @@ class FittedModel(ABC):
 
     def _assumption_warnings(self) -> list[str]:
         return []
+
+    @abstractmethod
+    def _start(self) -> FloatArray:
+        """A central starting point of the search, in rescaled units."""
+
+    @abstractmethod
+    def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
+        """The data of a fit and its log-likelihood, as both estimation methods use them."""
 
     def summary(self) -> dict[str, Any]:
         """Parameters, standard errors and diagnostics, JSON-ready."""
@@ -269,6 +297,13 @@ class PurchaseModel(FittedModel):
         """expected_purchases at every horizon, shape (rows, len(horizons)); models override it to share work."""
         return np.stack([self.expected_purchases(rfm, float(h)) for h in np.asarray(horizons, dtype=float)], axis=1)
 
+    def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`expected_purchases_curve` factored as p[:, None] * curve[index]: P(alive) per row, and the expected
+        purchases of an alive customer per group of rows that share them (rows with the same frequency and T for
+        the continuous-time models), which is far fewer groups than rows. This generic form has one group per row."""
+        curve = self.expected_purchases_curve(rfm, horizons)
+        return np.ones(curve.shape[0]), np.arange(curve.shape[0]), curve
+
     @abstractmethod
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """Conditional P(exactly n purchases in (T, T + horizon])."""
@@ -276,6 +311,12 @@ class PurchaseModel(FittedModel):
     @abstractmethod
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """Expected purchases in (0, horizon] of a customer just acquired."""
+
+    def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
+        """One random draw, per row, of the number of purchases in (T, T + horizon] given the history: the
+        latent state (alive or not, the customer's rates) from its posterior given (x, t_x, T), then the
+        purchase process. Used for predictive intervals."""
+        raise NotImplementedError(f"{type(self).__name__} cannot simulate future purchases")
 
     @abstractmethod
     def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:

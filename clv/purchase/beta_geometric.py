@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from clv.quadrature import beta_rule, nodes_for_pole
+from clv.quadrature import beta_rule, beta_rules, nodes_for_pole
 
 __all__ = [
     "dert_alive",
@@ -206,22 +206,22 @@ def expected_new_curve(
     times: FloatArray, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, chunk: int = 2_000_000
 ) -> FloatArray:
     """E[X(t)] of alive customers (c = 0 form) at every t of `times`, shape (rows, len(times)): one Gauss-Jacobi
-    rule per distinct b serves every time point (it is chosen for the largest t, the hardest)."""
+    rule per distinct b, all built at once (`beta_rules`) with the node count the hardest row needs (the largest
+    t and the smallest alpha), serves every time point."""
     times = np.asarray(times, dtype=float)
     out = np.zeros((r.size, times.size))
-    if not np.any(times > 0):
+    if not np.any(times > 0) or r.size == 0:
         return out
     t_max = float(times.max())
     b_values, group = _group_by(b)
-    for k, b_k in enumerate(b_values):
-        rows = np.flatnonzero(group == k)
-        p, w = beta_rule(a, float(b_k), nodes_for_pole(float(np.min(alpha[rows])) / t_max))
-        step = max(1, chunk // (times.size * p.size))
-        for lo in range(0, rows.size, step):
-            sel = rows[lo : lo + step]
-            scaled = (times[None, :, None] / alpha[sel, None, None]) * p[None, None, :]
-            g = -np.expm1(-r[sel, None, None] * np.log1p(scaled)) / p
-            out[sel] = g @ w
+    nodes, weights = beta_rules(a, b_values, nodes_for_pole(float(np.min(alpha)) / t_max))
+    step = max(1, chunk // (times.size * nodes.shape[1]))
+    for lo in range(0, r.size, step):
+        sel = slice(lo, lo + step)
+        p = nodes[group[sel]][:, None, :]
+        scaled = (times[None, :, None] / alpha[sel, None, None]) * p
+        g = -np.expm1(-r[sel, None, None] * np.log1p(scaled)) / p
+        out[sel] = np.einsum("itk,ik->it", g, weights[group[sel]])
     return out
 
 

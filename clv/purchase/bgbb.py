@@ -143,6 +143,20 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         value = np.exp(log_alive) * al2 / (al2 + be2) * self._survival(de2, k).sum(axis=1)
         return check_output(value, "expected purchases", rfm)
 
+    def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
+        """Alive at opportunity n with probability P(alive); then p ~ Beta(alpha + x, beta + n - x) and
+        theta ~ Beta(gamma, delta + n) (FHS 2010, Sec. 3), the number of the next `horizon` opportunities
+        survived (drop-out before each with probability theta), and Binomial(survived, p) purchases."""
+        h = _whole(horizon)
+        log_alive, al2, be2, de2 = self._posterior(rfm)
+        ga = self.params_["gamma"]
+        p = rng.beta(al2, be2)
+        theta = np.clip(rng.beta(ga, de2), 1e-300, 1.0)
+        survived = np.minimum(rng.geometric(theta) - 1, h)
+        purchases = rng.binomial(survived, p)
+        alive = rng.random(p.size) < np.exp(log_alive)
+        return np.where(alive, purchases, 0).astype(float)
+
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """E[X(n)] of a new customer (FHS Eq. 7): alpha/(alpha+beta) sum_{k=1..n} B(gamma, delta+k)/B(gamma, delta)."""
         al, be, _, de = self._p()

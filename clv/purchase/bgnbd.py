@@ -103,12 +103,16 @@ class BetaGeoModel(PurchaseModel):
 
     def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
         """expected_purchases at every horizon at once, shape (rows, len(horizons))."""
+        p_alive, inverse, curve = self.alive_curve(rfm, horizons)
+        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
+
+    def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """P(alive) per row and an alive customer's expected purchases per unique (frequency, T)."""
         times = np.asarray(horizons, dtype=float)
         for h in times:
             check_horizon(float(h))
         p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
-        curve = bg.expected_new_curve(times, r2, alpha2, self._p()[2], b2)
-        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
+        return p_alive, inverse, bg.expected_new_curve(times, r2, alpha2, self._p()[2], b2)
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the
@@ -135,6 +139,20 @@ class BetaGeoModel(PurchaseModel):
         r, alpha, a, b = self._p()
         horizon = check_horizon(horizon)
         return float(bg.pmf_new(int(n), horizon, np.array([r]), np.array([alpha]), a, np.array([b]), c=self._c)[0])
+
+    def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
+        """Alive with probability P(alive); then lambda ~ Gamma(r + x, alpha + T) and p ~ Beta(a, b + x + c) (the
+        posteriors given the history and being alive, FHL 2005 Sec. 4), K ~ Poisson(lambda horizon) purchase
+        chances and J ~ Geometric(p) purchases until the drop-out one: min(K, J) purchases."""
+        horizon = check_horizon(horizon)
+        p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
+        a = self._p()[2]
+        lam = rng.gamma(r2[inverse], 1.0 / alpha2[inverse])
+        p = rng.beta(a, b2[inverse])
+        chances = rng.poisson(lam * horizon)
+        until_drop = rng.geometric(np.clip(p, 1e-300, 1.0))
+        alive = rng.random(p_alive.size) < p_alive
+        return np.where(alive, np.minimum(chances, until_drop), 0).astype(float)
 
     def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:
         """DERT: P(alive) times the discounted expected purchases of an alive customer (no closed form for the

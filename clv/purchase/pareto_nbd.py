@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 from scipy.special import loggamma
 
+from clv.compress import unique_rows
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
 from clv.purchase.base import (
     PurchaseModel,
@@ -182,13 +183,33 @@ class ParetoNBDModel(PurchaseModel):
 
     def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
         """expected_purchases at every horizon at once (P(alive) computed once), shape (rows, len(horizons))."""
+        p_alive, inverse, curve = self.alive_curve(rfm, horizons)
+        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
+
+    def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """P(alive) per row and an alive customer's expected purchases per unique (frequency, T)."""
         times = np.asarray(horizons, dtype=float)
         for h in times:
             check_horizon(float(h))
         p_alive, r2, alpha2, beta2 = self._alive(rfm)
+        (ur, ua, ub), inverse, _ = unique_rows(r2, alpha2, beta2)
         s = self.params_["s"]
-        curve = _expected_alive(times[None, :], r2[:, None], alpha2[:, None], s, beta2[:, None])
-        return check_output(p_alive[:, None] * curve, "expected purchases", rfm)
+        curve = _expected_alive(times[None, :], ur[:, None], ua[:, None], s, ub[:, None])
+        return p_alive, inverse, curve
+
+    def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
+        """Alive with probability P(alive); then lambda ~ Gamma(r + x, alpha + T) and mu ~ Gamma(s, beta + T)
+        (the posteriors given the history and being alive; SMC 1987), a remaining lifetime ~ Exp(mu), and
+        Poisson(lambda min(lifetime, horizon)) purchases."""
+        horizon = check_horizon(horizon)
+        p_alive, r2, alpha2, beta2 = self._alive(rfm)
+        s = self.params_["s"]
+        lam = rng.gamma(r2, 1.0 / alpha2)
+        mu = rng.gamma(s, 1.0 / beta2)
+        lifetime = rng.exponential(1.0, p_alive.size) / np.maximum(mu, 1e-300)
+        purchases = rng.poisson(lam * np.minimum(lifetime, horizon))
+        alive = rng.random(p_alive.size) < p_alive
+        return np.where(alive, purchases, 0).astype(float)
 
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """E[X(t)] of a new customer (the note, Eq. 27)."""

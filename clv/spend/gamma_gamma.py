@@ -172,6 +172,10 @@ class GammaGammaModel(FittedModel):
         keep = x > 0
         return x[keep], m[keep], int((~keep).sum())
 
+    def _start(self) -> FloatArray:
+        """A central starting point, for spend rescaled to mean 1."""
+        return np.array([2.0, 2.0, 1.0])
+
     def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
         """The repeat buyers' mean spends with weights, spend rescaled by its weighted mean (so v is near 1),
         as both estimation methods use them."""
@@ -206,7 +210,7 @@ class GammaGammaModel(FittedModel):
         """Maximum-likelihood fit on the repeat buyers (frequency > 0), spend rescaled internally."""
         problem = self.likelihood_problem(rfm, weights)
         rng = np.random.default_rng(self.seed)
-        base = np.array([2.0, 2.0, 1.0])
+        base = self._start()
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, 3)) for _ in range(max(0, self.starts - 1))]
         result = maximize_likelihood(
             problem.fn,

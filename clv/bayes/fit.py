@@ -1,0 +1,428 @@
+"""Bayesian fits in PyMC: priors, NUTS or ADVI, and ArviZ diagnostics.
+
+The likelihood is the maximum-likelihood one (`clv.bayes.likelihood`), on the same rescaled data: time divided
+by max(T) / 10, spend by its mean. Priors are placed on the rescaled parameters, so measuring time in days
+instead of weeks gives the same posterior with alpha (and beta, v) scaled: the default prior, LogNormal(0, 2) on
+each rescaled parameter, puts 95% of its mass between 0.02 and 50 and does not depend on the units. With
+`flat` priors the posterior density is the likelihood, and its mode (PyMC's `find_MAP`, which maximises in the
+natural parameters) is the maximum-likelihood fit. Sampling starts from the maximum-likelihood fit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+from numpy.typing import NDArray
+
+from clv.bayes.likelihood import LogLikelihood
+from clv.config import BayesConfig, PriorConfig
+from clv.errors import ConvergenceWarning, FitError
+from clv.mle import maximize_likelihood
+from clv.purchase.base import FittedModel, LikelihoodProblem
+
+__all__ = ["DEFAULT_PRIOR", "Diagnostics", "Posterior", "fit_posterior", "nutpie_available"]
+
+FloatArray = NDArray[np.float64]
+DEFAULT_PRIOR = PriorConfig()
+
+
+def nutpie_available() -> bool:
+    """Whether the optional nutpie sampler is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("nutpie") is not None
+
+
+@dataclass
+class Diagnostics:
+    """Convergence of the fit and whether it passes the configured thresholds."""
+
+    inference: str
+    sampler: str
+    chains: int
+    draws: int
+    tune: int
+    seconds: float
+    r_hat_max: float | None = None
+    ess_bulk_min: float | None = None
+    ess_tail_min: float | None = None
+    divergences: int | None = None
+    advi: dict[str, Any] | None = None
+    pathfinder: dict[str, Any] | None = None
+    laplace: dict[str, Any] | None = None
+    per_param: dict[str, dict[str, float]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "passed": self.passed}
+
+
+@dataclass
+class Posterior:
+    """Posterior draws of a model's parameters (natural scale, chains stacked) and how they were obtained."""
+
+    model_name: str
+    param_names: tuple[str, ...]
+    draws: FloatArray
+    diagnostics: Diagnostics
+    priors: dict[str, dict[str, Any]]
+    idata: az.InferenceData | None = None
+    mle: dict[str, float] | None = None
+
+    def mean(self) -> dict[str, float]:
+        return dict(zip(self.param_names, map(float, self.draws.mean(axis=0)), strict=True))
+
+    def subsample(self, n: int, seed: int) -> FloatArray:
+        """n draws without replacement (all of them when there are fewer), in a seeded random order."""
+        rng = np.random.default_rng(seed)
+        size = self.draws.shape[0]
+        rows = rng.permutation(size)[: min(n, size)]
+        return self.draws[np.sort(rows)]
+
+    def summary(self, level: float = 0.9) -> dict[str, Any]:
+        """Posterior means (as params), sd and a central interval per parameter, and the diagnostics."""
+        lo, hi = (1 - level) / 2, (1 + level) / 2
+        table = {}
+        for j, name in enumerate(self.param_names):
+            column = self.draws[:, j]
+            table[name] = {
+                "mean": float(column.mean()),
+                "sd": float(column.std(ddof=1)),
+                "median": float(np.median(column)),
+                f"q{lo * 100:g}": float(np.quantile(column, lo)),
+                f"q{hi * 100:g}": float(np.quantile(column, hi)),
+                **self.diagnostics.per_param.get(name, {}),
+            }
+        return {
+            "name": self.model_name,
+            "params": self.mean(),
+            "posterior": table,
+            "maximum_likelihood": self.mle,
+            "priors": self.priors,
+            "diagnostics": self.diagnostics.to_dict(),
+            "n_draws": int(self.draws.shape[0]),
+        }
+
+
+def _prior(name: str, spec: PriorConfig) -> Any:
+    if spec.distribution == "lognormal":
+        return pm.LogNormal(name, mu=spec.mu, sigma=spec.sigma)
+    if spec.distribution == "gamma":
+        return pm.Gamma(name, alpha=spec.alpha, beta=spec.beta)
+    if spec.distribution == "halfnormal":
+        return pm.HalfNormal(name, sigma=spec.sigma)
+    return pm.HalfFlat(name)
+
+
+def _rescaled_name(name: str, factor: float) -> str:
+    return name if factor == 1.0 else f"{name}_rescaled"
+
+
+def build_model(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> pm.Model:
+    """The PyMC model: a prior per rescaled parameter and the likelihood as a potential; natural-scale
+    parameters as deterministics under the papers' names."""
+    unknown = sorted(set(priors) - set(problem.param_names))
+    if unknown:
+        raise FitError(
+            f"bayes.priors names {', '.join(unknown)}, which the model does not have "
+            f"(its parameters: {', '.join(problem.param_names)})"
+        )
+    with pm.Model() as model:
+        free = []
+        for name, factor in zip(problem.param_names, problem.factor, strict=True):
+            variable = _prior(_rescaled_name(name, float(factor)), priors.get(name, DEFAULT_PRIOR))
+            free.append(variable)
+            if factor != 1.0:
+                pm.Deterministic(name, variable * float(factor))
+        pm.Potential("log_likelihood", LogLikelihood(problem)(pt.stack(free)))
+    return model
+
+
+def _mle_start(model: FittedModel, problem: LikelihoodProblem, seed: int) -> FloatArray:
+    start = model._start()
+    result = maximize_likelihood(
+        problem.fn,
+        problem.weights,
+        [start],
+        seed=seed,
+        subset=problem.subset,
+        hessian=problem.hessian,
+        reducer=problem.reducer,
+    )
+    return np.asarray(result.params, dtype=float)
+
+
+def fit_posterior(
+    model: FittedModel, rfm: pd.DataFrame, options: BayesConfig, seed: int, progress: bool = False
+) -> Posterior:
+    """Fit `model`'s likelihood (a purchase model or Gamma-Gamma) to `rfm` in PyMC and return the posterior."""
+    problem = model.likelihood_problem(rfm)
+    start = _mle_start(model, problem, seed)
+    names = [_rescaled_name(n, float(f)) for n, f in zip(problem.param_names, problem.factor, strict=True)]
+    initial = dict(zip(names, map(float, start), strict=True))
+    pm_model = build_model(problem, options.priors)
+    began = time.perf_counter()
+    if options.inference == "laplace":
+        idata, diagnostics = _laplace(problem, options, start, seed)
+    else:
+        idata, diagnostics = _sample(pm_model, initial, options, seed, progress)
+    diagnostics.seconds = round(time.perf_counter() - began, 3)
+    stacked = idata.posterior.stack(sample=("chain", "draw"))  # type: ignore[attr-defined]
+    draws = np.column_stack([np.asarray(stacked[n].values, dtype=float) for n in problem.param_names])
+    _check_diagnostics(diagnostics, names, problem.param_names, idata, options)
+    return Posterior(
+        model_name=model.name,
+        param_names=problem.param_names,
+        draws=draws,
+        diagnostics=diagnostics,
+        priors={n: options.priors.get(n, DEFAULT_PRIOR).model_dump() for n in problem.param_names},
+        idata=idata,
+        mle=dict(zip(problem.param_names, map(float, start * problem.factor), strict=True)),
+    )
+
+
+def _sample(
+    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> tuple[az.InferenceData, Diagnostics]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if options.inference == "advi":
+            return _advi(pm_model, initial, options, seed, progress)
+        if options.inference == "pathfinder":
+            return _pathfinder(pm_model, initial, options, seed, progress)
+        return _nuts(pm_model, initial, options, seed, progress)
+
+
+def _log_prior(spec: PriorConfig, theta: float) -> tuple[float, float, float]:
+    """Log density of theta = log(parameter) under the prior (the Jacobian e^theta included), with its first
+    and second derivatives: the Laplace approximation works in theta, where the posterior is closest to normal."""
+    if spec.distribution == "lognormal":  # theta ~ Normal(mu, sigma) exactly
+        z = (theta - spec.mu) / spec.sigma
+        return -0.5 * z * z, -z / spec.sigma, -1.0 / spec.sigma**2
+    if spec.distribution == "gamma":  # alpha theta - beta e^theta
+        e = math.exp(theta)
+        return spec.alpha * theta - spec.beta * e, spec.alpha - spec.beta * e, -spec.beta * e
+    if spec.distribution == "halfnormal":  # theta - e^(2 theta) / (2 sigma^2)
+        e2 = math.exp(2.0 * theta) / spec.sigma**2
+        return theta - 0.5 * e2, 1.0 - e2, -2.0 * e2
+    return theta, 1.0, 0.0  # flat on the parameter: only the Jacobian
+
+
+def _log_posterior(
+    problem: LikelihoodProblem, specs: list[PriorConfig], theta: FloatArray, hessian: bool = False
+) -> tuple[float, FloatArray, FloatArray | None]:
+    """Log posterior density of theta = log(rescaled parameters), its gradient, and optionally its Hessian."""
+    x = np.exp(theta)
+    ll, g = problem.total(x)
+    priors = np.array([_log_prior(spec, float(t)) for spec, t in zip(specs, theta, strict=True)])
+    value = ll + float(priors[:, 0].sum())
+    grad = g * x + priors[:, 1]
+    if not hessian:
+        return value, grad, None
+    h = problem.total_hessian(x) * np.outer(x, x) + np.diag(g * x + priors[:, 2])
+    return value, grad, h
+
+
+def _laplace(
+    problem: LikelihoodProblem, options: BayesConfig, start: FloatArray, seed: int
+) -> tuple[az.InferenceData, Diagnostics]:
+    """Laplace approximation in theta = log(parameters): damped Newton to the posterior mode, a normal with the
+    inverse negative Hessian as covariance, and Pareto-smoothed importance sampling (Vehtari et al. 2024, JMLR
+    25(72)) of the exact posterior against it as the check: k > 0.7 says the normal is not good enough. With
+    many customers the posterior is close to normal (Bernstein-von Mises), and this costs a few likelihood
+    evaluations instead of thousands."""
+    specs = [options.priors.get(n, DEFAULT_PRIOR) for n in problem.param_names]
+    theta = np.log(start)
+    value, grad, hess = _log_posterior(problem, specs, theta, hessian=True)
+    for _ in range(50):
+        assert hess is not None
+        step = np.linalg.solve(-hess, grad)
+        for shrink in (1.0, 0.5, 0.25, 0.1, 0.01):
+            candidate = theta + shrink * step
+            v, g, _ = _log_posterior(problem, specs, candidate)
+            if np.isfinite(v) and v >= value - 1e-9 * abs(value):
+                theta, value, grad = candidate, v, g
+                break
+        value, grad, hess = _log_posterior(problem, specs, theta, hessian=True)
+        if np.max(np.abs(shrink * step)) < 1e-10:
+            break
+    assert hess is not None
+    try:
+        cov = np.linalg.inv(-hess)
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError as exc:
+        raise FitError("the Laplace approximation failed: the posterior's Hessian is not negative definite") from exc
+    rng = np.random.default_rng(seed)
+    n = options.chains * options.draws
+    z = rng.standard_normal((n, theta.size))
+    thetas = theta + z @ chol.T
+    check = thetas[: min(n, 300)]
+    log_q = -0.5 * np.sum(z[: check.shape[0]] ** 2, axis=1)
+    log_p = np.array([_log_posterior(problem, specs, t)[0] for t in check]) - value
+    _, k = az.psislw(log_p - log_q)  # type: ignore[no-untyped-call]
+    natural = np.exp(thetas) * problem.factor
+    idata = az.from_dict(posterior={name: natural[None, :, j] for j, name in enumerate(problem.param_names)})
+    diagnostics = Diagnostics("laplace", "clv", 1, n, 0, 0.0)
+    diagnostics.laplace = {
+        "pareto_k": float(k),
+        "mode": dict(zip(problem.param_names, map(float, np.exp(theta) * problem.factor), strict=True)),
+        "gradient_norm": float(np.linalg.norm(grad)),
+    }
+    return idata, diagnostics
+
+
+def _nuts(
+    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> tuple[az.InferenceData, Diagnostics]:
+    sampler = options.sampler
+    if sampler == "auto":
+        sampler = "nutpie" if nutpie_available() else "pymc"
+    if sampler == "nutpie" and not nutpie_available():
+        raise FitError("bayes.sampler=nutpie, but nutpie is not installed", hint="pip install 'clv[nutpie]'")
+    with pm_model:
+        idata = pm.sample(
+            draws=options.draws,
+            tune=options.tune,
+            chains=options.chains,
+            cores=min(options.cores, options.chains),
+            random_seed=seed,
+            target_accept=options.target_accept,
+            initvals=initial,
+            nuts_sampler=sampler,
+            progressbar=progress,
+            compute_convergence_checks=False,
+            idata_kwargs={"log_likelihood": False},
+        )
+    diagnostics = Diagnostics("nuts", sampler, options.chains, options.draws, options.tune, 0.0)
+    diverging = idata.sample_stats.get("diverging")
+    diagnostics.divergences = int(diverging.values.sum()) if diverging is not None else 0
+    return idata, diagnostics
+
+
+def _pathfinder(
+    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> tuple[az.InferenceData, Diagnostics]:
+    """Multi-path Pathfinder (Zhang, Carpenter, Gelman & Vehtari 2022, JMLR 23(306)) from pymc-extras: L-BFGS
+    paths from jittered starts, a normal approximation along each, and Pareto-smoothed importance resampling."""
+    from pymc_extras.inference.pathfinder.pathfinder import fit_pathfinder
+
+    with pm_model:
+        idata = fit_pathfinder(
+            num_paths=4,
+            num_draws=options.chains * options.draws,
+            random_seed=seed,
+            progressbar=progress,
+            initvals=initial,
+            concurrent=None,
+            display_summary=False,
+            inference_backend="pymc",
+        )
+    diagnostics = Diagnostics("pathfinder", "pymc-extras", 1, options.chains * options.draws, 0, 0.0)
+    diagnostics.pathfinder = {"pareto_k": _pareto_k(idata)}
+    return idata, diagnostics
+
+
+def _pareto_k(idata: az.InferenceData) -> float | None:
+    """The Pareto k of Pathfinder's importance weights (> 0.7: the approximation is unreliable)."""
+    for group in idata.groups():
+        attrs = getattr(idata, group).attrs
+        for key, value in attrs.items():
+            if "pareto_k" in key.lower():
+                try:
+                    return float(value)
+                except (TypeError, ValueError):
+                    continue
+    return None
+
+
+def _advi(
+    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> tuple[az.InferenceData, Diagnostics]:
+    with pm_model:
+        start = {f"{k}_log__": np.log(v) for k, v in initial.items()}
+        check = pm.callbacks.CheckParametersConvergence(every=200, diff="relative", tolerance=1e-3)
+        approx = pm.fit(
+            n=options.advi_iterations,
+            method="advi",
+            start=start,
+            random_seed=seed,
+            progressbar=progress,
+            callbacks=[check],
+        )
+        idata = approx.sample(draws=options.chains * options.draws, random_seed=seed)
+    iterations = len(approx.hist)
+    diagnostics = Diagnostics("advi", "pymc", 1, options.chains * options.draws, 0, 0.0)
+    diagnostics.advi = {
+        "iterations": iterations,
+        "converged": iterations < options.advi_iterations,
+        "final_loss": float(np.mean(approx.hist[-100:])),
+    }
+    return idata, diagnostics
+
+
+def _check_diagnostics(
+    diagnostics: Diagnostics,
+    free: list[str],
+    param_names: tuple[str, ...],
+    idata: az.InferenceData,
+    options: BayesConfig,
+) -> None:
+    """R-hat, bulk and tail ESS per parameter (NUTS), checked against the thresholds; problems are recorded."""
+    if diagnostics.inference == "advi":
+        if diagnostics.advi is not None and not diagnostics.advi["converged"]:
+            diagnostics.problems.append(
+                f"ADVI did not converge in {options.advi_iterations} iterations (raise bayes.advi_iterations)"
+            )
+        return
+    if diagnostics.inference in ("pathfinder", "laplace"):
+        k = (diagnostics.pathfinder or diagnostics.laplace or {}).get("pareto_k")
+        if k is not None and k > 0.7:
+            diagnostics.problems.append(
+                f"{diagnostics.inference}: Pareto k {k:.2f} > 0.7: the approximation is unreliable (use NUTS)"
+            )
+        return
+    table: Any = az.summary(idata, var_names=free, kind="diagnostics")
+    for name, free_name in zip(param_names, free, strict=True):
+        row: Any = table.loc[free_name]
+        diagnostics.per_param[name] = {
+            "r_hat": float(row["r_hat"]),
+            "ess_bulk": float(row["ess_bulk"]),
+            "ess_tail": float(row["ess_tail"]),
+            "mcse_mean": float(row["mcse_mean"]),
+        }
+    values = diagnostics.per_param.values()
+    diagnostics.r_hat_max = max(v["r_hat"] for v in values)
+    diagnostics.ess_bulk_min = min(v["ess_bulk"] for v in values)
+    diagnostics.ess_tail_min = min(v["ess_tail"] for v in values)
+    if not np.isfinite(diagnostics.r_hat_max) or diagnostics.r_hat_max > options.r_hat_max:
+        diagnostics.problems.append(f"R-hat {diagnostics.r_hat_max:.4f} > {options.r_hat_max}")
+    low_ess = min(diagnostics.ess_bulk_min, diagnostics.ess_tail_min)
+    if not np.isfinite(low_ess) or low_ess < options.ess_min:
+        diagnostics.problems.append(f"effective sample size {low_ess:.0f} < {options.ess_min:g}")
+    if diagnostics.divergences:
+        diagnostics.problems.append(f"{diagnostics.divergences} divergent transitions")
+
+
+def warn_or_raise(posterior: Posterior, strict: bool) -> None:
+    """Say loudly when the diagnostics fail: a ConvergenceWarning, or with `strict` a FitError."""
+    if posterior.diagnostics.passed:
+        return
+    message = f"{posterior.model_name} posterior fails its diagnostics: " + "; ".join(posterior.diagnostics.problems)
+    if strict:
+        raise FitError(message, hint="sample longer (bayes.draws, bayes.tune) or drop --strict to accept it")
+    warnings.warn(message, ConvergenceWarning, stacklevel=2)

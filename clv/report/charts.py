@@ -1,0 +1,113 @@
+"""The report's charts, drawn with matplotlib (Agg) and embedded as base64 PNG: no files, no network."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+__all__ = ["clv_distribution", "holdout_by_frequency", "p_alive_map", "revenue_forecast", "tier_shares"]
+
+_BLUE, _ORANGE, _GREY = "#1f5a91", "#d9822b", "#8a8f98"
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def tier_shares(tiers: pd.DataFrame) -> str:
+    """Share of customers and share of CLV per tier, side by side."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    x = np.arange(len(tiers))
+    ax.bar(x - 0.2, 100 * tiers["share_of_customers"], 0.4, label="share of customers", color=_GREY)
+    ax.bar(x + 0.2, 100 * tiers["share_of_clv"], 0.4, label="share of CLV", color=_BLUE)
+    ax.set_xticks(x, tiers["tier"])
+    ax.set_ylabel("%")
+    ax.legend(frameon=False)
+    ax.set_title("CLV share by tier")
+    return _png(fig)
+
+
+def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> str:
+    """Expected revenue (or purchases) per future month, with the P10-P90 band when there is one."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    months = forecast["month"].to_numpy()
+    ax.bar(months, forecast[column], color=_BLUE, label="expected")
+    if f"{column}_p10" in forecast:
+        ax.errorbar(
+            months,
+            forecast[f"{column}_p50"],
+            yerr=[
+                forecast[f"{column}_p50"] - forecast[f"{column}_p10"],
+                forecast[f"{column}_p90"] - forecast[f"{column}_p50"],
+            ],
+            fmt="none",
+            ecolor=_ORANGE,
+            capsize=3,
+            label="P10-P90 (posterior)",
+        )
+        ax.legend(frameon=False)
+    ax.set_xlabel("future month")
+    ax.set_ylabel(unit_label)
+    ax.set_title("Forecast from existing customers")
+    return _png(fig)
+
+
+def p_alive_map(frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarray, T: float, unit: str) -> str:
+    """P(alive) over frequency (rows) and recency (columns) for customers observed for T units."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    mesh = ax.pcolormesh(recencies, frequencies, values, vmin=0, vmax=1, cmap="viridis", shading="nearest")
+    fig.colorbar(mesh, ax=ax, label="P(alive)")
+    ax.set_xlabel(f"recency (time of last purchase, {unit})")
+    ax.set_ylabel("frequency (repeat purchases)")
+    ax.set_title(f"P(alive) for customers observed for T = {T:.0f} {unit}")
+    return _png(fig)
+
+
+def clv_distribution(clv: np.ndarray) -> str:
+    """Histogram of CLV (log scale for positive values)."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    positive = clv[clv > 0]
+    if positive.size:
+        bins = np.logspace(np.log10(max(positive.min(), 1e-3)), np.log10(positive.max() * 1.001), 40)
+        ax.hist(positive, bins=list(bins), color=_BLUE)
+        ax.set_xscale("log")
+    ax.set_xlabel("CLV (log scale)")
+    ax.set_ylabel("customers")
+    ax.set_title("CLV distribution")
+    return _png(fig)
+
+
+def holdout_by_frequency(customers: pd.DataFrame, top: int = 7) -> str:
+    """Mean holdout purchases, predicted and actual, by calibration frequency (the last group is top+)."""
+    group = np.minimum(customers["frequency"].to_numpy(dtype=int), top)
+    frame = (
+        pd.DataFrame(
+            {
+                "group": group,
+                "predicted": customers["expected_purchases_holdout"].to_numpy(dtype=float),
+                "actual": customers["frequency_holdout"].to_numpy(dtype=float),
+            }
+        )
+        .groupby("group")
+        .mean()
+    )
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(frame.index, frame["actual"], "o-", color=_GREY, label="actual")
+    ax.plot(frame.index, frame["predicted"], "s--", color=_BLUE, label="model")
+    ax.set_xticks(frame.index, [str(k) if k < top else f"{top}+" for k in frame.index])
+    ax.set_xlabel("repeat purchases in calibration")
+    ax.set_ylabel("mean holdout purchases")
+    ax.legend(frameon=False)
+    ax.set_title("Holdout: predicted versus actual, by calibration frequency")
+    return _png(fig)

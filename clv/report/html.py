@@ -1,0 +1,216 @@
+"""The self-contained HTML report: headline numbers, tiers, forecast, P(alive) map, CLV distribution, the at-risk
+list, model parameters and diagnostics, and the holdout comparison. Built only from the saved outputs
+(summary.json, the customer table, the forecast, the tiers), so `clv report` can rebuild it without the data."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clv.purchase import PURCHASE_MODELS
+from clv.report import charts
+
+__all__ = ["build_report"]
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#1d2430;
+line-height:1.45;padding:0 1rem}
+h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #dde2ea;padding-bottom:.3rem}
+.sub{color:#5b6475;margin-top:0}.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
+.card{background:#f4f6fa;border-radius:8px;padding:.7rem 1rem;min-width:170px}
+.card b{display:block;font-size:1.35rem}.card span{color:#5b6475;font-size:.85rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{padding:.25rem .6rem;text-align:right;
+border-bottom:1px solid #e6e9ef}th{background:#f4f6fa}td:first-child,th:first-child{text-align:left}
+img{max-width:100%}.warn{background:#fff4e0;border-left:4px solid #d9822b;padding:.5rem .8rem}
+.note{color:#5b6475;font-size:.85rem}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return f"{number:,.{digits}f}" if abs(number) >= 1 or number == 0 else f"{number:.4g}"
+    return _e(value)
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in ([frame.index.name or ""] if index else []) + list(frame.columns))
+    rows = []
+    for key, row in frame.iterrows():
+        cells = ([f"<td>{_e(key)}</td>"] if index else []) + [f"<td>{_num(v)}</td>" for v in row.to_numpy()]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _card(label: str, value: str) -> str:
+    return f'<div class="card"><b>{value}</b><span>{_e(label)}</span></div>'
+
+
+def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+    totals = summary["forecast_totals"]
+    unit = totals["unit"]
+    cards = [
+        _card("customers", _num(len(customers))),
+        _card(f"total CLV, next {totals['horizon']:g} {unit} (discounted)", _num(totals["total_clv"])),
+        _card("expected purchases over the horizon", _num(totals["expected_purchases"], 0)),
+        _card("mean P(alive)", _num(float(customers["p_alive"].mean()), 3)),
+    ]
+    if totals.get("expected_revenue") is not None:
+        cards.insert(2, _card("expected revenue over the horizon", _num(totals["expected_revenue"])))
+    distribution = totals.get("distribution")
+    if distribution and "predicted_revenue" in distribution:
+        d = distribution["predicted_revenue"]
+        cards.append(_card("revenue P10 – P90 (predictive)", f"{_num(d['p10'], 0)} – {_num(d['p90'], 0)}"))
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _params(block: dict[str, Any] | None) -> str:
+    if not block:
+        return ""
+    rows = []
+    posterior = block.get("posterior")
+    for name, value in block["params"].items():
+        se = (block.get("standard_errors") or {}).get(name)
+        row = {"parameter": name, "estimate": value, "standard error": se}
+        if posterior:
+            p = posterior[name]
+            keys = [k for k in p if k.startswith("q")]
+            row |= {
+                "sd": p["sd"],
+                keys[0]: p[keys[0]],
+                keys[1]: p[keys[1]],
+                "R-hat": p.get("r_hat"),
+                "ESS bulk": p.get("ess_bulk"),
+            }
+            row.pop("standard error")
+        rows.append(row)
+    title = f"<h3>{_e(block['name'])} ({_e(block['method'])})</h3>"
+    facts = f"<p class='note'>log-likelihood {_num(block.get('log_likelihood'))}"
+    if block.get("converged") is not None:
+        facts += f", converged: {_num(block['converged'])}, gradient norm {_num(block.get('gradient_norm'))}"
+    diagnostics = block.get("diagnostics")
+    if diagnostics:
+        facts += (
+            f"; {diagnostics['inference']} ({diagnostics['sampler']}), {diagnostics['chains']} chain(s) x "
+            f"{diagnostics['draws']} draws, {diagnostics['seconds']:.1f} s; diagnostics "
+            f"{'passed' if diagnostics['passed'] else 'FAILED: ' + '; '.join(diagnostics['problems'])}"
+        )
+    return title + _table(pd.DataFrame(rows)) + facts + "</p>"
+
+
+def _p_alive_chart(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+    block = summary["purchase_model"]
+    cls = PURCHASE_MODELS.get(block["name"])
+    if cls is None:
+        return ""
+    model = cls.from_params(**block["params"])
+    T = float(np.quantile(customers["T"], 0.9))
+    top = int(max(2, min(np.quantile(customers["frequency"], 0.99), 60)))
+    freqs = np.arange(0, top + 1, dtype=float)
+    recs = np.linspace(0, T, 40)
+    grid_x, grid_t = np.meshgrid(freqs, recs, indexing="ij")
+    frame = pd.DataFrame({"frequency": grid_x.ravel(), "recency": grid_t.ravel(), "T": T})
+    frame.loc[frame["frequency"] == 0, "recency"] = 0.0
+    values = model.probability_alive(frame).reshape(grid_x.shape)
+    chart = charts.p_alive_map(freqs, recs, values, T, summary["forecast_totals"]["unit"])
+    return f'<img alt="P(alive) map" src="{chart}">'
+
+
+def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+    h = summary.get("holdout")
+    if not h or "expected_purchases_holdout" not in customers:
+        return ""
+    lines = [
+        f"<p>Holdout of {h['holdout_length']:.1f} {_e(h['unit'])}: "
+        f"predicted {_num(h['predicted_repeat_purchases'], 1)} "
+        f"repeat purchases, actual {_num(h['actual_repeat_purchases'], 0)} "
+        f"({_num(h['percent_error'], 1)}%); mean absolute error per customer {_num(h['mae_per_customer'], 3)}.</p>"
+    ]
+    if "customer_interval_coverage" in h:
+        total = h["total_predictive"]
+        lines.append(
+            f"<p>{h['interval']:.0%} predictive intervals hold {h['customer_interval_coverage']:.1%} of customers' "
+            f"actual holdout purchases; the total's interval is {_num(total['lo'], 0)} – {_num(total['hi'], 0)}, "
+            f"and the actual total is {'inside' if h['actual_total_inside_interval'] else 'outside'} it.</p>"
+        )
+    chart = charts.holdout_by_frequency(customers)
+    return "<h2>Holdout: predicted versus actual</h2>" + "".join(lines) + f'<img alt="holdout" src="{chart}">'
+
+
+def _at_risk(customers: pd.DataFrame) -> str:
+    at_risk = customers[customers["segment"] == "high value, slipping away"]
+    columns = [
+        c
+        for c in ("customer_id", "tier", "clv", "p_alive", "frequency", "recency", "T", "expected_spend")
+        if c in at_risk
+    ]
+    body = _table(at_risk[columns].head(25)) if len(at_risk) else "<p>No high-value customer is slipping away.</p>"
+    return (
+        f"<h2>High value, slipping away ({len(at_risk):,} customers)</h2>"
+        "<p class='note'>Customers in the top tiers whose P(alive) is below the threshold: whom to win back first "
+        "(the whole list is at_risk.csv).</p>" + body
+    )
+
+
+def build_report(
+    summary: dict[str, Any],
+    customers: pd.DataFrame,
+    forecast: pd.DataFrame,
+    tiers: pd.DataFrame,
+    migration: pd.DataFrame | None,
+) -> str:
+    """The report as one HTML string with every chart embedded."""
+    totals = summary["forecast_totals"]
+    revenue = "expected_revenue" in forecast
+    config = summary["config"]
+    models = _e(summary["purchase_model"]["name"]) + (
+        f" + {_e(summary['spend_model']['name'])}" if summary.get("spend_model") else ""
+    )
+    parts = [
+        f"<h1>Customer lifetime value: {_e(summary['name'])}</h1>",
+        f"<p class='sub'>{models} ({_e(summary['purchase_model']['method'])}); "
+        f"calibration to {_e(config['time']['calibration_end'])}; horizon {totals['horizon']:g} {_e(totals['unit'])}; "
+        f"annual discount rate {config['prediction']['annual_discount_rate']:.0%}; "
+        f"margin {config['prediction']['margin']:.0%}; created {_e(summary['created'])}.</p>",
+    ]
+    parts += [f"<p class='warn'>{_e(w)}</p>" for w in summary.get("warnings", [])]
+    parts.append(_headline(summary, customers))
+    parts.append("<h2>Value tiers</h2>" + _table(tiers))
+    parts.append(f'<img alt="tiers" src="{charts.tier_shares(tiers)}">')
+    if migration is not None:
+        parts.append("<h3>Tier migration since the last run</h3>" + _table(migration, index=True))
+    column = "expected_revenue" if revenue else "expected_purchases"
+    forecast_chart = charts.revenue_forecast(forecast, column, "revenue" if revenue else "purchases")
+    parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">')
+    parts.append("<h2>Who is alive</h2>" + _p_alive_chart(summary, customers))
+    parts.append(
+        "<h2>CLV distribution</h2>"
+        + f'<img alt="CLV" src="{charts.clv_distribution(customers["clv"].to_numpy(dtype=float))}">'
+    )
+    parts.append(_at_risk(customers))
+    parts.append("<h2>Models</h2>" + _params(summary["purchase_model"]) + _params(summary.get("spend_model")))
+    parts.append(_holdout(summary, customers))
+    parts.append(
+        f"<p class='note'>config hash {_e(summary['config_hash'])}; clv {_e(summary['versions'].get('clv'))}. Units: "
+        + "; ".join(f"{_e(k)}: {_e(v)}" for k, v in summary["units"].items())
+        + "</p>"
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>CLV report: {_e(summary['name'])}</title><style>{_STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>\n"
+    )

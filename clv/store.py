@@ -1,0 +1,238 @@
+"""Saving and loading fitted models: JSON metadata plus the posterior as NetCDF (ArviZ) for Bayesian fits.
+
+`models/<name>/<run_id>/model.json` holds the type, schema version, the models' names and parameters (with
+standard errors or posterior summaries), the resolved config and its hash, a fingerprint of the training data,
+the package versions, the SHA-256 of every file beside it, and a content hash of itself. Loading checks all of
+it and refuses a file that was edited, truncated or written by another schema. No pickle: nothing in a model
+file can run code. `models/<name>/latest` names the newest run; earlier runs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from clv.bayes.fit import Diagnostics, Posterior
+from clv.errors import ClvError, ModelFileError
+from clv.purchase import PURCHASE_MODELS, PurchaseModel
+from clv.spend.gamma_gamma import GammaGammaModel
+
+__all__ = ["SCHEMA_VERSION", "FittedModels", "data_fingerprint", "load_models", "save_models"]
+
+SCHEMA_VERSION = 1
+MODEL_TYPE = "clv.fitted_models"
+LATEST = "latest"
+
+
+@dataclass
+class FittedModels:
+    """What a saved run holds: the fitted models (point estimates), posteriors for Bayesian fits, metadata."""
+
+    purchase: PurchaseModel
+    spend: GammaGammaModel | None
+    method: str
+    purchase_posterior: Posterior | None
+    spend_posterior: Posterior | None
+    metadata: dict[str, Any]
+    path: Path | None = None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _canonical(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def data_fingerprint(rfm: pd.DataFrame) -> dict[str, Any]:
+    """Counts, sums and a SHA-256 of the RFM table the models were fitted on (customer order does not matter)."""
+    columns = [c for c in ("customer_id", "frequency", "recency", "T", "monetary_value") if c in rfm]
+    table = rfm[columns].sort_values(columns[0], kind="stable") if columns else rfm
+    digest = hashlib.sha256()
+    for column in columns:
+        values = table[column].to_numpy()
+        digest.update(column.encode())
+        digest.update(np.asarray(values.astype(str) if values.dtype == object else values).tobytes())
+    out: dict[str, Any] = {"customers": len(rfm), "sha256": digest.hexdigest()}
+    for column in ("frequency", "recency", "T", "monetary_value"):
+        if column in rfm:
+            out[f"sum_{column}"] = float(rfm[column].sum())
+    return out
+
+
+def _model_block(model: PurchaseModel | GammaGammaModel, posterior: Posterior | None) -> dict[str, Any]:
+    block = model.summary()
+    block["model"] = model.name
+    if posterior is not None:
+        block["posterior"] = posterior.summary()
+        block["posterior_file"] = f"{model.name}_posterior.nc"
+    return block
+
+
+def _new_run_id(root: Path) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_id, k = stamp, 1
+    while (root / run_id).exists():
+        k += 1
+        run_id = f"{stamp}-{k}"
+    return run_id
+
+
+def save_models(
+    models_dir: str | Path,
+    name: str,
+    saved: FittedModels,
+    config: dict[str, Any],
+    config_hash: str,
+    fingerprint: dict[str, Any],
+    versions: dict[str, str],
+    extra: dict[str, pd.DataFrame] | None = None,
+) -> Path:
+    """Write models/<name>/<run_id>/ whole (built in a temporary folder, then renamed) and point `latest` at it.
+    `extra` tables are saved beside the model as Parquet, hashed like the posteriors."""
+    root = Path(models_dir) / name
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".saving.", dir=root))
+    staging.chmod(0o755)  # mkdtemp makes it private; a saved model is as readable as its folder
+    try:
+        files: dict[str, str] = {}
+        for posterior in (saved.purchase_posterior, saved.spend_posterior):
+            if posterior is not None and posterior.idata is not None:
+                file = f"{posterior.model_name}_posterior.nc"
+                posterior.idata.to_netcdf(str(staging / file))
+                files[file] = _sha256(staging / file)
+        for file, table in (extra or {}).items():
+            table.to_parquet(staging / file, index=False)
+            files[file] = _sha256(staging / file)
+        run_id = _new_run_id(root)
+        payload: dict[str, Any] = {
+            "type": MODEL_TYPE,
+            "schema_version": SCHEMA_VERSION,
+            "run_id": run_id,
+            "name": name,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "method": saved.method,
+            "purchase_model": _model_block(saved.purchase, saved.purchase_posterior),
+            "spend_model": None if saved.spend is None else _model_block(saved.spend, saved.spend_posterior),
+            "config": config,
+            "config_hash": config_hash,
+            "data_fingerprint": fingerprint,
+            "versions": versions,
+            "files": files,
+        }
+        payload["content_hash"] = hashlib.sha256(_canonical(payload)).hexdigest()
+        (staging / "model.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        target = root / run_id
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer = root / f".{LATEST}.tmp"
+    pointer.write_text(run_id + "\n")
+    pointer.replace(root / LATEST)
+    saved.path = target
+    return target
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run folder, or a models/<name> folder whose `latest` names one."""
+    folder = Path(path)
+    if (folder / "model.json").is_file():
+        return folder
+    pointer = folder / LATEST
+    if pointer.is_file():
+        run = folder / pointer.read_text().strip()
+        if (run / "model.json").is_file():
+            return run
+        raise ModelFileError(f"{pointer} names {run.name}, which has no model.json")
+    raise ModelFileError(
+        f"no saved model at {folder}", hint="pass a run folder (models/<name>/<run_id>) or models/<name> with latest"
+    )
+
+
+def load_models(path: str | Path) -> FittedModels:
+    """Load and check a saved run: schema, content hash, file hashes, model names and parameters."""
+    folder = resolve_model_dir(path)
+    file = folder / "model.json"
+    try:
+        payload = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{file}: not a readable model file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("type") != MODEL_TYPE:
+        raise ModelFileError(f"{file}: not a clv model file")
+    if payload.get("schema_version") != SCHEMA_VERSION:
+        raise ModelFileError(
+            f"{file}: schema version {payload.get('schema_version')!r}; this clv reads version {SCHEMA_VERSION}",
+            hint="refit with `clv train`",
+        )
+    claimed = payload.pop("content_hash", None)
+    if claimed != hashlib.sha256(_canonical(payload)).hexdigest():
+        raise ModelFileError(f"{file}: content hash mismatch: the file was modified after it was written")
+    payload["content_hash"] = claimed
+    for name, digest in payload.get("files", {}).items():
+        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            raise ModelFileError(f"{folder / name}: missing or modified (its SHA-256 does not match model.json)")
+    purchase_block = payload["purchase_model"]
+    if purchase_block.get("model") not in PURCHASE_MODELS:
+        raise ModelFileError(f"{file}: unknown purchase model {purchase_block.get('model')!r}")
+    purchase = _restore(PURCHASE_MODELS[purchase_block["model"]], purchase_block, file)
+    spend_block = payload.get("spend_model")
+    spend = _restore(GammaGammaModel, spend_block, file) if spend_block else None
+    return FittedModels(
+        purchase=purchase,
+        spend=spend,
+        method=payload["method"],
+        purchase_posterior=_posterior(folder, purchase_block),
+        spend_posterior=_posterior(folder, spend_block) if spend_block else None,
+        metadata=payload,
+        path=folder,
+    )
+
+
+def _restore(cls: Any, block: dict[str, Any], file: Path) -> Any:
+    try:
+        model = cls.from_params(**block["params"])
+    except (ClvError, TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{file}: the {cls.name} parameters are not valid: {exc}") from None
+    model.standard_errors_ = block.get("standard_errors")
+    model.log_likelihood_ = block.get("log_likelihood")
+    model.converged_ = block.get("converged")
+    model.gradient_norm_ = block.get("gradient_norm")
+    return model
+
+
+def _posterior(folder: Path, block: dict[str, Any]) -> Posterior | None:
+    file = block.get("posterior_file")
+    if not file:
+        return None
+    summary = block["posterior"]
+    idata: Any = az.from_netcdf(str(folder / file))  # type: ignore[no-untyped-call]
+    names = tuple(summary["posterior"].keys())
+    stacked = idata.posterior.stack(sample=("chain", "draw"))
+    draws = np.column_stack([np.asarray(stacked[n].values, dtype=float) for n in names])
+    d = summary["diagnostics"]
+    diagnostics = Diagnostics(**{k: v for k, v in d.items() if k != "passed"})
+    return Posterior(
+        model_name=summary["name"],
+        param_names=names,
+        draws=draws,
+        diagnostics=diagnostics,
+        priors=summary["priors"],
+        idata=idata,
+        mle=summary.get("maximum_likelihood"),
+    )

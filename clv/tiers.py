@@ -1,0 +1,208 @@
+"""Value tiers, churn-risk segments, RFM scores and tier migration.
+
+Tiers rank customers by CLV: by shares of customers (the default: top 5% / next 15% / next 30% / rest), or by
+CLV thresholds in currency. With a posterior, each customer's probability of each tier is the share of draws in
+which the customer's CLV falls in the tier's range, where each draw's ranges come from that draw's CLV of all
+customers (for share tiers) or from the fixed thresholds. Segments cross value with churn risk: the high-value
+customers whose P(alive) is low are the ones slipping away. RFM scores are the usual 1-5 quintile scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from clv.config import TiersConfig
+from clv.errors import DataError
+
+__all__ = [
+    "RFM_SEGMENTS",
+    "SEGMENTS",
+    "assign_tiers",
+    "migration_table",
+    "rfm_scores",
+    "segments",
+    "tier_probabilities",
+    "tier_table",
+]
+
+FloatArray = NDArray[np.float64]
+
+#: the churn-risk x value segments, in the order reports list them
+SEGMENTS = ("high value, active", "high value, slipping away", "other, active", "other, lapsing")
+
+
+def _share_boundaries(n: int, config: TiersConfig) -> NDArray[np.intp]:
+    """Positions (in CLV order, highest first) where each tier ends, rounding cumulative shares."""
+    shares = np.array([level.share or 0.0 for level in config.levels])
+    ends = np.rint(np.cumsum(shares) * n).astype(np.intp)
+    ends[-1] = n
+    return ends
+
+
+def assign_tiers(clv: FloatArray, config: TiersConfig, ids: NDArray[np.generic] | None = None) -> NDArray[np.intp]:
+    """Tier index (0 = the highest tier) of each customer. Share tiers: customers sorted by CLV (ties by their
+    order in `ids`), cut at the rounded cumulative shares. Threshold tiers: the first tier whose min_clv the CLV
+    reaches. Raises DataError when a tier holds fewer than `min_size` customers."""
+    n = clv.size
+    labels = [level.label for level in config.levels]
+    if config.levels[0].share is not None:
+        keys = (np.arange(n) if ids is None else ids, -clv)
+        order = np.lexsort(keys)
+        tier = np.empty(n, dtype=np.intp)
+        tier[order] = np.searchsorted(_share_boundaries(n, config), np.arange(n), side="right")
+    else:
+        thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
+        tier = np.searchsorted(-thresholds, -clv, side="right").astype(np.intp)
+    sizes = np.bincount(tier, minlength=len(labels))
+    small = [f"{labels[k]} ({sizes[k]})" for k in range(len(labels)) if sizes[k] < config.min_size]
+    if small:
+        raise DataError(
+            f"{len(small)} tier(s) hold fewer than tiers.min_size={config.min_size} customers: {', '.join(small)}",
+            hint="widen the tiers' shares or thresholds, or lower tiers.min_size",
+        )
+    return tier
+
+
+def tier_table(customers: pd.DataFrame, config: TiersConfig) -> pd.DataFrame:
+    """Per tier: customers and their share, total CLV and its share, CLV range, mean P(alive), mean spend."""
+    labels = [level.label for level in config.levels]
+    grouped = customers.groupby("tier", observed=False, sort=False)
+    total_clv = float(customers["clv"].sum())
+    rows = []
+    for label in labels:
+        part = customers[customers["tier"] == label]
+        row = {
+            "tier": label,
+            "customers": len(part),
+            "share_of_customers": len(part) / len(customers) if len(customers) else 0.0,
+            "total_clv": float(part["clv"].sum()),
+            "share_of_clv": float(part["clv"].sum()) / total_clv if total_clv else 0.0,
+            "min_clv": float(part["clv"].min()) if len(part) else float("nan"),
+            "max_clv": float(part["clv"].max()) if len(part) else float("nan"),
+            "mean_p_alive": float(part["p_alive"].mean()) if len(part) else float("nan"),
+            "expected_purchases": float(part["expected_purchases"].sum()),
+        }
+        if "expected_spend" in part:
+            row["mean_expected_spend"] = float(part["expected_spend"].mean()) if len(part) else float("nan")
+        rows.append(row)
+    del grouped
+    return pd.DataFrame(rows)
+
+
+def segments(tier: NDArray[np.intp], p_alive: FloatArray, config: TiersConfig) -> NDArray[np.object_]:
+    """The churn-risk x value segment of each customer (see SEGMENTS)."""
+    high = tier < config.at_risk_tiers
+    alive = p_alive >= config.at_risk_p_alive
+    index = np.where(high, np.where(alive, 0, 1), np.where(alive, 2, 3))
+    return np.asarray(SEGMENTS, dtype=object)[index]
+
+
+#: named RFM segments by recency and frequency score (the widely used 11-segment map)
+RFM_SEGMENTS: tuple[tuple[str, str, str], ...] = (
+    ("12", "12", "hibernating"),
+    ("12", "34", "at risk"),
+    ("12", "5", "can't lose them"),
+    ("3", "12", "about to sleep"),
+    ("3", "3", "need attention"),
+    ("34", "45", "loyal customers"),
+    ("4", "1", "promising"),
+    ("5", "1", "new customers"),
+    ("45", "23", "potential loyalists"),
+    ("5", "45", "champions"),
+)
+
+
+def _quintile_score(values: FloatArray) -> NDArray[np.intp]:
+    """1-5 by quintile of the values (ties share a score): 5 for the highest fifth."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    pct = pd.Series(values).rank(method="average", pct=True).to_numpy()
+    return np.clip(np.ceil(pct * 5.0), 1, 5).astype(np.intp)
+
+
+def rfm_scores(rfm: pd.DataFrame) -> pd.DataFrame:
+    """R, F and M scores 1-5 (R from the time since the last purchase, T - recency: the most recent fifth get 5;
+    F from frequency; M from mean spend, when there is one), the three-digit rfm_score, and the named segment."""
+    r = _quintile_score(-(rfm["T"].to_numpy(dtype=float) - rfm["recency"].to_numpy(dtype=float)))
+    f = _quintile_score(rfm["frequency"].to_numpy(dtype=float))
+    m = (
+        _quintile_score(rfm["monetary_value"].to_numpy(dtype=float))
+        if "monetary_value" in rfm
+        else np.full(len(rfm), 3, dtype=np.intp)
+    )
+    names = np.full(len(rfm), "other", dtype=object)
+    for r_set, f_set, name in RFM_SEGMENTS:
+        hit = np.isin(r, [int(c) for c in r_set]) & np.isin(f, [int(c) for c in f_set])
+        names[hit] = name
+    return pd.DataFrame(
+        {
+            "r_score": r,
+            "f_score": f,
+            "m_score": m,
+            "rfm_score": [f"{a}{b}{c}" for a, b, c in zip(r, f, m, strict=True)],
+            "rfm_segment": names,
+        },
+        index=rfm.index,
+    )
+
+
+def tier_probabilities(
+    clv_draws: NDArray[np.float32],
+    clv_index: NDArray[np.intp],
+    config: TiersConfig,
+    block: int = 50_000,
+) -> FloatArray:
+    """P(tier k) per customer from CLV draws of value rows (customer i is row clv_index[i]), shape
+    (customers, tiers). Share tiers: in each draw, the tier cut-offs are that draw's CLV order statistics over all
+    customers; threshold tiers: the configured thresholds."""
+    n_tiers = len(config.levels)
+    draws = clv_draws.shape[1]
+    counts = np.bincount(clv_index, minlength=clv_draws.shape[0])
+    if config.levels[0].share is not None:
+        cut = np.empty((n_tiers - 1, draws))
+        ends = _share_boundaries(clv_index.size, config)[:-1]
+        for d0 in range(0, draws, 64):
+            d1 = min(d0 + 64, draws)
+            values = np.asarray(clv_draws[:, d0:d1], dtype=float)
+            for j in range(d1 - d0):
+                cut[:, d0 + j] = _weighted_order_statistics(values[:, j], counts, ends)
+    else:
+        thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
+        cut = np.repeat(thresholds[:, None], draws, axis=1)
+    rows = clv_draws.shape[0]
+    out = np.zeros((rows, n_tiers))
+    for r0 in range(0, rows, block):
+        values = np.asarray(clv_draws[r0 : r0 + block], dtype=float)
+        above = (values[:, None, :] >= cut[None, :, :]).astype(np.int8)
+        # a customer is in the first tier whose cut-off the CLV reaches: tier = number of cut-offs not reached
+        tier = (n_tiers - 1) - above.sum(axis=1)
+        for k in range(n_tiers):
+            out[r0 : r0 + block, k] = (tier == k).mean(axis=1)
+    return out[clv_index]
+
+
+def _weighted_order_statistics(values: FloatArray, counts: NDArray[np.intp], ends: NDArray[np.intp]) -> FloatArray:
+    """The CLV of the customer at each position `ends - 1` in CLV order (highest first), rows counted with
+    their customer counts: the least CLV inside each tier but the last."""
+    order = np.argsort(-values, kind="stable")
+    cumulative = np.cumsum(counts[order])
+    at = np.searchsorted(cumulative, np.maximum(ends, 1), side="left")
+    return values[order][np.minimum(at, order.size - 1)]
+
+
+def migration_table(previous: pd.DataFrame, current: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Customers by previous tier (rows) and current tier (columns), with customers new since the last run and
+    those no longer present. Both frames have customer_id and tier."""
+    merged = previous[["customer_id", "tier"]].merge(
+        current[["customer_id", "tier"]], on="customer_id", how="outer", suffixes=("_previous", "_current")
+    )
+    rows = [*labels, "(new)"]
+    columns = [*labels, "(gone)"]
+    before = merged["tier_previous"].fillna("(new)")
+    after = merged["tier_current"].fillna("(gone)")
+    table = pd.crosstab(pd.Categorical(before, rows), pd.Categorical(after, columns), dropna=False)
+    table.index.name = "previous tier"
+    table.columns.name = "current tier"
+    return table
