@@ -59,12 +59,35 @@ def bench_models(sizes: list[int]) -> None:
         print(_row(label, run_task("clv_value", n=n), run_task("lifetimes_value", n=n), "lifetimes"))
 
 
+def bench_bayes(sizes: list[int]) -> None:
+    have_pmm = importlib.util.find_spec("pymc_marketing") is not None
+    print("\n== NUTS for BG/NBD on CDNOW: 4 chains x 1,000 draws (+1,000 tuning), 2 cores ==")
+    print(f"{'':<28} {'clv':>23} | {'pymc-marketing':>23} | ratio")
+    ours = run_task("clv_nuts", n=0)
+    theirs = run_task("pymc_marketing_nuts", n=0) if have_pmm else None
+    print(_row("CDNOW (2,357)", ours, theirs, "pymc-marketing"))
+    if ours:
+        print(f"  clv: R-hat {ours.info['r_hat']:.4f}, least bulk ESS {ours.info['ess_bulk']:.0f}")
+    print("\n== 12-month CLV per customer over 4,000 posterior draws (means and 90% intervals) ==")
+    ours = run_task("clv_posterior_clv", n=0)
+    theirs = run_task("pymc_marketing_posterior_clv", n=0) if have_pmm else None
+    print(_row("CDNOW (2,357)", ours, theirs, "pymc-marketing"))
+    print("\n== The whole Bayesian run: fit (Laplace) + intervals + revenue distribution + tier probabilities ==")
+    for n in sizes:
+        for draws in (200, 500):
+            m = run_task("clv_bayes_run", n=n, draws=draws)
+            label = f"{n:,} synthetic, {draws} draws"
+            print(f"{label:<34} " + (f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB" if m else "failed"))
+    if not have_pmm:
+        print("  (pymc-marketing is not installed: pip install -e '.[bench]' for its column)")
+
+
 TRUTH_ITEMS = [("r", 0.25), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models"])
+    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes"])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; every cell is a fresh process (seconds of the timed step, peak RSS)")
@@ -73,6 +96,8 @@ def main() -> None:
         bench_rfm(sizes, lifetimes_max=1_000_000)
     if args.what in ("all", "models"):
         bench_models([0, 10_000] if args.quick else [0, 10_000, 100_000, 1_000_000])
+    if args.what in ("all", "bayes"):
+        bench_bayes([100_000] if args.quick else [100_000, 1_000_000])
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def run_task(task: str, timeout: float = 1800.0, **kwargs: Any) -> Measurement |
         "start = time.perf_counter()\n"
         f"info = tasks.{task}(state, **kwargs) if prepare else tasks.{task}(**kwargs)\n"
         "seconds = time.perf_counter() - start\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
+        "peak = peak / 1024\n"
         "print(json.dumps({'seconds': seconds, 'peak_mb': peak, 'info': info or {}}))\n"
     )
     try:

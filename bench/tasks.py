@@ -150,3 +150,117 @@ def lifetimes_value(state: Any, n: int) -> dict[str, Any]:
     m = pd.Series(np.where(f > 0, rfm["monetary_value"], 0.0), index=rfm.index)
     clv = gg.customer_lifetime_value(bg, f, r, t, m, time=12, discount_rate=0.10 / 12, freq="W")
     return {"total_clv": float(np.sum(clv))}
+
+
+# ---------- Bayesian: sampling, posterior CLV, the whole run ----------
+
+BG_CDNOW = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+GG_CDNOW = {"p": 6.25, "q": 3.74, "v": 15.44}
+
+
+def _draws(center: dict[str, float], n: int, scale: float, seed: int) -> np.ndarray:
+    """n parameter draws around `center` (log-normal, a stand-in for a posterior: same work, no sampling)."""
+    values = np.array(list(center.values()))
+    return values * np.exp(np.random.default_rng(seed).normal(0.0, scale, (n, values.size)))
+
+
+def prepare_clv_nuts(n: int) -> pd.DataFrame:
+    return customers(n)
+
+
+def clv_nuts(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    from clv import BetaGeoModel
+    from clv.bayes.fit import fit_posterior
+    from clv.config import BayesConfig
+
+    post = fit_posterior(BetaGeoModel(), rfm, BayesConfig(sampler="pymc", progress=False), seed=1)
+    return {"mean": post.mean(), "r_hat": post.diagnostics.r_hat_max, "ess_bulk": post.diagnostics.ess_bulk_min}
+
+
+prepare_pymc_marketing_nuts = prepare_clv_nuts
+
+
+def pymc_marketing_nuts(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    from pymc_marketing.clv import BetaGeoModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BetaGeoModel(data=rfm[["customer_id", "frequency", "recency", "T"]])
+        model.fit(method="mcmc", chains=4, draws=1000, tune=1000, cores=2, random_seed=1, progressbar=False)
+    posterior = model.idata.posterior
+    return {"mean": {k: float(posterior[k].mean()) for k in ("r", "alpha", "a", "b")}}
+
+
+def prepare_clv_posterior_clv(n: int) -> Any:
+    from clv.bayes.fit import Diagnostics, Posterior
+
+    rfm = customers(n)
+    diag = Diagnostics("nuts", "pymc", 4, 1000, 1000, 0.0)
+    bg = Posterior("bgnbd", ("r", "alpha", "a", "b"), _draws(BG_CDNOW, 4000, 0.05, 1), diag, {})
+    gg = Posterior("gamma_gamma", ("p", "q", "v"), _draws(GG_CDNOW, 4000, 0.05, 2), diag, {})
+    return rfm, bg, gg
+
+
+def clv_posterior_clv(state: Any, n: int) -> dict[str, Any]:
+    """12-month CLV per customer over all 4,000 draws: means, 90% intervals, predictive intervals, forecast."""
+    from clv import BetaGeoModel
+    from clv.bayes.predict import value_posterior
+
+    rfm, bg, gg = state
+    result = value_posterior(BetaGeoModel, bg, gg, rfm, 52.0, 0.10, 1.0, "W", 0.9, 4000, seed=1)
+    return {"total_clv": float(result.customers["clv"].sum()), "draws": result.n_draws}
+
+
+def prepare_pymc_marketing_posterior_clv(n: int) -> Any:
+    import arviz as az
+    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+
+    rfm = customers(n)
+    data = rfm[["customer_id", "frequency", "recency", "T", "monetary_value"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
+        bg.build_model()
+        repeat = data[data["frequency"] > 0]
+        gg = GammaGammaModel(data=repeat)
+        gg.build_model()
+    bg_draws, gg_draws = _draws(BG_CDNOW, 4000, 0.05, 1), _draws(GG_CDNOW, 4000, 0.05, 2)
+    bg.idata = az.from_dict(posterior={k: bg_draws[:, j].reshape(4, 1000) for j, k in enumerate(BG_CDNOW)})
+    gg.idata = az.from_dict(posterior={k: gg_draws[:, j].reshape(4, 1000) for j, k in enumerate(GG_CDNOW)})
+    return data, bg, gg
+
+
+def pymc_marketing_posterior_clv(state: Any, n: int) -> dict[str, Any]:
+    data, bg, gg = state
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clv = gg.expected_customer_lifetime_value(bg, data, future_t=12, discount_rate=0.10 / 12, time_unit="W")
+        interval = clv.quantile([0.05, 0.95], dim=("chain", "draw"))
+    return {"total_clv": float(clv.mean(("chain", "draw")).sum()), "intervals": int(interval.size)}
+
+
+def prepare_clv_bayes_run(n: int) -> pd.DataFrame:
+    return customers(n)
+
+
+def clv_bayes_run(rfm: pd.DataFrame, n: int, inference: str = "laplace", draws: int = 500) -> dict[str, Any]:
+    """The whole Bayesian run from the RFM table: fit both models, per-customer credible and predictive
+    intervals, the monthly revenue distribution, and each customer's tier probabilities."""
+    from clv import BetaGeoModel, GammaGammaModel
+    from clv.bayes.fit import fit_posterior
+    from clv.bayes.predict import value_posterior
+    from clv.config import BayesConfig, TiersConfig
+    from clv.tiers import tier_probabilities
+
+    options = BayesConfig(inference=inference, chains=1, draws=2000, progress=False)
+    bg = fit_posterior(BetaGeoModel(), rfm, options, seed=1)
+    gg = fit_posterior(GammaGammaModel(), rfm, options, seed=2)
+    value = value_posterior(BetaGeoModel, bg, gg, rfm, 52.0, 0.10, 1.0, "W", 0.9, draws, seed=3)
+    tiers = tier_probabilities(value.clv_draws, value.clv_index, TiersConfig())
+    return {
+        "bgnbd": bg.mean(),
+        "pareto_k": bg.diagnostics.to_dict().get("laplace"),
+        "draws": value.n_draws,
+        "revenue_p10_p90": [value.totals["expected_revenue"]["p10"], value.totals["expected_revenue"]["p90"]],
+        "top_tier_mean_probability": float(tiers[:, 0].mean()),
+    }

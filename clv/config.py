@@ -153,7 +153,9 @@ class TiersConfig(_Section):
 
     levels: list[TierLevel] = Field(default_factory=_default_tiers, min_length=2, max_length=12)
     min_size: int = Field(1, ge=1, description="fewest customers a tier may hold")
-    at_risk_tiers: int = Field(2, ge=1, description="the top this-many tiers count as high value for at-risk")
+    at_risk_tiers: int | None = Field(
+        None, ge=1, description="the top this-many tiers count as high value (default: 2, or 1 with 2 tiers)"
+    )
     at_risk_p_alive: float = Field(0.5, gt=0, lt=1, description="P(alive) below this is slipping away")
 
     @model_validator(mode="after")
@@ -172,9 +174,14 @@ class TiersConfig(_Section):
                 raise ValueError("tier min_clv thresholds must decrease from the first tier to the last")
         else:
             raise ValueError("give every tier a share, or every tier but the last a min_clv (not a mix)")
-        if self.at_risk_tiers >= len(self.levels):
+        if self.at_risk_tiers is not None and self.at_risk_tiers >= len(self.levels):
             raise ValueError(f"at_risk_tiers must be fewer than the {len(self.levels)} tiers")
         return self
+
+    @property
+    def high_value_tiers(self) -> int:
+        """How many of the top tiers count as high value."""
+        return self.at_risk_tiers if self.at_risk_tiers is not None else min(2, len(self.levels) - 1)
 
 
 class OutputConfig(_Section):

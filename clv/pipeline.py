@@ -309,7 +309,7 @@ def _tier(result: RunResult) -> None:
     ids = table["customer_id"].to_numpy()
     tier_index = assign_tiers(table["clv"].to_numpy(dtype=float), config.tiers, ids)
     labels = [level.label for level in config.tiers.levels]
-    table["tier"] = pd.Categorical(np.asarray(labels, dtype=object)[tier_index], categories=labels)
+    table["tier"] = np.asarray(labels, dtype=object)[tier_index]
     table["segment"] = segments(tier_index, table["p_alive"].to_numpy(dtype=float), config.tiers)
     table = pd.concat([table, rfm_scores(table)], axis=1)
     if isinstance(result.value, BayesValue):
@@ -382,7 +382,7 @@ def save_fitted(result: RunResult) -> Path:
         config_hash(config),
         data_fingerprint(result.data.rfm.frame),
         package_versions(),
-        extra={"customer_tiers.parquet": result.customers[["customer_id", "tier"]].astype({"tier": str})},
+        extra={"customer_tiers.parquet": result.customers[["customer_id", "tier"]]},
     )
     result.model_dir = path
     return path

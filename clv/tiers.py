@@ -54,7 +54,7 @@ def assign_tiers(clv: FloatArray, config: TiersConfig, ids: NDArray[np.generic] 
         tier[order] = np.searchsorted(_share_boundaries(n, config), np.arange(n), side="right")
     else:
         thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
-        tier = np.searchsorted(-thresholds, -clv, side="right").astype(np.intp)
+        tier = np.searchsorted(-thresholds, -clv, side="left").astype(np.intp)  # thresholds above the CLV
     sizes = np.bincount(tier, minlength=len(labels))
     small = [f"{labels[k]} ({sizes[k]})" for k in range(len(labels)) if sizes[k] < config.min_size]
     if small:
@@ -93,7 +93,7 @@ def tier_table(customers: pd.DataFrame, config: TiersConfig) -> pd.DataFrame:
 
 def segments(tier: NDArray[np.intp], p_alive: FloatArray, config: TiersConfig) -> NDArray[np.object_]:
     """The churn-risk x value segment of each customer (see SEGMENTS)."""
-    high = tier < config.at_risk_tiers
+    high = tier < config.high_value_tiers
     alive = p_alive >= config.at_risk_p_alive
     index = np.where(high, np.where(alive, 0, 1), np.where(alive, 2, 3))
     return np.asarray(SEGMENTS, dtype=object)[index]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -68,11 +69,6 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert result.exit_code != 0 and result.exception is not None
 
 
-def test_bayes_is_refused_clearly(tmp_path):
-    result = invoke("run", str(write_config(tmp_path)), "--set", "model.method=bayes", "-q")
-    assert result.exit_code == 2 and "model.method=bayes is not available" in result.stderr
-
-
 def test_data_summarize(tmp_path):
     result = invoke("data", "summarize", str(ROOT / "configs" / "cdnow.yaml"), "--json")
     assert result.exit_code == 0
@@ -109,7 +105,7 @@ def test_run_writes_outputs(tmp_path, purchase):
     assert result.exit_code == 0, result.stderr
     out = tmp_path / "reports" / "cdnow"
     assert f"outputs written to {out}/" in result.stdout
-    customers = pd.read_csv(out / "customers.csv")
+    customers = pd.read_csv(out / "customers.csv", dtype={"rfm_score": str})
     assert len(customers) == ref.CDNOW_CUSTOMERS
     assert customers["clv"].is_monotonic_decreasing
     for column in (
@@ -144,8 +140,162 @@ def test_demo_runs_from_anywhere(tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "cdnow" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("command", [["run"], ["demo"], ["check-config"], ["data", "summarize"]])
+@pytest.mark.parametrize(
+    "command", [["run"], ["train"], ["score"], ["report"], ["demo"], ["check-config"], ["data", "summarize"]]
+)
 def test_help_states_units_and_ends_with_an_example(command):
     result = invoke(*command, "--help")
     assert result.exit_code == 0
     assert "Example: clv" in result.stdout
+
+
+LEAD = ["customer_id", "frequency", "recency", "T", "monetary_value", "frequency_holdout", "monetary_value_holdout"]
+LEAD += ["p_alive", "p_churn", "expected_purchases", "expected_spend", "clv", "tier", "segment", "rfm_score"]
+
+
+def test_run_writes_tiers_segments_report_and_model(tmp_path):
+    config = write_config(tmp_path)
+    result = invoke("run", str(config), "-q")
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "reports" / "cdnow"
+    customers = pd.read_csv(out / "customers.csv")
+    assert list(customers.columns[: len(LEAD)]) == LEAD
+    tiers = pd.read_csv(out / "tiers.csv")
+    assert tiers["tier"].tolist() == ["top 5%", "next 15%", "next 30%", "rest"]
+    assert tiers["customers"].tolist() == [118, 353, 707, 1179]
+    assert tiers["share_of_clv"].sum() == pytest.approx(1.0)
+    assert tiers["total_clv"].sum() == pytest.approx(customers["clv"].sum())
+    at_risk = pd.read_csv(out / "at_risk.csv")
+    assert (at_risk["segment"] == "high value, slipping away").all()
+    assert at_risk["tier"].isin(["top 5%", "next 15%"]).all() and (at_risk["p_alive"] < 0.5).all()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5
+    assert "http://" not in html and "https://" not in html  # self-contained
+    for heading in (
+        "Value tiers",
+        "Forecast",
+        "Who is alive",
+        "CLV distribution",
+        "slipping away",
+        "Models",
+        "Holdout",
+    ):
+        assert heading in html
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tiers"][0]["tier"] == "top 5%" and summary["model_dir"]
+    model_dir = Path(summary["model_dir"])
+    assert (model_dir / "model.json").is_file() and (model_dir.parent / "latest").is_file()
+    assert not (out / "migration.csv").exists()
+    again = invoke("run", str(config), "-q")
+    assert again.exit_code == 0
+    migration = pd.read_csv(out / "migration.csv", index_col=0)
+    assert migration.loc["top 5%", "top 5%"] == 118 and migration.to_numpy().sum() == len(customers)
+
+
+def test_train_then_score_needs_no_refit(tmp_path, monkeypatch):
+    config = write_config(tmp_path)
+    assert invoke("train", str(config), "-q").exit_code == 0
+    import clv.pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("score must not fit")
+
+    monkeypatch.setattr(clv.pipeline, "fit_models", refuse)
+    result = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "-q")
+    assert result.exit_code == 0, result.stderr
+    customers = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
+    assert customers["clv"].sum() == pytest.approx(72505.66, abs=0.01)
+
+
+def test_score_refuses_another_time_unit(tmp_path):
+    config = write_config(tmp_path)
+    assert invoke("train", str(config), "-q").exit_code == 0
+    result = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "--set", "time.unit=D", "-q")
+    assert result.exit_code == 1
+    assert "fitted in unit W" in result.stderr and "hint:" in result.stderr
+
+
+def test_score_with_a_missing_model(tmp_path):
+    result = invoke("score", str(write_config(tmp_path)), "--model", str(tmp_path / "nowhere"), "-q")
+    assert result.exit_code == 1 and "no saved model" in result.stderr
+
+
+def test_report_is_rebuilt_from_saved_outputs(tmp_path):
+    config = write_config(tmp_path)
+    missing = invoke("report", str(config))
+    assert missing.exit_code == 1 and "no saved outputs" in missing.stderr
+    assert invoke("run", str(config), "-q").exit_code == 0
+    page = tmp_path / "reports" / "cdnow" / "report.html"
+    page.unlink()
+    result = invoke("report", str(config))
+    assert result.exit_code == 0 and page.is_file() and "Value tiers" in page.read_text()
+
+
+def test_an_rfm_table_is_a_data_source(tmp_path, cdnow_rfm):
+    table = tmp_path / "rfm.csv"
+    cdnow_rfm.to_csv(table, index=False)
+    config = write_config(tmp_path)
+    result = invoke("run", str(config), "--set", f"data.source={table}", "-q")
+    assert result.exit_code == 0, result.stderr
+    customers = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
+    assert customers["clv"].sum() == pytest.approx(72505.66, abs=0.01)
+    summary = json.loads((tmp_path / "reports" / "cdnow" / "summary.json").read_text())
+    assert summary["data"]["source_kind"] == "rfm_table"
+    assert summary["holdout"]["actual_repeat_purchases"] == ref.CDNOW_HOLDOUT_REPEATS
+
+
+def test_a_bad_rfm_table_names_the_customers(tmp_path, cdnow_rfm):
+    table = tmp_path / "rfm.parquet"
+    bad = cdnow_rfm.copy()
+    bad.loc[3, "recency"] = bad.loc[3, "T"] + 1
+    bad.to_parquet(table, index=False)
+    result = invoke("run", str(write_config(tmp_path)), "--set", f"data.source={table}", "-q")
+    assert result.exit_code == 1
+    assert "recency must be <= T" in result.stderr and "4" in result.stderr
+
+
+def test_bayes_run_with_laplace_writes_intervals(tmp_path):
+    config = write_config(tmp_path)
+    result = invoke(
+        "run",
+        str(config),
+        "--set",
+        "model.method=bayes",
+        "--set",
+        "bayes.inference=laplace",
+        "--set",
+        "bayes.prediction_draws=200",
+        "-q",
+    )
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "reports" / "cdnow"
+    customers = pd.read_csv(out / "customers.csv")
+    for column in ("p_alive", "expected_purchases", "expected_spend", "clv"):
+        assert (customers[f"{column}_lo"] <= customers[column] + 1e-9).all()
+        assert (customers[column] <= customers[f"{column}_hi"] + 1e-9).all()
+    assert {"purchases_predicted_lo", "revenue_predicted_hi", "p_tier_top_5"} <= set(customers.columns)
+    tier_columns = [c for c in customers.columns if c.startswith("p_tier_")]
+    np.testing.assert_allclose(customers[tier_columns].sum(axis=1), 1.0)
+    forecast = pd.read_csv(out / "forecast.csv")
+    assert (forecast["expected_revenue_p10"] <= forecast["expected_revenue_p90"]).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["purchase_model"]["method"] == "bayes"
+    assert summary["purchase_model"]["diagnostics"]["inference"] == "laplace"
+    holdout = summary["holdout"]
+    assert 0.85 <= holdout["customer_interval_coverage"] <= 1.0
+    assert holdout["actual_total_inside_interval"] is False  # BG/NBD under-forecasts CDNOW's holdout by 12%
+    model_dir = Path(summary["model_dir"])
+    assert (model_dir / "bgnbd_posterior.nc").is_file() and (model_dir / "gamma_gamma_posterior.nc").is_file()
+    scored = invoke("score", str(config), "--model", str(model_dir), "--set", "bayes.prediction_draws=200", "-q")
+    assert scored.exit_code == 0, scored.stderr
+    rescored = pd.read_csv(out / "customers.csv")
+    np.testing.assert_allclose(rescored["clv"].sum(), customers["clv"].sum(), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_bayes_run_with_nuts(tmp_path):
+    result = invoke("run", str(write_config(tmp_path)), "--set", "model.method=bayes", "--strict", "-q")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((tmp_path / "reports" / "cdnow" / "summary.json").read_text())
+    diagnostics = summary["purchase_model"]["diagnostics"]
+    assert diagnostics["passed"] and diagnostics["r_hat_max"] <= 1.01

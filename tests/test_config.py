@@ -73,3 +73,25 @@ def test_hash_follows_content():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def _keys(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out |= _keys(value, path + ".")
+        else:
+            out.add(path)
+    return out
+
+
+def test_example_config_lists_every_key_with_its_default():
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "example.yaml").read_text())
+    resolved = load_config(ROOT / "configs" / "example.yaml").resolved()
+    assert _keys(raw) == _keys(resolved)
+    defaults = parse_config(MINIMAL).resolved()
+    for section in ("model", "prediction", "bayes", "tiers", "output"):
+        assert resolved[section] == defaults[section], section

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from clv.bayes.likelihood import LogLikelihood
 from clv.config import BayesConfig, PriorConfig
@@ -166,10 +166,16 @@ def _mle_start(model: FittedModel, problem: LikelihoodProblem, seed: int) -> Flo
 
 
 def fit_posterior(
-    model: FittedModel, rfm: pd.DataFrame, options: BayesConfig, seed: int, progress: bool = False
+    model: FittedModel,
+    rfm: pd.DataFrame,
+    options: BayesConfig,
+    seed: int,
+    progress: bool = False,
+    weights: ArrayLike | None = None,
 ) -> Posterior:
-    """Fit `model`'s likelihood (a purchase model or Gamma-Gamma) to `rfm` in PyMC and return the posterior."""
-    problem = model.likelihood_problem(rfm)
+    """Fit `model`'s likelihood (a purchase model or Gamma-Gamma) to `rfm` (rows weighted by `weights`, e.g.
+    counts of customers sharing a history) in PyMC and return the posterior."""
+    problem = model.likelihood_problem(rfm, weights)
     start = _mle_start(model, problem, seed)
     names = [_rescaled_name(n, float(f)) for n, f in zip(problem.param_names, problem.factor, strict=True)]
     initial = dict(zip(names, map(float, start), strict=True))
