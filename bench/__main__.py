@@ -74,7 +74,7 @@ def bench_bayes(sizes: list[int]) -> None:
     print(_row("CDNOW (2,357)", ours, theirs, "pymc-marketing"))
     print("\n== The whole Bayesian run: fit (Laplace) + intervals + revenue distribution + tier probabilities ==")
     for n in sizes:
-        for draws in (200, 500):
+        for draws in (200, 500):  # 500 is the default bayes.prediction_draws
             m = run_task("clv_bayes_run", n=n, draws=draws)
             label = f"{n:,} synthetic, {draws} draws"
             print(f"{label:<34} " + (f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB" if m else "failed"))

@@ -239,7 +239,7 @@ def pymc_marketing_posterior_clv(state: Any, n: int) -> dict[str, Any]:
     return {"total_clv": float(clv.mean(("chain", "draw")).sum()), "intervals": int(interval.size)}
 
 
-def prepare_clv_bayes_run(n: int) -> pd.DataFrame:
+def prepare_clv_bayes_run(n: int, **_: Any) -> pd.DataFrame:
     return customers(n)
 
 

@@ -66,14 +66,16 @@ def _demo_config(overrides: list[str] | None) -> RunConfig:
 
 
 @app.command("check-config")
-def check_config(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
-    """Validate a run config and print it resolved (file + --set overrides + defaults) with its hash.
+def check_config(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
+    """Validate a run config and print it resolved (file + --set overrides + defaults, e.g. time.unit W,
+    prediction.horizon 52 in that unit, model.method mle) with its hash; --quiet prints only the hash.
 
     Example: clv check-config configs/cdnow.yaml --set model.purchase=pareto_nbd
     """
     with _errors(verbose):
         cfg = _load(config, set_)
-        typer.echo(yaml.safe_dump(cfg.resolved(), sort_keys=False).rstrip())
+        if not quiet:
+            typer.echo(yaml.safe_dump(cfg.resolved(), sort_keys=False).rstrip())
         typer.echo(f"# config hash: {config_hash(cfg)}")
 
 
@@ -82,10 +84,13 @@ def data_summarize(
     config: ConfigArg,
     set_: SetOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Profile the config's transactions: customers, transactions, date range, repeat buyers, same-day
-    duplicates, returns, and customers first seen after the calibration end. Nothing is fitted.
+    duplicates, returns, and customers first seen after the calibration end; repeat purchases per period
+    (calibration to time.calibration_end, holdout to time.holdout_end). Nothing is fitted. --quiet: only
+    the validation (errors and exit code).
 
     Example: clv data summarize configs/cdnow.yaml
     """
@@ -106,6 +111,8 @@ def data_summarize(
         }
         if "frequency_holdout" in step.rfm.frame:
             info["repeat_purchases_holdout"] = int(step.rfm.frame["frequency_holdout"].sum())
+        if quiet:
+            return
         if json_out:
             typer.echo(json.dumps(info, indent=2, default=str))
             return
@@ -205,6 +212,9 @@ def _print_headline(result: Any) -> None:
             table.add_row(f"{model.name} {key}", f"{value:.4f}")
     if result.purchase.log_likelihood_ is not None:
         table.add_row("log-likelihood", f"{result.purchase.log_likelihood_:.2f}")
+    for posterior in (result.fitted.purchase_posterior, result.fitted.spend_posterior):
+        if posterior is not None:
+            table.add_row(f"{posterior.model_name} diagnostics", _diagnostics_line(posterior.diagnostics))
     customers = result.customers
     unit = result.config.time.unit
     table.add_row("customers", f"{len(customers):,}")
@@ -229,6 +239,17 @@ def _print_headline(result: Any) -> None:
                 f"holdout: customers inside {h['interval']:.0%} interval", f"{h['customer_interval_coverage']:.1%}"
             )
     console.print(table)
+
+
+def _diagnostics_line(d: Any) -> str:
+    if d.inference == "nuts":
+        text = f"R-hat {d.r_hat_max:.3f}, ESS {min(d.ess_bulk_min, d.ess_tail_min):.0f}, {d.divergences} divergent"
+    elif d.inference in ("laplace", "pathfinder"):
+        k = (d.laplace or d.pathfinder or {}).get("pareto_k")
+        text = f"{d.inference}, Pareto k {k:.2f}" if k is not None else d.inference
+    else:
+        text = f"ADVI, {d.advi['iterations']} iterations" if d.advi else "ADVI"
+    return text + ("" if d.passed else " (FAILED)")
 
 
 StrictOpt = Annotated[
@@ -324,16 +345,21 @@ def score_command(
 
 
 @app.command("report")
-def report_command(config: ConfigArg, set_: SetOpt = None, verbose: VerboseOpt = False) -> None:
+def report_command(
+    config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False
+) -> None:
     """Rebuild reports/<name>/report.html from the saved outputs of the last run or score (summary.json, the
-    customer table, forecast and tiers); nothing is read or refitted.
+    customer table, forecast and tiers; their units as written: times in time.unit, amounts in the data's
+    currency); nothing is read or refitted.
 
     Example: clv report configs/cdnow.yaml
     """
     from clv.report import rebuild_report
 
     with _errors(verbose):
-        path = rebuild_report(_load(config, set_))
+        with _steps(quiet) as steps:
+            steps("rebuild the report")
+            path = rebuild_report(_load(config, set_))
         typer.echo(f"report written to {path}")
 
 

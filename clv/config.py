@@ -105,7 +105,7 @@ class BayesConfig(_Section):
         "nuts", description="NUTS sampling; Laplace, Pathfinder or ADVI: approximations for large data"
     )
     sampler: Literal["auto", "pymc", "nutpie"] = Field(
-        "auto", description="NUTS implementation; auto: nutpie if installed"
+        "auto", description="NUTS implementation; auto is PyMC's (faster here than nutpie: see clv.bayes.fit)"
     )
     chains: int = Field(4, ge=1, le=64)
     draws: int = Field(1000, ge=50, description="kept draws per chain (ADVI: chains x draws from the approximation)")
@@ -114,7 +114,7 @@ class BayesConfig(_Section):
     cores: int = Field(2, ge=1, description="processes for the chains")
     advi_iterations: int = Field(50_000, ge=100, description="ADVI: most iterations (stops early on convergence)")
     interval: float = Field(0.9, gt=0, lt=1, description="level of credible and predictive intervals")
-    prediction_draws: int = Field(1000, ge=20, description="posterior draws used for per-customer predictions")
+    prediction_draws: int = Field(500, ge=20, description="posterior draws used for per-customer predictions")
     progress: bool = Field(True, description="progress bar while sampling (CLI)")
     r_hat_max: float = Field(1.01, gt=1)
     ess_min: float = Field(400.0, gt=0, description="least bulk and tail effective sample size")

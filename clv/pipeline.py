@@ -237,6 +237,7 @@ def _value(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> ValueR
             config.bayes.interval,
             config.bayes.prediction_draws,
             config.model.seed + 3,
+            workers=config.bayes.cores,
         )
     return value_customers(
         fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit

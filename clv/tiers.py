@@ -9,6 +9,8 @@ customers whose P(alive) is low are the ones slipping away. RFM scores are the u
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -153,21 +155,27 @@ def tier_probabilities(
     clv_index: NDArray[np.intp],
     config: TiersConfig,
     block: int = 50_000,
+    workers: int = 2,
 ) -> FloatArray:
     """P(tier k) per customer from CLV draws of value rows (customer i is row clv_index[i]), shape
     (customers, tiers). Share tiers: in each draw, the tier cut-offs are that draw's CLV order statistics over all
     customers; threshold tiers: the configured thresholds."""
     n_tiers = len(config.levels)
     draws = clv_draws.shape[1]
-    counts = np.bincount(clv_index, minlength=clv_draws.shape[0])
     if config.levels[0].share is not None:
         cut = np.empty((n_tiers - 1, draws))
-        ends = _share_boundaries(clv_index.size, config)[:-1]
-        for d0 in range(0, draws, 64):
-            d1 = min(d0 + 64, draws)
-            values = np.asarray(clv_draws[:, d0:d1], dtype=float)
+        # the least CLV inside each tier but the last: order statistics of the draw's CLV over customers
+        positions = clv_index.size - _share_boundaries(clv_index.size, config)[:-1]
+        positions = np.clip(positions, 0, clv_index.size - 1)
+
+        def cut_offs(d0: int) -> None:
+            d1 = min(d0 + 16, draws)
+            columns = np.asarray(clv_draws[:, d0:d1], dtype=float)
             for j in range(d1 - d0):
-                cut[:, d0 + j] = _weighted_order_statistics(values[:, j], counts, ends)
+                cut[:, d0 + j] = np.partition(columns[clv_index, j], positions)[positions]
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # partitions release the GIL
+            list(pool.map(cut_offs, range(0, draws, 16)))
     else:
         thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
         cut = np.repeat(thresholds[:, None], draws, axis=1)
@@ -181,15 +189,6 @@ def tier_probabilities(
         for k in range(n_tiers):
             out[r0 : r0 + block, k] = (tier == k).mean(axis=1)
     return out[clv_index]
-
-
-def _weighted_order_statistics(values: FloatArray, counts: NDArray[np.intp], ends: NDArray[np.intp]) -> FloatArray:
-    """The CLV of the customer at each position `ends - 1` in CLV order (highest first), rows counted with
-    their customer counts: the least CLV inside each tier but the last."""
-    order = np.argsort(-values, kind="stable")
-    cumulative = np.cumsum(counts[order])
-    at = np.searchsorted(cumulative, np.maximum(ends, 1), side="left")
-    return values[order][np.minimum(at, order.size - 1)]
 
 
 def migration_table(previous: pd.DataFrame, current: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

@@ -184,6 +184,18 @@ def test_blocks_do_not_change_the_answer(cdnow_rfm, monkeypatch):
     )
 
 
+def test_threads_do_not_change_the_answer(cdnow_rfm, monkeypatch):
+    monkeypatch.setattr(predict, "_BLOCK", 300)
+    p_post = fixed("bgnbd", BetaGeoModel.param_names, spread(BG_MLE, 8, 0.1, 7))
+    s_post = fixed("gamma_gamma", GammaGammaModel.param_names, spread(GG_MLE, 8, 0.05, 8))
+    args = (BetaGeoModel, p_post, s_post, cdnow_rfm, 52.0, 0.1, 1.0, "W", 0.9, 8)
+    one = predict.value_posterior(*args, seed=2, workers=1)
+    two = predict.value_posterior(*args, seed=2, workers=2)
+    pd.testing.assert_frame_equal(one.customers, two.customers)
+    pd.testing.assert_frame_equal(one.forecast, two.forecast)
+    assert one.totals == two.totals
+
+
 def test_without_spend_values_are_purchases(cdnow_rfm):
     p_post = fixed(
         "pareto_nbd", ParetoNBDModel.param_names, spread(np.array([0.553, 10.578, 0.606, 11.669]), 5, 0.05, 3)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ __all__ = ["BayesValue", "posterior_predict", "predictive_purchases", "value_pos
 
 FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block
-_IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
+_IN_MEMORY_BYTES = 1024 * 2**20  # CLV draws larger than this go to a memory-mapped file
 
 
 def _bounds(level: float) -> tuple[float, float]:
@@ -167,87 +168,148 @@ def value_posterior(
     level: float = 0.9,
     n_draws: int = 1000,
     seed: int = 0,
+    workers: int = 2,
 ) -> BayesValue:
     """Per-customer posterior means and intervals of P(alive), expected purchases, expected spend and CLV;
     predictive intervals of purchases and revenue over the horizon; the monthly forecast's distribution; and
-    the horizon totals. Units as in `clv.value.VALUE_UNITS`."""
-    x, t_x, T = rfm_arrays(rfm)
-    (ux, ut, uT), inverse = _sorted_histories(x, t_x, T)
-    p_draws, s_draws = _pair(purchase, spend, n_draws, seed)
-    n = len(p_draws)
-    m_all = np.where(x > 0, rfm["monetary_value"].to_numpy(dtype=float), 0.0) if spend is not None else np.zeros(x.size)
-    counts = np.bincount(inverse, minlength=ux.size).astype(float)
-    spend_sums = np.bincount(inverse, weights=m_all, minlength=ux.size) if spend is not None else None
-    # Value rows: customers with the same history and mean spend have the same predictions (all customers without
-    # repeat purchases of a history share one); per-customer work is done once per value row.
-    (vh, vm), vinv, v_counts = unique_rows(inverse.astype(float), m_all)
-    vh_index: NDArray[np.intp] = vh.astype(np.intp)
-    m = vm if spend is not None else None
-    order = np.argsort(vh_index, kind="stable")
-    first = np.searchsorted(vh_index[order], np.arange(ux.size + 1))  # history u: value rows order[first[u]:first[u+1]]
-    vx = ux[vh_index]
-    delta = continuous_rate_per_unit(annual_discount_rate, unit)
-    edges = month_edges(horizon, unit)
-    points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])
-    months = edges.size - 1
-    monthly = {"purchases": np.zeros((n, months)), "revenue": np.zeros((n, months)), "profit": np.zeros((n, months))}
-    process_var = {"purchases": 0.0, "revenue": 0.0}
-    schedule = np.zeros((2, ux.size, months))
-    acc = _Accumulator(vh_index.size)
-    clv_draws, tmp = _clv_storage(vh_index.size, n)
-    rng = np.random.default_rng(seed)
-    for u0 in range(0, ux.size, _BLOCK):
-        u1 = min(u0 + _BLOCK, ux.size)
-        frame = pd.DataFrame({"frequency": ux[u0:u1], "recency": ut[u0:u1], "T": uT[u0:u1]})
-        pa, eh, disc, sims = (np.empty((u1 - u0, n)) for _ in range(4))
-        for d in range(n):
-            model = _model(cls, purchase, p_draws[d])
-            alive, group, curve = model.alive_curve(frame, points)
-            # everything below is linear in the alive curve: work per group, then scale by P(alive)
-            per_month = np.diff(curve[:, : edges.size], axis=1)
-            discounted = discounted_increments(curve[:, : edges.size], curve[:, edges.size :], edges, delta)
-            pa[:, d] = alive
-            eh[:, d] = alive * curve[group, edges.size - 1]
-            disc[:, d] = alive * discounted.sum(axis=1)[group]
-            sims[:, d] = model.simulate_purchases(frame, horizon, rng)
-            groups = curve.shape[0]
-            monthly["purchases"][d] += np.bincount(group, weights=counts[u0:u1] * alive, minlength=groups) @ per_month
-            row_months = alive[:, None] * per_month[group]
-            if s_draws is not None and spend_sums is not None:
-                p, q, v = s_draws[d]
-                denominator = p * ux[u0:u1] + q - 1.0
-                schedule[0, u0:u1] += (p * v / denominator)[:, None] * row_months
-                schedule[1, u0:u1] += (p * ux[u0:u1] / denominator)[:, None] * row_months
-                totals = p * (counts[u0:u1] * v + ux[u0:u1] * spend_sums[u0:u1]) / denominator
-                per_group = np.bincount(group, weights=totals * alive, minlength=groups)
-                monthly["revenue"][d] += per_group @ per_month
-                monthly["profit"][d] += margin * (per_group @ discounted)
-            else:
-                schedule[0, u0:u1] += row_months
-                monthly["profit"][d] += np.bincount(group, weights=counts[u0:u1] * alive, minlength=groups) @ discounted
-        rows = order[first[u0] : first[u1]]
-        local = vh_index[rows] - u0
-        acc.put(rows, "p_alive", _gather(_summaries(pa, level), local))
-        acc.put(rows, "expected_purchases", _gather(_summaries(eh, level), local))
-        acc.put(rows, "purchases_predicted", _gather(_summaries(sims, level, True), local))
-        spread = np.maximum(sims.var(axis=1) - eh.var(axis=1), 0.0)
-        process_var["purchases"] += float(counts[u0:u1] @ spread)
-        if s_draws is None or m is None:
-            for c0 in range(0, rows.size, _BLOCK):
-                block, lb = rows[c0 : c0 + _BLOCK], local[c0 : c0 + _BLOCK]
-                acc.put(block, "clv", _summaries(disc[lb], level))
-                clv_draws[block] = disc[lb]
-            continue
-        ratio = _spend_ratio(sims, ux[u0:u1], s_draws, rng)
+    the horizon totals. Units as in `clv.value.VALUE_UNITS`. Blocks of histories run on `workers` threads (the
+    array work releases the GIL), each with its own random stream spawned from `seed`: the result does not
+    depend on the number of workers."""
+    job = _ValueJob(cls, purchase, spend, rfm, horizon, annual_discount_rate, margin, unit, level, n_draws, seed)
+    starts = list(range(0, job.ux.size, _BLOCK))
+    streams = np.random.SeedSequence(seed).spawn(len(starts))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        parts = list(pool.map(job.block, starts, streams))
+    for monthly, process_var in parts:
+        for key, value in monthly.items():
+            job.monthly[key] += value
+        for key, number in process_var.items():
+            job.process_var[key] += number
+    return job.finish()
+
+
+class _ValueJob:
+    """The shared state of `value_posterior`: inputs, paired draws, and the outputs that blocks fill (each
+    block writes its own rows, and returns its monthly totals and process variances to be summed)."""
+
+    def __init__(
+        self,
+        cls: type[PurchaseModel],
+        purchase: Posterior,
+        spend: Posterior | None,
+        rfm: pd.DataFrame,
+        horizon: float,
+        annual_discount_rate: float,
+        margin: float,
+        unit: TimeUnit,
+        level: float,
+        n_draws: int,
+        seed: int,
+    ) -> None:
+        self.cls, self.purchase, self.rfm, self.horizon, self.margin, self.level, self.seed = (
+            cls, purchase, rfm, horizon, margin, level, seed
+        )  # fmt: skip
+        x, t_x, T = rfm_arrays(rfm)
+        (self.ux, self.ut, self.uT), self.inverse = _sorted_histories(x, t_x, T)
+        self.p_draws, self.s_draws = _pair(purchase, spend, n_draws, seed)
+        self.n = n = len(self.p_draws)
+        has_spend = spend is not None
+        self.m_all = (
+            np.where(x > 0, rfm["monetary_value"].to_numpy(dtype=float), 0.0) if has_spend else np.zeros(x.size)
+        )
+        self.counts = np.bincount(self.inverse, minlength=self.ux.size).astype(float)
+        self.spend_sums = np.bincount(self.inverse, weights=self.m_all, minlength=self.ux.size)
+        # Value rows: customers with the same history and mean spend have the same predictions (all customers
+        # without repeat purchases of a history share one); per-customer work is done once per value row.
+        (vh, self.vm), self.vinv, self.v_counts = unique_rows(self.inverse.astype(float), self.m_all)
+        self.vh: NDArray[np.intp] = vh.astype(np.intp)
+        self.order = np.argsort(self.vh, kind="stable")
+        self.first = np.searchsorted(self.vh[self.order], np.arange(self.ux.size + 1))  # value rows of history u
+        self.vx = self.ux[self.vh]
+        self.delta = continuous_rate_per_unit(annual_discount_rate, unit)
+        self.edges = month_edges(horizon, unit)
+        self.points = np.concatenate([self.edges, (self.edges[:-1] + self.edges[1:]) / 2.0])
+        months = self.edges.size - 1
+        self.monthly = {k: np.zeros((n, months)) for k in ("purchases", "revenue", "profit")}
+        self.process_var = {"purchases": 0.0, "revenue": 0.0}
+        self.schedule = np.zeros((2, self.ux.size, months))
+        self.acc = _Accumulator(self.vh.size)
+        self.clv_draws, self.tmp = _clv_storage(self.vh.size, n)
+
+    def _draw(
+        self, d: int, u0: int, u1: int, frame: pd.DataFrame, out: dict[str, Any], rng: np.random.Generator
+    ) -> None:
+        """Draw d on histories u0..u1: P(alive), expectations, discounted purchases, a simulated count, and the
+        draw's monthly totals (everything after the alive curve is linear in it: work per (x, T) group, then
+        scale by P(alive))."""
+        edges, rows = self.edges, slice(u0, u1)
+        model = _model(self.cls, self.purchase, self.p_draws[d])
+        alive, group, curve = model.alive_curve(frame, self.points)
+        per_month = np.diff(curve[:, : edges.size], axis=1)
+        discounted = discounted_increments(curve[:, : edges.size], curve[:, edges.size :], edges, self.delta)
+        out["pa"][:, d] = alive
+        out["eh"][:, d] = alive * curve[group, edges.size - 1]
+        out["disc"][:, d] = alive * discounted.sum(axis=1)[group]
+        out["sims"][:, d] = model.simulate_purchases(frame, self.horizon, rng)
+        groups = curve.shape[0]
+        weights = np.bincount(group, weights=self.counts[rows] * alive, minlength=groups)
+        out["purchases"][d] += weights @ per_month
+        row_months = alive[:, None] * per_month[group]
+        if self.s_draws is None:
+            self.schedule[0, rows] += row_months
+            out["profit"][d] += weights @ discounted
+            return
+        p, q, v = self.s_draws[d]
+        ux = self.ux[rows]
+        denominator = p * ux + q - 1.0
+        self.schedule[0, rows] += (p * v / denominator)[:, None] * row_months
+        self.schedule[1, rows] += (p * ux / denominator)[:, None] * row_months
+        totals = p * (self.counts[rows] * v + ux * self.spend_sums[rows]) / denominator
+        per_group = np.bincount(group, weights=totals * alive, minlength=groups)
+        out["revenue"][d] += per_group @ per_month
+        out["profit"][d] += self.margin * (per_group @ discounted)
+
+    def block(self, u0: int, stream: np.random.SeedSequence) -> tuple[dict[str, FloatArray], dict[str, float]]:
+        """Histories u0 .. u0 + block: every draw, then the summaries of their value rows."""
+        rng = np.random.default_rng(stream)
+        u1 = min(u0 + _BLOCK, self.ux.size)
+        frame = pd.DataFrame({"frequency": self.ux[u0:u1], "recency": self.ut[u0:u1], "T": self.uT[u0:u1]})
+        out: dict[str, Any] = {k: np.empty((u1 - u0, self.n)) for k in ("pa", "eh", "disc", "sims")}
+        out |= {k: np.zeros_like(v) for k, v in self.monthly.items()}
+        for d in range(self.n):
+            self._draw(d, u0, u1, frame, out, rng)
+        rows = self.order[self.first[u0] : self.first[u1]]
+        local = self.vh[rows] - u0
+        acc, level = self.acc, self.level
+        acc.put(rows, "p_alive", _gather(_summaries(out["pa"], level), local))
+        acc.put(rows, "expected_purchases", _gather(_summaries(out["eh"], level), local))
+        acc.put(rows, "purchases_predicted", _gather(_summaries(out["sims"], level, True), local))
+        spread = np.maximum(out["sims"].var(axis=1) - out["eh"].var(axis=1), 0.0)
+        process = {"purchases": float(self.counts[u0:u1] @ spread), "revenue": 0.0}
+        ratio = None if self.s_draws is None else _spend_ratio(out["sims"], self.ux[u0:u1], self.s_draws, rng)
         for c0 in range(0, rows.size, _BLOCK):
             block, lb = rows[c0 : c0 + _BLOCK], local[c0 : c0 + _BLOCK]
-            spread = _customer_block(block, lb, vx, m, s_draws, disc, eh, ratio, margin, level, acc, clv_draws)
-            process_var["revenue"] += float(v_counts[block] @ spread)
-    acc.expand(vinv)
-    result = _finish(acc, rfm, monthly, process_var, edges, level, n, clv_draws, vinv, tmp, spend is not None, seed)
-    result.schedule_base, result.schedule_slope = schedule[0] / n, schedule[1] / n
-    result.history, result.mean_spend = inverse, m_all
-    return result
+            if ratio is None or self.s_draws is None:
+                acc.put(block, "clv", _summaries(out["disc"][lb], level))
+                self.clv_draws[block] = out["disc"][lb]
+                continue
+            variance = _customer_block(
+                block, lb, self.vx, self.vm, self.s_draws, out["disc"], out["eh"], ratio, self.margin, level, acc,
+                self.clv_draws,
+            )  # fmt: skip
+            process["revenue"] += float(self.v_counts[block] @ variance)
+        return {k: out[k] for k in self.monthly}, process
+
+    def finish(self) -> BayesValue:
+        self.acc.expand(self.vinv)
+        has_spend = self.s_draws is not None
+        result = _finish(
+            self.acc, self.rfm, self.monthly, self.process_var, self.edges, self.level, self.n, self.clv_draws,
+            self.vinv, self.tmp, has_spend, self.seed,
+        )  # fmt: skip
+        result.schedule_base, result.schedule_slope = self.schedule[0] / self.n, self.schedule[1] / self.n
+        result.history, result.mean_spend = self.inverse, self.m_all
+        return result
 
 
 def _gather(
