@@ -402,7 +402,7 @@ def _check_diagnostics(
                 f"{diagnostics.inference}: Pareto k {k:.2f} > 0.7: the approximation is unreliable (use NUTS)"
             )
         return
-    table: Any = az.summary(idata, var_names=free, kind="diagnostics")
+    table: Any = az.summary(idata, var_names=free, kind="diagnostics", round_to="none")
     for name, free_name in zip(param_names, free, strict=True):
         row: Any = table.loc[free_name]
         diagnostics.per_param[name] = {
