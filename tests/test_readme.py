@@ -1,0 +1,29 @@
+"""Docs run: the README's Python examples are executed (the Bayesian one samples, so it is slow)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_the_readme_has_its_examples():
+    assert len(BLOCKS) == 2
+
+
+def test_models_example_runs():
+    namespace: dict[str, object] = {}
+    exec(compile(BLOCKS[0], "README.md (models)", "exec"), namespace)  # our own README
+    assert round(namespace["bg"].params_["r"], 3) == 0.243  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_bayesian_example_runs():
+    namespace: dict[str, object] = {}
+    exec(compile(BLOCKS[0], "README.md (models)", "exec"), namespace)  # our own README
+    exec(compile(BLOCKS[1], "README.md (bayes)", "exec"), namespace)
+    assert namespace["post"].diagnostics.passed  # type: ignore[attr-defined]
