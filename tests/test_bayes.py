@@ -14,7 +14,7 @@ from clv.bayes import predict
 from clv.bayes.fit import Diagnostics, Posterior, build_model, fit_posterior, warn_or_raise
 from clv.bayes.likelihood import LogLikelihood
 from clv.config import BayesConfig, PriorConfig
-from clv.errors import ConvergenceWarning, FitError
+from clv.errors import ConfigError, ConvergenceWarning, FitError
 from clv.value import value_customers
 
 from . import reference_values as ref
@@ -71,7 +71,7 @@ def test_flat_priors_put_the_posterior_mode_at_the_mle(cdnow_rfm):
 
 def test_unknown_prior_name_is_refused(cdnow_rfm):
     problem = BetaGeoModel().likelihood_problem(cdnow_rfm)
-    with pytest.raises(FitError, match=r"bayes\.priors names s"):
+    with pytest.raises(ConfigError, match=r"bayes\.priors names s"):
         build_model(problem, {"s": PriorConfig()})
 
 

@@ -299,3 +299,19 @@ def test_bayes_run_with_nuts(tmp_path):
     summary = json.loads((tmp_path / "reports" / "cdnow" / "summary.json").read_text())
     diagnostics = summary["purchase_model"]["diagnostics"]
     assert diagnostics["passed"] and diagnostics["r_hat_max"] <= 1.01
+
+
+def test_a_prior_on_an_unknown_parameter_is_a_config_error(tmp_path):
+    result = invoke(
+        "run",
+        str(write_config(tmp_path)),
+        "--set",
+        "model.method=bayes",
+        "--set",
+        "bayes.inference=laplace",
+        "--set",
+        "bayes.priors.s.distribution=gamma",
+        "-q",
+    )
+    assert result.exit_code == 2
+    assert "bayes.priors names s" in result.stderr and "r, alpha, a, b" in result.stderr

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from clv.bayes.likelihood import LogLikelihood
 from clv.config import BayesConfig, PriorConfig
-from clv.errors import ConvergenceWarning, FitError
+from clv.errors import ConfigError, ConvergenceWarning, FitError
 from clv.mle import maximize_likelihood
 from clv.purchase.base import FittedModel, LikelihoodProblem
 
@@ -136,7 +136,7 @@ def build_model(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> p
     parameters as deterministics under the papers' names."""
     unknown = sorted(set(priors) - set(problem.param_names))
     if unknown:
-        raise FitError(
+        raise ConfigError(
             f"bayes.priors names {', '.join(unknown)}, which the model does not have "
             f"(its parameters: {', '.join(problem.param_names)})"
         )
