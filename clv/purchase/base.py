@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
 from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
-from clv.mle import Hessian, LoglikGrad, MleResult, Reducer, maximize_likelihood
+from clv.mle import Hessian, LoglikGrad, MleResult, Reducer, central_difference_hessian, maximize_likelihood
 
 __all__ = ["FittedModel", "LikelihoodProblem", "PurchaseModel", "check_output", "rfm_arrays"]
 
@@ -87,15 +87,7 @@ class LikelihoodProblem:
         if self.hessian is not None:
             size = float(self.weights.sum())
             return size * self.hessian(scaled_params, self.weights / size)
-        k = scaled_params.size
-        hess = np.empty((k, k))
-        for j in range(k):
-            h = 1e-5 * scaled_params[j]
-            up, down = scaled_params.copy(), scaled_params.copy()
-            up[j] += h
-            down[j] -= h
-            hess[:, j] = (self.total(up)[1] - self.total(down)[1]) / (2.0 * h)
-        return 0.5 * (hess + hess.T)
+        return central_difference_hessian(lambda p: np.asarray(self.total(p)[1], dtype=float), scaled_params)
 
     def log_likelihood(self, params: FloatArray) -> float:
         """Total log-likelihood of the data as given, at natural parameters."""
