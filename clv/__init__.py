@@ -8,6 +8,7 @@ from clv.config import RunConfig, load_config
 from clv.data import load_transactions, rfm_summary
 from clv.errors import (
     ClvError,
+    ClvWarning,
     ConfigError,
     ConvergenceWarning,
     DataError,
@@ -31,6 +32,7 @@ __all__ = [
     "BetaGeoBetaBinomModel",
     "BetaGeoModel",
     "ClvError",
+    "ClvWarning",
     "ConfigError",
     "ConvergenceWarning",
     "DataError",

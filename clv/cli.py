@@ -338,6 +338,7 @@ def score_command(
             result = score(cfg, fitted, data, steps)
             steps("write the reports")
             out = write_outputs(result)
+        _warn(result.warnings)
         if not quiet:
             _print_headline(result)
         typer.echo(f"scored with {fitted.path}/")

@@ -60,8 +60,16 @@ class ModelFileError(ClvError):
     """A saved model is missing, tampered with, or does not match what it is used for."""
 
 
-class ConvergenceWarning(UserWarning):
+class ClvWarning(UserWarning):
+    """Something the user should know that does not stop the run; the CLI prints these."""
+
+
+class ConvergenceWarning(ClvWarning):
     """A fit finished, but its result is doubtful (no convergence, boundary, broken model assumption)."""
+
+
+class ScoringWarning(ClvWarning):
+    """A saved model is used on a config that names something else (e.g. another purchase model)."""
 
 
 def first_ids(values: Iterable[object], limit: int = 5) -> str:

@@ -26,7 +26,7 @@ from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table, load_rfm_table
 from clv.data.transactions import ValidationReport, load_transactions
-from clv.errors import ConvergenceWarning, DataError, ModelFileError
+from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError, ScoringWarning
 from clv.mle import single_threaded_blas
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
@@ -252,10 +252,10 @@ def train(
     with _timed(timings, "read, validate and summarise", progress):
         data = prepare_data(config)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.filterwarnings("always", category=ConvergenceWarning)
+        warnings.filterwarnings("always", category=ClvWarning)
         with _timed(timings, f"fit ({config.model.method})", progress):
             fitted = fit_models(config, data.rfm.frame, strict, progress_bar)
-    messages = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, ClvWarning)]
     return data, fitted, messages, timings
 
 
@@ -269,7 +269,10 @@ def score(
 ) -> RunResult:
     """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit)."""
     timings = {} if timings is None else timings
-    _check_compatible(config, fitted, data.rfm.frame)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", category=ClvWarning)
+        _check_compatible(config, fitted, data.rfm.frame)
+    warnings_seen = [*(warnings_seen or []), *(str(w.message) for w in caught if issubclass(w.category, ClvWarning))]
     with _timed(timings, "predict and value", progress):
         value = _value(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
@@ -290,6 +293,12 @@ def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame
             )
     if fitted.spend is not None and not _has_spend(config, rfm):
         raise DataError("the saved model has a spend model, but this data has no amounts (monetary_value)")
+    if fitted.metadata and fitted.purchase.name != config.model.purchase:
+        warnings.warn(
+            f"scoring with the saved {fitted.purchase.name} model; the config names {config.model.purchase}",
+            ScoringWarning,
+            stacklevel=3,
+        )
 
 
 def run(

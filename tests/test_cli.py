@@ -203,8 +203,16 @@ def test_train_then_score_needs_no_refit(tmp_path, monkeypatch):
     monkeypatch.setattr(clv.pipeline, "fit_models", refuse)
     result = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "-q")
     assert result.exit_code == 0, result.stderr
-    customers = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
-    assert customers["clv"].sum() == pytest.approx(72505.66, abs=0.01)
+    scored = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
+    assert scored["clv"].sum() == pytest.approx(72505.66, abs=0.01)
+    monkeypatch.undo()
+    assert invoke("run", str(config), "-q").exit_code == 0
+    fresh = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
+    pd.testing.assert_frame_equal(scored, fresh)  # the same customer table, without refitting
+    other = invoke(
+        "score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "--set", "model.purchase=mbgnbd"
+    )
+    assert other.exit_code == 0 and "scoring with the saved bgnbd model; the config names mbgnbd" in other.stderr
 
 
 def test_score_refuses_another_time_unit(tmp_path):

@@ -44,7 +44,7 @@ __all__ = ["BayesValue", "posterior_predict", "predictive_purchases", "value_pos
 
 FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block
-_IN_MEMORY_BYTES = 1024 * 2**20  # CLV draws larger than this go to a memory-mapped file
+_IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
 
 
 def _bounds(level: float) -> tuple[float, float]:
