@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from clv.bayes.fit import Posterior, fit_posterior, warn_or_raise
+from clv.bayes.posterior import Posterior, warn_or_raise
 from clv.bayes.predict import BayesValue, predictive_purchases, value_posterior
 from clv.config import RunConfig, config_hash
 from clv.data.profile import DataProfile, profile_transactions
@@ -129,6 +129,8 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
     if config.model.method == "mle":
         purchase, spend = fit_together(purchase, spend, rfm)
         return FittedModels(purchase, spend, "mle", None, None, {})
+    from clv.bayes.fit import fit_posterior  # PyMC is imported only when a Bayesian fit is asked for
+
     posteriors = [fit_posterior(purchase, rfm, config.bayes, seed, progress_bar)]
     if spend is not None:
         posteriors.append(fit_posterior(spend, rfm, config.bayes, seed + 1, progress_bar))

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
-from clv.bayes.fit import Diagnostics, Posterior
+from clv.bayes.posterior import Diagnostics, Posterior
 from clv.errors import ClvError, ModelFileError
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
@@ -221,6 +220,8 @@ def _posterior(folder: Path, block: dict[str, Any]) -> Posterior | None:
     if not file:
         return None
     summary = block["posterior"]
+    import arviz as az  # only for Bayesian models: the maximum-likelihood path does not pay its import
+
     idata: Any = az.from_netcdf(str(folder / file))  # type: ignore[no-untyped-call]
     names = tuple(summary["posterior"].keys())
     stacked = idata.posterior.stack(sample=("chain", "draw"))

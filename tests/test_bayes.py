@@ -11,8 +11,9 @@ import pytest
 
 from clv import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clv.bayes import predict
-from clv.bayes.fit import Diagnostics, Posterior, build_model, fit_posterior, warn_or_raise
+from clv.bayes.fit import build_model, fit_posterior
 from clv.bayes.likelihood import LogLikelihood
+from clv.bayes.posterior import Diagnostics, Posterior, warn_or_raise
 from clv.config import BayesConfig, PriorConfig
 from clv.errors import ConfigError, ConvergenceWarning, FitError
 from clv.value import value_customers

@@ -1,7 +1,12 @@
 """Bayesian fits in PyMC (NUTS, Laplace, Pathfinder, ADVI) of the maximum-likelihood models' likelihoods, and
-posterior predictions that scale: per-customer credible and predictive intervals, the revenue distribution."""
+posterior predictions that scale: per-customer credible and predictive intervals, the revenue distribution.
 
-from clv.bayes.fit import DEFAULT_PRIOR, Diagnostics, Posterior, fit_posterior
+`fit_posterior` imports PyMC on first use; everything else here works without it.
+"""
+
+from typing import Any
+
+from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior, warn_or_raise
 from clv.bayes.predict import BayesValue, posterior_predict, predictive_purchases, value_posterior
 
 __all__ = [
@@ -13,4 +18,13 @@ __all__ = [
     "posterior_predict",
     "predictive_purchases",
     "value_posterior",
+    "warn_or_raise",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "fit_posterior":
+        from clv.bayes.fit import fit_posterior
+
+        return fit_posterior
+    raise AttributeError(f"module 'clv.bayes' has no attribute {name!r}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 import arviz as az
@@ -24,15 +23,15 @@ import pytensor.tensor as pt
 from numpy.typing import ArrayLike, NDArray
 
 from clv.bayes.likelihood import LogLikelihood
+from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
 from clv.config import BayesConfig, PriorConfig
-from clv.errors import ConfigError, ConvergenceWarning, FitError
+from clv.errors import ConfigError, FitError
 from clv.mle import maximize_likelihood
 from clv.purchase.base import FittedModel, LikelihoodProblem
 
-__all__ = ["DEFAULT_PRIOR", "Diagnostics", "Posterior", "fit_posterior", "nutpie_available"]
+__all__ = ["build_model", "fit_posterior", "nutpie_available"]
 
 FloatArray = NDArray[np.float64]
-DEFAULT_PRIOR = PriorConfig()
 
 
 def nutpie_available() -> bool:
@@ -40,81 +39,6 @@ def nutpie_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("nutpie") is not None
-
-
-@dataclass
-class Diagnostics:
-    """Convergence of the fit and whether it passes the configured thresholds."""
-
-    inference: str
-    sampler: str
-    chains: int
-    draws: int
-    tune: int
-    seconds: float
-    r_hat_max: float | None = None
-    ess_bulk_min: float | None = None
-    ess_tail_min: float | None = None
-    divergences: int | None = None
-    advi: dict[str, Any] | None = None
-    pathfinder: dict[str, Any] | None = None
-    laplace: dict[str, Any] | None = None
-    per_param: dict[str, dict[str, float]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "passed": self.passed}
-
-
-@dataclass
-class Posterior:
-    """Posterior draws of a model's parameters (natural scale, chains stacked) and how they were obtained."""
-
-    model_name: str
-    param_names: tuple[str, ...]
-    draws: FloatArray
-    diagnostics: Diagnostics
-    priors: dict[str, dict[str, Any]]
-    idata: az.InferenceData | None = None
-    mle: dict[str, float] | None = None
-
-    def mean(self) -> dict[str, float]:
-        return dict(zip(self.param_names, map(float, self.draws.mean(axis=0)), strict=True))
-
-    def subsample(self, n: int, seed: int) -> FloatArray:
-        """n draws without replacement (all of them when there are fewer), in a seeded random order."""
-        rng = np.random.default_rng(seed)
-        size = self.draws.shape[0]
-        rows = rng.permutation(size)[: min(n, size)]
-        return self.draws[np.sort(rows)]
-
-    def summary(self, level: float = 0.9) -> dict[str, Any]:
-        """Posterior means (as params), sd and a central interval per parameter, and the diagnostics."""
-        lo, hi = (1 - level) / 2, (1 + level) / 2
-        table = {}
-        for j, name in enumerate(self.param_names):
-            column = self.draws[:, j]
-            table[name] = {
-                "mean": float(column.mean()),
-                "sd": float(column.std(ddof=1)),
-                "median": float(np.median(column)),
-                f"q{lo * 100:g}": float(np.quantile(column, lo)),
-                f"q{hi * 100:g}": float(np.quantile(column, hi)),
-                **self.diagnostics.per_param.get(name, {}),
-            }
-        return {
-            "name": self.model_name,
-            "params": self.mean(),
-            "posterior": table,
-            "maximum_likelihood": self.mle,
-            "priors": self.priors,
-            "diagnostics": self.diagnostics.to_dict(),
-            "n_draws": int(self.draws.shape[0]),
-        }
 
 
 def _prior(name: str, spec: PriorConfig) -> Any:
@@ -422,13 +346,3 @@ def _check_diagnostics(
         diagnostics.problems.append(f"effective sample size {low_ess:.0f} < {options.ess_min:g}")
     if diagnostics.divergences:
         diagnostics.problems.append(f"{diagnostics.divergences} divergent transitions")
-
-
-def warn_or_raise(posterior: Posterior, strict: bool) -> None:
-    """Say loudly when the diagnostics fail: a ConvergenceWarning, or with `strict` a FitError."""
-    if posterior.diagnostics.passed:
-        return
-    message = f"{posterior.model_name} posterior fails its diagnostics: " + "; ".join(posterior.diagnostics.problems)
-    if strict:
-        raise FitError(message, hint="sample longer (bayes.draws, bayes.tune) or drop --strict to accept it")
-    warnings.warn(message, ConvergenceWarning, stacklevel=2)

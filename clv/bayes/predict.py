@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.bayes.fit import Posterior
+from clv.bayes.posterior import Posterior
 from clv.compress import unique_rows
 from clv.errors import ClvError
 from clv.purchase.base import PurchaseModel, rfm_arrays

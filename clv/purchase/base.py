@@ -22,7 +22,15 @@ from clv.data.rfm import validate_rfm
 from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
 from clv.mle import Hessian, LoglikGrad, MleResult, Reducer, central_difference_hessian, maximize_likelihood
 
-__all__ = ["FittedModel", "LikelihoodProblem", "PurchaseModel", "check_output", "rfm_arrays"]
+__all__ = [
+    "FactoredCurveModel",
+    "FittedModel",
+    "LikelihoodProblem",
+    "PurchaseModel",
+    "check_horizons",
+    "check_output",
+    "rfm_arrays",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -178,6 +186,29 @@ class FittedModel(ABC):
     def _start(self) -> FloatArray:
         """A central starting point of the search, in rescaled units."""
 
+    def _fit_problem(self, problem: LikelihoodProblem) -> None:
+        """Maximum likelihood from the central start and `starts - 1` seeded perturbations of it; parameters
+        back to their natural scale; stored with the fit's diagnostics and warnings."""
+        rng = np.random.default_rng(self.seed)
+        base = self._start()
+        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
+        result = maximize_likelihood(
+            problem.fn,
+            problem.weights,
+            starts,
+            self.max_iter,
+            seed=self.seed,
+            subset=problem.subset,
+            hessian=problem.hessian,
+            reducer=problem.reducer,
+        )
+        params = result.params * problem.factor
+        se = None if result.standard_errors is None else result.standard_errors * problem.factor
+        # The likelihood of the data as given (purchase-time densities change by scale^-x under rescaling).
+        result = MleResult(**{**result.__dict__, "log_likelihood": problem.log_likelihood(params)})
+        self.n_customers_ = problem.n_customers
+        self._store(result, params, se)
+
     @abstractmethod
     def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
         """The data of a fit and its log-likelihood, as both estimation methods use them."""
@@ -246,25 +277,8 @@ class PurchaseModel(FittedModel):
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
         """Maximum-likelihood fit on the unique (frequency, recency, T) rows, time rescaled internally."""
         problem = self.likelihood_problem(rfm, weights)
-        rng = np.random.default_rng(self.seed)
-        base = self._start()
-        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
-        result = maximize_likelihood(
-            problem.fn,
-            problem.weights,
-            starts,
-            self.max_iter,
-            seed=self.seed,
-            subset=problem.subset,
-            hessian=problem.hessian,
-        )
-        params = result.params * problem.factor
-        se = None if result.standard_errors is None else result.standard_errors * problem.factor
-        # The likelihood of the unscaled data (purchase-time densities change by scale^-x under rescaling).
-        result = MleResult(**{**result.__dict__, "log_likelihood": problem.log_likelihood(params)})
-        self.n_customers_ = problem.n_customers
+        self._fit_problem(problem)
         self.n_unique_ = problem.n_unique
-        self._store(result, params, se)
         return self
 
     def loglik(self, rfm: pd.DataFrame) -> FloatArray:
@@ -313,6 +327,30 @@ class PurchaseModel(FittedModel):
     @abstractmethod
     def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:
         """DERT: discounted expected purchases from T to infinity, continuous discount rate per time unit."""
+
+
+class FactoredCurveModel(PurchaseModel):
+    """A purchase model whose conditional expectations factor as P(alive) times the expectation of a customer
+    alive at T, which depends on the history only through (frequency, T) (BG/NBD, MBG/NBD, Pareto/NBD)."""
+
+    @abstractmethod
+    def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """P(alive) per row, the row's group of equal (frequency, T), and the alive customer's expected purchases
+        per group at each horizon."""
+
+    def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
+        """expected_purchases at every horizon at once (P(alive) and the groups computed once), shape
+        (rows, len(horizons))."""
+        p_alive, inverse, curve = self.alive_curve(rfm, horizons)
+        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
+
+
+def check_horizons(horizons: ArrayLike) -> FloatArray:
+    """Horizons as a float array, each checked by `check_horizon`."""
+    times = np.asarray(horizons, dtype=float)
+    for h in times.ravel():
+        check_horizon(float(h))
+    return times
 
 
 def check_horizon(horizon: float) -> float:

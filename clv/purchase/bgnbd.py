@@ -13,9 +13,10 @@ from clv.compress import unique_rows
 from clv.mle import Hessian
 from clv.purchase import beta_geometric as bg
 from clv.purchase.base import (
-    PurchaseModel,
+    FactoredCurveModel,
     check_count,
     check_horizon,
+    check_horizons,
     check_new_customer_horizons,
     check_output,
     check_rate,
@@ -28,7 +29,7 @@ __all__ = ["BetaGeoModel"]
 FloatArray = NDArray[np.float64]
 
 
-class BetaGeoModel(PurchaseModel):
+class BetaGeoModel(FactoredCurveModel):
     """BG/NBD: purchases at rate lambda ~ Gamma(r, alpha) while alive; drop-out after each purchase with
     probability p ~ Beta(a, b). Parameters r, alpha (in the run's time unit), a, b.
 
@@ -101,16 +102,9 @@ class BetaGeoModel(PurchaseModel):
         value = p_alive * bg.expected_new(horizon, r2, alpha2, self._p()[2], b2)[inverse]
         return check_output(value, "expected purchases", rfm)
 
-    def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
-        """expected_purchases at every horizon at once, shape (rows, len(horizons))."""
-        p_alive, inverse, curve = self.alive_curve(rfm, horizons)
-        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
-
     def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
         """P(alive) per row and an alive customer's expected purchases per unique (frequency, T)."""
-        times = np.asarray(horizons, dtype=float)
-        for h in times:
-            check_horizon(float(h))
+        times = check_horizons(horizons)
         p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
         return p_alive, inverse, bg.expected_new_curve(times, r2, alpha2, self._p()[2], b2)
 

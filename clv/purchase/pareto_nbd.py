@@ -19,9 +19,10 @@ from scipy.special import loggamma
 from clv.compress import unique_rows
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
 from clv.purchase.base import (
-    PurchaseModel,
+    FactoredCurveModel,
     check_count,
     check_horizon,
+    check_horizons,
     check_new_customer_horizons,
     check_output,
     check_rate,
@@ -122,7 +123,7 @@ def _expected_alive(t: float | FloatArray, r: FloatArray, alpha: FloatArray, s: 
     return (r / alpha) * beta * log_ratio * _one_minus_exp_over((s - 1.0) * log_ratio)
 
 
-class ParetoNBDModel(PurchaseModel):
+class ParetoNBDModel(FactoredCurveModel):
     """Pareto/NBD (Schmittlein, Morrison & Colombo 1987). Parameters r, alpha, s, beta.
 
     Example:
@@ -181,16 +182,9 @@ class ParetoNBDModel(PurchaseModel):
         value = p_alive * _expected_alive(horizon, r2, alpha2, self.params_["s"], beta2)
         return check_output(value, "expected purchases", rfm)
 
-    def expected_purchases_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> FloatArray:
-        """expected_purchases at every horizon at once (P(alive) computed once), shape (rows, len(horizons))."""
-        p_alive, inverse, curve = self.alive_curve(rfm, horizons)
-        return check_output(p_alive[:, None] * curve[inverse], "expected purchases", rfm)
-
     def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
         """P(alive) per row and an alive customer's expected purchases per unique (frequency, T)."""
-        times = np.asarray(horizons, dtype=float)
-        for h in times:
-            check_horizon(float(h))
+        times = check_horizons(horizons)
         p_alive, r2, alpha2, beta2 = self._alive(rfm)
         (ur, ua, ub), inverse, _ = unique_rows(r2, alpha2, beta2)
         s = self.params_["s"]

@@ -17,7 +17,6 @@ from scipy import special
 
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError
-from clv.mle import MleResult, maximize_likelihood
 from clv.purchase.base import FittedModel, LikelihoodProblem, check_output
 
 __all__ = ["GammaGammaModel", "loglik_grad"]
@@ -209,25 +208,9 @@ class GammaGammaModel(FittedModel):
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
         """Maximum-likelihood fit on the repeat buyers (frequency > 0), spend rescaled internally."""
         problem = self.likelihood_problem(rfm, weights)
-        rng = np.random.default_rng(self.seed)
-        base = self._start()
-        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, 3)) for _ in range(max(0, self.starts - 1))]
-        result = maximize_likelihood(
-            problem.fn,
-            problem.weights,
-            starts,
-            self.max_iter,
-            seed=self.seed,
-            hessian=problem.hessian,
-            reducer=problem.reducer,
-        )
-        params = result.params * problem.factor
-        se = None if result.standard_errors is None else result.standard_errors * problem.factor
-        result = MleResult(**{**result.__dict__, "log_likelihood": problem.log_likelihood(params)})
         x, m, _ = self._repeat_buyers(rfm)
-        self.n_customers_ = problem.n_customers
         self.frequency_spend_correlation_ = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
-        self._store(result, params, se)
+        self._fit_problem(problem)
         return self
 
     def _assumption_warnings(self) -> list[str]:
