@@ -200,6 +200,8 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
 
 
 def _print_headline(result: Any) -> None:
+    from clv.tiers import AT_RISK, at_risk
+
     console = Console()
     spend = f" + {result.spend.name}" if result.spend is not None else ""
     table = Table(title=f"{result.config.name}: {result.purchase.name}{spend} ({result.fitted.method})")
@@ -226,8 +228,7 @@ def _print_headline(result: Any) -> None:
     table.add_row("total CLV (discounted)", f"{customers['clv'].sum():,.2f}")
     for row in result.tiers.itertuples():
         table.add_row(f"tier {row.tier}", f"{row.customers:,} customers, {row.share_of_clv:.0%} of CLV")
-    at_risk = int((customers["segment"] == "high value, slipping away").sum())
-    table.add_row("high value, slipping away", f"{at_risk:,} customers")
+    table.add_row(AT_RISK, f"{len(at_risk(customers)):,} customers")
     if result.holdout:
         h = result.holdout
         table.add_row(

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -48,13 +48,6 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
-
-
-class Valued(Protocol):
-    customers: pd.DataFrame
-    forecast: pd.DataFrame
-
-    def schedule(self) -> pd.DataFrame: ...
 
 
 @dataclass
@@ -149,9 +142,10 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
 
 def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
     """The model at the posterior mean, with the log-likelihood there (for summaries and plug-in use)."""
-    point = type(model).from_params(**posterior.mean())
+    mean = posterior.mean()
+    point = type(model).from_params(**mean)
     problem = model.likelihood_problem(rfm)
-    point.log_likelihood_ = problem.log_likelihood(np.array([posterior.mean()[k] for k in problem.param_names]))
+    point.log_likelihood_ = problem.log_likelihood(np.array([mean[k] for k in problem.param_names]))
     point.n_customers_ = problem.n_customers
     return point
 

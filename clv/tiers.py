@@ -19,9 +19,11 @@ from clv.config import TiersConfig
 from clv.errors import DataError
 
 __all__ = [
+    "AT_RISK",
     "RFM_SEGMENTS",
     "SEGMENTS",
     "assign_tiers",
+    "at_risk",
     "migration_table",
     "rfm_scores",
     "segments",
@@ -33,6 +35,13 @@ FloatArray = NDArray[np.float64]
 
 #: the churn-risk x value segments, in the order reports list them
 SEGMENTS = ("high value, active", "high value, slipping away", "other, active", "other, lapsing")
+#: the segment marketing acts on first
+AT_RISK = SEGMENTS[1]
+
+
+def at_risk(customers: pd.DataFrame) -> pd.DataFrame:
+    """The customer table's rows in the `AT_RISK` segment (high value, low P(alive))."""
+    return customers[customers["segment"] == AT_RISK]
 
 
 def _share_boundaries(n: int, config: TiersConfig) -> NDArray[np.intp]:

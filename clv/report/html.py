@@ -12,8 +12,11 @@ import pandas as pd
 
 from clv.purchase import PURCHASE_MODELS
 from clv.report import charts
+from clv.tiers import AT_RISK, at_risk
 
 __all__ = ["build_report"]
+
+_AT_RISK_ROWS = 25  # rows of the at-risk list in the report; at_risk.csv has all of them
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#1d2430;
@@ -151,17 +154,21 @@ def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
 
 
 def _at_risk(customers: pd.DataFrame) -> str:
-    at_risk = customers[customers["segment"] == "high value, slipping away"]
+    slipping = at_risk(customers)
     columns = [
         c
         for c in ("customer_id", "tier", "clv", "p_alive", "frequency", "recency", "T", "expected_spend")
-        if c in at_risk
+        if c in slipping
     ]
-    body = _table(at_risk[columns].head(25)) if len(at_risk) else "<p>No high-value customer is slipping away.</p>"
+    body = (
+        _table(slipping[columns].head(_AT_RISK_ROWS))
+        if len(slipping)
+        else "<p>No high-value customer is slipping away.</p>"
+    )
     return (
-        f"<h2>High value, slipping away ({len(at_risk):,} customers)</h2>"
+        f"<h2>{_e(AT_RISK.capitalize())} ({len(slipping):,} customers)</h2>"
         "<p class='note'>Customers in the top tiers whose P(alive) is below the threshold: whom to win back first "
-        "(the whole list is at_risk.csv).</p>" + body
+        f"(the first {_AT_RISK_ROWS} by CLV; the whole list is at_risk.csv).</p>" + body
     )
 
 

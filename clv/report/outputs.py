@@ -14,6 +14,7 @@ import pandas as pd
 from clv.config import RunConfig, config_hash
 from clv.errors import ClvError
 from clv.report.html import build_report
+from clv.tiers import at_risk
 from clv.units import days_per_unit
 from clv.value import VALUE_UNITS
 from clv.versions import package_versions
@@ -21,9 +22,7 @@ from clv.versions import package_versions
 if TYPE_CHECKING:
     from clv.pipeline import RunResult
 
-__all__ = ["AT_RISK_ROWS", "rebuild_report", "summary_dict", "write_outputs"]
-
-AT_RISK_ROWS = 100  # the at-risk list in the report; at_risk.csv has all of them
+__all__ = ["rebuild_report", "summary_dict", "write_outputs"]
 
 
 def forecast_table(result: RunResult) -> pd.DataFrame:
@@ -108,10 +107,6 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
     }
 
 
-def _at_risk(customers: pd.DataFrame) -> pd.DataFrame:
-    return customers[customers["segment"] == "high value, slipping away"]
-
-
 def write_outputs(result: RunResult) -> Path:
     """Write reports/<name>/ whole or not at all: build it in a temporary folder beside it, then swap it in."""
     target = Path(result.config.output.reports_dir) / result.config.name
@@ -123,7 +118,7 @@ def write_outputs(result: RunResult) -> Path:
         customers.to_csv(staging / "customers.csv", index=False)
         customers.to_parquet(staging / "customers.parquet", index=False)
         result.tiers.to_csv(staging / "tiers.csv", index=False)
-        _at_risk(customers).to_csv(staging / "at_risk.csv", index=False)
+        at_risk(customers).to_csv(staging / "at_risk.csv", index=False)
         forecast = forecast_table(result)
         forecast.to_csv(staging / "forecast.csv", index=False)
         result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)

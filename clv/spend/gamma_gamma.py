@@ -61,30 +61,6 @@ def loglik_grad(
     return ll, grad
 
 
-def loglik_hessian(params: FloatArray, x: FloatArray, m: FloatArray, weights: FloatArray) -> FloatArray:
-    """Weighted sum over rows of the Hessian of `loglik_grad`'s log density in (p, q, v), analytically:
-    d2/dp2 = x^2 (trigamma(px+q) - trigamma(px)), d2/dpdq = x trigamma(px+q), d2/dpdv = -x/(v+mx),
-    d2/dq2 = trigamma(px+q) - trigamma(q), d2/dqdv = 1/v - 1/(v+mx), d2/dv2 = -q/v^2 + (px+q)/(v+mx)^2."""
-    p, q, v = params
-    index = x.astype(np.intp)
-    k = np.arange(int(index.max(initial=0)) + 1, dtype=float)
-    tri = _trigamma
-    # terms in x alone: summed per count (bincount of the weights) instead of per row
-    w_k = np.bincount(index, weights=weights, minlength=k.size)
-    tri_pxq = tri(p * k + q)
-    tri_px = tri(np.where(k > 0, p * k, 1.0))
-    inv = 1.0 / (v + m * x)
-    w_inv = weights * inv
-    hess = np.empty((3, 3))
-    hess[0, 0] = w_k @ (k * k * (tri_pxq - tri_px))
-    hess[0, 1] = hess[1, 0] = w_k @ (k * tri_pxq)
-    hess[0, 2] = hess[2, 0] = -(w_inv @ x)
-    hess[1, 1] = w_k @ tri_pxq - tri(q) * weights.sum()
-    hess[1, 2] = hess[2, 1] = weights.sum() / v - w_inv.sum()
-    hess[2, 2] = -q / v**2 * weights.sum() + w_inv @ ((p * x + q) * inv)
-    return hess
-
-
 class SpendStatistics:
     """The weighted mean of `loglik_grad`'s log density over rows, reduced to statistics of the rows.
 
@@ -131,7 +107,10 @@ class SpendStatistics:
         return float(ll), grad
 
     def hessian(self, params: FloatArray, _weights: FloatArray | None = None) -> FloatArray:
-        """The Hessian of the mean log-likelihood (the per-row terms as in `loglik_hessian`, summed)."""
+        """The Hessian of the mean log-likelihood, from the per-row second derivatives of `loglik_grad`'s density:
+        d2/dp2 = x^2 (trigamma(px+q) - trigamma(px)), d2/dpdq = x trigamma(px+q), d2/dpdv = -x/(v+mx),
+        d2/dq2 = trigamma(px+q) - trigamma(q), d2/dqdv = 1/v - 1/(v+mx), d2/dv2 = -q/v^2 + (px+q)/(v+mx)^2,
+        with the terms in x alone summed per purchase count."""
         p, q, v = params
         k, w_k, total = self.k, self.w_k, self.total
         tri_pkq = _trigamma(p * k + q)
