@@ -365,6 +365,137 @@ def report_command(
         typer.echo(f"report written to {path}")
 
 
+def _list_option(key: str, text: str | None) -> list[str]:
+    """A comma-separated option as a --set override of a list key."""
+    if text is None:
+        return []
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return [f"{key}=[{', '.join(items)}]"]
+
+
+@app.command("evaluate")
+def evaluate_command(
+    config: ConfigArg,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Purchase models to compare, comma-separated (default: bgnbd,pareto_nbd,mbgnbd).", show_default=False
+        ),
+    ] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="Fit methods, comma-separated: mle, bayes (default: mle).", show_default=False)
+    ] = None,
+    rank_by: Annotated[
+        str | None,
+        typer.Option(
+            "--rank-by",
+            help="Leaderboard criterion (default: mae_purchases; see configs/example.yaml).",
+            show_default=False,
+        ),
+    ] = None,
+    origins: Annotated[
+        str | None,
+        typer.Option(help="Rolling origin: calibration end dates, comma-separated (YYYY-MM-DD).", show_default=False),
+    ] = None,
+    rolling: Annotated[
+        int | None,
+        typer.Option(
+            help="Rolling origin: this many calibration ends, monthly back from time.calibration_end.",
+            show_default=False,
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Score forecasts against the holdout: fit each model on the calibration period (to time.calibration_end),
+    predict the holdout (to time.holdout_end, required), and compare: totals and % error, per-customer MAE and
+    RMSE of purchases (and revenue), Spearman and normalized Gini of CLV against holdout value, decile
+    calibration, Brier score and AUC of P(alive), the top tier's share of holdout value, interval coverage for
+    Bayesian fits, and LL / AIC / BIC of each fit. Prints the leaderboard and names the best; writes
+    reports/<name>/evaluation/ (metrics.json, leaderboard.csv, deciles.csv, tracking.csv, predictions.parquet,
+    evaluation.html; rolling.csv and rolling_stability.csv with a rolling origin).
+
+    Example: clv evaluate configs/cdnow.yaml --models bgnbd,pareto_nbd --rolling 4
+    """
+    from clv.evaluate.job import evaluate
+    from clv.report.evaluation import write_evaluation
+
+    overrides = [
+        *(set_ or []),
+        *_list_option("evaluation.models", models),
+        *_list_option("evaluation.methods", methods),
+        *_list_option("evaluation.origins", origins),
+        *([f"evaluation.rank_by={rank_by}"] if rank_by else []),
+        *([f"evaluation.rolling={rolling}"] if rolling is not None else []),
+    ]
+    with _errors(verbose):
+        cfg = _load(config, overrides)
+        with _steps(quiet) as steps:
+            result = evaluate(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
+            steps("write the evaluation")
+            out = write_evaluation(result)
+        _warn(result.warnings)
+        if not quiet:
+            _print_leaderboard(result)
+        best = result.best
+        value = "no value" if best["value"] is None else f"{best['value']:.4g}"
+        typer.echo(f"best: {best['candidate']} by {best['criterion']} ({value})")
+        typer.echo(f"evaluation written to {out}/ (open {out / 'evaluation.html'})")
+
+
+_SHOWN = (
+    ("log_likelihood", "log-likelihood (calibration)", 1),
+    ("bic", "BIC", 1),
+    ("predicted_purchases", "holdout purchases, predicted", 1),
+    ("actual_purchases", "holdout purchases, actual", 0),
+    ("percent_error_purchases", "  % error", 1),
+    ("mae_purchases", "MAE per customer", 3),
+    ("rmse_purchases", "RMSE per customer", 3),
+    ("percent_error_revenue", "holdout revenue, % error", 1),
+    ("spearman_value", "Spearman (CLV vs holdout)", 3),
+    ("gini_value", "normalized Gini (CLV)", 3),
+    ("brier_p_alive", "Brier P(alive)", 3),
+    ("auc_p_alive", "AUC P(alive)", 3),
+    ("top_tier_share", "top tier's share of holdout", 3),
+    ("coverage_purchases", "interval coverage", 3),
+)
+
+
+def _cell(value: Any, digits: int) -> str:
+    return "–" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def _print_leaderboard(result: Any) -> None:
+    """The leaderboard turned on its side (a column per fit, best first) so that it fits a terminal."""
+    board = result.leaderboard
+    split = result.data.rfm
+    table = Table(
+        title=f"{result.config.name}: holdout {split.calibration_end} to {split.holdout_end} "
+        f"({split.holdout_length:.1f} {result.config.time.unit}), ranked by {result.best['criterion']}"
+    )
+    table.add_column("")
+    for row in board.itertuples(index=False):
+        table.add_column(f"{row.rank}. {row.candidate}", justify="right")
+    for column, header, digits in _SHOWN:
+        if column in board:
+            table.add_row(header, *[_cell(v, digits) for v in board[column]])
+    Console().print(table)
+    if result.stability is not None:
+        stab = Table(title=f"rolling origin, {len(result.origins)} calibration ends: mean ± sd")
+        stab.add_column("")
+        fits = list(dict.fromkeys(result.stability["candidate"]))
+        for fit in fits:
+            stab.add_column(str(fit), justify="right")
+        by = result.stability.set_index(["metric", "candidate"])
+        for metric in ("percent_error_purchases", "mae_purchases", "gini_value", "top_tier_share"):
+            if metric in by.index.get_level_values(0):
+                cells = [f"{by.at[(metric, f), 'mean']:.3f} ± {by.at[(metric, f), 'sd']:.3f}" for f in fits]
+                stab.add_row(metric, *cells)
+        Console().print(stab)
+
+
 @app.command("demo")
 def demo(set_: SetOpt = None, strict: StrictOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
     """`clv run` on the embedded CDNOW cohort with the settings of configs/cdnow.yaml (weeks, calibration to

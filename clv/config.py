@@ -23,6 +23,7 @@ from clv.units import TimeUnit
 __all__ = [
     "BayesConfig",
     "DataConfig",
+    "EvaluationConfig",
     "ModelConfig",
     "OutputConfig",
     "PredictionConfig",
@@ -184,6 +185,81 @@ class TiersConfig(_Section):
         return self.at_risk_tiers if self.at_risk_tiers is not None else min(2, len(self.levels) - 1)
 
 
+#: leaderboard criteria of `clv evaluate`, each with True when higher is better
+RANK_CRITERIA: dict[str, bool] = {
+    "mae_purchases": False,
+    "rmse_purchases": False,
+    "abs_percent_error_purchases": False,
+    "mae_revenue": False,
+    "rmse_revenue": False,
+    "abs_percent_error_revenue": False,
+    "spearman_value": True,
+    "gini_value": True,
+    "brier_p_alive": False,
+    "auc_p_alive": True,
+    "brier_p_purchase": False,
+    "auc_p_purchase": True,
+    "top_tier_share": True,
+    "aic": False,
+    "bic": False,
+}
+RankCriterion = Literal[
+    "mae_purchases",
+    "rmse_purchases",
+    "abs_percent_error_purchases",
+    "mae_revenue",
+    "rmse_revenue",
+    "abs_percent_error_revenue",
+    "spearman_value",
+    "gini_value",
+    "brier_p_alive",
+    "auc_p_alive",
+    "brier_p_purchase",
+    "auc_p_purchase",
+    "top_tier_share",
+    "aic",
+    "bic",
+]
+
+
+_DEFAULT_EVALUATED: tuple[PurchaseModelName, ...] = ("bgnbd", "pareto_nbd", "mbgnbd")
+_DEFAULT_METHODS: tuple[Method, ...] = ("mle",)
+
+
+class EvaluationConfig(_Section):
+    """`clv evaluate`: which fits to compare on the holdout, how to rank them, and the rolling origins."""
+
+    models: list[PurchaseModelName] = Field(
+        default_factory=lambda: list(_DEFAULT_EVALUATED),
+        min_length=1,
+        description="purchase models compared (each with Gamma-Gamma when the data has amounts)",
+    )
+    methods: list[Method] = Field(
+        default_factory=lambda: list(_DEFAULT_METHODS), min_length=1, description="fit methods compared"
+    )
+    rank_by: RankCriterion = Field("mae_purchases", description="the leaderboard's order and the best fit's criterion")
+    origins: list[dt.date] = Field(
+        default_factory=list, description="rolling origin: calibration end dates to evaluate at (none: off)"
+    )
+    rolling: int = Field(
+        0,
+        ge=0,
+        le=24,
+        description="rolling origin: this many calibration ends, stepping back from time.calibration_end",
+    )
+    rolling_step_months: int = Field(1, ge=1, le=24, description="months between generated rolling origins")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EvaluationConfig:
+        for name in ("models", "methods", "origins"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must not repeat an entry")
+        if self.origins and self.rolling:
+            raise ValueError("give rolling origins as a list (origins) or a count (rolling), not both")
+        return self
+
+
 class OutputConfig(_Section):
     """Where reports and fitted models go."""
 
@@ -201,6 +277,7 @@ class RunConfig(_Section):
     prediction: PredictionConfig = PredictionConfig()
     bayes: BayesConfig = BayesConfig()
     tiers: TiersConfig = TiersConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
 
     def resolved(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from clv.config import RunConfig, config_hash
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table, load_rfm_table
-from clv.data.transactions import ValidationReport, load_transactions
+from clv.data.transactions import Transactions, ValidationReport, load_transactions
 from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError, ScoringWarning
 from clv.mle import single_threaded_blas
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
@@ -40,11 +40,14 @@ __all__ = [
     "RunResult",
     "fit_models",
     "fit_together",
+    "has_spend",
     "prepare_data",
     "run",
     "save_fitted",
     "score",
+    "summarise",
     "train",
+    "value_models",
 ]
 
 Progress = Callable[[str], None]
@@ -100,16 +103,20 @@ def prepare_data(config: RunConfig) -> DataStep:
     """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table."""
     if is_rfm_table(config.data.source):
         return DataStep(report=None, profile=None, rfm=load_rfm_table(config))
-    con = duckdb.connect()
-    tx = load_transactions(config.data.source, config.data, con)
+    with duckdb.connect() as con:
+        return summarise(config, load_transactions(config.data.source, config.data, con))
+
+
+def summarise(config: RunConfig, tx: Transactions) -> DataStep:
+    """Profile validated transactions and summarise them to RFM with the config's split and unit."""
     last = config.time.holdout_end or config.time.calibration_end
     profile = profile_transactions(tx, config.time.calibration_end, last)
     rfm = rfm_summary(tx, config.time.calibration_end, config.time.holdout_end, config.time.unit)
-    con.close()
     return DataStep(report=tx.report, profile=profile, rfm=rfm)
 
 
-def _has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:
+def has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:
+    """Whether the run has amounts, so a spend model is fitted."""
     return config.data.amount is not None and "monetary_value" in rfm
 
 
@@ -118,7 +125,7 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
     seed = config.model.seed
     options = {"starts": config.model.starts, "seed": seed}
     purchase = PURCHASE_MODELS[config.model.purchase](**options)
-    spend = GammaGammaModel(**options) if _has_spend(config, rfm) else None
+    spend = GammaGammaModel(**options) if has_spend(config, rfm) else None
     if config.model.method == "mle":
         purchase, spend = fit_together(purchase, spend, rfm)
         return FittedModels(purchase, spend, "mle", None, None, {})
@@ -218,7 +225,9 @@ def _holdout(
     return out, per_customer
 
 
-def _value(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> ValueResult | BayesValue:
+def value_models(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> ValueResult | BayesValue:
+    """Predict and value the customers of `rfm` with fitted models (posterior means and intervals for a
+    posterior), over the config's horizon, discount rate and margin."""
     p = config.prediction
     if fitted.purchase_posterior is not None:
         return value_posterior(
@@ -270,7 +279,7 @@ def score(
         _check_compatible(config, fitted, data.rfm.frame)
     warnings_seen = [*(warnings_seen or []), *(str(w.message) for w in caught if issubclass(w.category, ClvWarning))]
     with _timed(timings, "predict and value", progress):
-        value = _value(config, fitted, data.rfm.frame)
+        value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
     result = RunResult(config, data, fitted, value, holdout, warnings=list(warnings_seen or []), timings=timings)
     result.holdout_customers = holdout_customers
@@ -287,7 +296,7 @@ def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame
                 f"the saved model was fitted in unit {saved_unit}; this config's time.unit is {config.time.unit}",
                 hint=f"score with --set time.unit={saved_unit}",
             )
-    if fitted.spend is not None and not _has_spend(config, rfm):
+    if fitted.spend is not None and not has_spend(config, rfm):
         raise DataError("the saved model has a spend model, but this data has no amounts (monetary_value)")
     if fitted.metadata and fitted.purchase.name != config.model.purchase:
         warnings.warn(

@@ -13,12 +13,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["clv_distribution", "holdout_by_frequency", "p_alive_map", "revenue_forecast", "tier_shares"]
+__all__ = ["clv_distribution", "holdout_by_frequency", "p_alive_map", "png", "revenue_forecast", "tier_shares"]
 
 _BLUE, _ORANGE, _GREY = "#1f5a91", "#d9822b", "#8a8f98"
 
 
-def _png(fig: Any) -> str:
+def png(fig: Any) -> str:
+    """The figure as an embeddable PNG data URI (the figure is closed)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -35,7 +36,7 @@ def tier_shares(tiers: pd.DataFrame) -> str:
     ax.set_ylabel("%")
     ax.legend(frameon=False)
     ax.set_title("CLV share by tier")
-    return _png(fig)
+    return png(fig)
 
 
 def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> str:
@@ -60,7 +61,7 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
     ax.set_xlabel("future month")
     ax.set_ylabel(unit_label)
     ax.set_title("Forecast from existing customers")
-    return _png(fig)
+    return png(fig)
 
 
 def p_alive_map(frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarray, T: float, unit: str) -> str:
@@ -71,7 +72,7 @@ def p_alive_map(frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarr
     ax.set_xlabel(f"recency (time of last purchase, {unit})")
     ax.set_ylabel("frequency (repeat purchases)")
     ax.set_title(f"P(alive) for customers observed for T = {T:.0f} {unit}")
-    return _png(fig)
+    return png(fig)
 
 
 def clv_distribution(clv: np.ndarray) -> str:
@@ -85,7 +86,7 @@ def clv_distribution(clv: np.ndarray) -> str:
     ax.set_xlabel("CLV (log scale)")
     ax.set_ylabel("customers")
     ax.set_title("CLV distribution")
-    return _png(fig)
+    return png(fig)
 
 
 def holdout_by_frequency(customers: pd.DataFrame, top: int = 7) -> str:
@@ -110,4 +111,4 @@ def holdout_by_frequency(customers: pd.DataFrame, top: int = 7) -> str:
     ax.set_ylabel("mean holdout purchases")
     ax.legend(frameon=False)
     ax.set_title("Holdout: predicted versus actual, by calibration frequency")
-    return _png(fig)
+    return png(fig)

@@ -4,7 +4,6 @@ list, model parameters and diagnostics, and the holdout comparison. Built only f
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import numpy as np
@@ -12,54 +11,16 @@ import pandas as pd
 
 from clv.purchase import PURCHASE_MODELS
 from clv.report import charts
+from clv.report.markup import card as _card
+from clv.report.markup import escape as _e
+from clv.report.markup import number as _num
+from clv.report.markup import page
+from clv.report.markup import table as _table
 from clv.tiers import AT_RISK, at_risk
 
 __all__ = ["build_report"]
 
 _AT_RISK_ROWS = 25  # rows of the at-risk list in the report; at_risk.csv has all of them
-
-_STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:980px;color:#1d2430;
-line-height:1.45;padding:0 1rem}
-h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid #dde2ea;padding-bottom:.3rem}
-.sub{color:#5b6475;margin-top:0}.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
-.card{background:#f4f6fa;border-radius:8px;padding:.7rem 1rem;min-width:170px}
-.card b{display:block;font-size:1.35rem}.card span{color:#5b6475;font-size:.85rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}th,td{padding:.25rem .6rem;text-align:right;
-border-bottom:1px solid #e6e9ef}th{background:#f4f6fa}td:first-child,th:first-child{text-align:left}
-img{max-width:100%}.warn{background:#fff4e0;border-left:4px solid #d9822b;padding:.5rem .8rem}
-.note{color:#5b6475;font-size:.85rem}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _num(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return f"{number:,.{digits}f}" if abs(number) >= 1 or number == 0 else f"{number:.4g}"
-    return _e(value)
-
-
-def _table(frame: pd.DataFrame, index: bool = False) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in ([frame.index.name or ""] if index else []) + list(frame.columns))
-    rows = []
-    for key, row in frame.iterrows():
-        cells = ([f"<td>{_e(key)}</td>"] if index else []) + [f"<td>{_num(v)}</td>" for v in row.to_numpy()]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _card(label: str, value: str) -> str:
-    return f'<div class="card"><b>{value}</b><span>{_e(label)}</span></div>'
 
 
 def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
@@ -215,9 +176,4 @@ def build_report(
         + "; ".join(f"{_e(k)}: {_e(v)}" for k, v in summary["units"].items())
         + "</p>"
     )
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>CLV report: {_e(summary['name'])}</title><style>{_STYLE}</style></head><body>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
+    return page(f"CLV report: {summary['name']}", parts)

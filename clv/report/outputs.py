@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +11,7 @@ import pandas as pd
 
 from clv.config import RunConfig, config_hash
 from clv.errors import ClvError
+from clv.report.files import staged_folder
 from clv.report.html import build_report
 from clv.tiers import at_risk
 from clv.units import days_per_unit
@@ -108,12 +107,9 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
 
 
 def write_outputs(result: RunResult) -> Path:
-    """Write reports/<name>/ whole or not at all: build it in a temporary folder beside it, then swap it in."""
+    """Write reports/<name>/ whole or not at all (the `evaluation/` folder of `clv evaluate` is kept)."""
     target = Path(result.config.output.reports_dir) / result.config.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{result.config.name}.", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; reports are as readable as their folder
-    try:
+    with staged_folder(target, keep=("evaluation",)) as staging:
         customers = result.customers
         customers.to_csv(staging / "customers.csv", index=False)
         customers.to_parquet(staging / "customers.parquet", index=False)
@@ -128,21 +124,8 @@ def write_outputs(result: RunResult) -> Path:
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         html = build_report(summary, customers, forecast, result.tiers, result.migration)
         (staging / "report.html").write_text(html, encoding="utf-8")
-        _swap(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     result.output_dir = target
     return target
-
-
-def _swap(staging: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old")
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def rebuild_report(config: RunConfig) -> Path:

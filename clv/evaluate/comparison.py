@@ -1,0 +1,243 @@
+"""Model comparison on a holdout: the candidate fits, each one's holdout predictions and scores, and the
+leaderboard that names the best.
+
+A candidate is a purchase model and a fit method (with Gamma-Gamma when the data has amounts). Its holdout
+predictions over the holdout's length L, per customer:
+- maximum likelihood: E[X(L) | x, t_x, T], revenue E[X(L) | ...] * E[M | x, m_x] (purchases and spend are
+  independent in the Gamma-Gamma model: Fader, Hardie & Lee 2005b, "RFM and CLV", Sec. 3), and
+  P(a purchase in the holdout) = 1 - P(X(L) = 0 | x, t_x, T);
+- posterior: the posterior means of the same, with predictive intervals of purchases and revenue simulated per
+  draw (`clv.bayes.predict.value_posterior` over L, undiscounted, margin 1).
+The value the tiers and rank metrics use is the run's CLV (prediction.horizon, discounted), as `clv run` ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clv.bayes.predict import BayesValue, posterior_predict, value_posterior
+from clv.compress import unique_rows
+from clv.config import RANK_CRITERIA, RunConfig
+from clv.evaluate import metrics
+from clv.evaluate.scores import HoldoutScore
+from clv.store import FittedModels
+from clv.tiers import assign_tiers
+from clv.value import ValueResult
+
+__all__ = [
+    "Candidate",
+    "CandidateResult",
+    "best_candidate",
+    "candidate_config",
+    "candidates",
+    "fit_statistics",
+    "holdout_frame",
+    "leaderboard",
+]
+
+#: columns of the leaderboard after rank and candidate, when the fits have them
+LEADERBOARD_COLUMNS = (
+    "purchase",
+    "method",
+    "parameters",
+    "log_likelihood",
+    "aic",
+    "bic",
+    "predicted_purchases",
+    "actual_purchases",
+    "percent_error_purchases",
+    "mae_purchases",
+    "rmse_purchases",
+    "predicted_revenue",
+    "actual_revenue",
+    "percent_error_revenue",
+    "mae_revenue",
+    "rmse_revenue",
+    "spearman_value",
+    "gini_value",
+    "brier_p_alive",
+    "auc_p_alive",
+    "brier_p_purchase",
+    "auc_p_purchase",
+    "top_tier_share",
+    "top_tier_lift",
+    "coverage_purchases",
+    "coverage_revenue",
+    "fit_seconds",
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A purchase model fitted by a method."""
+
+    purchase: str
+    method: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.purchase}_{self.method}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.purchase} ({self.method})"
+
+
+@dataclass
+class CandidateResult:
+    """One candidate's fit, holdout predictions (see `clv.evaluate.scores.HOLDOUT_COLUMNS`) and scores."""
+
+    candidate: Candidate
+    fitted: FittedModels
+    predictions: pd.DataFrame
+    score: HoldoutScore
+    fit: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def candidates(config: RunConfig) -> list[Candidate]:
+    """Every model with every method of the evaluation section, models first."""
+    return [Candidate(m, f) for m, f in product(config.evaluation.models, config.evaluation.methods)]
+
+
+def candidate_config(config: RunConfig, candidate: Candidate) -> RunConfig:
+    """The run config with the candidate's purchase model and method."""
+    model = config.model.model_copy(update={"purchase": candidate.purchase, "method": candidate.method})
+    return config.model_copy(update={"model": model})
+
+
+def fit_statistics(fitted: FittedModels, seconds: float) -> dict[str, Any]:
+    """Log-likelihood of the calibration fit (at the posterior mean for a posterior), parameters, customers,
+    AIC and BIC of the purchase model; the spend model's log-likelihood; the fit's time."""
+    purchase = fitted.purchase
+    k = len(purchase.params_)
+    n = int(getattr(purchase, "n_customers_", 0) or 0)
+    ll = purchase.log_likelihood_
+    out: dict[str, Any] = {
+        "params": dict(purchase.params_),
+        "parameters": k,
+        "observations": n,
+        "log_likelihood": ll,
+        "fit_seconds": round(seconds, 3),
+    }
+    if ll is not None and n > 0:
+        out |= metrics.information_criteria(float(ll), k, n)
+    if fitted.spend is not None:
+        out["spend_params"] = dict(fitted.spend.params_)
+        out["spend_log_likelihood"] = fitted.spend.log_likelihood_
+    for name, posterior in (("purchase", fitted.purchase_posterior), ("spend", fitted.spend_posterior)):
+        if posterior is not None:
+            d = posterior.diagnostics
+            out[f"{name}_diagnostics"] = {"inference": d.inference, "passed": d.passed, "problems": list(d.problems)}
+    return out
+
+
+def holdout_frame(
+    config: RunConfig, fitted: FittedModels, value: ValueResult | BayesValue, rfm: pd.DataFrame, length: float
+) -> pd.DataFrame:
+    """Per customer: the run's value, tier and P(alive), and the holdout predictions beside the outcomes."""
+    customers = value.customers
+    ids = rfm["customer_id"].to_numpy()
+    labels = np.asarray([level.label for level in config.tiers.levels], dtype=object)
+    clv = customers["clv"].to_numpy(dtype=float)
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "frequency": rfm["frequency"].to_numpy(),
+            "clv": clv,
+            "tier": labels[assign_tiers(clv, config.tiers, ids)],
+            "p_alive": customers["p_alive"].to_numpy(dtype=float),
+        }
+    )
+    if fitted.purchase_posterior is None:
+        purchase = fitted.purchase
+        (ux, ut, uT), inverse, _ = unique_rows(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
+        unique = pd.DataFrame({"frequency": ux, "recency": ut, "T": uT})  # predictions per distinct history
+        frame["p_purchase"] = 1.0 - purchase.probability_of_purchases(unique, 0, length)[inverse]
+        frame["predicted_purchases"] = purchase.expected_purchases(unique, length)[inverse]
+        if fitted.spend is not None:
+            frame["predicted_revenue"] = frame["predicted_purchases"] * fitted.spend.expected_spend(rfm)
+    else:
+        frame = _posterior_holdout(config, fitted, rfm, length, frame)
+    frame["actual_purchases"] = rfm["frequency_holdout"].to_numpy(dtype=float)
+    if "predicted_revenue" in frame:
+        frame["actual_revenue"] = frame["actual_purchases"] * rfm["monetary_value_holdout"].to_numpy(dtype=float)
+    return frame
+
+
+def _posterior_holdout(
+    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, length: float, frame: pd.DataFrame
+) -> pd.DataFrame:
+    assert fitted.purchase_posterior is not None
+    bayes, seed, cls = config.bayes, config.model.seed, type(fitted.purchase)
+    held = value_posterior(
+        cls,
+        fitted.purchase_posterior,
+        fitted.spend_posterior,
+        rfm,
+        length,
+        0.0,
+        1.0,
+        config.time.unit,
+        bayes.interval,
+        bayes.prediction_draws,
+        seed + 11,
+        workers=bayes.cores,
+    ).customers
+    none = posterior_predict(
+        cls,
+        fitted.purchase_posterior,
+        rfm,
+        "probability_of_purchases",
+        bayes.interval,
+        bayes.prediction_draws,
+        seed + 13,
+        n=0,
+        horizon=length,
+    )
+    frame["p_purchase"] = 1.0 - none["mean"].to_numpy(dtype=float)
+    frame["predicted_purchases"] = held["expected_purchases"].to_numpy(dtype=float)
+    frame["predicted_purchases_lo"] = held["purchases_predicted_lo"].to_numpy(dtype=float)
+    frame["predicted_purchases_hi"] = held["purchases_predicted_hi"].to_numpy(dtype=float)
+    if fitted.spend_posterior is not None:
+        frame["predicted_revenue"] = held["clv"].to_numpy(dtype=float)
+        frame["predicted_revenue_lo"] = held["revenue_predicted_lo"].to_numpy(dtype=float)
+        frame["predicted_revenue_hi"] = held["revenue_predicted_hi"].to_numpy(dtype=float)
+    return frame
+
+
+def leaderboard(results: list[CandidateResult], rank_by: str) -> pd.DataFrame:
+    """One row per candidate, best first by `rank_by` (fits lacking it last), with its rank."""
+    rows = []
+    for result in results:
+        row: dict[str, Any] = {"candidate": result.candidate.label}
+        merged = result.fit | result.score.metrics | {"purchase": result.candidate.purchase}
+        merged["method"] = result.candidate.method
+        row |= {c: merged.get(c) for c in LEADERBOARD_COLUMNS if c in merged}
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if rank_by not in frame:
+        frame[rank_by] = np.nan
+    higher = RANK_CRITERIA[rank_by]
+    key = pd.to_numeric(frame[rank_by], errors="coerce")
+    frame = frame.assign(_key=-key if higher else key).sort_values("_key", kind="stable", na_position="last")
+    frame = frame.drop(columns="_key").reset_index(drop=True)
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame.dropna(axis=1, how="all")
+
+
+def best_candidate(board: pd.DataFrame, rank_by: str) -> dict[str, Any]:
+    """The leaderboard's first row, with the criterion and its value."""
+    top = board.iloc[0]
+    value = top.get(rank_by)
+    return {
+        "candidate": str(top["candidate"]),
+        "criterion": rank_by,
+        "value": None if value is None or pd.isna(value) else float(value),
+        "higher_is_better": RANK_CRITERIA[rank_by],
+    }

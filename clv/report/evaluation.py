@@ -1,0 +1,265 @@
+"""The files of reports/<name>/evaluation/ (metrics.json, leaderboard.csv, deciles.csv, tracking.csv,
+predictions.parquet, rolling.csv and rolling_stability.csv with a rolling origin, evaluation.html), written
+whole or not at all."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clv.config import RANK_CRITERIA, config_hash
+from clv.evaluate.job import Evaluation
+from clv.report import evaluation_charts as charts
+from clv.report.files import staged_folder
+from clv.report.markup import card, escape, number, page, table
+from clv.versions import package_versions
+
+__all__ = ["build_evaluation_report", "evaluation_dict", "write_evaluation"]
+
+#: what each leaderboard column means (also the README's definitions)
+DEFINITIONS = {
+    "log_likelihood": "log-likelihood of the purchase model's calibration fit (a posterior: at its mean)",
+    "aic": "2k - 2 LL (Akaike 1974), k parameters; lower is better",
+    "bic": "k ln(n) - 2 LL (Schwarz 1978), n customers; lower is better",
+    "percent_error_purchases": "100 (predicted - actual) / actual total holdout repeat purchases",
+    "mae_purchases": "mean absolute error of holdout purchases per customer",
+    "rmse_purchases": "root mean squared error of holdout purchases per customer",
+    "percent_error_revenue": "100 (predicted - actual) / actual total holdout revenue",
+    "mae_revenue": "mean absolute error of holdout revenue per customer",
+    "spearman_value": "Spearman rank correlation of predicted CLV and the actual holdout value",
+    "gini_value": "normalized Gini of predicted CLV against the actual holdout value (1 perfect ranking, 0 random)",
+    "brier_p_alive": "mean squared difference of P(alive) and 'bought in the holdout' (0/1)",
+    "auc_p_alive": "P(a random holdout buyer has a higher P(alive) than a random non-buyer), ties half",
+    "brier_p_purchase": "Brier score of P(at least one purchase in the holdout)",
+    "auc_p_purchase": "AUC of P(at least one purchase in the holdout)",
+    "top_tier_share": "share of the actual holdout value that the top tier (by predicted CLV) made",
+    "top_tier_lift": "top tier's share of the holdout value over its share of customers",
+    "coverage_purchases": "share of customers whose holdout purchases fall in their predictive interval",
+    "coverage_revenue": "share of customers whose holdout revenue falls in their predictive interval",
+}
+
+
+def _split(ev: Evaluation) -> dict[str, Any]:
+    time, rfm = ev.config.time, ev.data.rfm
+    frame = rfm.frame
+    out: dict[str, Any] = {
+        "unit": time.unit,
+        "calibration_end": time.calibration_end.isoformat(),
+        "holdout_end": time.holdout_end.isoformat() if time.holdout_end else None,
+        "holdout_length": rfm.holdout_length,
+        "customers": len(frame),
+        "repeat_purchases_calibration": int(frame["frequency"].sum()),
+        "repeat_purchases_holdout": int(frame["frequency_holdout"].sum()),
+        "customers_first_seen_after_calibration": rfm.late_customers,
+    }
+    if "monetary_value_holdout" in frame:
+        out["revenue_holdout"] = float((frame["frequency_holdout"] * frame["monetary_value_holdout"]).sum())
+    return out
+
+
+def evaluation_dict(ev: Evaluation) -> dict[str, Any]:
+    """Everything metrics.json records."""
+    candidates = {}
+    for result in ev.results:
+        s = result.score
+        candidates[result.candidate.key] = {
+            "label": result.candidate.label,
+            "purchase": result.candidate.purchase,
+            "method": result.candidate.method,
+            "fit": result.fit,
+            "metrics": s.metrics,
+            "deciles": s.deciles.to_dict(orient="records"),
+            "by_frequency": s.by_frequency.to_dict(orient="records"),
+            "tiers": s.tiers.to_dict(orient="records"),
+            "warnings": result.warnings,
+        }
+    out: dict[str, Any] = {
+        "name": ev.config.name,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "config": ev.config.resolved(),
+        "config_hash": config_hash(ev.config),
+        "split": _split(ev),
+        "rank_by": ev.config.evaluation.rank_by,
+        "best": ev.best,
+        "leaderboard": ev.leaderboard.to_dict(orient="records"),
+        "candidates": candidates,
+        "definitions": DEFINITIONS,
+        "warnings": ev.warnings,
+        "versions": package_versions(),
+        "timings_seconds": ev.timings,
+    }
+    if ev.per_origin is not None and ev.stability is not None:
+        out["rolling"] = {
+            "origins": [o.isoformat() for o in ev.origins],
+            "per_origin": ev.per_origin.to_dict(orient="records"),
+            "stability": ev.stability.to_dict(orient="records"),
+        }
+    return out
+
+
+def _predictions(ev: Evaluation) -> pd.DataFrame:
+    """Per customer: the history and the actual holdout outcome, then each candidate's predictions."""
+    first = ev.results[0].predictions
+    base = ["customer_id", "frequency", "actual_purchases"] + (["actual_revenue"] if "actual_revenue" in first else [])
+    frame = first[base].copy()
+    for result in ev.results:
+        cols = [c for c in result.predictions.columns if c not in base]
+        part = result.predictions[cols].add_prefix(f"{result.candidate.key}__")
+        frame = pd.concat([frame, part], axis=1)
+    return frame
+
+
+def write_evaluation(ev: Evaluation) -> Path:
+    """Write reports/<name>/evaluation/ whole or not at all; returns the folder."""
+    target = Path(ev.config.output.reports_dir) / ev.config.name / "evaluation"
+    with staged_folder(target) as staging:
+        summary = evaluation_dict(ev)
+        (staging / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        ev.leaderboard.to_csv(staging / "leaderboard.csv", index=False)
+        deciles = [r.score.deciles.assign(candidate=r.candidate.label) for r in ev.results]
+        pd.concat(deciles, ignore_index=True).to_csv(staging / "deciles.csv", index=False)
+        if ev.tracking is not None:
+            ev.tracking.table(ev.labels).to_csv(staging / "tracking.csv", index=False)
+        _predictions(ev).to_parquet(staging / "predictions.parquet", index=False)
+        if ev.per_origin is not None and ev.stability is not None:
+            ev.per_origin.to_csv(staging / "rolling.csv", index=False)
+            ev.stability.to_csv(staging / "rolling_stability.csv", index=False)
+        (staging / "evaluation.html").write_text(build_evaluation_report(ev, summary), encoding="utf-8")
+    return target
+
+
+def _best_cells(board: pd.DataFrame) -> set[tuple[int, str]]:
+    """The best value of every ranked column, to print in bold."""
+    cells = set()
+    for column, higher in RANK_CRITERIA.items():
+        name = column.removeprefix("abs_")
+        if name not in board:
+            continue
+        values = pd.to_numeric(board[name], errors="coerce")
+        values = values.abs() if column.startswith("abs_") else values
+        if values.notna().any():
+            best = values.to_numpy(dtype=float)
+            cells.add((int(np.nanargmax(best) if higher else np.nanargmin(best)), name))
+    return cells
+
+
+def _headline(ev: Evaluation, split: dict[str, Any]) -> str:
+    best = ev.best
+    cards = [
+        card("customers", number(split["customers"])),
+        card(f"holdout, {split['holdout_length']:.1f} {split['unit']}", f"to {escape(split['holdout_end'])}"),
+        card("actual holdout repeat purchases", number(split["repeat_purchases_holdout"])),
+    ]
+    if "revenue_holdout" in split:
+        cards.append(card("actual holdout revenue", number(split["revenue_holdout"], 0)))
+    cards.append(card(f"best by {best['criterion']}", escape(best["candidate"])))
+    return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _leaderboard(ev: Evaluation) -> str:
+    board = ev.leaderboard.drop(columns=["purchase", "method"], errors="ignore")
+    best = ev.best
+    text = (
+        f"<p><b>Best: {escape(best['candidate'])}</b> by {escape(best['criterion'])} "
+        f"({'higher' if best['higher_is_better'] else 'lower'} is better): {number(best['value'], 4)}. "
+        "The best value of each ranked column is in bold.</p>"
+    )
+    definitions = "".join(
+        f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in DEFINITIONS.items() if k in ev.leaderboard
+    )
+    return (
+        "<h2>Leaderboard</h2>"
+        + text
+        + table(board, bold=_best_cells(board))
+        + f"<details><summary>What the columns mean</summary><ul class='note'>{definitions}</ul></details>"
+    )
+
+
+def _img(alt: str, src: str) -> str:
+    return f'<img alt="{escape(alt)}" src="{src}">'
+
+
+def _charts(ev: Evaluation) -> list[str]:
+    target = ev.results[0].score.metrics["value_target"]
+    named = {r.candidate.label: r.score for r in ev.results}
+    parts = []
+    if ev.tracking is not None:
+        frame = ev.tracking.table(ev.labels)
+        parts += [
+            "<h2>Repeat purchases week by week</h2>",
+            "<p class='note'>Solid: the model's expected cumulative repeat purchases of the cohort from its first "
+            "day (unconditional; Fader, Hardie &amp; Lee 2005, Fig. 3); dashed: the holdout forecast from each "
+            "customer's history (conditional), starting from the actual count at the calibration end.</p>",
+            _img("cumulative tracking", charts.tracking_cumulative(frame, ev.labels)),
+            _img("weekly tracking", charts.tracking_weekly(frame, ev.labels)),
+        ]
+    else:
+        parts.append("<p class='note'>Tracking charts need a transaction log; this data source is an RFM table.</p>")
+    parts += [
+        "<h2>Predicted versus actual by calibration frequency</h2>",
+        _img("by frequency", charts.by_frequency({k: s.by_frequency for k, s in named.items()})),
+        "<h2>Decile calibration</h2>",
+        _img(
+            "deciles of purchases", charts.deciles({k: s.deciles for k, s in named.items()}, "purchases", "purchases")
+        ),
+    ]
+    if target == "revenue":
+        parts.append(
+            _img("deciles of revenue", charts.deciles({k: s.deciles for k, s in named.items()}, "revenue", "revenue"))
+        )
+    parts += [
+        "<h2>Lift of the top tiers</h2>",
+        _img("tier lift", charts.tier_lift({k: s.tiers for k, s in named.items()}, target)),
+        _img("gains", charts.gains({k: s.gains for k, s in named.items()}, target)),
+        f"<h3>Tiers of the best fit ({escape(ev.best['candidate'])})</h3>",
+        table(named[ev.best["candidate"]].tiers),
+    ]
+    return parts
+
+
+def _fits(ev: Evaluation) -> str:
+    rows = []
+    for result in ev.results:
+        fit = result.fit
+        row: dict[str, Any] = {"candidate": result.candidate.label}
+        row |= {f"{k}": v for k, v in fit["params"].items()}
+        row |= {f"GG {k}": v for k, v in (fit.get("spend_params") or {}).items()}
+        diagnostics = fit.get("purchase_diagnostics")
+        if diagnostics:
+            row["diagnostics"] = "passed" if diagnostics["passed"] else "; ".join(diagnostics["problems"])
+        rows.append(row)
+    return "<h2>Fitted parameters</h2>" + table(pd.DataFrame(rows))
+
+
+def _rolling(ev: Evaluation) -> str:
+    if ev.per_origin is None or ev.stability is None:
+        return ""
+    return (
+        "<h2>Rolling origin</h2>"
+        f"<p>The comparison at {len(ev.origins)} calibration ends ({', '.join(o.isoformat() for o in ev.origins)}),"
+        " each with a holdout of the same length. Stability: the spread of each metric over the origins.</p>"
+        + _img("rolling origin", charts.rolling(ev.per_origin))
+        + table(ev.stability)
+        + "<h3>Every origin</h3>"
+        + table(ev.per_origin)
+    )
+
+
+def build_evaluation_report(ev: Evaluation, summary: dict[str, Any]) -> str:
+    """evaluation.html as one string, charts embedded."""
+    split = summary["split"]
+    parts = [
+        f"<h1>Holdout evaluation: {escape(ev.config.name)}</h1>",
+        f"<p class='sub'>Calibration to {escape(split['calibration_end'])}, holdout to "
+        f"{escape(split['holdout_end'])} ({split['holdout_length']:.1f} {escape(split['unit'])}); "
+        f"{len(ev.results)} fit(s); created {escape(summary['created'])}.</p>",
+    ]
+    parts += [f"<p class='warn'>{escape(w)}</p>" for w in ev.warnings]
+    parts += [_headline(ev, split), _leaderboard(ev), *_charts(ev), _fits(ev), _rolling(ev)]
+    parts.append(f"<p class='note'>config hash {escape(summary['config_hash'])}</p>")
+    return page(f"Holdout evaluation: {ev.config.name}", parts)
