@@ -400,7 +400,8 @@ def evaluate_command(
     rolling: Annotated[
         int | None,
         typer.Option(
-            help="Rolling origin: this many calibration ends, monthly back from time.calibration_end.",
+            help="Rolling origin: this many calibration ends, back from time.calibration_end "
+            "by evaluation.rolling_step_months (default 1) each.",
             show_default=False,
         ),
     ] = None,

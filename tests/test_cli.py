@@ -141,7 +141,8 @@ def test_demo_runs_from_anywhere(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "command", [["run"], ["train"], ["score"], ["report"], ["demo"], ["check-config"], ["data", "summarize"]]
+    "command",
+    [["run"], ["train"], ["score"], ["report"], ["demo"], ["evaluate"], ["check-config"], ["data", "summarize"]],
 )
 def test_help_states_units_and_ends_with_an_example(command):
     result = invoke(*command, "--help")

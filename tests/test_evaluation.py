@@ -16,6 +16,7 @@ from clv.cli import app
 from clv.config import load_config
 from clv.evaluate.job import evaluate
 from clv.evaluate.scores import by_frequency, gains_curve, score_holdout, tier_lift
+from clv.report.evaluation import write_evaluation
 
 from . import reference_values as ref
 from .conftest import SHARED
@@ -186,9 +187,12 @@ def test_posterior_candidate_has_interval_coverage(tmp_path):
     config = load_config(
         ROOT / "configs" / "cdnow.yaml",
         ["evaluation.models=[bgnbd]", "evaluation.methods=[mle, bayes]", "bayes.inference=laplace",
-         "bayes.prediction_draws=100"],
+         "bayes.prediction_draws=100", f"output.reports_dir={tmp_path}"],
     )  # fmt: skip
     ev = evaluate(config)
+    folder = write_evaluation(ev)
+    strict = json.loads((folder / "metrics.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert strict["candidates"]["bgnbd_bayes"]["metrics"]["coverage_purchases"] > 0.85
     board = ev.leaderboard.set_index("candidate")
     assert set(board.index) == {"bgnbd (mle)", "bgnbd (bayes)"}
     bayes = board.loc["bgnbd (bayes)"]
@@ -265,3 +269,39 @@ def test_grocery_leaderboard(tmp_path):
     assert (board["actual_purchases"] == len(holdout)).all()
     assert len(board) == 3 and "predicted_revenue" not in board
     assert board["gini_value"].between(0.5, 1).all()
+
+
+def test_every_rank_criterion_ranks(cdnow_evaluation):
+    """Each criterion the config accepts orders the leaderboard by its value and names its best."""
+    from typing import get_args
+
+    from clv.config import RANK_CRITERIA, RankCriterion
+    from clv.evaluate.comparison import best_candidate, leaderboard
+
+    assert set(get_args(RankCriterion)) == set(RANK_CRITERIA)
+    for criterion, higher in RANK_CRITERIA.items():
+        board = leaderboard(cdnow_evaluation.results, criterion)
+        values = board[criterion].astype(float)
+        assert values.is_monotonic_decreasing if higher else values.is_monotonic_increasing, criterion
+        assert best_candidate(board, criterion)["value"] == (values.max() if higher else values.min())
+    board = leaderboard(cdnow_evaluation.results, "abs_percent_error_purchases")
+    assert board.loc[0, "candidate"] == "pareto_nbd (mle)"  # -11.5% beats BG/NBD's -12.1%
+
+
+def test_data_without_amounts_scores_purchases_with_a_rolling_origin(tmp_path):
+    """No amounts: no spend model, no revenue columns; CLV is in purchases and is scored against them."""
+    config = config_file(tmp_path)
+    args = ["evaluate", str(config), "--set", "data.amount=null", "--models", "bgnbd,mbgnbd", "--rolling", "2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "rolling origin, 2 calibration ends" in result.stdout
+    folder = tmp_path / "reports" / "cdnow" / "evaluation"
+    board = pd.read_csv(folder / "leaderboard.csv")
+    assert not [c for c in board.columns if "revenue" in c]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["candidates"]["bgnbd_mle"]["metrics"]["value_target"] == "purchases"
+    assert metrics["rolling"]["origins"] == ["1997-08-31", "1997-09-30"]
+    rolling = pd.read_csv(folder / "rolling.csv")
+    assert len(rolling) == 4 and set(rolling["candidate"]) == {"bgnbd (mle)", "mbgnbd (mle)"}
+    assert (folder / "rolling_stability.csv").is_file()
+    assert 'alt="rolling origin"' in (folder / "evaluation.html").read_text()

@@ -214,11 +214,12 @@ def _posterior_holdout(
 def leaderboard(results: list[CandidateResult], rank_by: str) -> pd.DataFrame:
     """One row per candidate, best first by `rank_by` (fits lacking it last), with its rank."""
     rows = []
+    columns = LEADERBOARD_COLUMNS if rank_by in LEADERBOARD_COLUMNS else (*LEADERBOARD_COLUMNS, rank_by)
     for result in results:
         row: dict[str, Any] = {"candidate": result.candidate.label}
         merged = result.fit | result.score.metrics | {"purchase": result.candidate.purchase}
         merged["method"] = result.candidate.method
-        row |= {c: merged.get(c) for c in LEADERBOARD_COLUMNS if c in merged}
+        row |= {c: merged.get(c) for c in columns if c in merged}
         rows.append(row)
     frame = pd.DataFrame(rows)
     if rank_by not in frame:

@@ -102,6 +102,19 @@ def evaluation_dict(ev: Evaluation) -> dict[str, Any]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars as Python numbers, NaN and infinities as null, containers walked."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _predictions(ev: Evaluation) -> pd.DataFrame:
     """Per customer: the history and the actual holdout outcome, then each candidate's predictions."""
     first = ev.results[0].predictions
@@ -119,7 +132,8 @@ def write_evaluation(ev: Evaluation) -> Path:
     target = Path(ev.config.output.reports_dir) / ev.config.name / "evaluation"
     with staged_folder(target) as staging:
         summary = evaluation_dict(ev)
-        (staging / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        text = json.dumps(_plain(summary), indent=2, default=str, allow_nan=False)
+        (staging / "metrics.json").write_text(text + "\n")
         ev.leaderboard.to_csv(staging / "leaderboard.csv", index=False)
         deciles = [r.score.deciles.assign(candidate=r.candidate.label) for r in ev.results]
         pd.concat(deciles, ignore_index=True).to_csv(staging / "deciles.csv", index=False)
