@@ -3,6 +3,7 @@
 python -m bench             # everything
 python -m bench rfm         # transactions -> RFM only
 python -m bench models      # fit + predict + value only
+python -m bench evaluate    # holdout evaluation only
 python -m bench --quick     # smaller sizes, for a smoke run
 """
 
@@ -82,12 +83,25 @@ def bench_bayes(sizes: list[int]) -> None:
         print("  (pymc-marketing is not installed: pip install -e '.[bench]' for its column)")
 
 
+def bench_evaluate(sizes: list[int]) -> None:
+    print("\n== Holdout evaluation, BG/NBD + Gamma-Gamma, on transactions drawn from the BG/NBD process ==")
+    print("   clv: the whole `clv evaluate` job from the transaction log (files not written);")
+    print("   lifetimes: the two fits, holdout predictions, total and MAE, from the RFM table")
+    print(f"{'customers':<28} {'clv':>23} | {'lifetimes':>23} | ratio")
+    for n in sizes:
+        ours = run_task("clv_evaluate", n=n)
+        theirs = run_task("lifetimes_holdout", n=n)
+        print(_row(f"{n:,} synthetic", ours, theirs, "lifetimes"))
+        if ours and theirs:
+            print(f"  clv {ours.info}; lifetimes {theirs.info}")
+
+
 TRUTH_ITEMS = [("r", 0.25), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes"])
+    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes", "evaluate"])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; every cell is a fresh process (seconds of the timed step, peak RSS)")
@@ -96,6 +110,8 @@ def main() -> None:
         bench_rfm(sizes, lifetimes_max=1_000_000)
     if args.what in ("all", "models"):
         bench_models([0, 10_000] if args.quick else [0, 10_000, 100_000, 1_000_000])
+    if args.what in ("all", "evaluate"):
+        bench_evaluate([100_000] if args.quick else [100_000, 1_000_000])
     if args.what in ("all", "bayes"):
         bench_bayes([100_000] if args.quick else [100_000, 1_000_000])
 

@@ -266,3 +266,94 @@ def clv_bayes_run(rfm: pd.DataFrame, n: int, inference: str = "laplace", draws: 
         "revenue_p10_p90": [value.totals["expected_revenue"]["p10"], value.totals["expected_revenue"]["p90"]],
         "top_tier_mean_probability": float(tiers[:, 0].mean()),
     }
+
+
+# ---------- holdout evaluation ----------
+
+HOLDOUT = {"calibration_end": "2021-06-30", "holdout_end": "2021-12-31"}
+
+
+def bgnbd_transactions_file(customers: int) -> Path:
+    """A transaction log drawn from the BG/NBD process with Gamma-Gamma amounts (TRUTH and SPEND, weeks), first
+    purchases spread over the first 13 weeks of 2020, to 2021-12-31; generated once and cached. A model
+    evaluation needs data the models can describe: `transactions_file` draws dates uniformly."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"bgnbd_transactions_{customers}.csv"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(customers % 9973)
+    lam = rng.gamma(TRUTH["r"], 1.0 / TRUTH["alpha"], customers)  # purchases per week
+    p = rng.beta(TRUTH["a"], TRUTH["b"], customers)
+    nu = rng.gamma(SPEND["q"], 1.0 / SPEND["v"], customers)
+    end = 104.0  # weeks from 2020-01-01 to 2021-12-28
+    t = rng.uniform(0.0, 13.0, customers)
+    ids, times = [np.arange(customers)], [t.copy()]
+    active = np.arange(customers)
+    while active.size:
+        t[active] += rng.exponential(1.0 / lam[active])
+        active = active[t[active] <= end]
+        ids.append(active)
+        times.append(t[active])
+        active = active[rng.random(active.size) >= p[active]]  # drop out after a purchase with probability p
+    who, when = np.concatenate(ids), np.concatenate(times)
+    amount = np.round(rng.gamma(SPEND["p"], 1.0 / nu[who]), 2) + 0.01
+    day = np.datetime64("2020-01-01", "D") + np.floor(when * 7).astype("timedelta64[D]")
+    frame = pd.DataFrame({"customer_id": who, "date": day.astype(str), "amount": amount})
+    tmp = path.with_suffix(".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _evaluation_config(customers: int, models: list[str]) -> Any:
+    from clv.config import parse_config
+
+    return parse_config(
+        {
+            "name": "bench",
+            "data": {"source": str(bgnbd_transactions_file(customers))},
+            "time": {"unit": "W", **HOLDOUT},
+            "evaluation": {"models": models},
+        }
+    )
+
+
+def prepare_clv_evaluate(n: int) -> Any:
+    return _evaluation_config(n, ["bgnbd"])  # draws the log once, untimed
+
+
+def clv_evaluate(config: Any, n: int) -> dict[str, Any]:
+    """The whole `clv evaluate` job for BG/NBD + Gamma-Gamma from the transaction log, files not written: read
+    and validate, summarise, fit, predict the holdout, every metric and table, the weekly tracking curves."""
+    from clv.evaluate.job import evaluate
+
+    ev = evaluate(config)
+    m = ev.results[0].score.metrics
+    return {"customers": m["customers"], "predicted": round(m["predicted_purchases"], 1), "mae": m["mae_purchases"]}
+
+
+def prepare_lifetimes_holdout(n: int) -> pd.DataFrame:
+    """The calibration / holdout RFM table (lifetimes' own calibration_and_holdout_data fails on pandas 2)."""
+    from clv.data import load_transactions, rfm_summary
+
+    config = _evaluation_config(n, ["bgnbd"])
+    tx = load_transactions(config.data.source, config.data)
+    return rfm_summary(tx, config.time.calibration_end, config.time.holdout_end, "W").frame
+
+
+def lifetimes_holdout(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    """What a lifetimes user writes for the same check, from the RFM table: BG/NBD + Gamma-Gamma fits, holdout
+    predictions, and the totals and MAE (no ranking metrics, deciles, tiers, tracking or reports)."""
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    length = (pd.Timestamp(HOLDOUT["holdout_end"]) - pd.Timestamp(HOLDOUT["calibration_end"])).days / 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bg = BetaGeoFitter().fit(rfm["frequency"], rfm["recency"], rfm["T"])
+        buyers = rfm[rfm["frequency"] > 0]
+        GammaGammaFitter().fit(buyers["frequency"], buyers["monetary_value"])
+        predicted = bg.conditional_expected_number_of_purchases_up_to_time(
+            length, rfm["frequency"], rfm["recency"], rfm["T"]
+        )
+    mae = float(np.abs(predicted - rfm["frequency_holdout"]).mean())
+    return {"customers": len(rfm), "predicted": round(float(predicted.sum()), 1), "mae": mae}

@@ -225,9 +225,12 @@ def _holdout(
     return out, per_customer
 
 
-def value_models(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> ValueResult | BayesValue:
+def value_models(
+    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, residual: bool = True
+) -> ValueResult | BayesValue:
     """Predict and value the customers of `rfm` with fitted models (posterior means and intervals for a
-    posterior), over the config's horizon, discount rate and margin."""
+    posterior), over the config's horizon, discount rate and margin; `residual=False` skips the maximum
+    likelihood fits' residual CLV (not needed to score a holdout)."""
     p = config.prediction
     if fitted.purchase_posterior is not None:
         return value_posterior(
@@ -245,7 +248,7 @@ def value_models(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> 
             workers=config.bayes.cores,
         )
     return value_customers(
-        fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit
+        fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit, residual
     )
 
 

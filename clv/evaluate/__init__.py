@@ -1,5 +1,5 @@
 """Forecasts scored against a holdout: the metrics (`metrics`), one fit's scores (`scores`), model comparison
-(`comparison`), tracking curves (`tracking`) and the rolling origin (`rolling`). `clv.pipeline.evaluate` chains
+(`comparison`), tracking curves (`tracking`) and the rolling origin (`rolling`). `clv.evaluate.job.evaluate` chains
 them from a config; `clv evaluate` runs it."""
 
 from clv.evaluate.metrics import (
