@@ -249,6 +249,13 @@ def test_rfm_table_source_evaluates_without_tracking(tmp_path, cdnow_rfm):
     assert round(board.loc[0, "predicted_purchases"]) == ref.BGNBD_CDNOW_HOLDOUT_PREDICTION
     refused = runner.invoke(app, [*args, "--rolling", "2"])
     assert refused.exit_code == 2 and "needs a transaction log" in refused.stderr
+    cdnow_rfm.drop(columns=["frequency_holdout", "monetary_value_holdout"]).to_csv(table, index=False)
+    no_holdout = runner.invoke(app, args)
+    assert no_holdout.exit_code == 1 and "needs a frequency_holdout column" in no_holdout.stderr
+    cdnow_rfm.drop(columns=["monetary_value_holdout"]).to_csv(table, index=False)
+    purchases_only = runner.invoke(app, args)
+    assert purchases_only.exit_code == 0, purchases_only.stderr
+    assert "predicted_revenue" not in pd.read_csv(folder / "leaderboard.csv")
 
 
 @pytest.mark.skipif(not (SHARED / "btydplus_groceryElog.csv").exists(), reason="../shared/data is absent")

@@ -160,7 +160,7 @@ def holdout_frame(
         unique = pd.DataFrame({"frequency": ux, "recency": ut, "T": uT})  # predictions per distinct history
         frame["p_purchase"] = 1.0 - purchase.probability_of_purchases(unique, 0, length)[inverse]
         frame["predicted_purchases"] = purchase.expected_purchases(unique, length)[inverse]
-        if fitted.spend is not None:
+        if fitted.spend is not None and "monetary_value_holdout" in rfm:
             frame["predicted_revenue"] = frame["predicted_purchases"] * fitted.spend.expected_spend(rfm)
     else:
         frame = _posterior_holdout(config, fitted, rfm, length, frame)
@@ -204,7 +204,7 @@ def _posterior_holdout(
     frame["predicted_purchases"] = held["expected_purchases"].to_numpy(dtype=float)
     frame["predicted_purchases_lo"] = held["purchases_predicted_lo"].to_numpy(dtype=float)
     frame["predicted_purchases_hi"] = held["purchases_predicted_hi"].to_numpy(dtype=float)
-    if fitted.spend_posterior is not None:
+    if fitted.spend_posterior is not None and "monetary_value_holdout" in rfm:
         frame["predicted_revenue"] = held["clv"].to_numpy(dtype=float)
         frame["predicted_revenue_lo"] = held["revenue_predicted_lo"].to_numpy(dtype=float)
         frame["predicted_revenue_hi"] = held["revenue_predicted_hi"].to_numpy(dtype=float)

@@ -178,6 +178,11 @@ def evaluate(
     step = time.perf_counter()
     _say(progress, "read, validate and summarise")
     data, actual, rolling = _load(config, origins)
+    if data.rfm.holdout_length is None or "frequency_holdout" not in data.rfm.frame:
+        raise DataError(
+            f"{config.data.source} has no holdout: an RFM table needs a frequency_holdout column "
+            "(and monetary_value_holdout for revenue) to be evaluated"
+        )
     _check(config, has_spend(config, data.rfm.frame))
     timings["data"] = round(time.perf_counter() - step, 4)
     results = []
