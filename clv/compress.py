@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-__all__ = ["unique_rows"]
+__all__ = ["unique_histories", "unique_rows"]
 
 
 def unique_rows(
@@ -26,3 +26,10 @@ def unique_rows(
     first[code[::-1]] = np.arange(code.size - 1, -1, -1)
     counts = np.bincount(code, minlength=n_unique).astype(float)
     return [np.asarray(col)[first] for col in columns], code.astype(np.intp), counts
+
+
+def unique_histories(rfm: pd.DataFrame) -> tuple[pd.DataFrame, NDArray[np.intp], NDArray[np.float64]]:
+    """The distinct (frequency, recency, T) histories of an RFM frame as a frame, the index of each customer's
+    history, and how many customers share each."""
+    (ux, ut, uT), inverse, counts = unique_rows(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
+    return pd.DataFrame({"frequency": ux, "recency": ut, "T": uT}), inverse, counts

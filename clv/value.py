@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.compress import unique_rows
+from clv.compress import unique_histories
 from clv.errors import ClvError
 from clv.purchase.base import PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
@@ -84,9 +84,7 @@ def value_customers(
     """
     if not (horizon > 0 and math.isfinite(horizon)):
         raise ClvError(f"prediction.horizon must be > 0, got {horizon!r}")
-    cols = [rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
-    (ux, ut, uT), inverse, _ = unique_rows(*cols)
-    unique = pd.DataFrame({"frequency": ux, "recency": ut, "T": uT})
+    unique, inverse, customers_per_row = unique_histories(rfm)
     delta = continuous_rate_per_unit(annual_discount_rate, unit)
     edges = month_edges(horizon, unit)
     points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])
@@ -100,7 +98,6 @@ def value_customers(
     out["p_churn"] = 1.0 - p_alive
     out["expected_purchases"] = cumulative[inverse, -1]
     dert = purchase.expected_residual_purchases(unique, delta)[inverse] if residual else None
-    customers_per_row = np.bincount(inverse, minlength=ux.size).astype(float)
     forecast = pd.DataFrame(
         {
             "month": np.arange(1, edges.size),
@@ -117,7 +114,7 @@ def value_customers(
         out["clv"] = margin * m * discounted.sum(axis=1)[inverse]
         if dert is not None:
             out["residual_clv"] = margin * m * dert
-        spend_per_row = np.bincount(inverse, weights=m, minlength=ux.size)
+        spend_per_row = np.bincount(inverse, weights=m, minlength=len(unique))
         forecast["expected_revenue"] = spend_per_row @ per_month
         forecast["discounted_profit"] = margin * (spend_per_row @ discounted)
     else:

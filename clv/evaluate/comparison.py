@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from clv.bayes.predict import BayesValue, posterior_predict, value_posterior
-from clv.compress import unique_rows
+from clv.compress import unique_histories
 from clv.config import RANK_CRITERIA, RunConfig
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
@@ -156,8 +156,7 @@ def holdout_frame(
     )
     if fitted.purchase_posterior is None:
         purchase = fitted.purchase
-        (ux, ut, uT), inverse, _ = unique_rows(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
-        unique = pd.DataFrame({"frequency": ux, "recency": ut, "T": uT})  # predictions per distinct history
+        unique, inverse, _ = unique_histories(rfm)  # predictions per distinct history
         frame["p_purchase"] = 1.0 - purchase.probability_of_purchases(unique, 0, length)[inverse]
         frame["predicted_purchases"] = purchase.expected_purchases(unique, length)[inverse]
         if fitted.spend is not None and "monetary_value_holdout" in rfm:

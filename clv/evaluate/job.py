@@ -94,12 +94,15 @@ class Evaluation:
         return {r.candidate.key: r.candidate.label for r in self.results}
 
 
-def _check(config: RunConfig, has_spend: bool) -> None:
+def _check_holdout(config: RunConfig) -> None:
     if config.time.holdout_end is None:
         raise ConfigError(
             "clv evaluate needs a holdout: time.holdout_end is not set",
             hint="set it in the config or with --set time.holdout_end=YYYY-MM-DD (after time.calibration_end)",
         )
+
+
+def _check_criterion(config: RunConfig, has_spend: bool) -> None:
     if config.evaluation.rank_by in _REVENUE_CRITERIA and not has_spend:
         raise ConfigError(
             f"evaluation.rank_by {config.evaluation.rank_by} needs amounts, and this data has none",
@@ -173,7 +176,7 @@ def evaluate(
     """Fit every candidate on the calibration period, score its holdout forecasts, rank the candidates by
     evaluation.rank_by; the weekly tracking curves; and the same at each rolling origin."""
     timings: dict[str, float] = {}
-    _check(config, config.data.amount is not None)
+    _check_holdout(config)
     origins = rolling_origins(config)
     step = time.perf_counter()
     _say(progress, "read, validate and summarise")
@@ -183,7 +186,7 @@ def evaluate(
             f"{config.data.source} has no holdout: an RFM table needs a frequency_holdout column "
             "(and monetary_value_holdout for revenue) to be evaluated"
         )
-    _check(config, has_spend(config, data.rfm.frame))
+    _check_criterion(config, has_spend(config, data.rfm.frame))
     timings["data"] = round(time.perf_counter() - step, 4)
     results = []
     for candidate in candidates(config):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.compress import unique_rows
+from clv.compress import unique_histories
 from clv.data.tracking import RepeatTracking
 from clv.purchase.base import PurchaseModel
 from clv.units import TimeUnit, days_per_unit
@@ -44,12 +44,9 @@ def conditional_cumulative(
     actual repeat purchases to the calibration end plus the sum of conditional expectations since."""
     weeks = np.flatnonzero(tracking.week_end > tracking.calibration_end)
     horizons = (tracking.week_end[weeks] - tracking.calibration_end) / days_per_unit(unit)
-    cols = [rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")]
-    (ux, ut, uT), inverse, _ = unique_rows(*cols)
-    counts = np.bincount(inverse, minlength=ux.size).astype(float)
+    unique, _, counts = unique_histories(rfm)
     total = np.zeros(horizons.size)
-    for start in range(0, ux.size, _BLOCK):
-        stop = min(start + _BLOCK, ux.size)
-        unique = pd.DataFrame({"frequency": ux[start:stop], "recency": ut[start:stop], "T": uT[start:stop]})
-        total += counts[start:stop] @ model.expected_purchases_curve(unique, horizons)
-    return weeks, float(cols[0].sum()) + total
+    for start in range(0, len(unique), _BLOCK):
+        block = unique.iloc[start : start + _BLOCK]
+        total += counts[start : start + _BLOCK] @ model.expected_purchases_curve(block, horizons)
+    return weeks, float(rfm["frequency"].sum()) + total

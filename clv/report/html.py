@@ -11,11 +11,7 @@ import pandas as pd
 
 from clv.purchase import PURCHASE_MODELS
 from clv.report import charts
-from clv.report.markup import card as _card
-from clv.report.markup import escape as _e
-from clv.report.markup import number as _num
-from clv.report.markup import page
-from clv.report.markup import table as _table
+from clv.report.markup import card, escape, number, page, table
 from clv.tiers import AT_RISK, at_risk
 
 __all__ = ["build_report"]
@@ -27,17 +23,17 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     totals = summary["forecast_totals"]
     unit = totals["unit"]
     cards = [
-        _card("customers", _num(len(customers))),
-        _card(f"total CLV, next {totals['horizon']:g} {unit} (discounted)", _num(totals["total_clv"])),
-        _card("expected purchases over the horizon", _num(totals["expected_purchases"], 0)),
-        _card("mean P(alive)", _num(float(customers["p_alive"].mean()), 3)),
+        card("customers", number(len(customers))),
+        card(f"total CLV, next {totals['horizon']:g} {unit} (discounted)", number(totals["total_clv"])),
+        card("expected purchases over the horizon", number(totals["expected_purchases"], 0)),
+        card("mean P(alive)", number(float(customers["p_alive"].mean()), 3)),
     ]
     if totals.get("expected_revenue") is not None:
-        cards.insert(2, _card("expected revenue over the horizon", _num(totals["expected_revenue"])))
+        cards.insert(2, card("expected revenue over the horizon", number(totals["expected_revenue"])))
     distribution = totals.get("distribution")
     if distribution and "predicted_revenue" in distribution:
         d = distribution["predicted_revenue"]
-        cards.append(_card("revenue P10 – P90 (predictive)", f"{_num(d['p10'], 0)} – {_num(d['p90'], 0)}"))
+        cards.append(card("revenue P10 – P90 (predictive)", f"{number(d['p10'], 0)} – {number(d['p90'], 0)}"))
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
@@ -61,10 +57,10 @@ def _params(block: dict[str, Any] | None) -> str:
             }
             row.pop("standard error")
         rows.append(row)
-    title = f"<h3>{_e(block['name'])} ({_e(block['method'])})</h3>"
-    facts = f"<p class='note'>log-likelihood {_num(block.get('log_likelihood'))}"
+    title = f"<h3>{escape(block['name'])} ({escape(block['method'])})</h3>"
+    facts = f"<p class='note'>log-likelihood {number(block.get('log_likelihood'))}"
     if block.get("converged") is not None:
-        facts += f", converged: {_num(block['converged'])}, gradient norm {_num(block.get('gradient_norm'))}"
+        facts += f", converged: {number(block['converged'])}, gradient norm {number(block.get('gradient_norm'))}"
     diagnostics = block.get("diagnostics")
     if diagnostics:
         facts += (
@@ -72,7 +68,7 @@ def _params(block: dict[str, Any] | None) -> str:
             f"{diagnostics['draws']} draws, {diagnostics['seconds']:.1f} s; diagnostics "
             f"{'passed' if diagnostics['passed'] else 'FAILED: ' + '; '.join(diagnostics['problems'])}"
         )
-    return title + _table(pd.DataFrame(rows)) + facts + "</p>"
+    return title + table(pd.DataFrame(rows)) + facts + "</p>"
 
 
 def _p_alive_chart(summary: dict[str, Any], customers: pd.DataFrame) -> str:
@@ -98,16 +94,16 @@ def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     if not h or "expected_purchases_holdout" not in customers:
         return ""
     lines = [
-        f"<p>Holdout of {h['holdout_length']:.1f} {_e(h['unit'])}: "
-        f"predicted {_num(h['predicted_repeat_purchases'], 1)} "
-        f"repeat purchases, actual {_num(h['actual_repeat_purchases'], 0)} "
-        f"({_num(h['percent_error'], 1)}%); mean absolute error per customer {_num(h['mae_per_customer'], 3)}.</p>"
+        f"<p>Holdout of {h['holdout_length']:.1f} {escape(h['unit'])}: "
+        f"predicted {number(h['predicted_repeat_purchases'], 1)} "
+        f"repeat purchases, actual {number(h['actual_repeat_purchases'], 0)} "
+        f"({number(h['percent_error'], 1)}%); mean absolute error per customer {number(h['mae_per_customer'], 3)}.</p>"
     ]
     if "customer_interval_coverage" in h:
         total = h["total_predictive"]
         lines.append(
             f"<p>{h['interval']:.0%} predictive intervals hold {h['customer_interval_coverage']:.1%} of customers' "
-            f"actual holdout purchases; the total's interval is {_num(total['lo'], 0)} – {_num(total['hi'], 0)}, "
+            f"actual holdout purchases; the total's interval is {number(total['lo'], 0)} – {number(total['hi'], 0)}, "
             f"and the actual total is {'inside' if h['actual_total_inside_interval'] else 'outside'} it.</p>"
         )
     chart = charts.holdout_by_frequency(customers)
@@ -122,12 +118,12 @@ def _at_risk(customers: pd.DataFrame) -> str:
         if c in slipping
     ]
     body = (
-        _table(slipping[columns].head(_AT_RISK_ROWS))
+        table(slipping[columns].head(_AT_RISK_ROWS))
         if len(slipping)
         else "<p>No high-value customer is slipping away.</p>"
     )
     return (
-        f"<h2>{_e(AT_RISK.capitalize())} ({len(slipping):,} customers)</h2>"
+        f"<h2>{escape(AT_RISK.capitalize())} ({len(slipping):,} customers)</h2>"
         "<p class='note'>Customers in the top tiers whose P(alive) is below the threshold: whom to win back first "
         f"(the first {_AT_RISK_ROWS} by CLV; the whole list is at_risk.csv).</p>" + body
     )
@@ -144,22 +140,23 @@ def build_report(
     totals = summary["forecast_totals"]
     revenue = "expected_revenue" in forecast
     config = summary["config"]
-    models = _e(summary["purchase_model"]["name"]) + (
-        f" + {_e(summary['spend_model']['name'])}" if summary.get("spend_model") else ""
+    models = escape(summary["purchase_model"]["name"]) + (
+        f" + {escape(summary['spend_model']['name'])}" if summary.get("spend_model") else ""
     )
     parts = [
-        f"<h1>Customer lifetime value: {_e(summary['name'])}</h1>",
-        f"<p class='sub'>{models} ({_e(summary['purchase_model']['method'])}); "
-        f"calibration to {_e(config['time']['calibration_end'])}; horizon {totals['horizon']:g} {_e(totals['unit'])}; "
+        f"<h1>Customer lifetime value: {escape(summary['name'])}</h1>",
+        f"<p class='sub'>{models} ({escape(summary['purchase_model']['method'])}); "
+        f"calibration to {escape(config['time']['calibration_end'])}; "
+        f"horizon {totals['horizon']:g} {escape(totals['unit'])}; "
         f"annual discount rate {config['prediction']['annual_discount_rate']:.0%}; "
-        f"margin {config['prediction']['margin']:.0%}; created {_e(summary['created'])}.</p>",
+        f"margin {config['prediction']['margin']:.0%}; created {escape(summary['created'])}.</p>",
     ]
-    parts += [f"<p class='warn'>{_e(w)}</p>" for w in summary.get("warnings", [])]
+    parts += [f"<p class='warn'>{escape(w)}</p>" for w in summary.get("warnings", [])]
     parts.append(_headline(summary, customers))
-    parts.append("<h2>Value tiers</h2>" + _table(tiers))
+    parts.append("<h2>Value tiers</h2>" + table(tiers))
     parts.append(f'<img alt="tiers" src="{charts.tier_shares(tiers)}">')
     if migration is not None:
-        parts.append("<h3>Tier migration since the last run</h3>" + _table(migration, index=True))
+        parts.append("<h3>Tier migration since the last run</h3>" + table(migration, index=True))
     column = "expected_revenue" if revenue else "expected_purchases"
     forecast_chart = charts.revenue_forecast(forecast, column, "revenue" if revenue else "purchases")
     parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">')
@@ -172,8 +169,9 @@ def build_report(
     parts.append("<h2>Models</h2>" + _params(summary["purchase_model"]) + _params(summary.get("spend_model")))
     parts.append(_holdout(summary, customers))
     parts.append(
-        f"<p class='note'>config hash {_e(summary['config_hash'])}; clv {_e(summary['versions'].get('clv'))}. Units: "
-        + "; ".join(f"{_e(k)}: {_e(v)}" for k, v in summary["units"].items())
+        f"<p class='note'>config hash {escape(summary['config_hash'])}; "
+        f"clv {escape(summary['versions'].get('clv'))}. Units: "
+        + "; ".join(f"{escape(k)}: {escape(v)}" for k, v in summary["units"].items())
         + "</p>"
     )
     return page(f"CLV report: {summary['name']}", parts)
