@@ -88,7 +88,8 @@ def data_summarize(
     verbose: VerboseOpt = False,
 ) -> None:
     """Profile the config's transactions: customers, transactions, date range, repeat buyers, same-day
-    duplicates, returns, and customers first seen after the calibration end; repeat purchases per period
+    duplicates, returns, invoices, cancellations, guest lines and lines priced <= 0 (money in the data's
+    unit), and customers first seen after the calibration end; repeat purchases per period
     (calibration to time.calibration_end, holdout to time.holdout_end). Nothing is fitted. --quiet: only
     the validation (errors and exit code).
 
@@ -192,14 +193,26 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
         model_dir = save_fitted(result)
         steps("write the reports")
         out = write_outputs(result)
+    if not quiet:
+        _print_reading(result.data.report)
     _warn(result.warnings)
+    if result.spend_outliers is not None and result.spend_outliers.customers:
+        err.print(f"spend outliers: {result.spend_outliers.sentence()}", highlight=False, soft_wrap=True)
     if not quiet:
         _print_headline(result)
     typer.echo(f"model saved to {model_dir}/")
     typer.echo(f"outputs written to {out}/ (open {out / 'report.html'})")
 
 
+def _print_reading(report: Any) -> None:
+    """What reading kept and left out, on stderr: lines, invoices, transactions, cancellations, guest lines."""
+    if report is not None:
+        for line in report.summary_lines():
+            err.print(line, highlight=False, soft_wrap=True)
+
+
 def _print_headline(result: Any) -> None:
+    from clv.purchase.base import DROPOUT
     from clv.tiers import AT_RISK, at_risk
 
     console = Console()
@@ -220,7 +233,8 @@ def _print_headline(result: Any) -> None:
     customers = result.customers
     unit = result.config.time.unit
     table.add_row("customers", f"{len(customers):,}")
-    table.add_row("mean P(alive)", f"{customers['p_alive'].mean():.3f}")
+    flat = DROPOUT in result.purchase.not_identified_
+    table.add_row("mean P(alive)", f"{customers['p_alive'].mean():.3f}" + (" (not meaningful)" if flat else ""))
     table.add_row(
         f"expected purchases, next {result.config.prediction.horizon:g} {unit}",
         f"{customers['expected_purchases'].sum():,.1f}",
@@ -228,7 +242,10 @@ def _print_headline(result: Any) -> None:
     table.add_row("total CLV (discounted)", f"{customers['clv'].sum():,.2f}")
     for row in result.tiers.itertuples():
         table.add_row(f"tier {row.tier}", f"{row.customers:,} customers, {row.share_of_clv:.0%} of CLV")
-    table.add_row(AT_RISK, f"{len(at_risk(customers)):,} customers")
+    if flat:
+        table.add_row(AT_RISK, "not meaningful: dropout not identified")
+    else:
+        table.add_row(AT_RISK, f"{len(at_risk(customers)):,} customers")
     if result.holdout:
         h = result.holdout
         table.add_row(
@@ -442,7 +459,8 @@ def evaluate_command(
             _print_leaderboard(result)
         best = result.best
         value = "no value" if best["value"] is None else f"{best['value']:.4g}"
-        typer.echo(f"best: {best['candidate']} by {best['criterion']} ({value})")
+        flag = f"; flagged: {best['not_identified']}" if best.get("not_identified") else ""
+        typer.echo(f"best: {best['candidate']} by {best['criterion']} ({value}){flag}")
         typer.echo(f"evaluation written to {out}/ (open {out / 'evaluation.html'})")
 
 
@@ -482,6 +500,8 @@ def _print_leaderboard(result: Any) -> None:
     for column, header, digits in _SHOWN:
         if column in board:
             table.add_row(header, *[_cell(v, digits) for v in board[column]])
+    if "not_identified" in board and board["not_identified"].astype(bool).any():
+        table.add_row("not identified", *[str(v) or "–" for v in board["not_identified"]])
     Console().print(table)
     if result.stability is not None:
         stab = Table(title=f"rolling origin, {len(result.origins)} calibration ends: mean ± sd")

@@ -53,15 +53,63 @@ class DataConfig(_Section):
     source: str = Field(description="an embedded data set (cdnow, cdnow_master) or a CSV / Parquet path")
     customer_id: str = "customer_id"
     date: str = "date"
-    amount: str | None = Field("amount", description="column of amounts; null when the data has none")
+    amount: str | None = Field(
+        "amount", description="column of amounts; null when the data has none or gives quantity and price"
+    )
+    quantity: str | None = Field(None, description="line items: column of quantities (with price, instead of amount)")
+    price: str | None = Field(None, description="line items: column of unit prices; a line's value is quantity x price")
+    invoice: str | None = Field(None, description="column of invoice numbers: an invoice's lines are one transaction")
+    cancellation_prefix: str | None = Field(
+        None, min_length=1, description="invoice numbers starting with this mark cancellations, e.g. C"
+    )
     date_format: str | None = Field(None, description="strptime format of the date column, e.g. %Y%m%d")
     timezone: str | None = Field(None, description="IANA business time zone that aware timestamps convert to")
     returns: Literal["net", "drop", "fail"] = Field(
         "net",
-        description="amounts <= 0: net within the customer's day (a negative day is dropped), drop the rows, or fail",
+        description="returns and cancellations: net against the customer's spend (same day, then earlier purchase "
+        "days), drop them, or fail",
+    )
+    missing_customer: Literal["fail", "drop"] = Field(
+        "fail", description="lines without a customer id (guest purchases): invalid rows (fail), or dropped apart"
+    )
+    non_positive_price: Literal["drop", "keep", "fail"] = Field(
+        "drop", description="line items priced <= 0: dropped (not purchases, no value), kept, or an error"
     )
     invalid_rows: Literal["fail", "drop"] = "fail"
     rejected_rows: str | None = Field(None, description="CSV path that receives every rejected row")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _line_items(cls, raw: Any) -> Any:
+        """Quantity and price come together and replace amount: with them, amount's default is unset, and an
+        amount given explicitly (not null) is an error."""
+        if not isinstance(raw, dict) or (raw.get("quantity") is None and raw.get("price") is None):
+            return raw
+        if raw.get("quantity") is None or raw.get("price") is None:
+            given, lacking = ("quantity", "price") if raw.get("price") is None else ("price", "quantity")
+            raise ValueError(f"data.{given} needs data.{lacking}: a line's value is quantity x price")
+        if raw.get("amount") is not None:
+            raise ValueError(
+                "give data.amount or data.quantity + data.price, not both (with line items, leave data.amount out "
+                "or set it to null)"
+            )
+        return raw | {"amount": None}
+
+    @model_validator(mode="after")
+    def _prefix_needs_invoice(self) -> DataConfig:
+        if self.cancellation_prefix is not None and self.invoice is None:
+            raise ValueError("data.cancellation_prefix needs data.invoice (the column the prefix is looked for in)")
+        return self
+
+    @property
+    def line_items(self) -> bool:
+        """Whether a line's value is quantity x price."""
+        return self.quantity is not None and self.price is not None
+
+    @property
+    def has_values(self) -> bool:
+        """Whether the data carries money (an amount, or quantity and price)."""
+        return self.amount is not None or self.line_items
 
 
 class TimeConfig(_Section):
@@ -86,6 +134,12 @@ class ModelConfig(_Section):
     method: Method = "mle"
     seed: int = Field(42, ge=0)
     starts: int = Field(4, ge=1, le=64, description="starting points of the maximum-likelihood search")
+    spend_outliers: Literal["keep", "cap", "exclude"] = Field(
+        "keep",
+        description="repeat buyers spending over spend_outlier_multiple x the median: keep them in the spend model, "
+        "cap their mean spend at that threshold (fit and predictions), or exclude them from the fit",
+    )
+    spend_outlier_multiple: float = Field(10.0, gt=1, description="threshold of spend outliers, x the median")
 
 
 class PriorConfig(_Section):

@@ -50,11 +50,12 @@ def hyp2f1_one_fraction(B: ArrayLike, C: ArrayLike, z: ArrayLike) -> NDArray[np.
         return out.reshape(shape)
     b, c, x = B[active], C[active], z[active]
     # f = 1 / (1 - k1 x / (1 - k2 x / ...)): Lentz on the fraction g = b0 + a1/(b1 + a2/(b2 + ...)) with
-    # b_j = 1 and a_j = -k_j x, then f = 1 / g with b0 = 1.
+    # b_j = 1 and a_j = -k_j x, then f = 1 / g with b0 = 1. Converged rows leave the working arrays, so that the
+    # cost follows the slow rows only (those with z near 1 need thousands of terms, most rows a few dozen).
     f = np.ones(b.shape, dtype=dtype)
     cc = f.copy()
     d = np.zeros(b.shape, dtype=dtype)
-    done = np.zeros(b.shape, bool)
+    rows = active
     for j in range(1, _MAX_TERMS):
         n = j // 2
         if j % 2:
@@ -68,9 +69,13 @@ def hyp2f1_one_fraction(B: ArrayLike, C: ArrayLike, z: ArrayLike) -> NDArray[np.
         cc = np.where(np.abs(cc) < _TINY, _TINY, cc)
         d = 1.0 / d
         step = cc * d
-        f = np.where(done, f, f * step)
-        done |= np.abs(step - 1.0) < 2e-16
-        if done.all():
-            break
-    out[active] = 1.0 / f
+        f = f * step
+        done = np.abs(step - 1.0) < 2e-16
+        if done.any():
+            out[rows[done]] = 1.0 / f[done]
+            keep = ~done
+            rows, b, c, x, f, cc, d = rows[keep], b[keep], c[keep], x[keep], f[keep], cc[keep], d[keep]
+            if rows.size == 0:
+                break
+    out[rows] = 1.0 / f  # rows that reached the term limit keep their last approximant
     return out.reshape(shape)

@@ -21,11 +21,13 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 __all__ = [
+    "LogBounds",
     "LoglikGrad",
     "MeanLoglikGrad",
     "MleResult",
     "Reducer",
     "central_difference_hessian",
+    "default_log_bounds",
     "maximize_likelihood",
     "single_threaded_blas",
 ]
@@ -39,6 +41,9 @@ Hessian = Callable[[FloatArray, FloatArray], FloatArray]
 MeanLoglikGrad = Callable[[FloatArray], tuple[float, FloatArray]]
 #: (rows or None for all, weights of those rows summing to 1) -> the weighted mean function on those rows
 Reducer = Callable[[NDArray[np.intp] | None, FloatArray], MeanLoglikGrad]
+#: (params, weighted mean log-likelihood of all rows there) -> True to end the search at this point: the model
+#: has reached a limit where the likelihood is flat (see `clv.purchase.base.PurchaseModel.fit`)
+Stop = Callable[[FloatArray, float], bool]
 
 _BLAS_LOCK = threading.Lock()
 _blas_users = 0
@@ -67,6 +72,14 @@ def single_threaded_blas() -> Iterator[None]:
 
 
 _LOG_BOUND = 25.0  # |log(param)| beyond this is a boundary: parameters under e^-25 or over e^25
+_BOUND_MARGIN = 0.5  # a log-parameter this close to its bound counts as at the boundary (a factor of 1.65)
+#: (lower, upper) bounds of the log-parameters, one entry per parameter
+LogBounds = tuple[FloatArray, FloatArray]
+
+
+def default_log_bounds(k: int) -> LogBounds:
+    """Every log-parameter in [-25, 25]."""
+    return np.full(k, -_LOG_BOUND), np.full(k, _LOG_BOUND)
 
 
 @dataclass(frozen=True)
@@ -81,18 +94,35 @@ class MleResult:
     gradient_norm: float
     at_boundary: bool
     message: str
+    #: indices of the parameters at (within a factor 1.65 of) a bound of the search
+    bound_params: tuple[int, ...] = ()
+    #: the search was ended by the caller's `stop` rule (at a limit of the model), not by convergence
+    stopped: bool = False
 
 
-def _objective(fn: LoglikGrad, weights: FloatArray) -> Callable[[FloatArray], tuple[float, FloatArray]]:
+class _StopSearchError(Exception):
+    """Raised inside the objective when the caller's stop rule holds at the point evaluated."""
+
+    def __init__(self, theta: FloatArray, mean_ll: float, gradient: FloatArray) -> None:
+        super().__init__("stopped")
+        self.theta = theta
+        self.mean_ll = mean_ll
+        self.gradient = gradient
+
+
+def _objective(
+    fn: LoglikGrad, weights: FloatArray, stop: Stop | None = None
+) -> Callable[[FloatArray], tuple[float, FloatArray]]:
     def mean_ll(params: FloatArray) -> tuple[float, FloatArray]:
         ll, grad = fn(params)
         return float(weights @ ll), weights @ grad
 
-    return _on_theta(mean_ll)
+    return _on_theta(mean_ll, stop)
 
 
-def _on_theta(mean_ll: MeanLoglikGrad) -> Callable[[FloatArray], tuple[float, FloatArray]]:
-    """The minimised function: minus the mean log-likelihood, in theta = log(params)."""
+def _on_theta(mean_ll: MeanLoglikGrad, stop: Stop | None = None) -> Callable[[FloatArray], tuple[float, FloatArray]]:
+    """The minimised function: minus the mean log-likelihood, in theta = log(params). With `stop`, every point
+    evaluated is offered to the rule, which may end the search there."""
 
     def negative_mean_ll(theta: FloatArray) -> tuple[float, FloatArray]:
         params = np.exp(theta)
@@ -101,6 +131,8 @@ def _on_theta(mean_ll: MeanLoglikGrad) -> Callable[[FloatArray], tuple[float, Fl
             g = -np.asarray(grad) * params  # chain rule: d/dtheta = d/dparam * param
         if not np.isfinite(value) or not np.all(np.isfinite(g)):
             return 1e300, np.zeros_like(theta)
+        if stop is not None and stop(params, float(value)):
+            raise _StopSearchError(np.array(theta, dtype=float), float(value), np.asarray(grad, dtype=float))
         return -value, g
 
     return negative_mean_ll
@@ -146,10 +178,12 @@ def _newton_polish(
     fn: LoglikGrad,
     theta: FloatArray,
     weights: FloatArray,
+    bounds: LogBounds,
 ) -> tuple[FloatArray, FloatArray | None]:
-    """Damped Newton steps in theta (Hessian by central differences of the exact gradient): from a point near
-    the optimum, quadratic convergence takes the gradient to rounding level in two or three steps. Returns theta
-    and the natural-scale Hessian of the mean log-likelihood when it was formed at the returned theta."""
+    """Damped Newton steps in theta (Hessian analytic where the model has one, else central differences of the
+    exact gradient), each kept inside the search bounds: from a point near the optimum, quadratic convergence
+    takes the gradient to rounding level in two or three steps. Returns theta and the natural-scale Hessian of
+    the mean log-likelihood when it was formed at the returned theta."""
     value, grad = objective(theta)
     hess_at_theta: FloatArray | None = None
     for _ in range(6):
@@ -164,10 +198,10 @@ def _newton_polish(
         if not np.all(np.isfinite(step)) or np.max(np.abs(step)) < 1e-12:
             break
         for scale in (1.0, 0.5, 0.25, 0.1):
-            cand = theta + scale * step
+            cand = np.clip(theta + scale * step, bounds[0], bounds[1])
             v, g = objective(cand)
             if v <= value:
-                moved = float(np.max(np.abs(scale * step)))
+                moved = float(np.max(np.abs(cand - theta)))
                 theta, value, grad = cand, v, g
                 # after a step this small the Hessian is unchanged to ~1e-7: keep it for the standard errors
                 hess_at_theta = h_nat if moved < 1e-7 else None
@@ -180,7 +214,11 @@ def _newton_polish(
 
 
 def _lbfgs(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta0: FloatArray, max_iter: int, loose: bool = False
+    objective: Callable[[FloatArray], tuple[float, FloatArray]],
+    theta0: FloatArray,
+    max_iter: int,
+    bounds: LogBounds,
+    loose: bool = False,
 ) -> optimize.OptimizeResult:
     """L-BFGS-B on theta; `loose` for scouting on a sample, where Newton on all rows does the last digits."""
     tolerances = {"ftol": 1e-9, "gtol": 1e-5} if loose else {"ftol": 1e-15, "gtol": 1e-10}
@@ -189,8 +227,9 @@ def _lbfgs(
         theta0,
         jac=True,
         method="L-BFGS-B",
-        bounds=[(-_LOG_BOUND, _LOG_BOUND)] * theta0.size,
-        options={"maxiter": max_iter, **tolerances},
+        bounds=list(zip(bounds[0], bounds[1], strict=True)),
+        # at most a few evaluations per iteration: the search ends in bounded time on any input
+        options={"maxiter": max_iter, "maxfun": 3 * max_iter, **tolerances},
     )
 
 
@@ -211,6 +250,8 @@ def maximize_likelihood(
     sample_size: int = 20_000,
     hessian: Hessian | None = None,
     reducer: Reducer | None = None,
+    log_bounds: LogBounds | None = None,
+    stop: Stop | None = None,
 ) -> MleResult:
     """Maximise sum(weights * loglik) from each start (natural-scale parameter vectors); keep the best.
 
@@ -218,10 +259,31 @@ def maximize_likelihood(
     weighted sample of `sample_size` customers, and only the best is refined on all rows. An analytic `hessian`
     replaces the differences of the gradient in the Newton polish and in the standard errors. A `reducer`
     replaces the per-row sums for models whose weighted log-likelihood reduces to a few statistics of the rows
-    (it then also serves the sample, and `fn` is used only for checks of the result).
+    (it then also serves the sample, and `fn` is used only for checks of the result). `log_bounds` box the
+    log-parameters (default [-25, 25] each); starts outside the box are moved onto it. `stop` (params, mean
+    log-likelihood of all rows) -> bool ends the search at the first point of all rows where it holds (the result
+    then has `stopped`, no standard errors, and is not `converged`).
+
+    The search ends in bounded time on any input: each L-BFGS run stops after `max_iter` iterations or
+    3 * `max_iter` evaluations, the Newton polish after six steps, and there are `len(starts)` + 1 runs at most.
     """
+    k = np.asarray(starts[0]).size
+    bounds = default_log_bounds(k) if log_bounds is None else log_bounds
     with single_threaded_blas():
-        return _maximize(fn, weights, starts, max_iter, seed, subset, sample_size, hessian, reducer)
+        try:
+            return _maximize(fn, weights, starts, max_iter, seed, subset, sample_size, hessian, reducer, bounds, stop)
+        except _StopSearchError as end:
+            return MleResult(
+                params=np.exp(end.theta),
+                log_likelihood=end.mean_ll * float(weights.sum()),
+                standard_errors=None,
+                covariance=None,
+                converged=False,
+                gradient_norm=float(np.linalg.norm(end.gradient)),
+                at_boundary=False,
+                message="stopped at a limit of the model",
+                stopped=True,
+            )
 
 
 def _maximize(
@@ -234,13 +296,15 @@ def _maximize(
     sample_size: int,
     hessian: Hessian | None,
     reducer: Reducer | None,
+    bounds: LogBounds,
+    stop: Stop | None,
 ) -> MleResult:
     if hessian is not None:
         fn = _WithHessian(fn, hessian)
     total = float(weights.sum())
     w = weights / total
-    objective = _objective(fn, w) if reducer is None else _on_theta(reducer(None, w))
-    thetas = [np.log(np.asarray(start, dtype=float)) for start in starts]
+    objective = _objective(fn, w, stop) if reducer is None else _on_theta(reducer(None, w), stop)
+    thetas = [np.clip(np.log(np.asarray(start, dtype=float)), bounds[0], bounds[1]) for start in starts]
     if (subset is not None or reducer is not None) and weights.size > sample_size and len(thetas) > 1:
         rows, counts = _subsample(weights, sample_size, np.random.default_rng(seed))
         if reducer is not None:
@@ -249,23 +313,22 @@ def _maximize(
             assert subset is not None
             sample_objective = _objective(subset(rows), counts / counts.sum())
         # every start gets a short search; the most promising one is followed to the sample's optimum
-        scouted = [_lbfgs(sample_objective, theta, 20, loose=True) for theta in thetas]
+        scouted = [_lbfgs(sample_objective, theta, 20, bounds, loose=True) for theta in thetas]
         leader = np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)
-        thetas = [np.asarray(_lbfgs(sample_objective, leader, max_iter, loose=True).x, dtype=float)]
+        thetas = [np.asarray(_lbfgs(sample_objective, leader, max_iter, bounds, loose=True).x, dtype=float)]
         # From the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not.
-        theta, hess_mean = _newton_polish(objective, fn, thetas[0], w)
+        theta, hess_mean = _newton_polish(objective, fn, thetas[0], w, bounds)
         value, grad = objective(theta)
         if np.max(np.abs(grad)) < 1e-8:
-            return _result(fn, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum")
-    best: optimize.OptimizeResult | None = None
-    for theta0 in thetas:
-        res = _lbfgs(objective, theta0, max_iter)
-        if best is None or res.fun < best.fun:
-            best = res
-    assert best is not None
-    theta, hess_mean = _newton_polish(objective, fn, np.asarray(best.x, float), w)
+            return _result(fn, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum", bounds)
+    if len(thetas) > 1:
+        # every start gets a short search on all rows; the most promising one is followed to the optimum
+        scouted = [_lbfgs(objective, theta, 20, bounds, loose=True) for theta in thetas]
+        thetas = [np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)]
+    best = _lbfgs(objective, thetas[0], max_iter, bounds)
+    theta, hess_mean = _newton_polish(objective, fn, np.asarray(best.x, float), w, bounds)
     value, grad = objective(theta)
-    return _result(fn, w, total, theta, value, grad, hess_mean, str(best.message))
+    return _result(fn, w, total, theta, value, grad, hess_mean, str(best.message), bounds)
 
 
 def _result(
@@ -277,10 +340,12 @@ def _result(
     grad: FloatArray,
     hess_mean: FloatArray | None,
     message: str,
+    bounds: LogBounds,
 ) -> MleResult:
     params = np.exp(theta)
     gradient_norm = float(np.linalg.norm(grad / params))  # gradient in natural parameters, per customer
-    at_boundary = bool(np.any(np.abs(theta) > _LOG_BOUND - 1.0))
+    near = (theta < bounds[0] + _BOUND_MARGIN) | (theta > bounds[1] - _BOUND_MARGIN)
+    at_boundary = bool(np.any(near))
     hessian = total * (hess_mean if hess_mean is not None else _hessian(fn, params, w))
     se, cov = _standard_errors(hessian)
     converged = bool(value < 1e299 and np.max(np.abs(grad)) < 1e-6 and not at_boundary)
@@ -293,6 +358,7 @@ def _result(
         gradient_norm=gradient_norm,
         at_boundary=at_boundary,
         message=message,
+        bound_params=tuple(int(i) for i in np.flatnonzero(near)),
     )
 
 

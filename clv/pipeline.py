@@ -29,7 +29,9 @@ from clv.data.transactions import Transactions, ValidationReport, load_transacti
 from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError, ScoringWarning
 from clv.mle import single_threaded_blas
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
+from clv.purchase.base import DROPOUT
 from clv.spend.gamma_gamma import GammaGammaModel
+from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, save_models
 from clv.tiers import assign_tiers, migration_table, rfm_scores, segments, tier_probabilities, tier_table
 from clv.value import ValueResult, value_customers
@@ -45,6 +47,7 @@ __all__ = [
     "run",
     "save_fitted",
     "score",
+    "spend_outliers",
     "summarise",
     "train",
     "value_models",
@@ -76,6 +79,7 @@ class RunResult:
     tiers: pd.DataFrame = field(default_factory=pd.DataFrame)
     migration: pd.DataFrame | None = None
     holdout_customers: pd.DataFrame | None = None
+    spend_outliers: SpendOutliers | None = None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     output_dir: Path | None = None
@@ -117,26 +121,39 @@ def summarise(config: RunConfig, tx: Transactions) -> DataStep:
 
 def has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:
     """Whether the run has amounts, so a spend model is fitted."""
-    return config.data.amount is not None and "monetary_value" in rfm
+    return config.data.has_values and "monetary_value" in rfm
+
+
+def spend_outliers(config: RunConfig, rfm: pd.DataFrame) -> SpendOutliers | None:
+    """The spend outliers of the data under the config's policy, or None for data without amounts."""
+    if not has_spend(config, rfm):
+        return None
+    return find_spend_outliers(rfm, config.model.spend_outliers, config.model.spend_outlier_multiple)
 
 
 def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progress_bar: bool = False) -> FittedModels:
-    """Fit the configured purchase model, and Gamma-Gamma when the data has amounts, by the configured method."""
+    """Fit the configured purchase model, and Gamma-Gamma when the data has amounts, by the configured method
+    (the spend model on the rows that `model.spend_outliers` leaves it, see `clv.spend.outliers`)."""
     seed = config.model.seed
     options = {"starts": config.model.starts, "seed": seed}
     purchase = PURCHASE_MODELS[config.model.purchase](**options)
-    spend = GammaGammaModel(**options) if has_spend(config, rfm) else None
+    outliers = spend_outliers(config, rfm)
+    spend = GammaGammaModel(**options) if outliers is not None else None
+    spend_rfm = spend_fit_frame(rfm, outliers) if outliers is not None else rfm
     if config.model.method == "mle":
-        purchase, spend = fit_together(purchase, spend, rfm)
+        purchase, spend = fit_together(purchase, spend, rfm, spend_rfm)
         return FittedModels(purchase, spend, "mle", None, None, {})
     from clv.bayes.fit import fit_posterior  # PyMC is imported only when a Bayesian fit is asked for
 
     posteriors = [fit_posterior(purchase, rfm, config.bayes, seed, progress_bar)]
     if spend is not None:
-        posteriors.append(fit_posterior(spend, rfm, config.bayes, seed + 1, progress_bar))
+        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, seed + 1, progress_bar))
     for posterior in posteriors:
         warn_or_raise(posterior, strict)
-    points = [_point_model(model, post, rfm) for model, post in zip((purchase, spend), posteriors, strict=False)]
+    points = [
+        _point_model(model, post, data)
+        for model, post, data in zip((purchase, spend), posteriors, (rfm, spend_rfm), strict=False)
+    ]
     return FittedModels(
         points[0],
         points[1] if spend is not None else None,
@@ -158,14 +175,19 @@ def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
 
 
 def fit_together(
-    purchase: PurchaseModel, spend: GammaGammaModel | None, rfm: pd.DataFrame
+    purchase: PurchaseModel,
+    spend: GammaGammaModel | None,
+    rfm: pd.DataFrame,
+    spend_rfm: pd.DataFrame | None = None,
 ) -> tuple[PurchaseModel, GammaGammaModel | None]:
-    """Fit the purchase and spend models at the same time: they are independent, and their array work
-    releases the GIL, so on two cores the two fits overlap. Warnings raised in either reach the caller."""
+    """Fit the purchase model to `rfm` and the spend model to `spend_rfm` (default `rfm`) at the same time: they
+    are independent, and their array work releases the GIL, so on two cores the two fits overlap. Warnings
+    raised in either reach the caller."""
     if spend is None:
         return purchase.fit(rfm), None
+    frames = (rfm, rfm if spend_rfm is None else spend_rfm)
     with single_threaded_blas(), ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = [pool.submit(_fit_recording, model, rfm) for model in (purchase, spend)]
+        jobs = [pool.submit(_fit_recording, purchase, frames[0]), pool.submit(_fit_recording, spend, frames[1])]
         results = [job.result() for job in jobs]
     for _, caught in results:
         for warning in caught:
@@ -230,8 +252,12 @@ def value_models(
 ) -> ValueResult | BayesValue:
     """Predict and value the customers of `rfm` with fitted models (posterior means and intervals for a
     posterior), over the config's horizon, discount rate and margin; `residual=False` skips the maximum
-    likelihood fits' residual CLV (not needed to score a holdout)."""
+    likelihood fits' residual CLV (not needed to score a holdout). Under `model.spend_outliers: cap` the
+    outliers' mean spend is capped for the spend predictions."""
     p = config.prediction
+    outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
+    if outliers is not None:
+        rfm = spend_value_frame(rfm, outliers)
     if fitted.purchase_posterior is not None:
         return value_posterior(
             type(fitted.purchase),
@@ -285,6 +311,7 @@ def score(
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
     result = RunResult(config, data, fitted, value, holdout, warnings=list(warnings_seen or []), timings=timings)
+    result.spend_outliers = spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None
     result.holdout_customers = holdout_customers
     with _timed(timings, "tiers and segments", progress):
         _tier(result)
@@ -328,7 +355,8 @@ def _tier(result: RunResult) -> None:
     tier_index = assign_tiers(table["clv"].to_numpy(dtype=float), config.tiers, ids)
     labels = [level.label for level in config.tiers.levels]
     table["tier"] = np.asarray(labels, dtype=object)[tier_index]
-    table["segment"] = segments(tier_index, table["p_alive"].to_numpy(dtype=float), config.tiers)
+    churn_identified = DROPOUT not in result.fitted.purchase.not_identified_
+    table["segment"] = segments(tier_index, table["p_alive"].to_numpy(dtype=float), config.tiers, churn_identified)
     table = pd.concat([table, rfm_scores(table)], axis=1)
     if isinstance(result.value, BayesValue):
         probabilities = tier_probabilities(result.value.clv_draws, result.value.clv_index, config.tiers)

@@ -212,6 +212,7 @@ def _restore(cls: Any, block: dict[str, Any], file: Path) -> Any:
     model.log_likelihood_ = block.get("log_likelihood")
     model.converged_ = block.get("converged")
     model.gradient_norm_ = block.get("gradient_norm")
+    model.not_identified_ = dict(block.get("not_identified") or {})
     return model
 
 

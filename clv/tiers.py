@@ -22,6 +22,7 @@ __all__ = [
     "AT_RISK",
     "RFM_SEGMENTS",
     "SEGMENTS",
+    "UNIDENTIFIED_SEGMENTS",
     "assign_tiers",
     "at_risk",
     "migration_table",
@@ -37,6 +38,9 @@ FloatArray = NDArray[np.float64]
 SEGMENTS = ("high value, active", "high value, slipping away", "other, active", "other, lapsing")
 #: the segment marketing acts on first
 AT_RISK = SEGMENTS[1]
+#: the value segments when the purchase model cannot identify churn risk (its dropout is not identified): value
+#: alone, said plainly, instead of an "active" that P(alive) = 1 would claim for everyone
+UNIDENTIFIED_SEGMENTS = ("high value, churn risk not identified", "other, churn risk not identified")
 
 
 def at_risk(customers: pd.DataFrame) -> pd.DataFrame:
@@ -102,9 +106,14 @@ def tier_table(customers: pd.DataFrame, config: TiersConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def segments(tier: NDArray[np.intp], p_alive: FloatArray, config: TiersConfig) -> NDArray[np.object_]:
-    """The churn-risk x value segment of each customer (see SEGMENTS)."""
+def segments(
+    tier: NDArray[np.intp], p_alive: FloatArray, config: TiersConfig, churn_identified: bool = True
+) -> NDArray[np.object_]:
+    """The churn-risk x value segment of each customer (see SEGMENTS); with `churn_identified` False, the value
+    segment only (see UNIDENTIFIED_SEGMENTS)."""
     high = tier < config.high_value_tiers
+    if not churn_identified:
+        return np.asarray(UNIDENTIFIED_SEGMENTS, dtype=object)[np.where(high, 0, 1)]
     alive = p_alive >= config.at_risk_p_alive
     index = np.where(high, np.where(alive, 0, 1), np.where(alive, 2, 3))
     return np.asarray(SEGMENTS, dtype=object)[index]

@@ -84,16 +84,19 @@ def test_unknown_time_zone():
         load("aware_timestamps.csv", timezone="Mars/Olympus")
 
 
-def test_returns_net_within_day():
+def test_returns_net_within_day_then_against_earlier_days():
     tx = load("returns.csv")
     frame = tx.to_frame()
     amounts = dict(zip(zip(frame["customer_id"].astype(str), days(frame), strict=True), frame["amount"], strict=True))
-    assert amounts[("1", "2024-01-05")] == pytest.approx(6.0)  # 10 - 4 netted
+    # customer 1: 01-05 nets 10 - 4 = 6; the return of 9 on 02-10 takes 8 off 01-20 (the most recent), then 1 off 01-05
+    assert amounts[("1", "2024-01-05")] == 5.0
+    assert amounts[("1", "2024-01-20")] == 0.0  # reduced to 0, still a purchase day
     assert ("1", "2024-02-10") not in amounts  # a pure return day is not a purchase
     assert amounts[("2", "2024-01-09")] == 0.0  # a zero-value purchase stays a purchase
     assert tx.report.returns["negative_amount_rows"] == 2
     assert tx.report.returns["zero_amount_rows"] == 1
-    assert tx.report.returns["days_dropped_net_negative"] == 1
+    assert tx.report.returns["return_days"] == 1
+    assert tx.report.returns["netted_value"] == 9.0 and tx.report.returns["unmatched_value"] == 0.0
 
 
 def test_returns_drop_and_fail():

@@ -85,6 +85,7 @@ def _mle_start(model: FittedModel, problem: LikelihoodProblem, seed: int) -> Flo
         subset=problem.subset,
         hessian=problem.hessian,
         reducer=problem.reducer,
+        log_bounds=problem.log_bounds,
     )
     return np.asarray(result.params, dtype=float)
 

@@ -13,7 +13,9 @@ __all__ = ["DataProfile", "profile_transactions"]
 
 @dataclass
 class DataProfile:
-    """Counts that tell whether a transaction log is what the analyst thinks it is."""
+    """Counts that tell whether a transaction log is what the analyst thinks it is. `customers` have a purchase
+    day; `customer_ids` are the ids the lines read name; `guest` and `cancellations` as in ValidationReport;
+    money in the data's unit."""
 
     source: str
     rows_read: int
@@ -30,6 +32,14 @@ class DataProfile:
     customers_first_seen_after_calibration: int = 0
     late_customer_ids: list[str] = field(default_factory=list)
     rows_after_last_date: int = 0
+    invoices: int | None = None
+    invoices_kept: int | None = None
+    customer_ids: int = 0
+    guest: dict[str, float] = field(default_factory=dict)
+    non_positive_price_lines: int = 0
+    cancellations: dict[str, float] = field(default_factory=dict)
+    returns_netted: float | None = None
+    returns_unmatched: float | None = None
 
     @property
     def repeat_buyer_share(self) -> float:
@@ -80,9 +90,17 @@ def profile_transactions(
         last_date=last,
         repeat_buyers=int(repeaters),
         same_day_duplicates=rep.same_day_merged,
-        non_positive_rows=rep.returns.get("non_positive_rows", 0),
+        non_positive_rows=int(rep.returns.get("non_positive_rows", 0)),
         total_amount=float(total) if tx.has_amount else None,
         customers_first_seen_after_calibration=int(late),
         late_customer_ids=[str(i) for i in (late_ids or [])],
         rows_after_last_date=int(after),
+        invoices=rep.invoices,
+        invoices_kept=rep.invoices_kept,
+        customer_ids=rep.customer_ids,
+        guest=dict(rep.guest),
+        non_positive_price_lines=rep.non_positive_price_lines,
+        cancellations=dict(rep.cancellations),
+        returns_netted=rep.returns.get("netted_value"),
+        returns_unmatched=rep.returns.get("unmatched_value"),
     )

@@ -50,7 +50,7 @@ def load_rfm_table(config: RunConfig) -> RfmSummary:
     if duplicated.any():
         ids = ", ".join(frame.loc[duplicated, "customer_id"].head(5))
         raise DataError(f"{path}: {int(duplicated.sum())} customer id(s) appear twice in the RFM table (first: {ids})")
-    has_amounts = config.data.amount is not None and "monetary_value" in frame
+    has_amounts = config.data.has_values and "monetary_value" in frame
     if not has_amounts:
         frame = frame.drop(columns=["monetary_value", "monetary_value_holdout"], errors="ignore")
     for column in frame.columns.drop("customer_id"):

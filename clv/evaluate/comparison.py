@@ -25,6 +25,7 @@ from clv.compress import unique_histories
 from clv.config import RANK_CRITERIA, RunConfig
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
+from clv.purchase.base import NOT_IDENTIFIED
 from clv.store import FittedModels
 from clv.tiers import assign_tiers
 from clv.value import ValueResult
@@ -44,6 +45,7 @@ __all__ = [
 LEADERBOARD_COLUMNS = (
     "purchase",
     "method",
+    "not_identified",
     "parameters",
     "log_likelihood",
     "aic",
@@ -111,6 +113,15 @@ def candidate_config(config: RunConfig, candidate: Candidate) -> RunConfig:
     return config.model_copy(update={"model": model})
 
 
+def not_identified(fitted: FittedModels) -> str:
+    """What the candidate's fits cannot identify, in words ("" when nothing): such a fit stays on the leaderboard,
+    ranked by its scores, with this flag beside them."""
+    keys = list(fitted.purchase.not_identified_)
+    if fitted.spend is not None:
+        keys += list(fitted.spend.not_identified_)
+    return "; ".join(NOT_IDENTIFIED[k] for k in keys)
+
+
 def fit_statistics(fitted: FittedModels, seconds: float) -> dict[str, Any]:
     """Log-likelihood of the calibration fit (at the posterior mean for a posterior), parameters, customers,
     AIC and BIC of the purchase model; the spend model's log-likelihood; the fit's time."""
@@ -124,6 +135,7 @@ def fit_statistics(fitted: FittedModels, seconds: float) -> dict[str, Any]:
         "observations": n,
         "log_likelihood": ll,
         "fit_seconds": round(seconds, 3),
+        "not_identified": not_identified(fitted),
     }
     if ll is not None and n > 0:
         out |= metrics.information_criteria(float(ll), k, n)
@@ -240,4 +252,5 @@ def best_candidate(board: pd.DataFrame, rank_by: str) -> dict[str, Any]:
         "criterion": rank_by,
         "value": None if value is None or pd.isna(value) else float(value),
         "higher_is_better": RANK_CRITERIA[rank_by],
+        "not_identified": str(top.get("not_identified") or ""),
     }

@@ -20,9 +20,23 @@ from numpy.typing import ArrayLike, NDArray
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
 from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
-from clv.mle import Hessian, LoglikGrad, MleResult, Reducer, central_difference_hessian, maximize_likelihood
+from clv.mle import (
+    Hessian,
+    LogBounds,
+    LoglikGrad,
+    MleResult,
+    Reducer,
+    Stop,
+    central_difference_hessian,
+    maximize_likelihood,
+)
+from clv.purchase import nbd
 
 __all__ = [
+    "DROPOUT",
+    "MEAN_SPEND",
+    "NOT_IDENTIFIED",
+    "NO_DROPOUT_CRITICAL",
     "FactoredCurveModel",
     "FittedModel",
     "LikelihoodProblem",
@@ -33,6 +47,17 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+
+#: keys of `FittedModel.not_identified_`: the model part the data cannot tell
+DROPOUT = "dropout"
+MEAN_SPEND = "mean_spend"
+NOT_IDENTIFIED: dict[str, str] = {
+    DROPOUT: "churn risk (dropout) not identified",
+    MEAN_SPEND: "population mean spend not identified",
+}
+#: the 5% point of chi-square with 1 degree of freedom: the least likelihood-ratio statistic against the
+#: no-dropout limit at which dropout counts as identified
+NO_DROPOUT_CRITICAL = 3.84
 
 
 def rfm_arrays(rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -79,6 +104,8 @@ class LikelihoodProblem:
     n_customers: int
     n_unique: int
     reducer: Reducer | None = None
+    #: bounds of the log of the rescaled parameters in the maximum-likelihood search (None: [-25, 25] each)
+    log_bounds: LogBounds | None = None
 
     def total(self, scaled_params: FloatArray) -> tuple[float, FloatArray]:
         """Weighted total log-likelihood of the rescaled data and its gradient in the rescaled parameters."""
@@ -129,6 +156,7 @@ class FittedModel(ABC):
         model.log_likelihood_ = None
         model.converged_ = None
         model.gradient_norm_ = None
+        model.not_identified_ = {}
         return model
 
     params_: dict[str, float]
@@ -136,6 +164,9 @@ class FittedModel(ABC):
     log_likelihood_: float | None
     converged_: bool | None
     gradient_norm_: float | None
+    #: what the data cannot tell, by key of `NOT_IDENTIFIED` ("dropout", "mean_spend"), with the sentence that
+    #: says so; empty when the fit identifies everything the predictions rest on
+    not_identified_: dict[str, str]
 
     @property
     def is_fitted(self) -> bool:
@@ -152,32 +183,33 @@ class FittedModel(ABC):
         self.log_likelihood_ = float(result.log_likelihood)
         self.converged_ = result.converged
         self.gradient_norm_ = result.gradient_norm
+        if not np.isfinite(result.log_likelihood):
+            label = type(self).__name__
+            raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
+        self.not_identified_ = self._identification(result)
         self._warn(result)
 
+    def _identification(self, result: MleResult) -> dict[str, str]:
+        """What the fit cannot identify (see `not_identified_`); models with such limits override it."""
+        return {}
+
     def _warn(self, result: MleResult) -> None:
+        """One ConvergenceWarning per finding. A sentence of `not_identified_` replaces the generic boundary,
+        convergence and standard-error warnings, which are its consequences."""
         label = type(self).__name__
-        if not np.isfinite(result.log_likelihood):
-            raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
-        if result.at_boundary:
-            warnings.warn(
-                f"{label}: a parameter is at the boundary of the search: {self.params_}",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        elif not result.converged:
-            warnings.warn(
-                f"{label}: the fit did not converge (gradient norm {result.gradient_norm:.3g}; {result.message})",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        if self.standard_errors_ is None:
-            warnings.warn(
-                f"{label}: the information matrix is not positive definite; no standard errors",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        for message in self._assumption_warnings():
-            warnings.warn(f"{label}: {message}", ConvergenceWarning, stacklevel=3)
+        messages = list(self.not_identified_.values())
+        if not messages:
+            if result.at_boundary:
+                messages.append(f"{label}: a parameter is at the boundary of the search: {self.params_}")
+            elif not result.converged:
+                messages.append(
+                    f"{label}: the fit did not converge (gradient norm {result.gradient_norm:.3g}; {result.message})"
+                )
+            if self.standard_errors_ is None:
+                messages.append(f"{label}: the information matrix is not positive definite; no standard errors")
+        messages += [f"{label}: {message}" for message in self._assumption_warnings()]
+        for message in messages:
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
 
     def _assumption_warnings(self) -> list[str]:
         return []
@@ -186,9 +218,10 @@ class FittedModel(ABC):
     def _start(self) -> FloatArray:
         """A central starting point of the search, in rescaled units."""
 
-    def _fit_problem(self, problem: LikelihoodProblem) -> None:
-        """Maximum likelihood from the central start and `starts - 1` seeded perturbations of it; parameters
-        back to their natural scale; stored with the fit's diagnostics and warnings."""
+    def _fit_problem(self, problem: LikelihoodProblem, stop: Stop | None = None) -> None:
+        """Maximum likelihood from the central start and `starts - 1` seeded perturbations of it (`stop`: the
+        model's rule that ends the search at a limit, see `clv.mle.maximize_likelihood`); parameters back to their
+        natural scale; stored with the fit's diagnostics and warnings."""
         rng = np.random.default_rng(self.seed)
         base = self._start()
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
@@ -201,6 +234,8 @@ class FittedModel(ABC):
             subset=problem.subset,
             hessian=problem.hessian,
             reducer=problem.reducer,
+            log_bounds=problem.log_bounds,
+            stop=stop,
         )
         params = result.params * problem.factor
         se = None if result.standard_errors is None else result.standard_errors * problem.factor
@@ -222,6 +257,7 @@ class FittedModel(ABC):
             "log_likelihood": self.log_likelihood_ if self.is_fitted else None,
             "converged": self.converged_ if self.is_fitted else None,
             "gradient_norm": self.gradient_norm_ if self.is_fitted else None,
+            "not_identified": dict(self.not_identified_) if self.is_fitted else None,
         }
 
 
@@ -230,6 +266,12 @@ class PurchaseModel(FittedModel):
 
     #: parameters measured in the run's time unit (they scale with it; nothing else does)
     time_params: ClassVar[tuple[str, ...]]
+    #: the model tends to the no-dropout NBD as its dropout parameters go to a boundary (see `fit`)
+    has_no_dropout_limit: ClassVar[bool] = False
+    #: log-likelihood of the no-dropout NBD on the data of the last fit (models with `has_no_dropout_limit`)
+    no_dropout_log_likelihood_: float
+    #: the time rescaling of the last fit: max(T) / 10 (the search runs on time divided by it)
+    time_scale_: float
 
     @abstractmethod
     def _loglik_grad(
@@ -248,6 +290,10 @@ class PurchaseModel(FittedModel):
     @abstractmethod
     def _start(self) -> FloatArray:
         """A central starting point, for data with time rescaled so that max(T) = 10."""
+
+    def _search_bounds(self) -> LogBounds | None:
+        """Bounds of the log-parameters (rescaled) in the maximum-likelihood search; None: [-25, 25] each."""
+        return None
 
     def _time_scale(self, T: FloatArray) -> float:
         top = float(np.max(T))
@@ -272,14 +318,69 @@ class PurchaseModel(FittedModel):
             unscaled=lambda p: self._loglik_grad(p, ux, ut, uT),
             n_customers=int(x.size),
             n_unique=int(ux.size),
+            log_bounds=self._search_bounds(),
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
-        """Maximum-likelihood fit on the unique (frequency, recency, T) rows, time rescaled internally."""
+        """Maximum-likelihood fit on the unique (frequency, recency, T) rows, time rescaled internally. Models
+        with dropout are compared with their no-dropout limit (see `_identification`)."""
         problem = self.likelihood_problem(rfm, weights)
-        self._fit_problem(problem)
+        stop = None
+        if self.has_no_dropout_limit:
+            self.no_dropout_log_likelihood_, stop = self._no_dropout_limit(rfm, weights)
+        self._fit_problem(problem, stop)
         self.n_unique_ = problem.n_unique
         return self
+
+    def _no_dropout_limit(self, rfm: pd.DataFrame, weights: ArrayLike | None) -> tuple[float, Stop]:
+        """The no-dropout NBD fitted to the same customers (`clv.purchase.nbd`): its log-likelihood on the data as
+        given, and the rule that ends the search once the model has reached that limit: dropout negligible
+        (`_dropout_strength` under 1e-6) with a log-likelihood within 1e-6 per customer of the limit's. Past that
+        point the likelihood is flat along the dropout parameters, which would only drift towards the bounds."""
+        x, _, T = rfm_arrays(rfm)
+        (ux, uT), inverse, _ = unique_rows(x, T)
+        uw = np.bincount(inverse, weights=_weights(weights, x.size)).astype(float)
+        scale = self.time_scale_ = self._time_scale(uT)
+        params, scaled_ll = nbd.fit_no_dropout(ux, uT / scale, uw)
+        natural = params * np.array([1.0, scale])
+        limit_ll = float(uw @ nbd.loglik_grad(natural, ux, uT)[0])
+        # the stop rule sees the mean log-likelihood of the rescaled rows the search runs on
+        limit_mean = scaled_ll / float(uw.sum())
+
+        def stop(scaled_params: FloatArray, mean_ll: float) -> bool:
+            return mean_ll >= limit_mean - 1e-6 and self._dropout_strength(scaled_params) < 1e-6
+
+        return limit_ll, stop
+
+    def _dropout_strength(self, scaled_params: FloatArray) -> float:
+        """About the probability that a customer with the mean purchase rate drops out over the span of the
+        rescaled data (max T = 10), at rescaled parameters; models with `has_no_dropout_limit` define it."""
+        raise NotImplementedError
+
+    def _dropout_limit_description(self) -> str:
+        """Which parameters went where, in words, at the fitted parameters."""
+        raise NotImplementedError
+
+    def _identification(self, result: MleResult) -> dict[str, str]:
+        """Dropout is not identified when the fit is no better than the no-dropout NBD: the likelihood-ratio
+        statistic 2 (LL - LL_NBD) under 3.84, the 5% point of chi-square(1) (the NBD is the model's limit as the
+        dropout parameters go to a boundary), or the search ended at that limit."""
+        if not self.has_no_dropout_limit:
+            return {}
+        limit = self.no_dropout_log_likelihood_
+        statistic = max(0.0, 2.0 * (float(result.log_likelihood) - limit))
+        if statistic >= NO_DROPOUT_CRITICAL and not result.stopped:
+            return {}
+        label = type(self).__name__
+        return {
+            DROPOUT: (
+                f"{label}: the data show almost no dropout ({self._dropout_limit_description()}); the fit is no "
+                f"better than a model in which no customer ever leaves (log-likelihood {result.log_likelihood:,.1f} "
+                f"vs {limit:,.1f}, likelihood-ratio statistic {statistic:.2f} < {NO_DROPOUT_CRITICAL}): churn "
+                "probabilities are not identifiable from this history, so P(alive) and the churn-risk segments "
+                "are not meaningful"
+            )
+        }
 
     def loglik(self, rfm: pd.DataFrame) -> FloatArray:
         """Log-likelihood of each customer's history under the current parameters."""

@@ -48,8 +48,22 @@ class BetaGeoModel(FactoredCurveModel):
     #: extra drop-out chances: 0 for BG/NBD, 1 for MBG/NBD (a drop-out chance right after the first purchase)
     _c: ClassVar[int] = 0
 
+    has_no_dropout_limit: ClassVar[bool] = True
+
     def _start(self) -> FloatArray:
         return np.array([0.5, 2.0, 1.0, 2.0])
+
+    def _dropout_strength(self, scaled_params: FloatArray) -> float:
+        """The mean dropout probability a / (a + b) at each of the (c + 10 r / alpha) dropout chances of a
+        customer with the mean purchase rate over the rescaled span (max T = 10)."""
+        r, alpha, a, b = scaled_params
+        return float(min(1.0, (self._c + 10.0 * r / alpha) * a / (a + b)))
+
+    def _dropout_limit_description(self) -> str:
+        a, b = self.params_["a"], self.params_["b"]
+        moves = [text for text, hit in (("a -> 0", a < 1e-2), ("b -> infinity", b > 1e3)) if hit]
+        where = " and ".join(moves) if moves else "a and b not identified"
+        return f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {a / (a + b):.2g}"
 
     def _loglik_grad(
         self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray

@@ -18,6 +18,7 @@ from scipy.special import loggamma
 
 from clv.compress import unique_rows
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
+from clv.mle import LogBounds, default_log_bounds
 from clv.purchase.base import (
     FactoredCurveModel,
     check_count,
@@ -34,6 +35,9 @@ from clv.quadrature import nodes_for_pole, unit_legendre_rule
 __all__ = ["ParetoNBDModel", "log_bracket", "loglik"]
 
 FloatArray = NDArray[np.float64]
+
+#: the largest alpha and beta of the search, in time units of max(T) / 10
+RATE_SCALE_BOUND = 1e3
 
 
 def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray) -> FloatArray:
@@ -141,6 +145,35 @@ class ParetoNBDModel(FactoredCurveModel):
 
     def _start(self) -> FloatArray:
         return np.array([0.5, 2.0, 0.5, 2.0])
+
+    has_no_dropout_limit: ClassVar[bool] = True
+
+    def _dropout_strength(self, scaled_params: FloatArray) -> float:
+        """P(a customer drops out within the rescaled span of 10) = 1 - (beta / (beta + 10))^s (SMC 1987: the
+        lifetime is exponential with rate mu ~ Gamma(s, beta))."""
+        s, beta = scaled_params[2], scaled_params[3]
+        return float(-np.expm1(-s * np.log1p(10.0 / beta)))
+
+    def _dropout_limit_description(self) -> str:
+        s, beta = self.params_["s"], self.params_["beta"]
+        scale = getattr(self, "time_scale_", 1.0)
+        moves = [
+            text
+            for text, hit in (("s -> 0", s < 1e-2), ("beta -> infinity", beta > 0.5 * RATE_SCALE_BOUND * scale))
+            if hit
+        ]
+        where = " and ".join(moves) if moves else "s and beta not identified"
+        return f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit"
+
+    def _search_bounds(self) -> LogBounds:
+        """alpha and beta at most `RATE_SCALE_BOUND` (time rescaled so that max T = 10). Beyond it the gamma
+        distribution of the rate they scale is either degenerate (shape and scale both large: every customer has
+        the same rate) or the dropout vanishes (beta large, s / beta -> 0); the likelihood there is that limit's,
+        and 2F1's argument z = |alpha - beta| / (max(alpha, beta) + t) tends to 1, where the continued fraction
+        needs ever more terms (a million at 1 - z = 1e-9). The fit reports a parameter at this bound."""
+        lower, upper = default_log_bounds(4)
+        upper[[1, 3]] = np.log(RATE_SCALE_BOUND)
+        return lower, upper
 
     def _loglik_grad(
         self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray

@@ -23,6 +23,8 @@ __all__ = ["build_evaluation_report", "evaluation_dict", "write_evaluation"]
 
 #: what each leaderboard column means (also the README's definitions)
 DEFINITIONS = {
+    "not_identified": "what the fit cannot identify from this data (empty: nothing); such a fit is ranked by its "
+    "scores like the others, but its churn risk or spend predictions rest on a flat likelihood",
     "log_likelihood": "log-likelihood of the purchase model's calibration fit (a posterior: at its mean)",
     "aic": "2k - 2 LL (Akaike 1974), k parameters; lower is better",
     "bic": "k ln(n) - 2 LL (Schwarz 1978), n customers; lower is better",
@@ -180,7 +182,9 @@ def _leaderboard(ev: Evaluation) -> str:
     best = ev.best
     text = (
         f"<p><b>Best: {escape(best['candidate'])}</b> by {escape(best['criterion'])} "
-        f"({'higher' if best['higher_is_better'] else 'lower'} is better): {number(best['value'], 4)}. "
+        f"({'higher' if best['higher_is_better'] else 'lower'} is better): {number(best['value'], 4)}"
+        + (f" (flagged: {escape(best['not_identified'])})" if best.get("not_identified") else "")
+        + ". "
         "The best value of each ranked column is in bold.</p>"
     )
     definitions = "".join(

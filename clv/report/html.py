@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from clv.purchase import PURCHASE_MODELS
+from clv.purchase.base import DROPOUT
 from clv.report import charts
 from clv.report.markup import card, escape, number, page, table
 from clv.tiers import AT_RISK, at_risk
@@ -26,7 +27,10 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
         card("customers", number(len(customers))),
         card(f"total CLV, next {totals['horizon']:g} {unit} (discounted)", number(totals["total_clv"])),
         card("expected purchases over the horizon", number(totals["expected_purchases"], 0)),
-        card("mean P(alive)", number(float(customers["p_alive"].mean()), 3)),
+        card(
+            "mean P(alive)" if _churn_caveat(summary) is None else "mean P(alive): not meaningful (no dropout seen)",
+            number(float(customers["p_alive"].mean()), 3),
+        ),
     ]
     if totals.get("expected_revenue") is not None:
         cards.insert(2, card("expected revenue over the horizon", number(totals["expected_revenue"])))
@@ -35,6 +39,41 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
         d = distribution["predicted_revenue"]
         cards.append(card("revenue P10 – P90 (predictive)", f"{number(d['p10'], 0)} – {number(d['p90'], 0)}"))
     return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _data(summary: dict[str, Any]) -> str:
+    """What was read and what was left out of the forecast, in lines, invoices and the data's money."""
+    data = summary.get("data") or {}
+    profile, returns = data.get("profile"), (data.get("validation") or {}).get("returns") or {}
+    if not profile:
+        return ""
+    guest, cancelled = profile.get("guest") or {}, profile.get("cancellations") or {}
+    read = (summary.get("config") or {}).get("data") or {}
+    rows = [("read", profile["rows_read"], profile.get("invoices"), None)]
+    if guest:
+        label = "guest lines dropped (no customer id; not in the forecast)"
+        rows.append((label, guest["lines"], guest.get("invoices"), guest.get("value")))
+    rows.append(("invalid rows dropped", profile["rows_rejected"], None, None))
+    if read.get("quantity") is not None:
+        rows.append(
+            (f"priced <= 0 ({read.get('non_positive_price')})", profile.get("non_positive_price_lines"), None, None)
+        )
+    if cancelled:
+        label = "cancellations (value taken back)"
+        rows.append((label, cancelled["lines"], cancelled.get("invoices"), cancelled.get("value")))
+    label = "kept, in transactions (value after returns)"
+    rows.append((label, profile["rows_kept"], profile.get("invoices_kept"), profile.get("total_amount")))
+    frame = pd.DataFrame(rows, columns=["", "lines", "invoices", "value"], dtype=object)
+    note = (
+        f"{number(profile['customer_days'])} transactions (customer-days) of {number(profile['customers'])} "
+        f"customers, {escape(profile['first_date'])} to {escape(profile['last_date'])}"
+    )
+    if returns.get("return_days"):
+        note += (
+            f"; {number(returns['return_days'])} return days: {number(returns['netted_value'])} taken off the "
+            f"customers' earlier purchases, {number(returns['unmatched_value'])} unmatched"
+        )
+    return "<h2>Data</h2>" + table(frame) + f"<p class='note'>{note}. Money in the data's unit.</p>"
 
 
 def _params(block: dict[str, Any] | None) -> str:
@@ -69,6 +108,29 @@ def _params(block: dict[str, Any] | None) -> str:
             f"{'passed' if diagnostics['passed'] else 'FAILED: ' + '; '.join(diagnostics['problems'])}"
         )
     return title + table(pd.DataFrame(rows)) + facts + "</p>"
+
+
+def _spend_checks(summary: dict[str, Any]) -> str:
+    """The Gamma-Gamma assumption checks and the spend outliers, in words."""
+    block = summary.get("spend_model") or {}
+    checks = block.get("assumption_checks")
+    if not checks:
+        return ""
+    implied = checks.get("mean_spend_model")
+    text = (
+        f"<p class='note'>Spend model checks: correlation of frequency and mean spend among the "
+        f"{number(checks['buyers_fitted'])} repeat buyers fitted {number(checks['frequency_spend_correlation'], 2)} "
+        "(the model assumes none); mean of their mean spends "
+        f"{number(checks['mean_spend_observed'])} observed, "
+        f"{number(implied) if implied is not None else 'infinite'} implied by the fit."
+    )
+    if block.get("zero_spend_buyers"):
+        returned = number(block["zero_spend_buyers"])
+        text += f" {returned} repeat buyers whose repeat purchases were all returned are not fitted."
+    outliers = summary.get("spend_outliers")
+    if outliers:
+        text += " " + escape(outliers["sentence"]) + "."
+    return text + "</p>"
 
 
 def _p_alive_chart(summary: dict[str, Any], customers: pd.DataFrame) -> str:
@@ -110,7 +172,21 @@ def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     return "<h2>Holdout: predicted versus actual</h2>" + "".join(lines) + f'<img alt="holdout" src="{chart}">'
 
 
-def _at_risk(customers: pd.DataFrame) -> str:
+def _churn_caveat(summary: dict[str, Any]) -> str | None:
+    """The sentence that says the purchase model's churn risk is not identified, or None."""
+    caveats = (summary.get("purchase_model") or {}).get("not_identified") or {}
+    return caveats.get(DROPOUT)
+
+
+def _at_risk(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+    caveat = _churn_caveat(summary)
+    if caveat is not None:
+        return (
+            f"<h2>{escape(AT_RISK.capitalize())}: not meaningful</h2>"
+            f"<p class='warn'>{escape(caveat)}.</p><p>The segments are by value only "
+            "(high value / other); no customer is listed as slipping away because the data cannot tell who "
+            "is.</p>"
+        )
     slipping = at_risk(customers)
     columns = [
         c
@@ -153,6 +229,7 @@ def build_report(
     ]
     parts += [f"<p class='warn'>{escape(w)}</p>" for w in summary.get("warnings", [])]
     parts.append(_headline(summary, customers))
+    parts.append(_data(summary))
     parts.append("<h2>Value tiers</h2>" + table(tiers))
     parts.append(f'<img alt="tiers" src="{charts.tier_shares(tiers)}">')
     if migration is not None:
@@ -160,13 +237,20 @@ def build_report(
     column = "expected_revenue" if revenue else "expected_purchases"
     forecast_chart = charts.revenue_forecast(forecast, column, "revenue" if revenue else "purchases")
     parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">')
-    parts.append("<h2>Who is alive</h2>" + _p_alive_chart(summary, customers))
+    caveat = _churn_caveat(summary)
+    alive_note = "" if caveat is None else "<p class='warn'>Not meaningful here: dropout is not identified.</p>"
+    parts.append("<h2>Who is alive</h2>" + alive_note + _p_alive_chart(summary, customers))
     parts.append(
         "<h2>CLV distribution</h2>"
         + f'<img alt="CLV" src="{charts.clv_distribution(customers["clv"].to_numpy(dtype=float))}">'
     )
-    parts.append(_at_risk(customers))
-    parts.append("<h2>Models</h2>" + _params(summary["purchase_model"]) + _params(summary.get("spend_model")))
+    parts.append(_at_risk(summary, customers))
+    parts.append(
+        "<h2>Models</h2>"
+        + _params(summary["purchase_model"])
+        + _params(summary.get("spend_model"))
+        + _spend_checks(summary)
+    )
     parts.append(_holdout(summary, customers))
     parts.append(
         f"<p class='note'>config hash {escape(summary['config_hash'])}; "

@@ -11,6 +11,7 @@ import pandas as pd
 
 from clv.config import RunConfig, config_hash
 from clv.errors import ClvError
+from clv.purchase.base import DROPOUT
 from clv.report.files import staged_folder
 from clv.report.html import build_report
 from clv.tiers import at_risk
@@ -53,6 +54,12 @@ def _model_block(result: RunResult, which: str) -> dict[str, Any] | None:
     return block
 
 
+def _churn_risk(result: RunResult) -> dict[str, Any]:
+    """Whether P(alive) and the churn-risk segments mean anything for this fit, and why not."""
+    caveat = result.fitted.purchase.not_identified_.get(DROPOUT)
+    return {"identified": caveat is None, "reason": caveat}
+
+
 def summary_dict(result: RunResult) -> dict[str, Any]:
     """Everything summary.json records."""
     config = result.config
@@ -87,6 +94,11 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
                 "problems_by_reason": data.report.problems_by_reason,
                 "returns_policy": data.report.returns_policy,
                 "returns": data.report.returns,
+                "invoices": data.report.invoices,
+                "guest": data.report.guest,
+                "non_positive_price_lines": data.report.non_positive_price_lines,
+                "cancellations": data.report.cancellations,
+                "summary": data.report.summary_lines(),
             },
             "rfm_customers": len(data.rfm.frame),
             "customers_first_seen_after_calibration": data.rfm.late_customers,
@@ -97,6 +109,10 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         "model_run_id": result.fitted.metadata.get("run_id") if result.fitted.metadata else None,
         "tiers": result.tiers.to_dict(orient="records"),
         "segments": customers["segment"].value_counts().to_dict(),
+        "churn_risk": _churn_risk(result),
+        "spend_outliers": None
+        if result.spend_outliers is None
+        else result.spend_outliers.to_dict() | {"sentence": result.spend_outliers.sentence()},
         "forecast_totals": totals,
         "holdout": result.holdout,
         "units": VALUE_UNITS | {"time": config.time.unit},

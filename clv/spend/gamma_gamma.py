@@ -8,7 +8,7 @@ independent of the purchase process: the fit warns when frequency and spend corr
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,8 @@ from scipy import special
 
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError
-from clv.purchase.base import FittedModel, LikelihoodProblem, check_output
+from clv.mle import MleResult
+from clv.purchase.base import MEAN_SPEND, FittedModel, LikelihoodProblem, check_output
 
 __all__ = ["GammaGammaModel", "loglik_grad"]
 
@@ -25,6 +26,8 @@ FloatArray = NDArray[np.float64]
 
 #: |correlation| of frequency and spend among repeat buyers above which the independence assumption is doubtful
 CORRELATION_WARNING = 0.3
+#: q under this (when the fit has no standard errors) cannot be told from 1: see `GammaGammaModel._identification`
+Q_NEAR_ONE = 1.1
 
 
 def _trigamma(v: FloatArray | float) -> FloatArray:
@@ -147,7 +150,7 @@ class GammaGammaModel(FittedModel):
         validate_rfm(rfm, need_monetary=True)
         x = rfm["frequency"].to_numpy(dtype=float)
         m = rfm["monetary_value"].to_numpy(dtype=float)
-        keep = x > 0
+        keep = (x > 0) & (m > 0)  # a mean spend of 0 (every repeat purchase returned) has density 0: not fitted
         return x[keep], m[keep], int((~keep).sum())
 
     def _start(self) -> FloatArray:
@@ -161,7 +164,8 @@ class GammaGammaModel(FittedModel):
         if x.size < 3:
             raise DataError(f"Gamma-Gamma needs at least 3 customers with repeat purchases; the data has {x.size}")
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
-        w = np.asarray(w_all[rfm["frequency"].to_numpy() > 0], dtype=float)
+        keep = (rfm["frequency"].to_numpy() > 0) & (rfm["monetary_value"].to_numpy() > 0)
+        w = np.asarray(w_all[keep], dtype=float)
         # Mean spends are continuous: (x, m) pairs rarely repeat, so rows are not compressed.
         scale = float(np.average(m, weights=w))
         sm = m / scale
@@ -185,17 +189,54 @@ class GammaGammaModel(FittedModel):
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
-        """Maximum-likelihood fit on the repeat buyers (frequency > 0), spend rescaled internally."""
+        """Maximum-likelihood fit on the repeat buyers (frequency > 0) with a mean spend above 0, spend rescaled
+        internally; `zero_spend_buyers_` counts the repeat buyers left out because all they bought again was
+        returned (their expected spend is still predicted, from x and m = 0)."""
         problem = self.likelihood_problem(rfm, weights)
         x, m, _ = self._repeat_buyers(rfm)
+        frequency = rfm["frequency"].to_numpy()
+        self.zero_spend_buyers_ = int(((frequency > 0) & (rfm["monetary_value"].to_numpy() == 0)).sum())
         self.frequency_spend_correlation_ = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
         self._fit_problem(problem)
+        p, q, v = self._p()
+        self.assumption_checks_ = {
+            # independence of spend and frequency (the note, Section 2): near 0 is what the model assumes
+            "frequency_spend_correlation": self.frequency_spend_correlation_,
+            # the mean of the buyers' mean spends, observed and implied (E[Z] = p v / (q - 1), the note, Eq. 2)
+            "mean_spend_observed": float(np.mean(m)),
+            "mean_spend_model": p * v / (q - 1.0) if q > 1.0 else None,
+            "buyers_fitted": int(x.size),
+        }
         return self
+
+    def summary(self) -> dict[str, Any]:
+        """The fit's summary, with the repeat buyers left out for a mean spend of 0 and the assumption checks."""
+        return super().summary() | {
+            "zero_spend_buyers": getattr(self, "zero_spend_buyers_", None),
+            "assumption_checks": getattr(self, "assumption_checks_", None),
+        }
+
+    def _identification(self, result: MleResult) -> dict[str, str]:
+        """The population mean spend p v / (q - 1) (the note, Eq. 2) exists only for q > 1 and is not identified
+        when the data cannot tell q from 1: q <= 1, or q - 1 within two standard errors of 0 (with no standard
+        errors, q under `Q_NEAR_ONE`). The spend distribution's tail is then too heavy for its mean to be bounded."""
+        q = self.params_["q"]
+        se = (self.standard_errors_ or {}).get("q")
+        near = q <= 1.0 or (q - 1.0 < 2.0 * se if se is not None else q < Q_NEAR_ONE)
+        if not near:
+            return {}
+        error = f" (standard error {se:.2g})" if se is not None else ""
+        why = f"q = {q:.4g}{error} <= 1" if q <= 1.0 else f"q = {q:.4g}{error} cannot be told from 1"
+        return {
+            MEAN_SPEND: (
+                f"{type(self).__name__}: {why}: the customers' spend is so heavy-tailed that the mean spend "
+                "p v / (q - 1) is not identified (q -> 1); the expected spend of customers with few purchases is "
+                "not reliable (cap or exclude the largest buyers for the spend model: spend.outliers)"
+            )
+        }
 
     def _assumption_warnings(self) -> list[str]:
         out = []
-        if self.params_["q"] <= 1.0:
-            out.append(f"q = {self.params_['q']:.4g} <= 1: the mean spend is infinite under this fit")
         corr = getattr(self, "frequency_spend_correlation_", 0.0)
         if abs(corr) > CORRELATION_WARNING:
             out.append(
