@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import integrate, stats
+from typer.testing import CliRunner
 
 from clv import BetaGeoModel, ConvergenceWarning, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clv.cli import app
 from clv.config import parse_config
 from clv.purchase import nbd
-from clv.purchase.base import DROPOUT, MEAN_SPEND
+from clv.purchase.base import DROPOUT, MEAN_SPEND, NOT_IDENTIFIED
 from clv.spend.outliers import find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.tiers import UNIDENTIFIED_SEGMENTS
+
+from .conftest import SHARED
 
 DROPOUT_MODELS = (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel)
 
@@ -208,3 +213,52 @@ def test_run_marks_segments_and_files_when_dropout_is_not_identified(tmp_path):
     assert "High value, slipping away: not meaningful" in html
     assert "Not meaningful here: dropout is not identified" in html
     assert pd.read_csv(out / "at_risk.csv").empty
+
+
+# --- the real retail export (../shared/data/onlineretail.csv.gz): BG/NBD and Pareto/NBD run to the no-dropout limit
+
+ROOT = Path(__file__).resolve().parents[1]
+ONLINE_RETAIL = SHARED / "onlineretail.csv.gz"
+
+
+def _retail_overrides(tmp_path: Path) -> list[str]:
+    if not ONLINE_RETAIL.exists():
+        pytest.skip("../shared/data/onlineretail.csv.gz is absent")
+    return [
+        f"data.source={ONLINE_RETAIL}",
+        f"output.reports_dir={tmp_path / 'reports'}",
+        f"output.models_dir={tmp_path / 'models'}",
+    ]
+
+
+def test_online_retail_run_says_dropout_is_not_identified(tmp_path):
+    args = ["run", str(ROOT / "configs" / "onlineretail.yaml")]
+    for item in _retail_overrides(tmp_path):
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "reports" / "onlineretail" / "summary.json").read_text())
+    reason = summary["churn_risk"]["reason"]
+    assert summary["churn_risk"]["identified"] is False
+    assert reason.startswith("BetaGeoModel: the data show almost no dropout")
+    assert reason in result.output  # the CLI prints the same sentence
+    assert "high value, slipping away" in result.output and "not meaningful" in result.output
+    assert set(summary["segments"]) <= set(UNIDENTIFIED_SEGMENTS)
+    # the wholesale buyers are reported, with their share of revenue
+    outliers = summary["spend_outliers"]
+    assert outliers["customers"] > 0 and 0 < outliers["share_of_revenue"] < 1
+    assert "spend outliers:" in result.output
+
+
+def test_online_retail_evaluation_ends_and_ranks_flagged_fits(tmp_path):
+    from clv.config import load_config
+    from clv.evaluate.job import evaluate
+
+    config = load_config(ROOT / "configs" / "onlineretail.yaml", _retail_overrides(tmp_path))
+    ev = evaluate(config)  # Pareto/NBD used to run for hours here; the search now stops at the no-dropout limit
+    board = ev.leaderboard
+    assert set(board["purchase"]) == {"bgnbd", "pareto_nbd", "mbgnbd"}
+    assert (board["not_identified"] == NOT_IDENTIFIED[DROPOUT]).all()
+    assert ev.best["not_identified"] == NOT_IDENTIFIED[DROPOUT]
+    for result in ev.results:
+        assert DROPOUT in result.fitted.purchase.not_identified_

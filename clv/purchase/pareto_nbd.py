@@ -35,6 +35,8 @@ from clv.quadrature import nodes_for_pole, unit_legendre_rule
 __all__ = ["ParetoNBDModel", "log_bracket", "loglik"]
 
 FloatArray = NDArray[np.float64]
+#: a complex parameter of the complex-step method: a scalar, or a column of stacked copies
+ComplexParam = complex | NDArray[np.complex128]
 
 #: the largest alpha and beta of the search, in time units of max(T) / 10
 RATE_SCALE_BOUND = 1e3
@@ -82,11 +84,12 @@ def loglik(r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: Fl
 
 
 def _log_hyp_term_complex(
-    r: complex, alpha: complex, s: complex, beta: complex, x: FloatArray, t: FloatArray
+    r: ComplexParam, alpha: ComplexParam, s: ComplexParam, beta: ComplexParam, x: FloatArray, t: FloatArray
 ) -> NDArray[np.complex128]:
-    """`_log_hyp_term` in complex arithmetic (the branch is chosen by the real parts), for the complex step."""
+    """`_log_hyp_term` in complex arithmetic (the branch is chosen by the real parts, which every stacked copy
+    of the parameters shares), for the complex step."""
     c = r + s + x + 1.0
-    if alpha.real >= beta.real:
+    if float(np.real(np.asarray(alpha)).ravel()[0]) >= float(np.real(np.asarray(beta)).ravel()[0]):
         hyp = hyp2f1_one_fraction(r + x, c, (alpha - beta) / (alpha + t))
         return np.log(hyp) - (r + x) * np.log(alpha + t) - s * np.log(beta + t)
     hyp = hyp2f1_one_fraction(s + 1.0, c, (beta - alpha) / (beta + t))
@@ -94,14 +97,23 @@ def _log_hyp_term_complex(
 
 
 def loglik_complex(
-    r: complex, alpha: complex, s: complex, beta: complex, x: FloatArray, t_x: FloatArray, T: FloatArray
+    r: ComplexParam,
+    alpha: ComplexParam,
+    s: ComplexParam,
+    beta: ComplexParam,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
 ) -> NDArray[np.complex128]:
     """The log-likelihood of `loglik` for complex parameters with tiny imaginary parts (complex-step method):
     the same formula, with log-sum-exp written out (NumPy's logaddexp is real only) and the continued fraction
-    for 2F1."""
+    for 2F1. Parameters may be columns of shape (k, 1) (k copies with different imaginary steps and the same
+    real parts), giving a (k, rows) result from one pass of the continued fraction."""
     log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    u1 = _log_hyp_term_complex(r, alpha, s, beta, x, t_x)
-    u2 = _log_hyp_term_complex(r, alpha, s, beta, x, T)
+    # both terms (at t_x and at T) in one pass of the continued fraction: t stacked on a new axis
+    r3, alpha3, s3, beta3 = (np.asarray(p)[..., None] for p in (r, alpha, s, beta))
+    u = _log_hyp_term_complex(r3, alpha3, s3, beta3, x, np.stack([t_x, T]))
+    u1, u2 = u[..., 0, :], u[..., 1, :]
     equal = t_x == T  # A_0 = 0 exactly: the drop-out term vanishes
     diff = np.where(equal, -1.0, u2 - u1)
     second = np.log(s) - np.log(r + s + x) + u1 + np.log(-np.expm1(diff))
@@ -184,12 +196,12 @@ class ParetoNBDModel(FactoredCurveModel):
         because nothing is subtracted, through the complex evaluation of the likelihood in `loglik_complex`."""
         r, alpha, s, beta = params
         ll = loglik(r, alpha, s, beta, x, t_x, T)
-        grad = np.empty((x.size, params.size))
-        for j in range(params.size):
-            h = 1e-30 * params[j]
-            shifted = params.astype(complex)
-            shifted[j] += 1j * h
-            grad[:, j] = loglik_complex(shifted[0], shifted[1], shifted[2], shifted[3], x, t_x, T).imag / h
+        # the k complex steps at once: row j of `shifted` has the step on parameter j; one continued fraction
+        # over (k, rows) arrays costs far less than k passes, its loop being bound by per-step overhead
+        h = 1e-30 * params
+        shifted = params.astype(complex)[None, :] + 1j * np.diag(h)
+        c_r, c_alpha, c_s, c_beta = (shifted[:, j : j + 1] for j in range(4))
+        grad = (loglik_complex(c_r, c_alpha, c_s, c_beta, x, t_x, T).imag / h[:, None]).T
         return ll, grad
 
     def _alive(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:

@@ -6,29 +6,40 @@ import base64
 import io
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-__all__ = ["clv_distribution", "holdout_by_frequency", "p_alive_map", "png", "revenue_forecast", "tier_shares"]
+__all__ = [
+    "clv_distribution",
+    "holdout_by_frequency",
+    "p_alive_map",
+    "png",
+    "revenue_forecast",
+    "subplots",
+    "tier_shares",
+]
 
 _BLUE, _ORANGE, _GREY = "#1f5a91", "#d9822b", "#8a8f98"
 
 
+def subplots(*grid: int, figsize: tuple[float, float], **options: Any) -> tuple[Figure, Any]:
+    """A figure of its own with its axes: `matplotlib.figure.Figure` renders with the Agg canvas on save, so
+    no pyplot state and no backend switch at import."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
+
+
 def png(fig: Any) -> str:
-    """The figure as an embeddable PNG data URI (the figure is closed)."""
+    """The figure as an embeddable PNG data URI."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def tier_shares(tiers: pd.DataFrame) -> str:
     """Share of customers and share of CLV per tier, side by side."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = subplots(figsize=(7, 3.2))
     x = np.arange(len(tiers))
     ax.bar(x - 0.2, 100 * tiers["share_of_customers"], 0.4, label="share of customers", color=_GREY)
     ax.bar(x + 0.2, 100 * tiers["share_of_clv"], 0.4, label="share of CLV", color=_BLUE)
@@ -41,7 +52,7 @@ def tier_shares(tiers: pd.DataFrame) -> str:
 
 def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> str:
     """Expected revenue (or purchases) per future month, with the P10-P90 band when there is one."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = subplots(figsize=(7, 3.2))
     months = forecast["month"].to_numpy()
     ax.bar(months, forecast[column], color=_BLUE, label="expected")
     if f"{column}_p10" in forecast:
@@ -66,7 +77,7 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
 
 def p_alive_map(frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarray, T: float, unit: str) -> str:
     """P(alive) over frequency (rows) and recency (columns) for customers observed for T units."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = subplots(figsize=(7, 3.6))
     mesh = ax.pcolormesh(recencies, frequencies, values, vmin=0, vmax=1, cmap="viridis", shading="nearest")
     fig.colorbar(mesh, ax=ax, label="P(alive)")
     ax.set_xlabel(f"recency (time of last purchase, {unit})")
@@ -77,7 +88,7 @@ def p_alive_map(frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarr
 
 def clv_distribution(clv: np.ndarray) -> str:
     """Histogram of CLV (log scale for positive values)."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = subplots(figsize=(7, 3.2))
     positive = clv[clv > 0]
     if positive.size:
         bins = np.logspace(np.log10(max(positive.min(), 1e-3)), np.log10(positive.max() * 1.001), 40)
@@ -103,7 +114,7 @@ def holdout_by_frequency(customers: pd.DataFrame, top: int = 7) -> str:
         .groupby("group")
         .mean()
     )
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = subplots(figsize=(7, 3.2))
     ax.plot(frame.index, frame["actual"], "o-", color=_GREY, label="actual")
     ax.plot(frame.index, frame["predicted"], "s--", color=_BLUE, label="model")
     ax.set_xticks(frame.index, [str(k) if k < top else f"{top}+" for k in frame.index])

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from clv.report.charts import png
+from clv.report.charts import png, subplots
 
 __all__ = ["by_frequency", "deciles", "gains", "rolling", "tier_lift", "tracking_cumulative", "tracking_weekly"]
 
@@ -32,7 +28,7 @@ def _calibration_line(ax: object, table: pd.DataFrame) -> None:
 def tracking_cumulative(table: pd.DataFrame, labels: dict[str, str]) -> str:
     """Cumulative repeat purchases by week: actual, each model's expectation (solid) and its conditional
     forecast from the calibration end (dashed)."""
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = subplots(figsize=(8, 3.8))
     ax.plot(table["week"], table["actual_cumulative"], color=_ACTUAL, linewidth=2, label="actual")
     for k, (key, label) in enumerate(labels.items()):
         ax.plot(table["week"], table[f"{key}_cumulative"], color=_colour(k), label=label)
@@ -47,7 +43,7 @@ def tracking_cumulative(table: pd.DataFrame, labels: dict[str, str]) -> str:
 
 def tracking_weekly(table: pd.DataFrame, labels: dict[str, str]) -> str:
     """Repeat purchases per week: actual and each model's expectation."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = subplots(figsize=(8, 3.6))
     ax.plot(table["week"], table["actual"], color=_ACTUAL, linewidth=1.6, label="actual")
     for k, (key, label) in enumerate(labels.items()):
         ax.plot(table["week"], table[f"{key}_expected"], color=_colour(k), linestyle="--", label=label)
@@ -61,7 +57,7 @@ def tracking_weekly(table: pd.DataFrame, labels: dict[str, str]) -> str:
 
 def by_frequency(tables: dict[str, pd.DataFrame]) -> str:
     """Mean holdout purchases by calibration frequency: actual and each model's conditional expectation."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = subplots(figsize=(8, 3.6))
     first = next(iter(tables.values()))
     x = np.arange(len(first))
     ax.plot(x, first["mean_actual"], "o-", color=_ACTUAL, linewidth=2, label="actual")
@@ -81,7 +77,7 @@ def deciles(tables: dict[str, pd.DataFrame], kind: str, unit_label: str) -> str:
     n = len(tables)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
     for k, (label, frame) in enumerate(tables.items()):
         ax = axes[k // cols][k % cols]
         part = frame[frame["kind"] == kind]
@@ -102,7 +98,7 @@ def deciles(tables: dict[str, pd.DataFrame], kind: str, unit_label: str) -> str:
 
 def gains(curves: dict[str, pd.DataFrame], target: str) -> str:
     """Share of the holdout's actual value captured by the top share of customers ranked by predicted CLV."""
-    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    fig, ax = subplots(figsize=(5.6, 4.2))
     first = next(iter(curves.values()))
     ax.plot(100 * first["share_of_customers"], 100 * first["best"], color=_ACTUAL, linestyle=":", label="perfect")
     ax.plot([0, 100], [0, 100], color=_GREY, linewidth=1, label="random")
@@ -117,7 +113,7 @@ def gains(curves: dict[str, pd.DataFrame], target: str) -> str:
 
 def tier_lift(tables: dict[str, pd.DataFrame], target: str) -> str:
     """Per tier: its share of customers (grey) and each model's tier's share of the holdout's actual value."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = subplots(figsize=(8, 3.6))
     first = next(iter(tables.values()))
     x = np.arange(len(first))
     width = 0.8 / (len(tables) + 1)
@@ -142,7 +138,7 @@ _ROLLING_PANELS = (
 def rolling(per_origin: pd.DataFrame) -> str:
     """Four metrics at each calibration end, one line per model."""
     panels = [(m, t) for m, t in _ROLLING_PANELS if m in per_origin]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.0), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(3.3 * len(panels), 3.0), squeeze=False)
     for ax, (metric, title) in zip(axes[0], panels, strict=True):
         for k, (label, frame) in enumerate(per_origin.groupby("candidate", sort=False)):
             ax.plot(frame["origin"], frame[metric].astype(float), "o-", color=_colour(k), label=str(label))
