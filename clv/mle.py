@@ -94,8 +94,6 @@ class MleResult:
     gradient_norm: float
     at_boundary: bool
     message: str
-    #: indices of the parameters at (within a factor 1.65 of) a bound of the search
-    bound_params: tuple[int, ...] = ()
     #: the search was ended by the caller's `stop` rule (at a limit of the model), not by convergence
     stopped: bool = False
 
@@ -358,7 +356,6 @@ def _result(
         gradient_norm=gradient_norm,
         at_boundary=at_boundary,
         message=message,
-        bound_params=tuple(int(i) for i in np.flatnonzero(near)),
     )
 
 
