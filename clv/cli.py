@@ -192,7 +192,7 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
         steps("save the model")
         model_dir = save_fitted(result)
         steps("write the reports")
-        out = write_outputs(result)
+        out = write_outputs(result, model_dir)
     if not quiet:
         _print_reading(result.data.report)
     _warn(result.warnings)
@@ -212,7 +212,7 @@ def _print_reading(report: Any) -> None:
 
 
 def _print_headline(result: Any) -> None:
-    from clv.purchase.base import DROPOUT
+    from clv.model import DROPOUT
     from clv.tiers import AT_RISK, at_risk
 
     console = Console()
@@ -309,16 +309,16 @@ def train_command(
 
     Example: clv train configs/cdnow.yaml --set model.purchase=pareto_nbd
     """
-    from clv.pipeline import save_fitted, score, train
+    from clv.pipeline import customer_tiers, save_trained, train
 
     with _errors(verbose):
         cfg = _load(config, set_)
         with _steps(quiet) as steps:
-            data, fitted, messages, timings = train(cfg, steps, strict, progress_bar=not quiet and cfg.bayes.progress)
+            data, fitted, messages, _ = train(cfg, steps, strict, progress_bar=not quiet and cfg.bayes.progress)
             steps("tier the customers (saved for the next run's migration table)")
-            result = score(cfg, fitted, data, None, timings, messages)
+            tiers = customer_tiers(cfg, fitted, data.rfm.frame)
             steps("save the model")
-            path = save_fitted(result)
+            path = save_trained(cfg, fitted, data.rfm.frame, tiers)
         _warn(messages)
         typer.echo(f"model saved to {path}/")
 
@@ -343,7 +343,7 @@ def score_command(
 
     Example: clv score configs/cdnow.yaml --model models/cdnow
     """
-    from clv.pipeline import load_fitted, prepare_data, score
+    from clv.pipeline import load_fitted, prepare_data, previous_tiers, score
     from clv.report import write_outputs
 
     with _errors(verbose):
@@ -353,7 +353,7 @@ def score_command(
             fitted = load_fitted(model)
             steps("read, validate and summarise")
             data = prepare_data(cfg)
-            result = score(cfg, fitted, data, steps)
+            result = score(cfg, fitted, data, previous_tiers(cfg, fitted), progress=steps)
             steps("write the reports")
             out = write_outputs(result)
         _warn(result.warnings)

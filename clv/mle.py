@@ -1,11 +1,12 @@
 """Maximum likelihood: several starts on log-parameters, L-BFGS, a Newton polish, and standard errors.
 
-Every model hands in a function returning the per-row log-likelihood and its gradient in the natural
-parameters; rows are unique histories with weights (how many customers share each). The search runs on
+Every model hands in one `Likelihood`: its rows (unique histories) with weights (how many customers share each),
+the weighted mean log-likelihood and its gradient in the natural parameters on all rows or on a subset, and an
+analytic Hessian where it has one (`RowLikelihood` builds it from a per-row function). The search runs on
 theta = log(params), where every parameter is positive and the surface is better conditioned, and minimises the
 mean negative log-likelihood (weights summing to 1), so tolerances do not depend on the number of customers.
-Standard errors come from the inverse of the observed information (the Hessian of -LL at the optimum, by
-central differences of the exact gradient).
+Standard errors come from the inverse of the observed information (the Hessian of -LL at the optimum: analytic
+where the model has one, else central differences of the exact gradient).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,11 +23,12 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 __all__ = [
+    "Likelihood",
     "LogBounds",
     "LoglikGrad",
     "MeanLoglikGrad",
     "MleResult",
-    "Reducer",
+    "RowLikelihood",
     "central_difference_hessian",
     "default_log_bounds",
     "maximize_likelihood",
@@ -39,8 +42,6 @@ LoglikGrad = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
 Hessian = Callable[[FloatArray, FloatArray], FloatArray]
 #: params -> (weighted mean log-likelihood, its gradient): for models whose sums reduce to a few statistics
 MeanLoglikGrad = Callable[[FloatArray], tuple[float, FloatArray]]
-#: (rows or None for all, weights of those rows summing to 1) -> the weighted mean function on those rows
-Reducer = Callable[[NDArray[np.intp] | None, FloatArray], MeanLoglikGrad]
 #: (params, weighted mean log-likelihood of all rows there) -> True to end the search at this point: the model
 #: has reached a limit where the likelihood is flat (see `clv.purchase.base.PurchaseModel.fit`)
 Stop = Callable[[FloatArray, float], bool]
@@ -82,6 +83,65 @@ def default_log_bounds(k: int) -> LogBounds:
     return np.full(k, -_LOG_BOUND), np.full(k, _LOG_BOUND)
 
 
+class Likelihood(Protocol):
+    """What the optimiser needs of a model's log-likelihood (in the way statsmodels' GenericLikelihoodModel
+    takes a log-likelihood): rows with weights, the weighted mean on any rows, and an analytic Hessian or None."""
+
+    @property
+    def weights(self) -> FloatArray:
+        """How many customers share each row."""
+        ...
+
+    @property
+    def log_bounds(self) -> LogBounds | None:
+        """Bounds of the log-parameters of the search (None: [-25, 25] each)."""
+        ...
+
+    def on_rows(self, rows: NDArray[np.intp] | None, weights: FloatArray) -> MeanLoglikGrad:
+        """params -> (weighted mean log-likelihood, its gradient) on `rows` (None: all) with `weights` (summing
+        to 1, one per row taken)."""
+        ...
+
+    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
+        """The weighted mean Hessian on all rows, where the model has it analytically; else None."""
+        ...
+
+
+@dataclass(frozen=True)
+class RowLikelihood:
+    """A `Likelihood` from a per-row function: `rows_fn(rows)` is the per-row log-likelihood and gradient on
+    those rows (None: all), `hessian` the weighted Hessian on all rows where the model has it."""
+
+    rows_fn: Callable[[NDArray[np.intp] | None], LoglikGrad]
+    weights: FloatArray
+    hessian: Hessian | None = None
+    log_bounds: LogBounds | None = None
+
+    @classmethod
+    def of_arrays(
+        cls, loglik_grad: Callable[..., tuple[FloatArray, FloatArray]], columns: tuple[FloatArray, ...], **options: Any
+    ) -> RowLikelihood:
+        """From `loglik_grad(params, *columns)` on data columns of one row each (subsets gathered once)."""
+
+        def rows_fn(rows: NDArray[np.intp] | None) -> LoglikGrad:
+            taken = columns if rows is None else tuple(c[rows] for c in columns)
+            return lambda params: loglik_grad(params, *taken)
+
+        return cls(rows_fn=rows_fn, **options)
+
+    def on_rows(self, rows: NDArray[np.intp] | None, weights: FloatArray) -> MeanLoglikGrad:
+        fn = self.rows_fn(rows)
+
+        def mean(params: FloatArray) -> tuple[float, FloatArray]:
+            ll, grad = fn(params)
+            return float(weights @ ll), weights @ grad
+
+        return mean
+
+    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
+        return None if self.hessian is None else self.hessian(params, weights)
+
+
 @dataclass(frozen=True)
 class MleResult:
     """The optimum and what is known about it."""
@@ -108,16 +168,6 @@ class _StopSearchError(Exception):
         self.gradient = gradient
 
 
-def _objective(
-    fn: LoglikGrad, weights: FloatArray, stop: Stop | None = None
-) -> Callable[[FloatArray], tuple[float, FloatArray]]:
-    def mean_ll(params: FloatArray) -> tuple[float, FloatArray]:
-        ll, grad = fn(params)
-        return float(weights @ ll), weights @ grad
-
-    return _on_theta(mean_ll, stop)
-
-
 def _on_theta(mean_ll: MeanLoglikGrad, stop: Stop | None = None) -> Callable[[FloatArray], tuple[float, FloatArray]]:
     """The minimised function: minus the mean log-likelihood, in theta = log(params). With `stop`, every point
     evaluated is offered to the rule, which may end the search there."""
@@ -128,23 +178,12 @@ def _on_theta(mean_ll: MeanLoglikGrad, stop: Stop | None = None) -> Callable[[Fl
             value, grad = mean_ll(params)
             g = -np.asarray(grad) * params  # chain rule: d/dtheta = d/dparam * param
         if not np.isfinite(value) or not np.all(np.isfinite(g)):
-            return 1e300, np.zeros_like(theta)
+            return np.inf, np.zeros_like(theta)  # outside the model's domain: L-BFGS backtracks
         if stop is not None and stop(params, float(value)):
             raise _StopSearchError(np.array(theta, dtype=float), float(value), np.asarray(grad, dtype=float))
         return -value, g
 
     return negative_mean_ll
-
-
-class _WithHessian:
-    """A log-likelihood function that also knows its analytic Hessian."""
-
-    def __init__(self, fn: LoglikGrad, hessian: Hessian) -> None:
-        self.fn = fn
-        self.hessian = hessian
-
-    def __call__(self, params: FloatArray) -> tuple[FloatArray, FloatArray]:
-        return self.fn(params)
 
 
 def central_difference_hessian(gradient: Callable[[FloatArray], FloatArray], params: FloatArray) -> FloatArray:
@@ -162,18 +201,20 @@ def central_difference_hessian(gradient: Callable[[FloatArray], FloatArray], par
     return 0.5 * (hess + hess.T)
 
 
-def _hessian(fn: LoglikGrad, params: FloatArray, weights: FloatArray) -> FloatArray:
-    """Hessian of the weighted log-likelihood in the natural parameters: analytic where the model gives one,
+def _hessian(likelihood: Likelihood, params: FloatArray, weights: FloatArray) -> FloatArray:
+    """Hessian of the weighted mean log-likelihood in the natural parameters: analytic where the model gives one,
     else by central differences of the exact gradient."""
-    if isinstance(fn, _WithHessian):
-        with np.errstate(all="ignore"):
-            return fn.hessian(params, weights)
-    return central_difference_hessian(lambda p: np.asarray(weights @ fn(p)[1], dtype=float), params)
+    with np.errstate(all="ignore"):
+        analytic = likelihood.mean_hessian(params, weights)
+    if analytic is not None:
+        return analytic
+    mean = likelihood.on_rows(None, weights)
+    return central_difference_hessian(lambda p: np.asarray(mean(p)[1], dtype=float), params)
 
 
 def _newton_polish(
     objective: Callable[[FloatArray], tuple[float, FloatArray]],
-    fn: LoglikGrad,
+    likelihood: Likelihood,
     theta: FloatArray,
     weights: FloatArray,
     bounds: LogBounds,
@@ -186,7 +227,7 @@ def _newton_polish(
     hess_at_theta: FloatArray | None = None
     for _ in range(6):
         params = np.exp(theta)
-        h_nat = _hessian(fn, params, weights)
+        h_nat = _hessian(likelihood, params, weights)
         hess_at_theta = h_nat
         h_theta = -h_nat * np.outer(params, params) + np.diag(grad)
         try:
@@ -239,37 +280,30 @@ def _subsample(weights: FloatArray, size: int, rng: np.random.Generator) -> tupl
 
 
 def maximize_likelihood(
-    fn: LoglikGrad,
-    weights: FloatArray,
+    likelihood: Likelihood,
     starts: list[FloatArray],
     max_iter: int = 2000,
     seed: int = 0,
-    subset: Callable[[NDArray[np.intp]], LoglikGrad] | None = None,
     sample_size: int = 20_000,
-    hessian: Hessian | None = None,
-    reducer: Reducer | None = None,
-    log_bounds: LogBounds | None = None,
     stop: Stop | None = None,
 ) -> MleResult:
-    """Maximise sum(weights * loglik) from each start (natural-scale parameter vectors); keep the best.
+    """Maximise the weighted log-likelihood from each start (natural-scale parameter vectors); keep the best.
 
-    With many unique rows and a `subset` (rows -> the same function on those rows), the starts are searched on a
-    weighted sample of `sample_size` customers, and only the best is refined on all rows. An analytic `hessian`
-    replaces the differences of the gradient in the Newton polish and in the standard errors. A `reducer`
-    replaces the per-row sums for models whose weighted log-likelihood reduces to a few statistics of the rows
-    (it then also serves the sample, and `fn` is used only for checks of the result). `log_bounds` box the
-    log-parameters (default [-25, 25] each); starts outside the box are moved onto it. `stop` (params, mean
-    log-likelihood of all rows) -> bool ends the search at the first point of all rows where it holds (the result
-    then has `stopped`, no standard errors, and is not `converged`).
+    Every start gets a short search (20 L-BFGS iterations), on a weighted sample of `sample_size` customers when
+    there are more rows than that, and the most promising one is followed to the optimum and polished by Newton
+    on all rows. The log-parameters stay inside `likelihood.log_bounds`; starts outside are moved onto them.
+    `stop` (params, mean log-likelihood of all rows) -> bool ends the search at the first point of all rows
+    where it holds (the result then has `stopped`, no standard errors, and is not `converged`).
 
     The search ends in bounded time on any input: each L-BFGS run stops after `max_iter` iterations or
     3 * `max_iter` evaluations, the Newton polish after six steps, and there are `len(starts)` + 1 runs at most.
     """
     k = np.asarray(starts[0]).size
-    bounds = default_log_bounds(k) if log_bounds is None else log_bounds
+    bounds = likelihood.log_bounds or default_log_bounds(k)
+    weights = likelihood.weights
     with single_threaded_blas():
         try:
-            return _maximize(fn, weights, starts, max_iter, seed, subset, sample_size, hessian, reducer, bounds, stop)
+            return _maximize(likelihood, starts, max_iter, seed, sample_size, bounds, stop)
         except _StopSearchError as end:
             return MleResult(
                 params=np.exp(end.theta),
@@ -285,52 +319,45 @@ def maximize_likelihood(
 
 
 def _maximize(
-    fn: LoglikGrad,
-    weights: FloatArray,
+    likelihood: Likelihood,
     starts: list[FloatArray],
     max_iter: int,
     seed: int,
-    subset: Callable[[NDArray[np.intp]], LoglikGrad] | None,
     sample_size: int,
-    hessian: Hessian | None,
-    reducer: Reducer | None,
     bounds: LogBounds,
     stop: Stop | None,
 ) -> MleResult:
-    if hessian is not None:
-        fn = _WithHessian(fn, hessian)
-    total = float(weights.sum())
-    w = weights / total
-    objective = _objective(fn, w, stop) if reducer is None else _on_theta(reducer(None, w), stop)
+    total = float(likelihood.weights.sum())
+    w = likelihood.weights / total
+    objective = _on_theta(likelihood.on_rows(None, w), stop)
     thetas = [np.clip(np.log(np.asarray(start, dtype=float)), bounds[0], bounds[1]) for start in starts]
-    if (subset is not None or reducer is not None) and weights.size > sample_size and len(thetas) > 1:
-        rows, counts = _subsample(weights, sample_size, np.random.default_rng(seed))
-        if reducer is not None:
-            sample_objective = _on_theta(reducer(rows, counts / counts.sum()))
-        else:
-            assert subset is not None
-            sample_objective = _objective(subset(rows), counts / counts.sum())
-        # every start gets a short search; the most promising one is followed to the sample's optimum
-        scouted = [_lbfgs(sample_objective, theta, 20, bounds, loose=True) for theta in thetas]
-        leader = np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)
-        thetas = [np.asarray(_lbfgs(sample_objective, leader, max_iter, bounds, loose=True).x, dtype=float)]
-        # From the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not.
-        theta, hess_mean = _newton_polish(objective, fn, thetas[0], w, bounds)
+    sampled = w.size > sample_size and len(thetas) > 1
+    search = objective
+    if sampled:
+        rows, counts = _subsample(likelihood.weights, sample_size, np.random.default_rng(seed))
+        search = _on_theta(likelihood.on_rows(rows, counts / counts.sum()))
+    theta0 = thetas[0]
+    if len(thetas) > 1:
+        # every start gets a short search; the most promising one is followed to the optimum
+        scouted = [_lbfgs(search, theta, 20, bounds, loose=True) for theta in thetas]
+        theta0 = np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)
+    if sampled:
+        # from the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not
+        theta0 = np.asarray(_lbfgs(search, theta0, max_iter, bounds, loose=True).x, dtype=float)
+        theta, hess_mean = _newton_polish(objective, likelihood, theta0, w, bounds)
         value, grad = objective(theta)
         if np.max(np.abs(grad)) < 1e-8:
-            return _result(fn, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum", bounds)
-    if len(thetas) > 1:
-        # every start gets a short search on all rows; the most promising one is followed to the optimum
-        scouted = [_lbfgs(objective, theta, 20, bounds, loose=True) for theta in thetas]
-        thetas = [np.asarray(min(scouted, key=lambda res: float(res.fun)).x, dtype=float)]
-    best = _lbfgs(objective, thetas[0], max_iter, bounds)
-    theta, hess_mean = _newton_polish(objective, fn, np.asarray(best.x, float), w, bounds)
+            return _result(
+                likelihood, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum", bounds
+            )
+    best = _lbfgs(objective, theta0, max_iter, bounds)
+    theta, hess_mean = _newton_polish(objective, likelihood, np.asarray(best.x, float), w, bounds)
     value, grad = objective(theta)
-    return _result(fn, w, total, theta, value, grad, hess_mean, str(best.message), bounds)
+    return _result(likelihood, w, total, theta, value, grad, hess_mean, str(best.message), bounds)
 
 
 def _result(
-    fn: LoglikGrad,
+    likelihood: Likelihood,
     w: FloatArray,
     total: float,
     theta: FloatArray,
@@ -344,9 +371,9 @@ def _result(
     gradient_norm = float(np.linalg.norm(grad / params))  # gradient in natural parameters, per customer
     near = (theta < bounds[0] + _BOUND_MARGIN) | (theta > bounds[1] - _BOUND_MARGIN)
     at_boundary = bool(np.any(near))
-    hessian = total * (hess_mean if hess_mean is not None else _hessian(fn, params, w))
+    hessian = total * (hess_mean if hess_mean is not None else _hessian(likelihood, params, w))
     se, cov = _standard_errors(hessian)
-    converged = bool(value < 1e299 and np.max(np.abs(grad)) < 1e-6 and not at_boundary)
+    converged = bool(np.isfinite(value) and np.max(np.abs(grad)) < 1e-6 and not at_boundary)
     return MleResult(
         params=params,
         log_likelihood=-value * total,

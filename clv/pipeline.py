@@ -28,8 +28,8 @@ from clv.data.rfm_table import is_rfm_table, load_rfm_table
 from clv.data.transactions import Transactions, ValidationReport, load_transactions
 from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError, ScoringWarning
 from clv.mle import single_threaded_blas
+from clv.model import DROPOUT, FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
-from clv.purchase.base import DROPOUT
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, save_models
@@ -40,12 +40,15 @@ from clv.versions import package_versions
 __all__ = [
     "DataStep",
     "RunResult",
+    "customer_tiers",
     "fit_models",
     "fit_together",
     "has_spend",
     "prepare_data",
+    "previous_tiers",
     "run",
     "save_fitted",
+    "save_trained",
     "score",
     "spend_outliers",
     "summarise",
@@ -66,24 +69,22 @@ class DataStep:
     rfm: RfmSummary
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
-    """Everything one run produced, before and after it is written."""
+    """Everything one scoring produced, finished: `score` builds it whole, and the writers only read it (they
+    return the paths they wrote)."""
 
     config: RunConfig
     data: DataStep
     fitted: FittedModels
     value: ValueResult | BayesValue
     holdout: dict[str, Any] | None
-    customers: pd.DataFrame = field(default_factory=pd.DataFrame)
-    tiers: pd.DataFrame = field(default_factory=pd.DataFrame)
-    migration: pd.DataFrame | None = None
-    holdout_customers: pd.DataFrame | None = None
-    spend_outliers: SpendOutliers | None = None
+    customers: pd.DataFrame
+    tiers: pd.DataFrame
+    migration: pd.DataFrame | None
+    spend_outliers: SpendOutliers | None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    output_dir: Path | None = None
-    model_dir: Path | None = None
 
     @property
     def purchase(self) -> PurchaseModel:
@@ -167,11 +168,9 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
 def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
     """The model at the posterior mean, with the log-likelihood there (for summaries and plug-in use)."""
     mean = posterior.mean()
-    point = type(model).from_params(**mean)
     problem = model.likelihood_problem(rfm)
-    point.log_likelihood_ = problem.log_likelihood(np.array([mean[k] for k in problem.param_names]))
-    point.n_customers_ = problem.n_customers
-    return point
+    ll = problem.log_likelihood(np.array([mean[k] for k in problem.param_names]))
+    return type(model).from_result(FitResult(params=mean, log_likelihood=ll, n_customers=problem.n_customers))
 
 
 def fit_together(
@@ -297,25 +296,38 @@ def score(
     config: RunConfig,
     fitted: FittedModels,
     data: DataStep,
+    previous_tiers: pd.DataFrame | None = None,
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
     warnings_seen: list[str] | None = None,
 ) -> RunResult:
-    """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit)."""
-    timings = {} if timings is None else timings
+    """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit). With the
+    tiers of an earlier run (`previous_tiers`, see `previous_tiers`), the result has the tier migration."""
+    timings = {} if timings is None else dict(timings)
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ClvWarning)
         _check_compatible(config, fitted, data.rfm.frame)
-    warnings_seen = [*(warnings_seen or []), *(str(w.message) for w in caught if issubclass(w.category, ClvWarning))]
+    messages = [*(warnings_seen or []), *(str(w.message) for w in caught if issubclass(w.category, ClvWarning))]
     with _timed(timings, "predict and value", progress):
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
-    result = RunResult(config, data, fitted, value, holdout, warnings=list(warnings_seen or []), timings=timings)
-    result.spend_outliers = spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None
-    result.holdout_customers = holdout_customers
     with _timed(timings, "tiers and segments", progress):
-        _tier(result)
-    return result
+        customers = _customer_table(config, data.rfm.frame, fitted, value, holdout_customers)
+        labels = [level.label for level in config.tiers.levels]
+        migration = _migration(previous_tiers, customers, labels)
+    return RunResult(
+        config,
+        data,
+        fitted,
+        value,
+        holdout,
+        customers,
+        tier_table(customers, config.tiers),
+        migration,
+        spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None,
+        messages,
+        timings,
+    )
 
 
 def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
@@ -339,33 +351,47 @@ def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame
 def run(
     config: RunConfig, progress: Progress | None = None, strict: bool = False, progress_bar: bool = False
 ) -> RunResult:
-    """The whole job: data, fit, predict, value, tiers. Nothing is written (see write_outputs, save_fitted)."""
+    """The whole job: data, fit, predict, value, tiers, and the migration since the newest saved run of this
+    name. Nothing is written (see write_outputs, save_fitted)."""
     data, fitted, messages, timings = train(config, progress, strict, progress_bar)
-    return score(config, fitted, data, progress, timings, messages)
+    return score(config, fitted, data, previous_tiers(config, fitted), progress, timings, messages)
 
 
-def _tier(result: RunResult) -> None:
-    """The customer table: predictions, tier, segment, RFM scores (and tier probabilities for a posterior)."""
-    config = result.config
-    rfm = result.data.rfm.frame
-    table = rfm.merge(result.value.customers, on="customer_id", how="left", validate="one_to_one")
-    if result.holdout_customers is not None:
-        table = table.merge(result.holdout_customers, on="customer_id", how="left", validate="one_to_one")
+def _customer_table(
+    config: RunConfig,
+    rfm: pd.DataFrame,
+    fitted: FittedModels,
+    value: ValueResult | BayesValue,
+    holdout_customers: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """The customer table: predictions, tier, segment, RFM scores (and tier probabilities for a posterior),
+    highest CLV first."""
+    table = rfm.merge(value.customers, on="customer_id", how="left", validate="one_to_one")
+    if holdout_customers is not None:
+        table = table.merge(holdout_customers, on="customer_id", how="left", validate="one_to_one")
     ids = table["customer_id"].to_numpy()
     tier_index = assign_tiers(table["clv"].to_numpy(dtype=float), config.tiers, ids)
     labels = [level.label for level in config.tiers.levels]
     table["tier"] = np.asarray(labels, dtype=object)[tier_index]
-    churn_identified = DROPOUT not in result.fitted.purchase.not_identified_
+    churn_identified = DROPOUT not in fitted.purchase.not_identified_
     table["segment"] = segments(tier_index, table["p_alive"].to_numpy(dtype=float), config.tiers, churn_identified)
     table = pd.concat([table, rfm_scores(table)], axis=1)
-    if isinstance(result.value, BayesValue):
-        probabilities = tier_probabilities(result.value.clv_draws, result.value.clv_index, config.tiers)
+    if isinstance(value, BayesValue):
+        probabilities = tier_probabilities(value.clv_draws, value.clv_index, config.tiers)
         for k, label in enumerate(labels):
             table[f"p_tier_{_slug(label)}"] = probabilities[:, k]
     table = table.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    result.customers = table[_column_order(list(table.columns))]
-    result.tiers = tier_table(result.customers, config.tiers)
-    result.migration = _migration(result, labels)
+    return table[_column_order(list(table.columns))]
+
+
+def customer_tiers(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> pd.DataFrame:
+    """Each customer's tier by CLV (customer_id, tier), without the rest of the scoring: what `clv train`
+    saves for the next run's migration table."""
+    value = value_models(config, fitted, rfm, residual=False)
+    clv = rfm[["customer_id"]].merge(value.customers[["customer_id", "clv"]], on="customer_id", validate="one_to_one")
+    tier_index = assign_tiers(clv["clv"].to_numpy(dtype=float), config.tiers, clv["customer_id"].to_numpy())
+    labels = np.asarray([level.label for level in config.tiers.levels], dtype=object)
+    return pd.DataFrame({"customer_id": clv["customer_id"].to_numpy(), "tier": labels[tier_index]})
 
 
 _LEAD_COLUMNS = (
@@ -398,40 +424,44 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
-def _migration(result: RunResult, labels: list[str]) -> pd.DataFrame | None:
-    """Tier moves since the newest saved run of this name (or the loaded model's run), when it saved tiers."""
-    config = result.config
-    source = result.fitted.path
+def previous_tiers(config: RunConfig, fitted: FittedModels) -> pd.DataFrame | None:
+    """The customers' tiers saved with the loaded model's run, or else with the newest saved run of this name;
+    None when there is none."""
+    source = fitted.path
     if source is None:
         try:
             source = resolve_model_dir(Path(config.output.models_dir) / config.name)
         except ModelFileError:
             return None
     file = source / "customer_tiers.parquet"
-    if not file.is_file():
-        return None
-    previous = pd.read_parquet(file)
-    if set(previous["tier"].unique()) - set(labels):
-        return None  # the tiers were redefined: a migration table would compare different things
-    return migration_table(previous, result.customers, labels)
+    return pd.read_parquet(file) if file.is_file() else None
+
+
+def _migration(previous: pd.DataFrame | None, customers: pd.DataFrame, labels: list[str]) -> pd.DataFrame | None:
+    """Tier moves since the previous tiers, when there are some and they use the same tiers."""
+    if previous is None or set(previous["tier"].unique()) - set(labels):
+        return None  # no earlier tiers, or the tiers were redefined: a table would compare different things
+    return migration_table(previous, customers, labels)
 
 
 def save_fitted(result: RunResult) -> Path:
-    """Save the fitted models to models/<name>/<run_id>/ with the customers' tiers (for the next run's
-    migration table), and point models/<name>/latest at it."""
-    config = result.config
-    path = save_models(
+    """Save a scored run's models with its customers' tiers (see `save_trained`); its path."""
+    return save_trained(result.config, result.fitted, result.data.rfm.frame, result.customers)
+
+
+def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tiers: pd.DataFrame) -> Path:
+    """Save the fitted models to models/<name>/<run_id>/ with the customers' tiers (customer_id, tier; for the
+    next run's migration table), point models/<name>/latest at it, and return its path."""
+    return save_models(
         config.output.models_dir,
         config.name,
-        result.fitted,
+        fitted,
         config.resolved(),
         config_hash(config),
-        data_fingerprint(result.data.rfm.frame),
+        data_fingerprint(rfm),
         package_versions(),
-        extra={"customer_tiers.parquet": result.customers[["customer_id", "tier"]]},
+        extra={"customer_tiers.parquet": tiers[["customer_id", "tier"]]},
     )
-    result.model_dir = path
-    return path
 
 
 def load_fitted(path: str | Path) -> FittedModels:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from clv.bayes.posterior import Diagnostics, Posterior
 from clv.errors import ClvError, ModelFileError
+from clv.model import FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 
@@ -204,16 +205,20 @@ def load_models(path: str | Path) -> FittedModels:
 
 
 def _restore(cls: Any, block: dict[str, Any], file: Path) -> Any:
+    """The saved model, built from its saved fit result (parameters checked)."""
     try:
-        model = cls.from_params(**block["params"])
+        result = FitResult(
+            params=block["params"],
+            standard_errors=block.get("standard_errors"),
+            log_likelihood=block.get("log_likelihood"),
+            converged=block.get("converged"),
+            gradient_norm=block.get("gradient_norm"),
+            n_customers=block.get("n_customers"),
+            not_identified=dict(block.get("not_identified") or {}),
+        )
+        return cls.from_result(result)
     except (ClvError, TypeError, ValueError, KeyError) as exc:
         raise ModelFileError(f"{file}: the {cls.name} parameters are not valid: {exc}") from None
-    model.standard_errors_ = block.get("standard_errors")
-    model.log_likelihood_ = block.get("log_likelihood")
-    model.converged_ = block.get("converged")
-    model.gradient_norm_ = block.get("gradient_norm")
-    model.not_identified_ = dict(block.get("not_identified") or {})
-    return model
 
 
 def _posterior(folder: Path, block: dict[str, Any]) -> Posterior | None:

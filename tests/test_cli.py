@@ -196,6 +196,9 @@ def test_run_writes_tiers_segments_report_and_model(tmp_path):
 def test_train_then_score_needs_no_refit(tmp_path, monkeypatch):
     config = write_config(tmp_path)
     assert invoke("train", str(config), "-q").exit_code == 0
+    from clv.store import resolve_model_dir
+
+    trained = pd.read_parquet(resolve_model_dir(tmp_path / "models" / "cdnow") / "customer_tiers.parquet")
     import clv.pipeline
 
     def refuse(*args, **kwargs):
@@ -210,6 +213,10 @@ def test_train_then_score_needs_no_refit(tmp_path, monkeypatch):
     assert invoke("run", str(config), "-q").exit_code == 0
     fresh = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
     pd.testing.assert_frame_equal(scored, fresh)  # the same customer table, without refitting
+    # train tiers the customers without scoring them whole: the same tiers as the full run's
+    by_id = fresh.set_index("customer_id")["tier"]
+    assert (trained.set_index("customer_id")["tier"] == by_id.loc[trained["customer_id"]].to_numpy()).all()
+    assert len(trained) == len(fresh)
     other = invoke(
         "score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "--set", "model.purchase=mbgnbd"
     )

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from clv import BetaGeoModel, ConvergenceWarning, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clv.cli import app
 from clv.config import parse_config
+from clv.model import DROPOUT, MEAN_SPEND, NOT_IDENTIFIED
 from clv.purchase import nbd
-from clv.purchase.base import DROPOUT, MEAN_SPEND, NOT_IDENTIFIED
 from clv.spend.outliers import find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.tiers import UNIDENTIFIED_SEGMENTS
 
@@ -121,23 +121,22 @@ def test_pareto_nbd_search_stays_inside_its_bounds():
 
 
 def test_gamma_gamma_q_near_one_is_not_identified():
-    model = GammaGammaModel.from_params(p=2.0, q=1.3, v=10.0)
-    result = _mle_result(model)
-    model.standard_errors_ = {"p": 0.1, "q": 0.2, "v": 1.0}  # q - 1 = 0.3 < 2 x 0.2
-    assert MEAN_SPEND in model._identification(result)
-    model.standard_errors_ = {"p": 0.1, "q": 0.1, "v": 1.0}  # q - 1 = 0.3 > 2 x 0.1
-    assert model._identification(result) == {}
-    model.standard_errors_ = None  # no standard errors: q under 1.1 cannot be told from 1
-    assert model._identification(result) == {}
-    model.params_["q"] = 1.05
-    assert "cannot be told from 1" in model._identification(result)[MEAN_SPEND]
-
-
-def _mle_result(model):  # type: ignore[no-untyped-def]
     from clv.mle import MleResult
+    from clv.model import FitResult
 
-    params = np.array(list(model.params_.values()))
-    return MleResult(params, -1.0, None, None, True, 0.0, False, "")
+    model = GammaGammaModel.from_params(p=2.0, q=1.3, v=10.0)
+    found = MleResult(np.array([2.0, 1.3, 10.0]), -1.0, None, None, True, 0.0, False, "")
+    params = {"p": 2.0, "q": 1.3, "v": 10.0}
+
+    def finding(q: float, se_q: float | None) -> dict[str, str]:
+        se = None if se_q is None else {"p": 0.1, "q": se_q, "v": 1.0}
+        return model._identification(found, FitResult(params=params | {"q": q}, standard_errors=se))
+
+    assert MEAN_SPEND in finding(1.3, 0.2)  # q - 1 = 0.3 < 2 x 0.2
+    assert finding(1.3, 0.1) == {}  # q - 1 = 0.3 > 2 x 0.1
+    assert finding(1.3, None) == {}  # no standard errors: q under 1.1 cannot be told from 1
+    assert "cannot be told from 1" in finding(1.05, None)[MEAN_SPEND]
+    assert "<= 1" in finding(0.9, 0.01)[MEAN_SPEND]
 
 
 def spend_frame() -> pd.DataFrame:
@@ -198,7 +197,7 @@ def test_run_marks_segments_and_files_when_dropout_is_not_identified(tmp_path):
     )
     result = run(config)
     model_dir = save_fitted(result)
-    out = write_outputs(result)
+    out = write_outputs(result, model_dir)
     from clv.pipeline import load_fitted
 
     assert load_fitted(model_dir).purchase.not_identified_ == result.fitted.purchase.not_identified_

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clv.mle import default_log_bounds, maximize_likelihood
+from clv.mle import RowLikelihood, default_log_bounds, maximize_likelihood
 
 COUNTS = np.array([0.0, 1.0, 2.0, 3.0, 7.0])
 
@@ -19,7 +19,8 @@ def poisson(params):  # type: ignore[no-untyped-def]
 
 
 def test_optimum_is_the_closed_form():
-    result = maximize_likelihood(poisson, np.ones(COUNTS.size), [np.array([0.3]), np.array([9.0])])
+    rows = RowLikelihood(lambda _: poisson, np.ones(COUNTS.size))
+    result = maximize_likelihood(rows, [np.array([0.3]), np.array([9.0])])
     assert result.params[0] == pytest.approx(COUNTS.mean(), rel=1e-8)
     assert result.converged and not result.at_boundary and not result.stopped
     # standard error from the observed information: sqrt(rate / n)
@@ -35,7 +36,8 @@ def unbounded(params):  # type: ignore[no-untyped-def]
 def test_search_ends_at_its_bound_and_says_so():
     lower, upper = default_log_bounds(1)
     upper[0] = np.log(50.0)
-    result = maximize_likelihood(unbounded, np.ones(3), [np.array([1.0])], log_bounds=(lower, upper))
+    rows = RowLikelihood(lambda _: unbounded, np.ones(3), log_bounds=(lower, upper))
+    result = maximize_likelihood(rows, [np.array([1.0])])
     assert result.params[0] == pytest.approx(50.0)
     assert result.at_boundary and not result.converged
 
@@ -47,7 +49,7 @@ def test_stop_rule_ends_the_search_where_it_holds():
         seen.append(params[0])
         return bool(params[0] > 20.0)
 
-    result = maximize_likelihood(unbounded, np.ones(3), [np.array([1.0])], stop=stop)
+    result = maximize_likelihood(RowLikelihood(lambda _: unbounded, np.ones(3)), [np.array([1.0])], stop=stop)
     assert result.stopped and not result.converged and result.standard_errors is None
     assert result.params[0] > 20.0 and result.params[0] == pytest.approx(seen[-1])
     assert result.log_likelihood == pytest.approx(-3.0 / result.params[0])

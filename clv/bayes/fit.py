@@ -27,7 +27,7 @@ from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
 from clv.config import BayesConfig, PriorConfig
 from clv.errors import ConfigError, FitError
 from clv.mle import maximize_likelihood
-from clv.purchase.base import FittedModel, LikelihoodProblem
+from clv.model import FittedModel, LikelihoodProblem
 
 __all__ = ["build_model", "fit_posterior", "nutpie_available"]
 
@@ -76,17 +76,7 @@ def build_model(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> p
 
 
 def _mle_start(model: FittedModel, problem: LikelihoodProblem, seed: int) -> FloatArray:
-    start = model._start()
-    result = maximize_likelihood(
-        problem.fn,
-        problem.weights,
-        [start],
-        seed=seed,
-        subset=problem.subset,
-        hessian=problem.hessian,
-        reducer=problem.reducer,
-        log_bounds=problem.log_bounds,
-    )
+    result = maximize_likelihood(problem.likelihood, [model.start_point()], seed=seed)
     return np.asarray(result.params, dtype=float)
 
 

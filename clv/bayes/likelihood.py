@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from clv.purchase.base import LikelihoodProblem
+from clv.model import LikelihoodProblem
 
 __all__ = ["LogLikelihood"]
 

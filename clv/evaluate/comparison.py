@@ -25,7 +25,7 @@ from clv.compress import unique_histories
 from clv.config import RANK_CRITERIA, RunConfig
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
-from clv.purchase.base import NOT_IDENTIFIED
+from clv.model import NOT_IDENTIFIED
 from clv.store import FittedModels
 from clv.tiers import assign_tiers
 from clv.value import ValueResult
@@ -127,7 +127,7 @@ def fit_statistics(fitted: FittedModels, seconds: float) -> dict[str, Any]:
     AIC and BIC of the purchase model; the spend model's log-likelihood; the fit's time."""
     purchase = fitted.purchase
     k = len(purchase.params_)
-    n = int(getattr(purchase, "n_customers_", 0) or 0)
+    n = purchase.n_customers_ or 0
     ll = purchase.log_likelihood_
     out: dict[str, Any] = {
         "params": dict(purchase.params_),

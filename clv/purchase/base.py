@@ -1,17 +1,15 @@
-"""What every purchase model shares: the estimator contract, fitting on unique rows, and checked outputs.
+"""What every purchase model shares: fitting on unique rows, the no-dropout limit, and checked inputs.
 
-`__init__` stores options only; `fit(rfm)` validates, fits and returns the model; learned state ends in `_`.
-Predictions take the same RFM frame (columns frequency, recency, T) and return one value per row.
+The estimator contract itself (options in `__init__`, `fit` returns the model, learned state ends in `_`) is
+`clv.model.FittedModel`. Predictions take an RFM frame (columns frequency, recency, T) and return one value per
+row.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from abc import abstractmethod
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -19,27 +17,14 @@ from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
-from clv.errors import ClvError, ConvergenceWarning, DataError, FitError, NotFittedError, first_ids
-from clv.mle import (
-    Hessian,
-    LogBounds,
-    LoglikGrad,
-    MleResult,
-    Reducer,
-    Stop,
-    central_difference_hessian,
-    maximize_likelihood,
-)
+from clv.errors import ClvError, DataError
+from clv.mle import Hessian, LogBounds, MleResult, RowLikelihood, Stop
+from clv.model import DROPOUT, FitResult, FittedModel, LikelihoodProblem, check_output
 from clv.purchase import nbd
 
 __all__ = [
-    "DROPOUT",
-    "MEAN_SPEND",
-    "NOT_IDENTIFIED",
     "NO_DROPOUT_CRITICAL",
     "FactoredCurveModel",
-    "FittedModel",
-    "LikelihoodProblem",
     "PurchaseModel",
     "check_horizons",
     "check_output",
@@ -48,13 +33,6 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-#: keys of `FittedModel.not_identified_`: the model part the data cannot tell
-DROPOUT = "dropout"
-MEAN_SPEND = "mean_spend"
-NOT_IDENTIFIED: dict[str, str] = {
-    DROPOUT: "churn risk (dropout) not identified",
-    MEAN_SPEND: "population mean spend not identified",
-}
 #: the 5% point of chi-square with 1 degree of freedom: the least likelihood-ratio statistic against the
 #: no-dropout limit at which dropout counts as identified
 NO_DROPOUT_CRITICAL = 3.84
@@ -70,15 +48,6 @@ def rfm_arrays(rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray]:
     )
 
 
-def check_output(values: FloatArray, what: str, rfm: pd.DataFrame | None = None) -> FloatArray:
-    """Refuse to return NaN or inf: name the customers whose value is not finite."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        ids = rfm["customer_id"].to_numpy()[bad] if rfm is not None and "customer_id" in rfm else np.flatnonzero(bad)
-        raise ClvError(f"{what} is not finite for {int(bad.sum())} row(s) (first: {first_ids(ids)})")
-    return values
-
-
 def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
     if weights is None:
         return np.ones(n)
@@ -86,179 +55,6 @@ def _weights(weights: ArrayLike | None, n: int) -> FloatArray:
     if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise DataError(f"weights must be {n} finite non-negative numbers with a positive sum")
     return w
-
-
-@dataclass(frozen=True)
-class LikelihoodProblem:
-    """What a fit needs, shared by maximum likelihood and the Bayesian fit: `fn` gives the per-row
-    log-likelihood and gradient of the rescaled data at rescaled parameters; natural parameters are the rescaled
-    ones times `factor`; `unscaled` is the same function on the data as given."""
-
-    param_names: tuple[str, ...]
-    fn: LoglikGrad
-    weights: FloatArray
-    factor: FloatArray
-    subset: Callable[[NDArray[np.intp]], LoglikGrad] | None
-    hessian: Hessian | None
-    unscaled: LoglikGrad
-    n_customers: int
-    n_unique: int
-    reducer: Reducer | None = None
-    #: bounds of the log of the rescaled parameters in the maximum-likelihood search (None: [-25, 25] each)
-    log_bounds: LogBounds | None = None
-
-    def total(self, scaled_params: FloatArray) -> tuple[float, FloatArray]:
-        """Weighted total log-likelihood of the rescaled data and its gradient in the rescaled parameters."""
-        if self.reducer is not None:
-            size = float(self.weights.sum())
-            value, grad = self.reducer(None, self.weights / size)(scaled_params)
-            return size * value, size * np.asarray(grad)
-        ll, grad = self.fn(scaled_params)
-        return float(self.weights @ ll), self.weights @ grad
-
-    def total_hessian(self, scaled_params: FloatArray) -> FloatArray:
-        """Hessian of `total` in the rescaled parameters: analytic where the model has it, else central
-        differences of the exact gradient."""
-        if self.hessian is not None:
-            size = float(self.weights.sum())
-            return size * self.hessian(scaled_params, self.weights / size)
-        return central_difference_hessian(lambda p: np.asarray(self.total(p)[1], dtype=float), scaled_params)
-
-    def log_likelihood(self, params: FloatArray) -> float:
-        """Total log-likelihood of the data as given, at natural parameters."""
-        ll, _ = self.unscaled(params)
-        return float(self.weights @ ll)
-
-
-class FittedModel(ABC):
-    """Parameters, their uncertainty, and the fit's diagnostics; shared by purchase and spend models."""
-
-    name: ClassVar[str]
-    param_names: ClassVar[tuple[str, ...]]
-
-    def __init__(self, starts: int = 4, seed: int = 42, max_iter: int = 2000) -> None:
-        self.starts = starts
-        self.seed = seed
-        self.max_iter = max_iter
-
-    @classmethod
-    def from_params(cls, **params: float) -> Self:
-        """A model with known parameters, ready to predict without fitting."""
-        names = set(cls.param_names)
-        if set(params) != names:
-            raise ClvError(f"{cls.__name__} takes parameters {', '.join(cls.param_names)}; got {', '.join(params)}")
-        bad = [k for k, v in params.items() if not (math.isfinite(v) and v > 0)]
-        if bad:
-            raise ClvError(f"{cls.__name__}: parameters must be finite and > 0: {', '.join(bad)}")
-        model = cls()
-        model.params_ = {k: float(params[k]) for k in cls.param_names}
-        model.standard_errors_ = None
-        model.log_likelihood_ = None
-        model.converged_ = None
-        model.gradient_norm_ = None
-        model.not_identified_ = {}
-        return model
-
-    params_: dict[str, float]
-    standard_errors_: dict[str, float] | None
-    log_likelihood_: float | None
-    converged_: bool | None
-    gradient_norm_: float | None
-    #: what the data cannot tell, by key of `NOT_IDENTIFIED` ("dropout", "mean_spend"), with the sentence that
-    #: says so; empty when the fit identifies everything the predictions rest on
-    not_identified_: dict[str, str]
-
-    @property
-    def is_fitted(self) -> bool:
-        return hasattr(self, "params_")
-
-    def _p(self) -> tuple[float, ...]:
-        if not self.is_fitted:
-            raise NotFittedError(f"{type(self).__name__} has no parameters: call fit first (or use from_params)")
-        return tuple(self.params_[k] for k in self.param_names)
-
-    def _store(self, result: MleResult, params: FloatArray, se: FloatArray | None) -> None:
-        self.params_ = dict(zip(self.param_names, map(float, params), strict=True))
-        self.standard_errors_ = None if se is None else dict(zip(self.param_names, map(float, se), strict=True))
-        self.log_likelihood_ = float(result.log_likelihood)
-        self.converged_ = result.converged
-        self.gradient_norm_ = result.gradient_norm
-        if not np.isfinite(result.log_likelihood):
-            label = type(self).__name__
-            raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
-        self.not_identified_ = self._identification(result)
-        self._warn(result)
-
-    def _identification(self, result: MleResult) -> dict[str, str]:
-        """What the fit cannot identify (see `not_identified_`); models with such limits override it."""
-        return {}
-
-    def _warn(self, result: MleResult) -> None:
-        """One ConvergenceWarning per finding. A sentence of `not_identified_` replaces the generic boundary,
-        convergence and standard-error warnings, which are its consequences."""
-        label = type(self).__name__
-        messages = list(self.not_identified_.values())
-        if not messages:
-            if result.at_boundary:
-                messages.append(f"{label}: a parameter is at the boundary of the search: {self.params_}")
-            elif not result.converged:
-                messages.append(
-                    f"{label}: the fit did not converge (gradient norm {result.gradient_norm:.3g}; {result.message})"
-                )
-            if self.standard_errors_ is None:
-                messages.append(f"{label}: the information matrix is not positive definite; no standard errors")
-        messages += [f"{label}: {message}" for message in self._assumption_warnings()]
-        for message in messages:
-            warnings.warn(message, ConvergenceWarning, stacklevel=3)
-
-    def _assumption_warnings(self) -> list[str]:
-        return []
-
-    @abstractmethod
-    def _start(self) -> FloatArray:
-        """A central starting point of the search, in rescaled units."""
-
-    def _fit_problem(self, problem: LikelihoodProblem, stop: Stop | None = None) -> None:
-        """Maximum likelihood from the central start and `starts - 1` seeded perturbations of it (`stop`: the
-        model's rule that ends the search at a limit, see `clv.mle.maximize_likelihood`); parameters back to their
-        natural scale; stored with the fit's diagnostics and warnings."""
-        rng = np.random.default_rng(self.seed)
-        base = self._start()
-        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
-        result = maximize_likelihood(
-            problem.fn,
-            problem.weights,
-            starts,
-            self.max_iter,
-            seed=self.seed,
-            subset=problem.subset,
-            hessian=problem.hessian,
-            reducer=problem.reducer,
-            log_bounds=problem.log_bounds,
-            stop=stop,
-        )
-        params = result.params * problem.factor
-        se = None if result.standard_errors is None else result.standard_errors * problem.factor
-        # The likelihood of the data as given (purchase-time densities change by scale^-x under rescaling).
-        result = MleResult(**{**result.__dict__, "log_likelihood": problem.log_likelihood(params)})
-        self.n_customers_ = problem.n_customers
-        self._store(result, params, se)
-
-    @abstractmethod
-    def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
-        """The data of a fit and its log-likelihood, as both estimation methods use them."""
-
-    def summary(self) -> dict[str, Any]:
-        """Parameters, standard errors and diagnostics, JSON-ready."""
-        return {
-            "name": self.name,
-            "params": dict(self.params_) if self.is_fitted else None,
-            "standard_errors": self.standard_errors_ if self.is_fitted else None,
-            "log_likelihood": self.log_likelihood_ if self.is_fitted else None,
-            "converged": self.converged_ if self.is_fitted else None,
-            "gradient_norm": self.gradient_norm_ if self.is_fitted else None,
-            "not_identified": dict(self.not_identified_) if self.is_fitted else None,
-        }
 
 
 class PurchaseModel(FittedModel):
@@ -279,16 +75,12 @@ class PurchaseModel(FittedModel):
     ) -> tuple[FloatArray, FloatArray]:
         """Per-row log-likelihood and its gradient in the natural parameters."""
 
-    def _on_rows(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> LoglikGrad:
-        """`_loglik_grad` bound to a subset of rows, gathered once."""
-        return lambda params: self._loglik_grad(params, x, t_x, T)
-
     def _hessian_function(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> Hessian | None:
         """(params, weights) -> weighted Hessian of the log-likelihood, where the model has it analytically."""
         return None
 
     @abstractmethod
-    def _start(self) -> FloatArray:
+    def start_point(self) -> FloatArray:
         """A central starting point, for data with time rescaled so that max(T) = 10."""
 
     def _search_bounds(self) -> LogBounds | None:
@@ -308,17 +100,20 @@ class PurchaseModel(FittedModel):
         uw = np.bincount(inverse, weights=w).astype(float)
         scale = self._time_scale(uT)
         sx, st, sT = ux, ut / scale, uT / scale
+        search = RowLikelihood.of_arrays(
+            self._loglik_grad,
+            (sx, st, sT),
+            weights=uw,
+            hessian=self._hessian_function(sx, st, sT),
+            log_bounds=self._search_bounds(),
+        )
         return LikelihoodProblem(
             param_names=self.param_names,
-            fn=lambda p: self._loglik_grad(p, sx, st, sT),
-            weights=uw,
+            likelihood=search,
             factor=np.array([scale if k in self.time_params else 1.0 for k in self.param_names]),
-            subset=lambda rows: self._on_rows(sx[rows], st[rows], sT[rows]),
-            hessian=self._hessian_function(sx, st, sT),
             unscaled=lambda p: self._loglik_grad(p, ux, ut, uT),
             n_customers=int(x.size),
             n_unique=int(ux.size),
-            log_bounds=self._search_bounds(),
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
@@ -357,25 +152,26 @@ class PurchaseModel(FittedModel):
         rescaled data (max T = 10), at rescaled parameters; models with `has_no_dropout_limit` define it."""
         raise NotImplementedError
 
-    def _dropout_limit_description(self) -> str:
+    def _dropout_limit_description(self, params: dict[str, float]) -> str:
         """Which parameters went where, in words, at the fitted parameters."""
         raise NotImplementedError
 
-    def _identification(self, result: MleResult) -> dict[str, str]:
+    def _identification(self, found: MleResult, result: FitResult) -> dict[str, str]:
         """Dropout is not identified when the fit is no better than the no-dropout NBD: the likelihood-ratio
         statistic 2 (LL - LL_NBD) under 3.84, the 5% point of chi-square(1) (the NBD is the model's limit as the
         dropout parameters go to a boundary), or the search ended at that limit."""
         if not self.has_no_dropout_limit:
             return {}
         limit = self.no_dropout_log_likelihood_
-        statistic = max(0.0, 2.0 * (float(result.log_likelihood) - limit))
-        if statistic >= NO_DROPOUT_CRITICAL and not result.stopped:
+        ll = float(result.log_likelihood or 0.0)
+        statistic = max(0.0, 2.0 * (ll - limit))
+        if statistic >= NO_DROPOUT_CRITICAL and not found.stopped:
             return {}
         label = type(self).__name__
         return {
             DROPOUT: (
-                f"{label}: the data show almost no dropout ({self._dropout_limit_description()}); the fit is no "
-                f"better than a model in which no customer ever leaves (log-likelihood {result.log_likelihood:,.1f} "
+                f"{label}: the data show almost no dropout ({self._dropout_limit_description(result.params)}); the "
+                f"fit is no better than a model in which no customer ever leaves (log-likelihood {ll:,.1f} "
                 f"vs {limit:,.1f}, likelihood-ratio statistic {statistic:.2f} < {NO_DROPOUT_CRITICAL}): churn "
                 "probabilities are not identifiable from this history, so P(alive) and the churn-risk segments "
                 "are not meaningful"

@@ -85,7 +85,7 @@ class BetaGeoBetaBinomModel(PurchaseModel):
     param_names: ClassVar[tuple[str, ...]] = ("alpha", "beta", "gamma", "delta")
     time_params: ClassVar[tuple[str, ...]] = ()
 
-    def _start(self) -> FloatArray:
+    def start_point(self) -> FloatArray:
         return np.array([1.0, 1.0, 1.0, 1.0])
 
     def _time_scale(self, T: FloatArray) -> float:

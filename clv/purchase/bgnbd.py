@@ -50,7 +50,7 @@ class BetaGeoModel(FactoredCurveModel):
 
     has_no_dropout_limit: ClassVar[bool] = True
 
-    def _start(self) -> FloatArray:
+    def start_point(self) -> FloatArray:
         return np.array([0.5, 2.0, 1.0, 2.0])
 
     def _dropout_strength(self, scaled_params: FloatArray) -> float:
@@ -59,8 +59,8 @@ class BetaGeoModel(FactoredCurveModel):
         r, alpha, a, b = scaled_params
         return float(min(1.0, (self._c + 10.0 * r / alpha) * a / (a + b)))
 
-    def _dropout_limit_description(self) -> str:
-        a, b = self.params_["a"], self.params_["b"]
+    def _dropout_limit_description(self, params: dict[str, float]) -> str:
+        a, b = params["a"], params["b"]
         moves = [text for text, hit in (("a -> 0", a < 1e-2), ("b -> infinity", b > 1e3)) if hit]
         where = " and ".join(moves) if moves else "a and b not identified"
         return f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {a / (a + b):.2g}"

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from clv.mle import maximize_likelihood
+from clv.mle import RowLikelihood, maximize_likelihood
 
 __all__ = ["fit_no_dropout", "loglik_grad"]
 
@@ -39,5 +39,8 @@ def loglik_grad(params: FloatArray, x: FloatArray, T: FloatArray) -> tuple[Float
 def fit_no_dropout(x: FloatArray, T: FloatArray, weights: FloatArray) -> tuple[FloatArray, float]:
     """Maximum-likelihood (r, alpha) of the no-dropout NBD on rows (x, T) with weights, and the weighted total
     log-likelihood there."""
-    result = maximize_likelihood(lambda p: loglik_grad(p, x, T), weights, [np.array([0.5, 2.0])])
+    rows = RowLikelihood(
+        lambda r: (lambda p: loglik_grad(p, x, T)) if r is None else (lambda p: loglik_grad(p, x[r], T[r])), weights
+    )
+    result = maximize_likelihood(rows, [np.array([0.5, 2.0])])
     return np.asarray(result.params, dtype=float), float(result.log_likelihood)

@@ -155,7 +155,7 @@ class ParetoNBDModel(FactoredCurveModel):
     param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "s", "beta")
     time_params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
 
-    def _start(self) -> FloatArray:
+    def start_point(self) -> FloatArray:
         return np.array([0.5, 2.0, 0.5, 2.0])
 
     has_no_dropout_limit: ClassVar[bool] = True
@@ -166,14 +166,10 @@ class ParetoNBDModel(FactoredCurveModel):
         s, beta = scaled_params[2], scaled_params[3]
         return float(-np.expm1(-s * np.log1p(10.0 / beta)))
 
-    def _dropout_limit_description(self) -> str:
-        s, beta = self.params_["s"], self.params_["beta"]
-        scale = getattr(self, "time_scale_", 1.0)
-        moves = [
-            text
-            for text, hit in (("s -> 0", s < 1e-2), ("beta -> infinity", beta > 0.5 * RATE_SCALE_BOUND * scale))
-            if hit
-        ]
+    def _dropout_limit_description(self, params: dict[str, float]) -> str:
+        s, beta = params["s"], params["beta"]
+        large = 0.5 * RATE_SCALE_BOUND * self.time_scale_  # near the bound of the search (called during a fit)
+        moves = [text for text, hit in (("s -> 0", s < 1e-2), ("beta -> infinity", beta > large)) if hit]
         where = " and ".join(moves) if moves else "s and beta not identified"
         return f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit"
 

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS
-from clv.purchase.base import DROPOUT
 from clv.report import charts
 from clv.report.markup import card, escape, number, page, table
 from clv.tiers import AT_RISK, at_risk

@@ -11,7 +11,7 @@ import pandas as pd
 
 from clv.config import RunConfig, config_hash
 from clv.errors import ClvError
-from clv.purchase.base import DROPOUT
+from clv.model import DROPOUT
 from clv.report.files import staged_folder
 from clv.report.html import build_report
 from clv.tiers import at_risk
@@ -43,7 +43,6 @@ def _model_block(result: RunResult, which: str) -> dict[str, Any] | None:
         return None
     block = model.summary()
     block["method"] = result.fitted.method
-    block["n_customers"] = getattr(model, "n_customers_", None)
     posterior = result.fitted.purchase_posterior if which == "purchase" else result.fitted.spend_posterior
     if posterior is not None:
         summary = posterior.summary(result.config.bayes.interval)
@@ -60,8 +59,8 @@ def _churn_risk(result: RunResult) -> dict[str, Any]:
     return {"identified": caveat is None, "reason": caveat}
 
 
-def summary_dict(result: RunResult) -> dict[str, Any]:
-    """Everything summary.json records."""
+def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, Any]:
+    """Everything summary.json records (`model_dir`: where the run's models were saved, if they were)."""
     config = result.config
     customers = result.customers
     forecast = result.value.forecast
@@ -105,7 +104,7 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
         },
         "purchase_model": _model_block(result, "purchase"),
         "spend_model": _model_block(result, "spend"),
-        "model_dir": str(result.model_dir) if result.model_dir else None,
+        "model_dir": str(model_dir) if model_dir else None,
         "model_run_id": result.fitted.metadata.get("run_id") if result.fitted.metadata else None,
         "tiers": result.tiers.to_dict(orient="records"),
         "segments": customers["segment"].value_counts().to_dict(),
@@ -122,8 +121,9 @@ def summary_dict(result: RunResult) -> dict[str, Any]:
     }
 
 
-def write_outputs(result: RunResult) -> Path:
-    """Write reports/<name>/ whole or not at all (the `evaluation/` folder of `clv evaluate` is kept)."""
+def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
+    """Write reports/<name>/ whole or not at all (the `evaluation/` folder of `clv evaluate` is kept) and return
+    its path; `model_dir` is where the run's models were saved, recorded in summary.json."""
     target = Path(result.config.output.reports_dir) / result.config.name
     with staged_folder(target, keep=("evaluation",)) as staging:
         customers = result.customers
@@ -136,11 +136,10 @@ def write_outputs(result: RunResult) -> Path:
         result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
-        summary = summary_dict(result)
+        summary = summary_dict(result, model_dir)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         html = build_report(summary, customers, forecast, result.tiers, result.migration)
         (staging / "report.html").write_text(html, encoding="utf-8")
-    result.output_dir = target
     return target
 
 

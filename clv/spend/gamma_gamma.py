@@ -18,7 +18,7 @@ from scipy import special
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError
 from clv.mle import MleResult
-from clv.purchase.base import MEAN_SPEND, FittedModel, LikelihoodProblem, check_output
+from clv.model import MEAN_SPEND, FitResult, FittedModel, LikelihoodProblem, check_output
 
 __all__ = ["GammaGammaModel", "loglik_grad"]
 
@@ -130,6 +130,25 @@ class SpendStatistics:
         return hess
 
 
+class SpendLikelihood:
+    """The optimiser's view of Gamma-Gamma (`clv.mle.Likelihood`): the weighted mean log-likelihood of any rows
+    from their `SpendStatistics`, and its analytic Hessian."""
+
+    log_bounds = None
+
+    def __init__(self, x: FloatArray, m: FloatArray, weights: FloatArray) -> None:
+        self.x, self.m, self.weights = x, m, weights
+        self._all = SpendStatistics(x, m, weights / weights.sum())
+
+    def on_rows(self, rows: NDArray[np.intp] | None, weights: FloatArray) -> SpendStatistics:
+        if rows is None:
+            return self._all if np.array_equal(weights, self._all.w) else SpendStatistics(self.x, self.m, weights)
+        return SpendStatistics(self.x[rows], self.m[rows], weights)
+
+    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray:
+        return self.on_rows(None, weights).hessian(params)
+
+
 class GammaGammaModel(FittedModel):
     """Gamma-Gamma model of average transaction value. Fit on customers with frequency > 0.
 
@@ -153,7 +172,7 @@ class GammaGammaModel(FittedModel):
         keep = (x > 0) & (m > 0)  # a mean spend of 0 (every repeat purchase returned) has density 0: not fitted
         return x[keep], m[keep], int((~keep).sum())
 
-    def _start(self) -> FloatArray:
+    def start_point(self) -> FloatArray:
         """A central starting point, for spend rescaled to mean 1."""
         return np.array([2.0, 2.0, 1.0])
 
@@ -169,23 +188,13 @@ class GammaGammaModel(FittedModel):
         # Mean spends are continuous: (x, m) pairs rarely repeat, so rows are not compressed.
         scale = float(np.average(m, weights=w))
         sm = m / scale
-        log_sm = np.log(sm)
-        full = SpendStatistics(x, sm, w / w.sum())
-
-        def reducer(rows: NDArray[np.intp] | None, w_rows: FloatArray) -> SpendStatistics:
-            return full if rows is None else SpendStatistics(x[rows], sm[rows], w_rows)
-
         return LikelihoodProblem(
             param_names=self.param_names,
-            fn=lambda p: loglik_grad(p, x, sm, log_sm),
-            weights=w,
+            likelihood=SpendLikelihood(x, sm, w),
             factor=np.array([1.0, 1.0, scale]),
-            subset=None,
-            hessian=full.hessian,
             unscaled=lambda p: loglik_grad(p, x, m),
             n_customers=int(x.size),
             n_unique=int(x.size),
-            reducer=reducer,
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
@@ -216,12 +225,12 @@ class GammaGammaModel(FittedModel):
             "assumption_checks": getattr(self, "assumption_checks_", None),
         }
 
-    def _identification(self, result: MleResult) -> dict[str, str]:
+    def _identification(self, found: MleResult, result: FitResult) -> dict[str, str]:
         """The population mean spend p v / (q - 1) (the note, Eq. 2) exists only for q > 1 and is not identified
         when the data cannot tell q from 1: q <= 1, or q - 1 within two standard errors of 0 (with no standard
         errors, q under `Q_NEAR_ONE`). The spend distribution's tail is then too heavy for its mean to be bounded."""
-        q = self.params_["q"]
-        se = (self.standard_errors_ or {}).get("q")
+        q = result.params["q"]
+        se = (result.standard_errors or {}).get("q")
         near = q <= 1.0 or (q - 1.0 < 2.0 * se if se is not None else q < Q_NEAR_ONE)
         if not near:
             return {}

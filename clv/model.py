@@ -1,0 +1,254 @@
+"""The fitted-model contract that purchase models, the spend model, the Bayesian layer and the store share: the
+estimator (`FittedModel`), the result of a fit (`FitResult`), and the data of a fit (`LikelihoodProblem`).
+
+`__init__` stores options only; `fit(data)` validates, fits and returns the model; learned state ends in `_`.
+Every fit statistic lives in one immutable `FitResult` (`result_`); `params_`, `standard_errors_`,
+`log_likelihood_`, `converged_`, `gradient_norm_`, `n_customers_` and `not_identified_` read from it. A model
+with known parameters (`from_params`), the point model of a posterior and a model restored from disk are built
+from a `FitResult` too (`from_result`), never by setting attributes from outside.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+
+from clv.errors import ClvError, ConvergenceWarning, FitError, NotFittedError, first_ids
+from clv.mle import Likelihood, LoglikGrad, MleResult, Stop, central_difference_hessian, maximize_likelihood
+
+__all__ = [
+    "DROPOUT",
+    "MEAN_SPEND",
+    "NOT_IDENTIFIED",
+    "FitResult",
+    "FittedModel",
+    "LikelihoodProblem",
+    "check_output",
+]
+
+FloatArray = NDArray[np.float64]
+
+#: keys of `FitResult.not_identified`: the model part the data cannot tell, and its label in tables
+DROPOUT = "dropout"
+MEAN_SPEND = "mean_spend"
+NOT_IDENTIFIED: dict[str, str] = {
+    DROPOUT: "churn risk (dropout) not identified",
+    MEAN_SPEND: "population mean spend not identified",
+}
+
+
+def check_output(values: FloatArray, what: str, rfm: pd.DataFrame | None = None) -> FloatArray:
+    """Refuse to return NaN or inf: name the customers whose value is not finite."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        ids = rfm["customer_id"].to_numpy()[bad] if rfm is not None and "customer_id" in rfm else np.flatnonzero(bad)
+        raise ClvError(f"{what} is not finite for {int(bad.sum())} row(s) (first: {first_ids(ids)})")
+    return values
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a fit found: parameters (natural scale, by paper name) and what is known about them."""
+
+    params: dict[str, float]
+    standard_errors: dict[str, float] | None = None
+    log_likelihood: float | None = None
+    converged: bool | None = None
+    gradient_norm: float | None = None
+    n_customers: int | None = None
+    #: what the data cannot tell, by key of `NOT_IDENTIFIED`, with the sentence that says so
+    not_identified: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LikelihoodProblem:
+    """What a fit needs, shared by maximum likelihood and the Bayesian fit: the search's `likelihood` on the
+    rescaled data at rescaled parameters; natural parameters are the rescaled ones times `factor`; `unscaled`
+    is the per-row log-likelihood of the same rows on the data as given."""
+
+    param_names: tuple[str, ...]
+    likelihood: Likelihood
+    factor: FloatArray
+    unscaled: LoglikGrad
+    n_customers: int
+    n_unique: int
+
+    @property
+    def weights(self) -> FloatArray:
+        """How many customers share each row."""
+        return self.likelihood.weights
+
+    def total(self, scaled_params: FloatArray) -> tuple[float, FloatArray]:
+        """Weighted total log-likelihood of the rescaled data and its gradient in the rescaled parameters."""
+        size = float(self.weights.sum())
+        value, grad = self.likelihood.on_rows(None, self.weights / size)(scaled_params)
+        return size * value, size * np.asarray(grad)
+
+    def total_hessian(self, scaled_params: FloatArray) -> FloatArray:
+        """Hessian of `total` in the rescaled parameters: analytic where the model has it, else central
+        differences of the exact gradient."""
+        size = float(self.weights.sum())
+        analytic = self.likelihood.mean_hessian(scaled_params, self.weights / size)
+        if analytic is not None:
+            return size * analytic
+        return central_difference_hessian(lambda p: np.asarray(self.total(p)[1], dtype=float), scaled_params)
+
+    def log_likelihood(self, params: FloatArray) -> float:
+        """Total log-likelihood of the data as given, at natural parameters."""
+        ll, _ = self.unscaled(params)
+        return float(self.weights @ ll)
+
+
+class FittedModel(ABC):
+    """Parameters, their uncertainty, and the fit's diagnostics; shared by purchase and spend models."""
+
+    name: ClassVar[str]
+    param_names: ClassVar[tuple[str, ...]]
+    result_: FitResult
+
+    def __init__(self, starts: int = 4, seed: int = 42, max_iter: int = 2000) -> None:
+        self.starts = starts
+        self.seed = seed
+        self.max_iter = max_iter
+
+    @classmethod
+    def from_result(cls, result: FitResult) -> Self:
+        """A model with a known fit result (parameters checked), ready to predict without fitting."""
+        params = result.params
+        if set(params) != set(cls.param_names):
+            raise ClvError(f"{cls.__name__} takes parameters {', '.join(cls.param_names)}; got {', '.join(params)}")
+        bad = [k for k, v in params.items() if not (isinstance(v, int | float) and math.isfinite(v) and v > 0)]
+        if bad:
+            raise ClvError(f"{cls.__name__}: parameters must be finite and > 0: {', '.join(bad)}")
+        model = cls()
+        model.result_ = replace(result, params={k: float(params[k]) for k in cls.param_names})
+        return model
+
+    @classmethod
+    def from_params(cls, **params: float) -> Self:
+        """A model with known parameters, ready to predict without fitting."""
+        return cls.from_result(FitResult(params=params))
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "result_")
+
+    @property
+    def fit_result(self) -> FitResult:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} has no parameters: call fit first (or use from_params)")
+        return self.result_
+
+    @property
+    def params_(self) -> dict[str, float]:
+        return dict(self.fit_result.params)
+
+    @property
+    def standard_errors_(self) -> dict[str, float] | None:
+        return self.fit_result.standard_errors
+
+    @property
+    def log_likelihood_(self) -> float | None:
+        return self.fit_result.log_likelihood
+
+    @property
+    def converged_(self) -> bool | None:
+        return self.fit_result.converged
+
+    @property
+    def gradient_norm_(self) -> float | None:
+        return self.fit_result.gradient_norm
+
+    @property
+    def n_customers_(self) -> int | None:
+        return self.fit_result.n_customers
+
+    @property
+    def not_identified_(self) -> dict[str, str]:
+        """What the data cannot tell (see `FitResult.not_identified`); empty when nothing."""
+        return dict(self.fit_result.not_identified)
+
+    def _p(self) -> tuple[float, ...]:
+        params = self.fit_result.params
+        return tuple(params[k] for k in self.param_names)
+
+    @abstractmethod
+    def start_point(self) -> FloatArray:
+        """A central starting point of the search, in rescaled units (shared by both estimation methods)."""
+
+    @abstractmethod
+    def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
+        """The data of a fit and its log-likelihood, as both estimation methods use them."""
+
+    def _fit_problem(self, problem: LikelihoodProblem, stop: Stop | None = None) -> None:
+        """Maximum likelihood from the central start and `starts - 1` seeded perturbations of it (`stop`: the
+        model's rule that ends the search at a limit, see `clv.mle.maximize_likelihood`); parameters back to their
+        natural scale; stored as the fit's result, with its warnings."""
+        rng = np.random.default_rng(self.seed)
+        base = self.start_point()
+        starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
+        found = maximize_likelihood(problem.likelihood, starts, self.max_iter, seed=self.seed, stop=stop)
+        params = found.params * problem.factor
+        se = None if found.standard_errors is None else found.standard_errors * problem.factor
+        # The likelihood of the data as given (purchase-time densities change by scale^-x under rescaling).
+        found = replace(found, log_likelihood=problem.log_likelihood(params))
+        if not np.isfinite(found.log_likelihood):
+            label = type(self).__name__
+            raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
+        named = dict(zip(self.param_names, map(float, params), strict=True))
+        result = FitResult(
+            params=named,
+            standard_errors=None if se is None else dict(zip(self.param_names, map(float, se), strict=True)),
+            log_likelihood=float(found.log_likelihood),
+            converged=found.converged,
+            gradient_norm=found.gradient_norm,
+            n_customers=problem.n_customers,
+        )
+        self.result_ = replace(result, not_identified=self._identification(found, result))
+        self._warn(found)
+
+    def _identification(self, found: MleResult, result: FitResult) -> dict[str, str]:
+        """What the fit cannot identify (see `FitResult.not_identified`); models with such limits override it."""
+        return {}
+
+    def _warn(self, found: MleResult) -> None:
+        """One ConvergenceWarning per finding. A sentence of `not_identified_` replaces the generic boundary,
+        convergence and standard-error warnings, which are its consequences."""
+        label = type(self).__name__
+        messages = list(self.not_identified_.values())
+        if not messages:
+            if found.at_boundary:
+                messages.append(f"{label}: a parameter is at the boundary of the search: {self.params_}")
+            elif not found.converged:
+                messages.append(
+                    f"{label}: the fit did not converge (gradient norm {found.gradient_norm:.3g}; {found.message})"
+                )
+            if self.standard_errors_ is None:
+                messages.append(f"{label}: the information matrix is not positive definite; no standard errors")
+        messages += [f"{label}: {message}" for message in self._assumption_warnings()]
+        for message in messages:
+            warnings.warn(message, ConvergenceWarning, stacklevel=4)
+
+    def _assumption_warnings(self) -> list[str]:
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        """Parameters, standard errors and diagnostics, JSON-ready."""
+        result = self.result_ if self.is_fitted else None
+        return {
+            "name": self.name,
+            "params": dict(result.params) if result else None,
+            "standard_errors": result.standard_errors if result else None,
+            "log_likelihood": result.log_likelihood if result else None,
+            "converged": result.converged if result else None,
+            "gradient_norm": result.gradient_norm if result else None,
+            "not_identified": dict(result.not_identified) if result else None,
+            "n_customers": result.n_customers if result else None,
+        }
