@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test test-slow check bench clean
+.PHONY: demo test test-slow lint check bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +36,12 @@ test: $(VENV)/.stamp-test
 test-slow: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow -q
 
-check: $(VENV)/.stamp-dev
+lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check clv tests bench
 	$(VENV)/bin/ruff format --check clv tests bench
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -m "not slow" -q
+
+check: lint test
 
 bench: $(VENV)/.stamp-bench
 	$(PY) -m bench

@@ -46,6 +46,8 @@ MeanLoglikGrad = Callable[[FloatArray], tuple[float, FloatArray]]
 #: has reached a limit where the likelihood is flat (see `clv.purchase.base.PurchaseModel.fit`)
 Stop = Callable[[FloatArray, float], bool]
 
+# The one piece of module state: how many fits (threads) are inside `single_threaded_blas` now, and the limiter
+# that restores BLAS's thread count when the last leaves. Guarded by the lock; nothing happens at import.
 _BLAS_LOCK = threading.Lock()
 _blas_users = 0
 _blas_limiter: threadpool_limits | None = None

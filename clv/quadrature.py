@@ -89,7 +89,10 @@ def beta_rule(a: float, b: float, n: int) -> tuple[FloatArray, FloatArray]:
 def unit_legendre_rule(n: int) -> tuple[FloatArray, FloatArray]:
     """Gauss-Legendre nodes and weights on (0, 1)."""
     x, w = special.roots_legendre(n)
-    return (x + 1.0) / 2.0, w / 2.0
+    nodes, weights = (x + 1.0) / 2.0, w / 2.0
+    nodes.setflags(write=False)  # cached and shared by every caller: read-only
+    weights.setflags(write=False)
+    return nodes, weights
 
 
 def nodes_for_pole(distance: float, lo: int = 24, hi: int = 400) -> int:

@@ -66,7 +66,12 @@ def test_bad_data_exits_1_with_lines(tmp_path):
 def test_verbose_shows_the_traceback(tmp_path):
     config = write_config(tmp_path)
     result = invoke("run", str(config), "--set", "data.source=missing.csv", "--verbose")
-    assert result.exit_code != 0 and result.exception is not None
+    from clv.errors import DataError
+
+    # with --verbose the error propagates with its traceback instead of the one-line message
+    assert result.exit_code != 0 and isinstance(result.exception, DataError)
+    assert "missing.csv" in str(result.exception) and result.exc_info[2] is not None
+    assert "error:" not in result.stderr
 
 
 def test_data_summarize(tmp_path):
@@ -77,7 +82,7 @@ def test_data_summarize(tmp_path):
     assert info["rows_read"] == ref.CDNOW_TRANSACTIONS
     assert info["repeat_purchases_calibration"] == ref.CDNOW_CALIBRATION_REPEATS
     assert info["repeat_purchases_holdout"] == ref.CDNOW_HOLDOUT_REPEATS
-    assert info["same_day_duplicates"] == 223
+    assert info["same_day_duplicates"] == 223  # 6,919 rows less the 6,696 of the merged file (shared README)
     assert info["customers_first_seen_after_calibration"] == 0
 
 
@@ -190,6 +195,7 @@ def test_run_writes_tiers_segments_report_and_model(tmp_path):
     again = invoke("run", str(config), "-q")
     assert again.exit_code == 0
     migration = pd.read_csv(out / "migration.csv", index_col=0)
+    # 118: clv's own output on CDNOW (a regression value, not a published figure)
     assert migration.loc["top 5%", "top 5%"] == 118 and migration.to_numpy().sum() == len(customers)
 
 
@@ -208,7 +214,7 @@ def test_train_then_score_needs_no_refit(tmp_path, monkeypatch):
     result = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "-q")
     assert result.exit_code == 0, result.stderr
     scored = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
-    assert scored["clv"].sum() == pytest.approx(72505.66, abs=0.01)
+    assert scored["clv"].sum() == pytest.approx(72505.66, abs=0.01)  # clv's own output (regression value)
     monkeypatch.undo()
     assert invoke("run", str(config), "-q").exit_code == 0
     fresh = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
@@ -254,7 +260,7 @@ def test_an_rfm_table_is_a_data_source(tmp_path, cdnow_rfm):
     result = invoke("run", str(config), "--set", f"data.source={table}", "-q")
     assert result.exit_code == 0, result.stderr
     customers = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
-    assert customers["clv"].sum() == pytest.approx(72505.66, abs=0.01)
+    assert customers["clv"].sum() == pytest.approx(72505.66, abs=0.01)  # clv's own output (regression value)
     summary = json.loads((tmp_path / "reports" / "cdnow" / "summary.json").read_text())
     assert summary["data"]["source_kind"] == "rfm_table"
     assert summary["holdout"]["actual_repeat_purchases"] == ref.CDNOW_HOLDOUT_REPEATS

@@ -152,8 +152,8 @@ class PurchaseModel(FittedModel):
         rescaled data (max T = 10), at rescaled parameters; models with `has_no_dropout_limit` define it."""
         raise NotImplementedError
 
-    def _dropout_limit_description(self, params: dict[str, float]) -> str:
-        """Which parameters went where, in words, at the fitted parameters."""
+    def _dropout_limit_description(self, params: dict[str, float]) -> tuple[bool, str]:
+        """Whether the dropout parameters went to their no-dropout limit, and which went where, in words."""
         raise NotImplementedError
 
     def _identification(self, found: MleResult, result: FitResult) -> dict[str, str]:
@@ -168,13 +168,15 @@ class PurchaseModel(FittedModel):
         if statistic >= NO_DROPOUT_CRITICAL and not found.stopped:
             return {}
         label = type(self).__name__
+        at_limit, where = self._dropout_limit_description(result.params)
+        # at the limit the data show no dropout; elsewhere (e.g. hardly any repeat purchases) they cannot tell
+        lead = "the data show almost no dropout" if at_limit else "the data carry no evidence of dropout"
         return {
             DROPOUT: (
-                f"{label}: the data show almost no dropout ({self._dropout_limit_description(result.params)}); the "
-                f"fit is no better than a model in which no customer ever leaves (log-likelihood {ll:,.1f} "
-                f"vs {limit:,.1f}, likelihood-ratio statistic {statistic:.2f} < {NO_DROPOUT_CRITICAL}): churn "
-                "probabilities are not identifiable from this history, so P(alive) and the churn-risk segments "
-                "are not meaningful"
+                f"{label}: {lead} ({where}); the fit is no better than a model in which no customer ever leaves "
+                f"(log-likelihood {ll:,.1f} vs {limit:,.1f}, likelihood-ratio statistic {statistic:.2f} < "
+                f"{NO_DROPOUT_CRITICAL}): churn probabilities are not identifiable from this history, so P(alive) "
+                "and the churn-risk segments are not meaningful"
             )
         }
 

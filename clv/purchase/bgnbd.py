@@ -59,11 +59,14 @@ class BetaGeoModel(FactoredCurveModel):
         r, alpha, a, b = scaled_params
         return float(min(1.0, (self._c + 10.0 * r / alpha) * a / (a + b)))
 
-    def _dropout_limit_description(self, params: dict[str, float]) -> str:
+    def _dropout_limit_description(self, params: dict[str, float]) -> tuple[bool, str]:
         a, b = params["a"], params["b"]
         moves = [text for text, hit in (("a -> 0", a < 1e-2), ("b -> infinity", b > 1e3)) if hit]
         where = " and ".join(moves) if moves else "a and b not identified"
-        return f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {a / (a + b):.2g}"
+        mean = a / (a + b)
+        return bool(
+            moves
+        ), f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {mean:.2g}"
 
     def _loglik_grad(
         self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray

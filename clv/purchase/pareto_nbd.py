@@ -166,12 +166,14 @@ class ParetoNBDModel(FactoredCurveModel):
         s, beta = scaled_params[2], scaled_params[3]
         return float(-np.expm1(-s * np.log1p(10.0 / beta)))
 
-    def _dropout_limit_description(self, params: dict[str, float]) -> str:
+    def _dropout_limit_description(self, params: dict[str, float]) -> tuple[bool, str]:
         s, beta = params["s"], params["beta"]
         large = 0.5 * RATE_SCALE_BOUND * self.time_scale_  # near the bound of the search (called during a fit)
         moves = [text for text, hit in (("s -> 0", s < 1e-2), ("beta -> infinity", beta > large)) if hit]
         where = " and ".join(moves) if moves else "s and beta not identified"
-        return f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit"
+        return bool(
+            moves
+        ), f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit"
 
     def _search_bounds(self) -> LogBounds:
         """alpha and beta at most `RATE_SCALE_BOUND` (time rescaled so that max T = 10). Beyond it the gamma
