@@ -30,6 +30,7 @@ from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError
 from clv.mle import single_threaded_blas
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.purchase.base import DROPOUT
+from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, save_models
@@ -145,9 +146,9 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
         return FittedModels(purchase, spend, "mle", None, None, {})
     from clv.bayes.fit import fit_posterior  # PyMC is imported only when a Bayesian fit is asked for
 
-    posteriors = [fit_posterior(purchase, rfm, config.bayes, seed, progress_bar)]
+    posteriors = [fit_posterior(purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar)]
     if spend is not None:
-        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, seed + 1, progress_bar))
+        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, stream_seed(seed, "spend_fit"), progress_bar))
     for posterior in posteriors:
         warn_or_raise(posterior, strict)
     points = [
