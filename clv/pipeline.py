@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from clv.bayes.posterior import Posterior, warn_or_raise
-from clv.bayes.predict import BayesValue, predictive_purchases, value_posterior
+from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, predictive_purchases, value_posterior
 from clv.config import RunConfig, config_hash
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
@@ -223,9 +223,11 @@ def _holdout(
             fitted.purchase_posterior,
             frame,
             length,
-            config.bayes.interval,
-            config.bayes.prediction_draws,
-            config.model.seed + 7,
+            DrawOptions(
+                config.bayes.interval,
+                config.bayes.prediction_draws,
+                stream_seed(config.model.seed, "holdout_purchases"),
+            ),
         )
         predicted = intervals["expected"].to_numpy()
         per_customer["purchases_holdout_lo"] = intervals["lo"].to_numpy()
@@ -265,14 +267,16 @@ def value_models(
             fitted.purchase_posterior,
             fitted.spend_posterior,
             rfm,
-            p.horizon,
-            p.annual_discount_rate,
-            p.margin,
-            config.time.unit,
-            config.bayes.interval,
-            config.bayes.prediction_draws,
-            config.model.seed + 3,
-            workers=config.bayes.cores,
+            ValueOptions(
+                p.horizon,
+                p.annual_discount_rate,
+                p.margin,
+                config.time.unit,
+                DrawOptions(
+                    config.bayes.interval, config.bayes.prediction_draws, stream_seed(config.model.seed, "value")
+                ),
+                workers=config.bayes.cores,
+            ),
         )
     return value_customers(
         fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit, residual
