@@ -206,10 +206,10 @@ def prepare_clv_posterior_clv(n: int) -> Any:
 def clv_posterior_clv(state: Any, n: int) -> dict[str, Any]:
     """12-month CLV per customer over all 4,000 draws: means, 90% intervals, predictive intervals, forecast."""
     from clv import BetaGeoModel
-    from clv.bayes.predict import value_posterior
+    from clv.bayes.predict import DrawOptions, ValueOptions, value_posterior
 
     rfm, bg, gg = state
-    result = value_posterior(BetaGeoModel, bg, gg, rfm, 52.0, 0.10, 1.0, "W", 0.9, 4000, seed=1)
+    result = value_posterior(BetaGeoModel, bg, gg, rfm, ValueOptions(52.0, 0.10, 1.0, "W", DrawOptions(0.9, 4000, 1)))
     return {"total_clv": float(result.customers["clv"].sum()), "draws": result.n_draws}
 
 
@@ -250,14 +250,14 @@ def clv_bayes_run(rfm: pd.DataFrame, n: int, inference: str = "laplace", draws: 
     intervals, the monthly revenue distribution, and each customer's tier probabilities."""
     from clv import BetaGeoModel, GammaGammaModel
     from clv.bayes.fit import fit_posterior
-    from clv.bayes.predict import value_posterior
+    from clv.bayes.predict import DrawOptions, ValueOptions, value_posterior
     from clv.config import BayesConfig, TiersConfig
     from clv.tiers import tier_probabilities
 
     options = BayesConfig(inference=inference, chains=1, draws=2000, progress=False)
     bg = fit_posterior(BetaGeoModel(), rfm, options, seed=1)
     gg = fit_posterior(GammaGammaModel(), rfm, options, seed=2)
-    value = value_posterior(BetaGeoModel, bg, gg, rfm, 52.0, 0.10, 1.0, "W", 0.9, draws, seed=3)
+    value = value_posterior(BetaGeoModel, bg, gg, rfm, ValueOptions(52.0, 0.10, 1.0, "W", DrawOptions(0.9, draws, 3)))
     tiers = tier_probabilities(value.clv_draws, value.clv_index, TiersConfig())
     return {
         "bgnbd": bg.mean(),

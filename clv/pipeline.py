@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from clv.bayes.posterior import Posterior, warn_or_raise
-from clv.bayes.predict import BayesValue, predictive_purchases, value_posterior
+from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, predictive_purchases, value_posterior
 from clv.config import RunConfig, config_hash
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
@@ -30,6 +30,7 @@ from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError
 from clv.mle import single_threaded_blas
 from clv.model import DROPOUT, FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
+from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, save_models
@@ -146,9 +147,9 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
         return FittedModels(purchase, spend, "mle", None, None, {})
     from clv.bayes.fit import fit_posterior  # PyMC is imported only when a Bayesian fit is asked for
 
-    posteriors = [fit_posterior(purchase, rfm, config.bayes, seed, progress_bar)]
+    posteriors = [fit_posterior(purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar)]
     if spend is not None:
-        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, seed + 1, progress_bar))
+        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, stream_seed(seed, "spend_fit"), progress_bar))
     for posterior in posteriors:
         warn_or_raise(posterior, strict)
     points = [
@@ -221,9 +222,11 @@ def _holdout(
             fitted.purchase_posterior,
             frame,
             length,
-            config.bayes.interval,
-            config.bayes.prediction_draws,
-            config.model.seed + 7,
+            DrawOptions(
+                config.bayes.interval,
+                config.bayes.prediction_draws,
+                stream_seed(config.model.seed, "holdout_purchases"),
+            ),
         )
         predicted = intervals["expected"].to_numpy()
         per_customer["purchases_holdout_lo"] = intervals["lo"].to_numpy()
@@ -263,14 +266,16 @@ def value_models(
             fitted.purchase_posterior,
             fitted.spend_posterior,
             rfm,
-            p.horizon,
-            p.annual_discount_rate,
-            p.margin,
-            config.time.unit,
-            config.bayes.interval,
-            config.bayes.prediction_draws,
-            config.model.seed + 3,
-            workers=config.bayes.cores,
+            ValueOptions(
+                p.horizon,
+                p.annual_discount_rate,
+                p.margin,
+                config.time.unit,
+                DrawOptions(
+                    config.bayes.interval, config.bayes.prediction_draws, stream_seed(config.model.seed, "value")
+                ),
+                workers=config.bayes.cores,
+            ),
         )
     return value_customers(
         fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit, residual

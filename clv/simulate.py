@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from clv import seeds
+
 __all__ = [
     "simulate_bgnbd",
     "simulate_gamma_gamma",
@@ -50,7 +52,7 @@ def _beta_geometric(
 def _cohort(n: int, T: float | FloatArray, seed: int) -> FloatArray:
     if np.ndim(T) == 0:
         # a cohort acquired over the first quarter of the window, like CDNOW's
-        rng = np.random.default_rng(seed + 1)
+        rng = seeds.rng(seed, "simulated_cohort")
         top = float(T)
         return top - np.floor(rng.uniform(0.0, top / 4.0, n) * 7.0) / 7.0
     return np.asarray(T, dtype=float)

@@ -4,6 +4,7 @@ approximation (no sampling); NUTS, Pathfinder and ADVI runs are marked slow."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from clv.bayes import predict
 from clv.bayes.fit import build_model, fit_posterior
 from clv.bayes.likelihood import LogLikelihood
 from clv.bayes.posterior import Diagnostics, Posterior, warn_or_raise
+from clv.bayes.predict import DrawOptions, ValueOptions
 from clv.config import BayesConfig, PriorConfig
 from clv.errors import ConfigError, ConvergenceWarning, FitError
 from clv.value import value_customers
@@ -120,7 +122,9 @@ def test_a_point_posterior_reproduces_the_mle_value(cdnow_rfm):
     collapse onto them."""
     p_post = fixed("bgnbd", BetaGeoModel.param_names, np.tile(BG_MLE, (20, 1)))
     s_post = fixed("gamma_gamma", GammaGammaModel.param_names, np.tile(GG_MLE, (20, 1)))
-    got = predict.value_posterior(BetaGeoModel, p_post, s_post, cdnow_rfm, 52.0, 0.1, 0.8, "W", 0.9, 20, seed=1)
+    got = predict.value_posterior(
+        BetaGeoModel, p_post, s_post, cdnow_rfm, ValueOptions(52.0, 0.1, 0.8, "W", DrawOptions(0.9, 20, 1))
+    )
     point = value_customers(
         BetaGeoModel.from_params(**dict(zip(BetaGeoModel.param_names, BG_MLE, strict=True))),
         GammaGammaModel.from_params(**dict(zip(GammaGammaModel.param_names, GG_MLE, strict=True))),
@@ -144,7 +148,9 @@ def test_posterior_means_are_averages_over_draws(cdnow_rfm):
     p_draws, s_draws = spread(BG_MLE, 6, 0.1, 1), spread(GG_MLE, 6, 0.05, 2)
     p_post = fixed("bgnbd", BetaGeoModel.param_names, p_draws)
     s_post = fixed("gamma_gamma", GammaGammaModel.param_names, s_draws)
-    got = predict.value_posterior(BetaGeoModel, p_post, s_post, cdnow_rfm, 39.0, 0.1, 1.0, "W", 0.9, 6, seed=4)
+    got = predict.value_posterior(
+        BetaGeoModel, p_post, s_post, cdnow_rfm, ValueOptions(39.0, 0.1, 1.0, "W", DrawOptions(0.9, 6, 4))
+    )
     pairs = zip(p_post.subsample(6, 4), s_post.subsample(6, 5), strict=True)
     values = [
         value_customers(
@@ -174,10 +180,10 @@ def test_posterior_means_are_averages_over_draws(cdnow_rfm):
 def test_blocks_do_not_change_the_answer(cdnow_rfm, monkeypatch):
     p_post = fixed("bgnbd", BetaGeoModel.param_names, spread(BG_MLE, 8, 0.1, 7))
     s_post = fixed("gamma_gamma", GammaGammaModel.param_names, spread(GG_MLE, 8, 0.05, 8))
-    args = (BetaGeoModel, p_post, s_post, cdnow_rfm, 52.0, 0.1, 1.0, "W", 0.9, 8)
-    whole = predict.value_posterior(*args, seed=2)
+    args = (BetaGeoModel, p_post, s_post, cdnow_rfm, ValueOptions(52.0, 0.1, 1.0, "W", DrawOptions(0.9, 8, 2)))
+    whole = predict.value_posterior(*args)
     monkeypatch.setattr(predict, "_BLOCK", 97)
-    blocks = predict.value_posterior(*args, seed=2)
+    blocks = predict.value_posterior(*args)
     for column in ("p_alive", "clv_lo", "clv_hi", "expected_spend_hi"):
         np.testing.assert_allclose(blocks.customers[column], whole.customers[column], rtol=1e-12)
     np.testing.assert_allclose(
@@ -189,9 +195,10 @@ def test_threads_do_not_change_the_answer(cdnow_rfm, monkeypatch):
     monkeypatch.setattr(predict, "_BLOCK", 300)
     p_post = fixed("bgnbd", BetaGeoModel.param_names, spread(BG_MLE, 8, 0.1, 7))
     s_post = fixed("gamma_gamma", GammaGammaModel.param_names, spread(GG_MLE, 8, 0.05, 8))
-    args = (BetaGeoModel, p_post, s_post, cdnow_rfm, 52.0, 0.1, 1.0, "W", 0.9, 8)
-    one = predict.value_posterior(*args, seed=2, workers=1)
-    two = predict.value_posterior(*args, seed=2, workers=2)
+    args = (BetaGeoModel, p_post, s_post, cdnow_rfm)
+    options = ValueOptions(52.0, 0.1, 1.0, "W", DrawOptions(0.9, 8, 2))
+    one = predict.value_posterior(*args, replace(options, workers=1))
+    two = predict.value_posterior(*args, replace(options, workers=2))
     pd.testing.assert_frame_equal(one.customers, two.customers)
     pd.testing.assert_frame_equal(one.forecast, two.forecast)
     assert one.totals == two.totals
@@ -201,7 +208,9 @@ def test_without_spend_values_are_purchases(cdnow_rfm):
     p_post = fixed(
         "pareto_nbd", ParetoNBDModel.param_names, spread(np.array([0.553, 10.578, 0.606, 11.669]), 5, 0.05, 3)
     )
-    got = predict.value_posterior(ParetoNBDModel, p_post, None, cdnow_rfm, 52.0, 0.1, 1.0, "W", 0.8, 5, seed=0)
+    got = predict.value_posterior(
+        ParetoNBDModel, p_post, None, cdnow_rfm, ValueOptions(52.0, 0.1, 1.0, "W", DrawOptions(0.8, 5, 0))
+    )
     assert "expected_spend" not in got.customers and "expected_revenue" not in got.forecast
     assert (got.customers["clv"] <= got.customers["expected_purchases"] + 1e-12).all()  # discounting shrinks
     assert got.customers["clv_lo"].le(got.customers["clv_hi"]).all()
@@ -209,7 +218,7 @@ def test_without_spend_values_are_purchases(cdnow_rfm):
 
 def test_predictive_intervals_contain_their_expectation_and_are_counts(cdnow_rfm):
     p_post = fixed("bgnbd", BetaGeoModel.param_names, spread(BG_MLE, 200, 0.05, 9))
-    frame, total = predict.predictive_purchases(BetaGeoModel, p_post, cdnow_rfm, 39.0, 0.9, 200, seed=1)
+    frame, total = predict.predictive_purchases(BetaGeoModel, p_post, cdnow_rfm, 39.0, DrawOptions(0.9, 200, 1))
     assert np.all(frame["lo"] == np.floor(frame["lo"])) and np.all(frame["hi"] == np.floor(frame["hi"]))
     assert (frame["lo"] <= frame["hi"]).all() and (frame["lo"] >= 0).all()
     # customers who bought often have wide intervals around their expectation
@@ -225,7 +234,9 @@ def test_tier_probabilities_of_a_point_posterior_are_the_tiers(cdnow_rfm):
 
     p_post = fixed("bgnbd", BetaGeoModel.param_names, np.tile(BG_MLE, (10, 1)))
     s_post = fixed("gamma_gamma", GammaGammaModel.param_names, np.tile(GG_MLE, (10, 1)))
-    got = predict.value_posterior(BetaGeoModel, p_post, s_post, cdnow_rfm, 52.0, 0.1, 1.0, "W", 0.9, 10, seed=1)
+    got = predict.value_posterior(
+        BetaGeoModel, p_post, s_post, cdnow_rfm, ValueOptions(52.0, 0.1, 1.0, "W", DrawOptions(0.9, 10, 1))
+    )
     config = TiersConfig()
     clv = got.customers["clv"].to_numpy()
     tiers = assign_tiers(clv, config, got.customers["customer_id"].to_numpy())

@@ -7,13 +7,22 @@ posterior predictions that scale: per-customer credible and predictive intervals
 from typing import Any
 
 from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior, warn_or_raise
-from clv.bayes.predict import BayesValue, posterior_predict, predictive_purchases, value_posterior
+from clv.bayes.predict import (
+    BayesValue,
+    DrawOptions,
+    ValueOptions,
+    posterior_predict,
+    predictive_purchases,
+    value_posterior,
+)
 
 __all__ = [
     "DEFAULT_PRIOR",
     "BayesValue",
     "Diagnostics",
+    "DrawOptions",
     "Posterior",
+    "ValueOptions",
     "fit_posterior",
     "posterior_predict",
     "predictive_purchases",

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from clv import seeds
 from clv.bayes.posterior import Posterior
 from clv.compress import unique_rows
 from clv.errors import ClvError
@@ -40,11 +41,34 @@ from clv.purchase.base import PurchaseModel, rfm_arrays
 from clv.units import TimeUnit, continuous_rate_per_unit
 from clv.value import discounted_increments, month_edges
 
-__all__ = ["BayesValue", "posterior_predict", "predictive_purchases", "value_posterior"]
+__all__ = ["BayesValue", "DrawOptions", "ValueOptions", "posterior_predict", "predictive_purchases", "value_posterior"]
 
 FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block
 _IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    """How a posterior prediction is drawn and summarised: the central interval's level, the number of
+    posterior draws, and the seed of its random streams (`clv.seeds`)."""
+
+    level: float = 0.9
+    n_draws: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ValueOptions:
+    """What `value_posterior` values: the horizon (in `unit`), the discounting and margin, the draws, and the
+    number of threads."""
+
+    horizon: float
+    annual_discount_rate: float
+    margin: float
+    unit: TimeUnit
+    draws: DrawOptions = DrawOptions()
+    workers: int = 2
 
 
 def _bounds(level: float) -> tuple[float, float]:
@@ -60,12 +84,12 @@ def _summaries(values: FloatArray, level: float, discrete: bool = False) -> tupl
     return values.mean(axis=1), q[0], q[1]
 
 
-def _pair(purchase: Posterior, spend: Posterior | None, n: int, seed: int) -> tuple[FloatArray, FloatArray | None]:
+def _pair(purchase: Posterior, spend: Posterior | None, draws: DrawOptions) -> tuple[FloatArray, FloatArray | None]:
     """The same number of draws from each posterior (independent fits: pairing by position is a joint draw)."""
-    p_draws = purchase.subsample(n, seed)
+    p_draws = purchase.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
     if spend is None:
         return p_draws, None
-    s_draws = spend.subsample(n, seed + 1)
+    s_draws = spend.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "spend_draws"))
     k = min(len(p_draws), len(s_draws))
     return p_draws[:k], s_draws[:k]
 
@@ -79,9 +103,7 @@ def posterior_predict(
     posterior: Posterior,
     rfm: pd.DataFrame,
     method: str,
-    level: float = 0.9,
-    n_draws: int = 1000,
-    seed: int = 0,
+    draws: DrawOptions = DrawOptions(),
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Posterior mean and central credible interval of any per-row prediction of the model (e.g.
@@ -93,13 +115,13 @@ def posterior_predict(
     """
     x, t_x, T = rfm_arrays(rfm)
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
-    draws = posterior.subsample(n_draws, seed)
+    params = posterior.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
     out = np.empty((3, ux.size))
     for start in range(0, ux.size, _BLOCK):
         end = min(start + _BLOCK, ux.size)
         frame = pd.DataFrame({"frequency": ux[start:end], "recency": ut[start:end], "T": uT[start:end]})
-        values = np.column_stack([getattr(_model(cls, posterior, row), method)(frame, **kwargs) for row in draws])
-        out[:, start:end] = _summaries(values, level)
+        values = np.column_stack([getattr(_model(cls, posterior, row), method)(frame, **kwargs) for row in params])
+        out[:, start:end] = _summaries(values, draws.level)
     return pd.DataFrame({"mean": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
 
 
@@ -117,10 +139,10 @@ class BayesValue:
     n_draws: int
     #: posterior-mean monthly schedule per history: revenue of customer i in month k is
     #: schedule_base[h_i, k] + m_i * schedule_slope[h_i, k] (purchases when there is no spend model)
-    schedule_base: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    schedule_slope: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
-    history: NDArray[np.intp] = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
-    mean_spend: FloatArray = field(default_factory=lambda: np.zeros(0))
+    schedule_base: FloatArray
+    schedule_slope: FloatArray
+    history: NDArray[np.intp]
+    mean_spend: FloatArray
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def schedule(self) -> pd.DataFrame:
@@ -156,41 +178,85 @@ class _Accumulator:
         self.columns = {k: v[index] for k, v in self.columns.items()}
 
 
+@dataclass(frozen=True)
+class _BlockDraws:
+    """A block's quantities per posterior draw, filled draw by draw: per history (rows) and draw (columns),
+    P(alive), expected and discounted purchases over the horizon and a simulated count of purchases; per draw
+    (rows) and future month (columns), the block's customers' expected purchases, expected revenue and
+    discounted profit (discounted purchases without a spend model)."""
+
+    p_alive: FloatArray
+    expected_purchases: FloatArray
+    discounted_purchases: FloatArray
+    simulated_purchases: FloatArray
+    monthly_purchases: FloatArray
+    monthly_revenue: FloatArray
+    monthly_profit: FloatArray
+
+    @classmethod
+    def empty(cls, histories: int, draws: int, months: int) -> _BlockDraws:
+        h, m = (histories, draws), (draws, months)
+        return cls(np.empty(h), np.empty(h), np.empty(h), np.empty(h), np.zeros(m), np.zeros(m), np.zeros(m))
+
+
+@dataclass(frozen=True)
+class _Portfolio:
+    """Sums over customers per draw: expected purchases, expected revenue and discounted profit (discounted
+    purchases without a spend model) per future month (draws x months); and the process variance of the
+    horizon's purchases and revenue (module docstring)."""
+
+    monthly_purchases: FloatArray
+    monthly_revenue: FloatArray
+    monthly_profit: FloatArray
+    purchases_variance: float
+    revenue_variance: float
+
+    @classmethod
+    def zeros(cls, draws: int, months: int) -> _Portfolio:
+        shape = (draws, months)
+        return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape), 0.0, 0.0)
+
+    def __add__(self, other: _Portfolio) -> _Portfolio:
+        return _Portfolio(
+            self.monthly_purchases + other.monthly_purchases,
+            self.monthly_revenue + other.monthly_revenue,
+            self.monthly_profit + other.monthly_profit,
+            self.purchases_variance + other.purchases_variance,
+            self.revenue_variance + other.revenue_variance,
+        )
+
+    def kinds(self, has_spend: bool) -> list[tuple[str, FloatArray, float]]:
+        """(name, monthly sums, process variance) of purchases, and of revenue when there is a spend model."""
+        kinds = [("purchases", self.monthly_purchases, self.purchases_variance)]
+        if has_spend:
+            kinds.append(("revenue", self.monthly_revenue, self.revenue_variance))
+        return kinds
+
+
 def value_posterior(
     cls: type[PurchaseModel],
     purchase: Posterior,
     spend: Posterior | None,
     rfm: pd.DataFrame,
-    horizon: float,
-    annual_discount_rate: float,
-    margin: float,
-    unit: TimeUnit,
-    level: float = 0.9,
-    n_draws: int = 1000,
-    seed: int = 0,
-    workers: int = 2,
+    options: ValueOptions,
 ) -> BayesValue:
     """Per-customer posterior means and intervals of P(alive), expected purchases, expected spend and CLV;
     predictive intervals of purchases and revenue over the horizon; the monthly forecast's distribution; and
-    the horizon totals. Units as in `clv.value.VALUE_UNITS`. Blocks of histories run on `workers` threads (the
-    array work releases the GIL), each with its own random stream spawned from `seed`: the result does not
-    depend on the number of workers."""
-    job = _ValueJob(cls, purchase, spend, rfm, horizon, annual_discount_rate, margin, unit, level, n_draws, seed)
+    the horizon totals. Units as in `clv.value.VALUE_UNITS`. Blocks of histories run on `options.workers`
+    threads (the array work releases the GIL), each with its own random stream spawned from the draws' seed:
+    the result does not depend on the number of workers."""
+    job = _ValueJob(cls, purchase, spend, rfm, options)
     starts = list(range(0, job.ux.size, _BLOCK))
-    streams = np.random.SeedSequence(seed).spawn(len(starts))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    root = seeds.stream_seed(options.draws.seed, "purchase_simulation")
+    streams = np.random.SeedSequence(root).spawn(len(starts))
+    with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
         parts = list(pool.map(job.block, starts, streams))
-    for monthly, process_var in parts:
-        for key, value in monthly.items():
-            job.monthly[key] += value
-        for key, number in process_var.items():
-            job.process_var[key] += number
-    return job.finish()
+    return job.finish(sum(parts, _Portfolio.zeros(job.n, job.months)))
 
 
 class _ValueJob:
     """The shared state of `value_posterior`: inputs, paired draws, and the outputs that blocks fill (each
-    block writes its own rows, and returns its monthly totals and process variances to be summed)."""
+    block writes its own rows, and returns its portfolio sums to be added up)."""
 
     def __init__(
         self,
@@ -198,20 +264,13 @@ class _ValueJob:
         purchase: Posterior,
         spend: Posterior | None,
         rfm: pd.DataFrame,
-        horizon: float,
-        annual_discount_rate: float,
-        margin: float,
-        unit: TimeUnit,
-        level: float,
-        n_draws: int,
-        seed: int,
+        options: ValueOptions,
     ) -> None:
-        self.cls, self.purchase, self.rfm, self.horizon, self.margin, self.level, self.seed = (
-            cls, purchase, rfm, horizon, margin, level, seed
-        )  # fmt: skip
+        self.cls, self.purchase, self.rfm, self.options = cls, purchase, rfm, options
+        self.level = options.draws.level
         x, t_x, T = rfm_arrays(rfm)
         (self.ux, self.ut, self.uT), self.inverse = _sorted_histories(x, t_x, T)
-        self.p_draws, self.s_draws = _pair(purchase, spend, n_draws, seed)
+        self.p_draws, self.s_draws = _pair(purchase, spend, options.draws)
         self.n = n = len(self.p_draws)
         has_spend = spend is not None
         self.m_all = (
@@ -226,19 +285,15 @@ class _ValueJob:
         self.order = np.argsort(self.vh, kind="stable")
         self.first = np.searchsorted(self.vh[self.order], np.arange(self.ux.size + 1))  # value rows of history u
         self.vx = self.ux[self.vh]
-        self.delta = continuous_rate_per_unit(annual_discount_rate, unit)
-        self.edges = month_edges(horizon, unit)
+        self.delta = continuous_rate_per_unit(options.annual_discount_rate, options.unit)
+        self.edges = month_edges(options.horizon, options.unit)
         self.points = np.concatenate([self.edges, (self.edges[:-1] + self.edges[1:]) / 2.0])
-        months = self.edges.size - 1
-        self.monthly = {k: np.zeros((n, months)) for k in ("purchases", "revenue", "profit")}
-        self.process_var = {"purchases": 0.0, "revenue": 0.0}
-        self.schedule = np.zeros((2, self.ux.size, months))
+        self.months = self.edges.size - 1
+        self.schedule = np.zeros((2, self.ux.size, self.months))
         self.acc = _Accumulator(self.vh.size)
         self.clv_draws, self.tmp = _clv_storage(self.vh.size, n)
 
-    def _draw(
-        self, d: int, u0: int, u1: int, frame: pd.DataFrame, out: dict[str, Any], rng: np.random.Generator
-    ) -> None:
+    def _draw(self, d: int, u0: int, u1: int, frame: pd.DataFrame, out: _BlockDraws, rng: np.random.Generator) -> None:
         """Draw d on histories u0..u1: P(alive), expectations, discounted purchases, a simulated count, and the
         draw's monthly totals (everything after the alive curve is linear in it: work per (x, T) group, then
         scale by P(alive))."""
@@ -247,17 +302,17 @@ class _ValueJob:
         alive, group, curve = model.alive_curve(frame, self.points)
         per_month = np.diff(curve[:, : edges.size], axis=1)
         discounted = discounted_increments(curve[:, : edges.size], curve[:, edges.size :], edges, self.delta)
-        out["pa"][:, d] = alive
-        out["eh"][:, d] = alive * curve[group, edges.size - 1]
-        out["disc"][:, d] = alive * discounted.sum(axis=1)[group]
-        out["sims"][:, d] = model.simulate_purchases(frame, self.horizon, rng)
+        out.p_alive[:, d] = alive
+        out.expected_purchases[:, d] = alive * curve[group, edges.size - 1]
+        out.discounted_purchases[:, d] = alive * discounted.sum(axis=1)[group]
+        out.simulated_purchases[:, d] = model.simulate_purchases(frame, self.options.horizon, rng)
         groups = curve.shape[0]
         weights = np.bincount(group, weights=self.counts[rows] * alive, minlength=groups)
-        out["purchases"][d] += weights @ per_month
+        out.monthly_purchases[d] += weights @ per_month
         row_months = alive[:, None] * per_month[group]
         if self.s_draws is None:
             self.schedule[0, rows] += row_months
-            out["profit"][d] += weights @ discounted
+            out.monthly_profit[d] += weights @ discounted
             return
         p, q, v = self.s_draws[d]
         ux = self.ux[rows]
@@ -266,50 +321,87 @@ class _ValueJob:
         self.schedule[1, rows] += (p * ux / denominator)[:, None] * row_months
         totals = p * (self.counts[rows] * v + ux * self.spend_sums[rows]) / denominator
         per_group = np.bincount(group, weights=totals * alive, minlength=groups)
-        out["revenue"][d] += per_group @ per_month
-        out["profit"][d] += self.margin * (per_group @ discounted)
+        out.monthly_revenue[d] += per_group @ per_month
+        out.monthly_profit[d] += self.options.margin * (per_group @ discounted)
 
-    def block(self, u0: int, stream: np.random.SeedSequence) -> tuple[dict[str, FloatArray], dict[str, float]]:
+    def block(self, u0: int, stream: np.random.SeedSequence) -> _Portfolio:
         """Histories u0 .. u0 + block: every draw, then the summaries of their value rows."""
         rng = np.random.default_rng(stream)
         u1 = min(u0 + _BLOCK, self.ux.size)
         frame = pd.DataFrame({"frequency": self.ux[u0:u1], "recency": self.ut[u0:u1], "T": self.uT[u0:u1]})
-        out: dict[str, Any] = {k: np.empty((u1 - u0, self.n)) for k in ("pa", "eh", "disc", "sims")}
-        out |= {k: np.zeros_like(v) for k, v in self.monthly.items()}
+        out = _BlockDraws.empty(u1 - u0, self.n, self.months)
         for d in range(self.n):
             self._draw(d, u0, u1, frame, out, rng)
         rows = self.order[self.first[u0] : self.first[u1]]
         local = self.vh[rows] - u0
         acc, level = self.acc, self.level
-        acc.put(rows, "p_alive", _gather(_summaries(out["pa"], level), local))
-        acc.put(rows, "expected_purchases", _gather(_summaries(out["eh"], level), local))
-        acc.put(rows, "purchases_predicted", _gather(_summaries(out["sims"], level, True), local))
-        spread = np.maximum(out["sims"].var(axis=1) - out["eh"].var(axis=1), 0.0)
-        process = {"purchases": float(self.counts[u0:u1] @ spread), "revenue": 0.0}
-        ratio = None if self.s_draws is None else _spend_ratio(out["sims"], self.ux[u0:u1], self.s_draws, rng)
+        acc.put(rows, "p_alive", _gather(_summaries(out.p_alive, level), local))
+        acc.put(rows, "expected_purchases", _gather(_summaries(out.expected_purchases, level), local))
+        acc.put(rows, "purchases_predicted", _gather(_summaries(out.simulated_purchases, level, True), local))
+        spread = np.maximum(out.simulated_purchases.var(axis=1) - out.expected_purchases.var(axis=1), 0.0)
+        ratio = (
+            None if self.s_draws is None else _spend_ratio(out.simulated_purchases, self.ux[u0:u1], self.s_draws, rng)
+        )
+        return _Portfolio(
+            out.monthly_purchases,
+            out.monthly_revenue,
+            out.monthly_profit,
+            float(self.counts[u0:u1] @ spread),
+            self._value_rows(rows, local, out, ratio),
+        )
+
+    def _value_rows(
+        self, rows: NDArray[np.intp], local: NDArray[np.intp], out: _BlockDraws, ratio: FloatArray | None
+    ) -> float:
+        """CLV (and with a spend model, spend and predictive revenue from the spend ratios) of a block's value
+        rows, `local` their histories in the block; returns their process variance of revenue."""
+        revenue_variance = 0.0
         for c0 in range(0, rows.size, _BLOCK):
             block, lb = rows[c0 : c0 + _BLOCK], local[c0 : c0 + _BLOCK]
-            if ratio is None or self.s_draws is None:
-                acc.put(block, "clv", _summaries(out["disc"][lb], level))
-                self.clv_draws[block] = out["disc"][lb]
+            if ratio is None:
+                self.acc.put(block, "clv", _summaries(out.discounted_purchases[lb], self.level))
+                self.clv_draws[block] = out.discounted_purchases[lb]
                 continue
-            variance = _customer_block(
-                block, lb, self.vx, self.vm, self.s_draws, out["disc"], out["eh"], ratio, self.margin, level, acc,
-                self.clv_draws,
-            )  # fmt: skip
-            process["revenue"] += float(self.v_counts[block] @ variance)
-        return {k: out[k] for k in self.monthly}, process
+            variance = self._spend_rows(block, out.discounted_purchases[lb], out.expected_purchases[lb], ratio[lb])
+            revenue_variance += float(self.v_counts[block] @ variance)
+        return revenue_variance
 
-    def finish(self) -> BayesValue:
+    def _spend_rows(
+        self, rows: NDArray[np.intp], discounted: FloatArray, expected: FloatArray, ratio: FloatArray
+    ) -> FloatArray:
+        """Spend, CLV and predictive revenue of value rows over the draws, given their discounted and expected
+        purchases and spend ratios per draw; returns their process variance of revenue."""
+        assert self.s_draws is not None  # value rows have spend only with a spend model
+        p, q, v = (self.s_draws[:, j][None, :] for j in range(3))
+        xi, mi = self.vx[rows][:, None], self.vm[rows][:, None]
+        scale = v + xi * mi
+        spend = p * scale / (p * xi + q - 1.0)
+        clv = self.options.margin * spend * discounted
+        revenue = scale * ratio
+        self.acc.put(rows, "expected_spend", _summaries(spend, self.level))
+        self.acc.put(rows, "clv", _summaries(clv, self.level))
+        self.acc.put(rows, "revenue_predicted", _summaries(revenue, self.level))
+        self.clv_draws[rows] = clv
+        expected_revenue = spend * expected
+        return np.maximum(revenue.var(axis=1) - expected_revenue.var(axis=1), 0.0)
+
+    def finish(self, portfolio: _Portfolio) -> BayesValue:
         self.acc.expand(self.vinv)
         has_spend = self.s_draws is not None
-        result = _finish(
-            self.acc, self.rfm, self.monthly, self.process_var, self.edges, self.level, self.n, self.clv_draws,
-            self.vinv, self.tmp, has_spend, self.seed,
-        )  # fmt: skip
-        result.schedule_base, result.schedule_slope = self.schedule[0] / self.n, self.schedule[1] / self.n
-        result.history, result.mean_spend = self.inverse, self.m_all
-        return result
+        return BayesValue(
+            customers=_customer_frame(self.acc, self.rfm, has_spend),
+            forecast=_forecast_frame(portfolio, self.edges, has_spend),
+            totals=_totals(portfolio, self.options.draws, self.n, has_spend),
+            clv_draws=self.clv_draws,
+            clv_index=self.vinv,
+            level=self.level,
+            n_draws=self.n,
+            schedule_base=self.schedule[0] / self.n,
+            schedule_slope=self.schedule[1] / self.n,
+            history=self.inverse,
+            mean_spend=self.m_all,
+            _tmp=self.tmp,
+        )
 
 
 def _gather(
@@ -338,55 +430,13 @@ def _spend_ratio(sims: FloatArray, xu: FloatArray, s_draws: FloatArray, rng: np.
     return np.asarray(g1 / g2, dtype=float)
 
 
-def _customer_block(
-    rows: NDArray[np.intp],
-    local: NDArray[np.intp],
-    x: FloatArray,
-    m: FloatArray,
-    s_draws: FloatArray,
-    disc: FloatArray,
-    eh: FloatArray,
-    ratio: FloatArray,
-    margin: float,
-    level: float,
-    acc: _Accumulator,
-    clv_draws: NDArray[np.float32],
-) -> FloatArray:
-    """Spend, CLV and predictive revenue of a block of value rows over the draws; returns their process variance
-    of revenue."""
-    p, q, v = (s_draws[:, j][None, :] for j in range(3))
-    xi, mi = x[rows][:, None], m[rows][:, None]
-    scale = v + xi * mi
-    spend = p * scale / (p * xi + q - 1.0)
-    clv = margin * spend * disc[local]
-    revenue = scale * ratio[local]
-    acc.put(rows, "expected_spend", _summaries(spend, level))
-    acc.put(rows, "clv", _summaries(clv, level))
-    acc.put(rows, "revenue_predicted", _summaries(revenue, level))
-    clv_draws[rows] = clv
-    expected_revenue = spend * eh[local]
-    return np.maximum(revenue.var(axis=1) - expected_revenue.var(axis=1), 0.0)
-
-
 def _quantiles(values: FloatArray) -> dict[str, float]:
     q = np.quantile(values, [0.1, 0.5, 0.9])
     return {"mean": float(values.mean()), "p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
 
 
-def _finish(
-    acc: _Accumulator,
-    rfm: pd.DataFrame,
-    monthly: dict[str, FloatArray],
-    process_var: dict[str, float],
-    edges: FloatArray,
-    level: float,
-    n: int,
-    clv_draws: NDArray[np.float32],
-    clv_index: NDArray[np.intp],
-    tmp: tempfile.TemporaryDirectory[str] | None,
-    has_spend: bool,
-    seed: int,
-) -> BayesValue:
+def _customer_frame(acc: _Accumulator, rfm: pd.DataFrame, has_spend: bool) -> pd.DataFrame:
+    """The per-customer columns, with P(churn) beside P(alive); refuses predictions that are not finite."""
     ids = rfm["customer_id"].to_numpy() if "customer_id" in rfm else np.arange(len(rfm))
     customers = pd.DataFrame({"customer_id": ids, **acc.columns})
     customers.insert(4, "p_churn", 1.0 - customers["p_alive"])
@@ -401,23 +451,37 @@ def _finish(
             f"posterior predictions are not finite for {int(bad.sum())} customer(s) "
             f"(first: {', '.join(map(str, ids[bad][:5]))})"
         )
+    return customers
+
+
+def _forecast_frame(portfolio: _Portfolio, edges: FloatArray, has_spend: bool) -> pd.DataFrame:
+    """Per future month: the posterior mean and P10 / P50 / P90 of expected purchases (and revenue), and the
+    mean discounted profit (purchases without a spend model)."""
     forecast = pd.DataFrame({"month": np.arange(1, edges.size), "start": edges[:-1], "end": edges[1:]})
-    kinds = ("purchases", "revenue") if has_spend else ("purchases",)
-    for kind in kinds:
-        q = np.quantile(monthly[kind], [0.1, 0.5, 0.9], axis=0)
-        forecast[f"expected_{kind}"] = monthly[kind].mean(axis=0)
+    for kind, monthly, _ in portfolio.kinds(has_spend):
+        q = np.quantile(monthly, [0.1, 0.5, 0.9], axis=0)
+        forecast[f"expected_{kind}"] = monthly.mean(axis=0)
         for label, row in zip(("p10", "p50", "p90"), q, strict=True):
             forecast[f"expected_{kind}_{label}"] = row
     profit_name = "discounted_profit" if has_spend else "discounted_purchases"
-    forecast[profit_name] = monthly["profit"].mean(axis=0)
-    rng = np.random.default_rng(seed + 2)
-    totals: dict[str, Any] = {"draws": n, "interval": level, "clv": _quantiles(monthly["profit"].sum(axis=1))}
-    for kind in kinds:
-        expected = monthly[kind].sum(axis=1)
-        noise = math.sqrt(process_var[kind]) * rng.standard_normal(n)
+    forecast[profit_name] = portfolio.monthly_profit.mean(axis=0)
+    return forecast
+
+
+def _totals(portfolio: _Portfolio, draws: DrawOptions, n: int, has_spend: bool) -> dict[str, Any]:
+    """The horizon's totals over the n draws: CLV, and expected and predicted purchases (and revenue)."""
+    rng = seeds.rng(draws.seed, "portfolio_noise")
+    totals: dict[str, Any] = {
+        "draws": n,
+        "interval": draws.level,
+        "clv": _quantiles(portfolio.monthly_profit.sum(axis=1)),
+    }
+    for kind, monthly, variance in portfolio.kinds(has_spend):
+        expected = monthly.sum(axis=1)
+        noise = math.sqrt(variance) * rng.standard_normal(n)
         totals[f"expected_{kind}"] = _quantiles(expected)
-        totals[f"predicted_{kind}"] = _quantiles(expected + noise) | {"process_sd": math.sqrt(process_var[kind])}
-    return BayesValue(customers, forecast, totals, clv_draws, clv_index, level, n, _tmp=tmp)
+        totals[f"predicted_{kind}"] = _quantiles(expected + noise) | {"process_sd": math.sqrt(variance)}
+    return totals
 
 
 def predictive_purchases(
@@ -425,35 +489,33 @@ def predictive_purchases(
     purchase: Posterior,
     rfm: pd.DataFrame,
     horizon: float,
-    level: float = 0.9,
-    n_draws: int = 1000,
-    seed: int = 0,
+    draws: DrawOptions = DrawOptions(),
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per customer: posterior mean of expected purchases over `horizon` and the predictive interval of the
     purchases actually made; and the total's predictive distribution (P10 / P50 / P90 and the interval at
-    `level`). For holdout checks."""
+    `draws.level`). For holdout checks."""
     x, t_x, T = rfm_arrays(rfm)
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
     counts = np.bincount(inverse, minlength=ux.size).astype(float)
-    draws = purchase.subsample(n_draws, seed)
-    rng = np.random.default_rng(seed)
+    params = purchase.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
+    rng = seeds.rng(draws.seed, "purchase_simulation")
     out = np.empty((3, ux.size))
-    expected_total = np.zeros(len(draws))
+    expected_total = np.zeros(len(params))
     process = 0.0
     for start in range(0, ux.size, _BLOCK):
         end = min(start + _BLOCK, ux.size)
         frame = pd.DataFrame({"frequency": ux[start:end], "recency": ut[start:end], "T": uT[start:end]})
-        eh, sims = np.empty((end - start, len(draws))), np.empty((end - start, len(draws)))
-        for d, row in enumerate(draws):
+        expected, simulated = np.empty((end - start, len(params))), np.empty((end - start, len(params)))
+        for d, row in enumerate(params):
             model = _model(cls, purchase, row)
-            eh[:, d] = model.expected_purchases(frame, horizon)
-            sims[:, d] = model.simulate_purchases(frame, horizon, rng)
-        expected_total += counts[start:end] @ eh
-        process += float(counts[start:end] @ np.maximum(sims.var(axis=1) - eh.var(axis=1), 0.0))
-        _, lo, hi = _summaries(sims, level, discrete=True)
-        out[:, start:end] = eh.mean(axis=1), lo, hi
+            expected[:, d] = model.expected_purchases(frame, horizon)
+            simulated[:, d] = model.simulate_purchases(frame, horizon, rng)
+        expected_total += counts[start:end] @ expected
+        process += float(counts[start:end] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
+        _, lo, hi = _summaries(simulated, draws.level, discrete=True)
+        out[:, start:end] = expected.mean(axis=1), lo, hi
     frame = pd.DataFrame({"expected": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
-    total = expected_total + math.sqrt(process) * rng.standard_normal(len(draws))
-    lo_q, hi_q = _bounds(level)
+    total = expected_total + math.sqrt(process) * rng.standard_normal(len(params))
+    lo_q, hi_q = _bounds(draws.level)
     summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
     return frame, summary

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clv.bayes.predict import BayesValue, posterior_predict, value_posterior
+from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, posterior_predict, value_posterior
 from clv.compress import unique_histories
 from clv.config import RANK_CRITERIA, RunConfig
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
 from clv.model import NOT_IDENTIFIED
+from clv.seeds import stream_seed
 from clv.store import FittedModels
 from clv.tiers import assign_tiers
 from clv.value import ValueResult
@@ -191,23 +192,21 @@ def _posterior_holdout(
         fitted.purchase_posterior,
         fitted.spend_posterior,
         rfm,
-        length,
-        0.0,
-        1.0,
-        config.time.unit,
-        bayes.interval,
-        bayes.prediction_draws,
-        seed + 11,
-        workers=bayes.cores,
+        ValueOptions(
+            length,
+            0.0,
+            1.0,
+            config.time.unit,
+            DrawOptions(bayes.interval, bayes.prediction_draws, stream_seed(seed, "evaluation_value")),
+            workers=bayes.cores,
+        ),
     ).customers
     none = posterior_predict(
         cls,
         fitted.purchase_posterior,
         rfm,
         "probability_of_purchases",
-        bayes.interval,
-        bayes.prediction_draws,
-        seed + 13,
+        DrawOptions(bayes.interval, bayes.prediction_draws, stream_seed(seed, "evaluation_no_purchase")),
         n=0,
         horizon=length,
     )
