@@ -195,6 +195,7 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
         out = write_outputs(result, model_dir)
     if not quiet:
         _print_reading(result.data.report)
+    _print_late(result)
     _warn(result.warnings)
     if result.spend_outliers is not None and result.spend_outliers.customers:
         err.print(f"spend outliers: {result.spend_outliers.sentence()}", highlight=False, soft_wrap=True)
@@ -209,6 +210,19 @@ def _print_reading(report: Any) -> None:
     if report is not None:
         for line in report.summary_lines():
             err.print(line, highlight=False, soft_wrap=True)
+
+
+def _print_late(result: Any) -> None:
+    """The customers who first bought after the calibration end: not in the forecast, said on stderr."""
+    late = result.data.rfm.late_customers
+    if late:
+        end = result.config.time.calibration_end
+        err.print(
+            f"{late:,} customer(s) first seen after the calibration end ({end}) are not in the forecast: it covers "
+            f"the {len(result.customers):,} customers with a history by then",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_headline(result: Any) -> None:

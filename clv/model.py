@@ -220,10 +220,10 @@ class FittedModel(ABC):
 
     def _warn(self, found: MleResult) -> None:
         """One ConvergenceWarning per finding. A sentence of `not_identified_` replaces the generic boundary,
-        convergence and standard-error warnings, which are its consequences."""
+        convergence and standard-error warnings where it explains them (`_finding_explains_search`)."""
         label = type(self).__name__
         messages = list(self.not_identified_.values())
-        if not messages:
+        if not self._finding_explains_search():
             if found.at_boundary:
                 messages.append(f"{label}: a parameter is at the boundary of the search: {self.params_}")
             elif not found.converged:
@@ -235,6 +235,11 @@ class FittedModel(ABC):
         messages += [f"{label}: {message}" for message in self._assumption_warnings()]
         for message in messages:
             warnings.warn(message, ConvergenceWarning, stacklevel=4)
+
+    def _finding_explains_search(self) -> bool:
+        """Whether the fit's `not_identified_` finding is why the search ran to a boundary or has no standard
+        errors (then those generic warnings would only repeat it)."""
+        return bool(self.not_identified_)
 
     def _assumption_warnings(self) -> list[str]:
         return []

@@ -75,7 +75,8 @@ def assign_tiers(clv: FloatArray, config: TiersConfig, ids: NDArray[np.generic] 
     if small:
         raise DataError(
             f"{len(small)} tier(s) hold fewer than tiers.min_size={config.min_size} customers: {', '.join(small)}",
-            hint="widen the tiers' shares or thresholds, or lower tiers.min_size",
+            hint="widen the tiers' shares or thresholds, or use fewer tiers"
+            + (", or lower tiers.min_size" if config.min_size > 1 else " (tiers.levels)"),
         )
     return tier
 

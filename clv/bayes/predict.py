@@ -109,9 +109,10 @@ def posterior_predict(
     """Posterior mean and central credible interval of any per-row prediction of the model (e.g.
     `probability_alive`, `expected_purchases` with horizon=...), computed per draw on unique histories.
 
-    Example:
-        >>> # frame = posterior_predict(BetaGeoModel, posterior, rfm, "expected_purchases", horizon=52)
-        >>> # frame.columns: mean, lo, hi
+    Usage, with a posterior from `clv.bayes.fit.fit_posterior` (sampling takes too long for a doctest):
+
+        frame = posterior_predict(BetaGeoModel, posterior, rfm, "expected_purchases", DrawOptions(), horizon=52)
+        frame.columns  # mean, lo, hi
     """
     x, t_x, T = rfm_arrays(rfm)
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)

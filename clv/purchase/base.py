@@ -156,6 +156,12 @@ class PurchaseModel(FittedModel):
         """Whether the dropout parameters went to their no-dropout limit, and which went where, in words."""
         raise NotImplementedError
 
+    def _finding_explains_search(self) -> bool:
+        """Only a fit at the no-dropout limit is explained by it: elsewhere (few repeat purchases, say) the
+        generic boundary and standard-error warnings say more."""
+        findings = self.not_identified_
+        return bool(findings) and (DROPOUT not in findings or self._dropout_limit_description(self.params_)[0])
+
     def _identification(self, found: MleResult, result: FitResult) -> dict[str, str]:
         """Dropout is not identified when the fit is no better than the no-dropout NBD: the likelihood-ratio
         statistic 2 (LL - LL_NBD) under 3.84, the 5% point of chi-square(1) (the NBD is the model's limit as the
@@ -175,8 +181,8 @@ class PurchaseModel(FittedModel):
             DROPOUT: (
                 f"{label}: {lead} ({where}); the fit is no better than a model in which no customer ever leaves "
                 f"(log-likelihood {ll:,.1f} vs {limit:,.1f}, likelihood-ratio statistic {statistic:.2f} < "
-                f"{NO_DROPOUT_CRITICAL}): churn probabilities are not identifiable from this history, so P(alive) "
-                "and the churn-risk segments are not meaningful"
+                f"{NO_DROPOUT_CRITICAL}): churn probabilities are not identifiable from this history, so P(alive), "
+                "the churn-risk segments and residual CLV (a perpetuity in which nobody leaves) are not meaningful"
             )
         }
 

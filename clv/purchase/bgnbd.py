@@ -60,13 +60,17 @@ class BetaGeoModel(FactoredCurveModel):
         return float(min(1.0, (self._c + 10.0 * r / alpha) * a / (a + b)))
 
     def _dropout_limit_description(self, params: dict[str, float]) -> tuple[bool, str]:
+        """At the no-dropout limit when the mean dropout probability a / (a + b) is negligible (a -> 0 or
+        b -> infinity with a fixed); a and b both large is another limit (every customer has the same p)."""
         a, b = params["a"], params["b"]
-        moves = [text for text, hit in (("a -> 0", a < 1e-2), ("b -> infinity", b > 1e3)) if hit]
-        where = " and ".join(moves) if moves else "a and b not identified"
         mean = a / (a + b)
-        return bool(
-            moves
-        ), f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {mean:.2g}"
+        moves = [text for text, hit in (("a -> 0", a < 1e-2), ("b -> infinity", b > 1e3)) if hit]
+        at_limit = mean < 1e-3 and bool(moves)
+        where = " and ".join(moves) if at_limit else "a and b not identified"
+        return (
+            at_limit,
+            f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {mean:.2g}",
+        )
 
     def _loglik_grad(
         self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray

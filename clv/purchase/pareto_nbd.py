@@ -167,13 +167,19 @@ class ParetoNBDModel(FactoredCurveModel):
         return float(-np.expm1(-s * np.log1p(10.0 / beta)))
 
     def _dropout_limit_description(self, params: dict[str, float]) -> tuple[bool, str]:
+        """At the no-dropout limit when the dropout over the data's span is negligible (s -> 0 or
+        beta -> infinity)."""
         s, beta = params["s"], params["beta"]
-        large = 0.5 * RATE_SCALE_BOUND * self.time_scale_  # near the bound of the search (called during a fit)
+        scale = self.time_scale_  # max(T) / 10 of the fit (this is called during a fit)
+        large = 0.5 * RATE_SCALE_BOUND * scale  # near the bound of the search
         moves = [text for text, hit in (("s -> 0", s < 1e-2), ("beta -> infinity", beta > large)) if hit]
-        where = " and ".join(moves) if moves else "s and beta not identified"
-        return bool(
-            moves
-        ), f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit"
+        span_dropout = -np.expm1(-s * np.log1p(10.0 * scale / beta))  # P(leaving within max(T))
+        at_limit = span_dropout < 1e-3 and bool(moves)
+        where = " and ".join(moves) if at_limit else "s and beta not identified"
+        return (
+            at_limit,
+            f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit",
+        )
 
     def _search_bounds(self) -> LogBounds:
         """alpha and beta at most `RATE_SCALE_BOUND` (time rescaled so that max T = 10). Beyond it the gamma

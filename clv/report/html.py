@@ -73,6 +73,12 @@ def _data(summary: dict[str, Any]) -> str:
             f"; {number(returns['return_days'])} return days: {number(returns['netted_value'])} taken off the "
             f"customers' earlier purchases, {number(returns['unmatched_value'])} unmatched"
         )
+    late = data.get("customers_first_seen_after_calibration") or 0
+    if late:
+        note += (
+            f". {number(late)} customers first seen after the calibration end are not in the forecast, which covers "
+            f"the {number(data.get('rfm_customers'))} customers with a history by then"
+        )
     return "<h2>Data</h2>" + table(frame) + f"<p class='note'>{note}. Money in the data's unit.</p>"
 
 
