@@ -368,10 +368,13 @@ def _money_sum(condition: str) -> str:
 
 def _drop_guests(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
     """`data.missing_customer: drop`: remove the lines without a customer id before validation, counted apart
-    with the invoices they make and the value they carry (net of their own cancellations)."""
+    with the invoices they make and the value they carry (net of their own cancellations; without the lines
+    priced <= 0 when `data.non_positive_price` drops those, as for the identified customers)."""
     if spec.missing_customer != "drop":
         return
     good = f"isfinite(amt) AND abs(amt) < {_MAX_VALUE}"
+    if spec.line_items and spec.non_positive_price == "drop":
+        good += " AND price > 0"
     row = con.execute(
         f"SELECT count(*), count(DISTINCT inv), {_money_sum(good)}, count(*) FILTER (cancel) "
         f"FROM {_PARSED} WHERE cid IS NULL"
