@@ -20,6 +20,7 @@ from rich.table import Table
 
 from clv.config import RunConfig, apply_overrides, config_hash, load_config, parse_config
 from clv.errors import ClvError
+from clv.metric_registry import METRICS
 
 app = typer.Typer(
     name="clv",
@@ -478,22 +479,10 @@ def evaluate_command(
         typer.echo(f"evaluation written to {out}/ (open {out / 'evaluation.html'})")
 
 
-_SHOWN = (
-    ("log_likelihood", "log-likelihood (calibration)", 1),
-    ("bic", "BIC", 1),
-    ("predicted_purchases", "holdout purchases, predicted", 1),
-    ("actual_purchases", "holdout purchases, actual", 0),
-    ("percent_error_purchases", "  % error", 1),
-    ("mae_purchases", "MAE per customer", 3),
-    ("rmse_purchases", "RMSE per customer", 3),
-    ("percent_error_revenue", "holdout revenue, % error", 1),
-    ("spearman_value", "Spearman (CLV vs holdout)", 3),
-    ("gini_value", "normalized Gini (CLV)", 3),
-    ("brier_p_alive", "Brier P(alive)", 3),
-    ("auc_p_alive", "AUC P(alive)", 3),
-    ("top_tier_share", "top tier's share of holdout", 3),
-    ("coverage_purchases", "interval coverage", 3),
-)
+#: the leaderboard's rows in the terminal: column, header, decimals
+_SHOWN = tuple((m.name, m.label, m.digits) for m in METRICS if m.label is not None)
+#: the rolling origin's rows in the terminal
+_SHOWN_ROLLING = tuple(m.name for m in METRICS if m.rolling_title is not None)
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -524,7 +513,7 @@ def _print_leaderboard(result: Any) -> None:
         for fit in fits:
             stab.add_column(str(fit), justify="right")
         by = result.stability.set_index(["metric", "candidate"])
-        for metric in ("percent_error_purchases", "mae_purchases", "gini_value", "top_tier_share"):
+        for metric in _SHOWN_ROLLING:
             if metric in by.index.get_level_values(0):
                 cells = [f"{by.at[(metric, f), 'mean']:.3f} ± {by.at[(metric, f), 'sd']:.3f}" for f in fits]
                 stab.add_row(metric, *cells)

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from clv.errors import ConfigError
+from clv.metric_registry import RankCriterion
 from clv.units import TimeUnit
 
 __all__ = [
@@ -237,43 +238,6 @@ class TiersConfig(_Section):
     def high_value_tiers(self) -> int:
         """How many of the top tiers count as high value."""
         return self.at_risk_tiers if self.at_risk_tiers is not None else min(2, len(self.levels) - 1)
-
-
-#: leaderboard criteria of `clv evaluate`, each with True when higher is better
-RANK_CRITERIA: dict[str, bool] = {
-    "mae_purchases": False,
-    "rmse_purchases": False,
-    "abs_percent_error_purchases": False,
-    "mae_revenue": False,
-    "rmse_revenue": False,
-    "abs_percent_error_revenue": False,
-    "spearman_value": True,
-    "gini_value": True,
-    "brier_p_alive": False,
-    "auc_p_alive": True,
-    "brier_p_purchase": False,
-    "auc_p_purchase": True,
-    "top_tier_share": True,
-    "aic": False,
-    "bic": False,
-}
-RankCriterion = Literal[
-    "mae_purchases",
-    "rmse_purchases",
-    "abs_percent_error_purchases",
-    "mae_revenue",
-    "rmse_revenue",
-    "abs_percent_error_revenue",
-    "spearman_value",
-    "gini_value",
-    "brier_p_alive",
-    "auc_p_alive",
-    "brier_p_purchase",
-    "auc_p_purchase",
-    "top_tier_share",
-    "aic",
-    "bic",
-]
 
 
 _DEFAULT_EVALUATED: tuple[PurchaseModelName, ...] = ("bgnbd", "pareto_nbd", "mbgnbd")

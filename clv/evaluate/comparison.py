@@ -22,9 +22,10 @@ import pandas as pd
 
 from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, posterior_predict, value_posterior
 from clv.compress import unique_histories
-from clv.config import RANK_CRITERIA, RunConfig
+from clv.config import RunConfig
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
+from clv.metric_registry import METRICS, RANK_CRITERIA
 from clv.model import NOT_IDENTIFIED
 from clv.seeds import stream_seed
 from clv.store import FittedModels
@@ -42,35 +43,13 @@ __all__ = [
     "leaderboard",
 ]
 
-#: columns of the leaderboard after rank and candidate, when the fits have them
+#: columns of the leaderboard after rank and candidate, when the fits have them: the fit's, its metrics, its time
 LEADERBOARD_COLUMNS = (
     "purchase",
     "method",
     "not_identified",
     "parameters",
-    "log_likelihood",
-    "aic",
-    "bic",
-    "predicted_purchases",
-    "actual_purchases",
-    "percent_error_purchases",
-    "mae_purchases",
-    "rmse_purchases",
-    "predicted_revenue",
-    "actual_revenue",
-    "percent_error_revenue",
-    "mae_revenue",
-    "rmse_revenue",
-    "spearman_value",
-    "gini_value",
-    "brier_p_alive",
-    "auc_p_alive",
-    "brier_p_purchase",
-    "auc_p_purchase",
-    "top_tier_share",
-    "top_tier_lift",
-    "coverage_purchases",
-    "coverage_revenue",
+    *(m.name for m in METRICS if m.leaderboard),
     "fit_seconds",
 )
 

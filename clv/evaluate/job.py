@@ -34,11 +34,10 @@ from clv.evaluate.comparison import (
 from clv.evaluate.rolling import STABILITY_METRICS, rolling_origins, stability
 from clv.evaluate.scores import score_holdout
 from clv.evaluate.tracking import conditional_cumulative, unconditional_cumulative
+from clv.metric_registry import AMOUNT_CRITERIA
 from clv.pipeline import DataStep, Progress, fit_models, has_spend, prepare_data, summarise, value_models
 
 __all__ = ["Evaluation", "TrackingCurves", "evaluate"]
-
-_REVENUE_CRITERIA = ("mae_revenue", "rmse_revenue", "abs_percent_error_revenue")
 
 
 @dataclass
@@ -103,7 +102,7 @@ def _check_holdout(config: RunConfig) -> None:
 
 
 def _check_criterion(config: RunConfig, has_spend: bool) -> None:
-    if config.evaluation.rank_by in _REVENUE_CRITERIA and not has_spend:
+    if config.evaluation.rank_by in AMOUNT_CRITERIA and not has_spend:
         raise ConfigError(
             f"evaluation.rank_by {config.evaluation.rank_by} needs amounts, and this data has none",
             hint="rank by a purchase metric, e.g. --set evaluation.rank_by=mae_purchases",

@@ -14,22 +14,12 @@ import pandas as pd
 
 from clv.config import RunConfig
 from clv.errors import ConfigError
+from clv.metric_registry import METRICS
 
 __all__ = ["STABILITY_METRICS", "rolling_origins", "stability"]
 
 #: the metrics whose spread over the origins is reported
-STABILITY_METRICS = (
-    "percent_error_purchases",
-    "mae_purchases",
-    "rmse_purchases",
-    "percent_error_revenue",
-    "mae_revenue",
-    "spearman_value",
-    "gini_value",
-    "brier_p_alive",
-    "auc_p_alive",
-    "top_tier_share",
-)
+STABILITY_METRICS = tuple(m.name for m in METRICS if m.stability)
 
 
 def _months_back(date: dt.date, months: int) -> dt.date:

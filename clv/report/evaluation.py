@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clv.config import RANK_CRITERIA, config_hash
+from clv.config import config_hash
 from clv.evaluate.job import Evaluation
+from clv.metric_registry import METRICS, RANK_CRITERIA
 from clv.report import evaluation_charts as charts
 from clv.report.files import staged_folder
 from clv.report.markup import card, escape, number, page, table
@@ -21,29 +22,11 @@ from clv.versions import package_versions
 
 __all__ = ["build_evaluation_report", "evaluation_dict", "write_evaluation"]
 
-#: what each leaderboard column means (also the README's definitions)
+#: what each leaderboard column means (the fit's flag, then the metrics' definitions)
 DEFINITIONS = {
     "not_identified": "what the fit cannot identify from this data (empty: nothing); such a fit is ranked by its "
     "scores like the others, but its churn risk or spend predictions rest on a flat likelihood",
-    "log_likelihood": "log-likelihood of the purchase model's calibration fit (a posterior: at its mean)",
-    "aic": "2k - 2 LL (Akaike 1974), k parameters; lower is better",
-    "bic": "k ln(n) - 2 LL (Schwarz 1978), n customers; lower is better",
-    "percent_error_purchases": "100 (predicted - actual) / actual total holdout repeat purchases",
-    "mae_purchases": "mean absolute error of holdout purchases per customer",
-    "rmse_purchases": "root mean squared error of holdout purchases per customer",
-    "percent_error_revenue": "100 (predicted - actual) / actual total holdout revenue",
-    "mae_revenue": "mean absolute error of holdout revenue per customer",
-    "spearman_value": "Spearman rank correlation of predicted CLV and the actual holdout value",
-    "gini_value": "normalized Gini of predicted CLV against the actual holdout value (1 perfect ranking, 0 random)",
-    "brier_p_alive": "mean squared difference of P(alive) and 'bought in the holdout' (0/1)",
-    "auc_p_alive": "P(a random holdout buyer has a higher P(alive) than a random non-buyer), ties half",
-    "brier_p_purchase": "Brier score of P(at least one purchase in the holdout)",
-    "auc_p_purchase": "AUC of P(at least one purchase in the holdout)",
-    "top_tier_share": "share of the actual holdout value that the top tier (by predicted CLV) made",
-    "top_tier_lift": "top tier's share of the holdout value over its share of customers",
-    "coverage_purchases": "share of customers whose holdout purchases fall in their predictive interval",
-    "coverage_revenue": "share of customers whose holdout revenue falls in their predictive interval",
-}
+} | {m.name: m.definition for m in METRICS if m.definition is not None}
 
 
 def _split(ev: Evaluation) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from clv.metric_registry import METRICS
 from clv.report.charts import png, subplots
 
 __all__ = ["by_frequency", "deciles", "gains", "rolling", "tier_lift", "tracking_cumulative", "tracking_weekly"]
@@ -127,12 +128,7 @@ def tier_lift(tables: dict[str, pd.DataFrame], target: str) -> str:
     return png(fig)
 
 
-_ROLLING_PANELS = (
-    ("percent_error_purchases", "% error of total purchases"),
-    ("mae_purchases", "MAE of purchases per customer"),
-    ("gini_value", "normalized Gini of CLV"),
-    ("top_tier_share", "top tier's share of the holdout"),
-)
+_ROLLING_PANELS = tuple((m.name, m.rolling_title) for m in METRICS if m.rolling_title is not None)
 
 
 def rolling(per_origin: pd.DataFrame) -> str:
