@@ -475,6 +475,8 @@ def evaluate_command(
         best = result.best
         value = "no value" if best["value"] is None else f"{best['value']:.4g}"
         flag = f"; flagged: {best['not_identified']}" if best.get("not_identified") else ""
+        if best.get("tied_with"):
+            flag += f"; within 0.5% of {best['tied_with']}: no real difference"
         typer.echo(f"best: {best['candidate']} by {best['criterion']} ({value}){flag}")
         typer.echo(f"evaluation written to {out}/ (open {out / 'evaluation.html'})")
 

@@ -261,3 +261,12 @@ def test_online_retail_evaluation_ends_and_ranks_flagged_fits(tmp_path):
     assert ev.best["not_identified"] == NOT_IDENTIFIED[DROPOUT]
     for result in ev.results:
         assert DROPOUT in result.fitted.purchase.not_identified_
+
+
+def test_best_fit_within_half_a_percent_is_called_a_tie():
+    from clv.evaluate.comparison import best_candidate
+
+    board = pd.DataFrame({"candidate": ["x", "y", "z"], "mae_purchases": [0.8051, 0.8053, 0.9]})
+    assert best_candidate(board, "mae_purchases")["tied_with"] == "y"
+    board["mae_purchases"] = [0.70, 0.80, 0.9]
+    assert best_candidate(board, "mae_purchases")["tied_with"] is None

@@ -221,14 +221,26 @@ def leaderboard(results: list[CandidateResult], rank_by: str) -> pd.DataFrame:
     return frame.dropna(axis=1, how="all")
 
 
+#: a best fit ahead of the runner-up by less than this share of its value is no real winner
+TIE_MARGIN = 0.005
+
+
 def best_candidate(board: pd.DataFrame, rank_by: str) -> dict[str, Any]:
-    """The leaderboard's first row, with the criterion and its value."""
+    """The leaderboard's first row, with the criterion and its value; `tied_with` names the runner-up when the
+    two differ by less than `TIE_MARGIN` of the value (the ranking between them is then noise)."""
     top = board.iloc[0]
     value = top.get(rank_by)
+    value = None if value is None or pd.isna(value) else float(value)
+    tied_with = None
+    if value is not None and len(board) > 1:
+        second = board.iloc[1].get(rank_by)
+        if second is not None and not pd.isna(second) and abs(float(second) - value) <= TIE_MARGIN * abs(value):
+            tied_with = str(board.iloc[1]["candidate"])
     return {
         "candidate": str(top["candidate"]),
         "criterion": rank_by,
-        "value": None if value is None or pd.isna(value) else float(value),
+        "value": value,
         "higher_is_better": RANK_CRITERIA[rank_by],
         "not_identified": str(top.get("not_identified") or ""),
+        "tied_with": tied_with,
     }

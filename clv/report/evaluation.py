@@ -167,6 +167,7 @@ def _leaderboard(ev: Evaluation) -> str:
         f"<p><b>Best: {escape(best['candidate'])}</b> by {escape(best['criterion'])} "
         f"({'higher' if best['higher_is_better'] else 'lower'} is better): {number(best['value'], 4)}"
         + (f" (flagged: {escape(best['not_identified'])})" if best.get("not_identified") else "")
+        + (f"; within 0.5% of {escape(best['tied_with'])}: no real difference" if best.get("tied_with") else "")
         + ". "
         "The best value of each ranked column is in bold.</p>"
     )
