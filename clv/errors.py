@@ -38,8 +38,9 @@ class ConfigError(ClvError):
     exit_code = 2
 
 
-class UsageError(ClvError):
-    """The command was used wrongly (a missing file, a wrong combination of options)."""
+class UsageError(ClvError, ValueError):
+    """The command was used wrongly (a missing file, a wrong combination of options, a bad argument); also a
+    `ValueError`, which callers of a function given a bad argument expect."""
 
     exit_code = 2
 

@@ -20,28 +20,35 @@ __all__ = ["beta_rule", "beta_rules", "nodes_for_pole", "unit_legendre_rule"]
 FloatArray = NDArray[np.float64]
 
 
-@lru_cache(maxsize=4096)
-def _beta_rule_cached(a: float, b: float, n: int) -> tuple[FloatArray, FloatArray]:
-    """Golub-Welsch on the Jacobi matrix of the Beta(a, b) density (Golub & Welsch 1969).
-
-    The three-term recurrence of the monic Jacobi polynomials P^(b-1, a-1) on [-1, 1] (Gautschi 2004,
-    Table 1.1) is mapped to [0, 1]; the weights are the squared first components of the eigenvectors, normalised
-    to 1, so that the total mass (a beta function that overflows for large a, b) is never formed.
-    """
-    al, be = b - 1.0, a - 1.0
-    k = np.arange(n, dtype=float)
+def _jacobi_recurrence(a: float, b: FloatArray, n: int) -> tuple[FloatArray, FloatArray]:
+    """Diagonal (rows, n) and squared off-diagonal (rows, n - 1) of the Jacobi matrix of each Beta(a, b[i]) on
+    [-1, 1]: the three-term recurrence of the monic Jacobi polynomials P^(b-1, a-1) (Gautschi 2004, Table 1.1)."""
+    al, be = b[:, None] - 1.0, a - 1.0
+    k = np.arange(n, dtype=float)[None, :]
     s = 2.0 * k + al + be
     with np.errstate(divide="ignore", invalid="ignore"):
         diag = np.where(np.abs(s * (s + 2.0)) > 0, (be * be - al * al) / (s * (s + 2.0)), 0.0)
-    if abs(al + be) < 1e-14:
-        diag[0] = (be - al) / (al + be + 2.0)
-    k1 = k[1:]
+        first = np.where(np.abs(al[:, 0] + be) < 1e-14, (be - al[:, 0]) / (al[:, 0] + be + 2.0), diag[:, 0])
+    diag[:, 0] = first
+    k1 = k[:, 1:]
     s1 = 2.0 * k1 + al + be
     with np.errstate(divide="ignore", invalid="ignore"):
         off2 = 4.0 * k1 * (k1 + al) * (k1 + be) * (k1 + al + be) / (s1 * s1 * (s1 + 1.0) * (s1 - 1.0))
     if n > 1:  # k = 1: the factor (1 + al + be) cancels, which matters when it is 0 (a + b = 1)
-        off2[0] = 4.0 * (1.0 + al) * (1.0 + be) / ((2.0 + al + be) ** 2 * (3.0 + al + be))
-    nodes, vectors = linalg.eigh_tridiagonal((1.0 + diag) / 2.0, np.sqrt(off2) / 2.0)
+        off2[:, 0] = 4.0 * (1.0 + al[:, 0]) * (1.0 + be) / ((2.0 + al[:, 0] + be) ** 2 * (3.0 + al[:, 0] + be))
+    return diag, off2
+
+
+@lru_cache(maxsize=4096)
+def _beta_rule_cached(a: float, b: float, n: int) -> tuple[FloatArray, FloatArray]:
+    """Golub-Welsch on the Jacobi matrix of the Beta(a, b) density (Golub & Welsch 1969).
+
+    The Jacobi matrix of `_jacobi_recurrence` on [-1, 1] is mapped to [0, 1]; the weights are the squared first
+    components of the eigenvectors, normalised to 1, so that the total mass (a beta function that overflows for
+    large a, b) is never formed.
+    """
+    diag, off2 = _jacobi_recurrence(a, np.array([float(b)]), n)
+    nodes, vectors = linalg.eigh_tridiagonal((1.0 + diag[0]) / 2.0, np.sqrt(off2[0]) / 2.0)
     w = vectors[0, :] ** 2
     w = w / w.sum()
     p = np.clip(nodes, np.finfo(float).tiny, 1.0 - np.finfo(float).eps)
@@ -54,19 +61,7 @@ def beta_rules(a: float, b: FloatArray, n: int) -> tuple[FloatArray, FloatArray]
     """`beta_rule` for many b at once (rows of the results): the same Jacobi matrices, diagonalised as one
     stacked dense eigenproblem, which costs far less than one call per b when there are many."""
     b = np.asarray(b, dtype=float)
-    al, be = b[:, None] - 1.0, a - 1.0
-    k = np.arange(n, dtype=float)[None, :]
-    s = 2.0 * k + al + be
-    with np.errstate(divide="ignore", invalid="ignore"):
-        diag = np.where(np.abs(s * (s + 2.0)) > 0, (be * be - al * al) / (s * (s + 2.0)), 0.0)
-        first = np.where(np.abs(al[:, 0] + be) < 1e-14, (be - al[:, 0]) / (al[:, 0] + be + 2.0), diag[:, 0])
-    diag[:, 0] = first
-    k1 = k[:, 1:]
-    s1 = 2.0 * k1 + al + be
-    with np.errstate(divide="ignore", invalid="ignore"):
-        off2 = 4.0 * k1 * (k1 + al) * (k1 + be) * (k1 + al + be) / (s1 * s1 * (s1 + 1.0) * (s1 - 1.0))
-    if n > 1:
-        off2[:, 0] = 4.0 * (1.0 + al[:, 0]) * (1.0 + be) / ((2.0 + al[:, 0] + be) ** 2 * (3.0 + al[:, 0] + be))
+    diag, off2 = _jacobi_recurrence(a, b, n)
     matrices = np.zeros((b.size, n, n))
     idx = np.arange(n)
     matrices[:, idx, idx] = (1.0 + diag) / 2.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from clv.errors import UsageError
+
 __all__ = [
     "DAYS_PER_YEAR",
     "TimeUnit",
@@ -32,7 +34,7 @@ def days_per_unit(unit: TimeUnit) -> float:
     try:
         return _DAYS_PER_UNIT[unit]
     except KeyError:
-        raise ValueError(f"time unit must be 'D' or 'W', got {unit!r}") from None
+        raise UsageError(f"time unit must be 'D' or 'W', got {unit!r}") from None
 
 
 def units_per_year(unit: TimeUnit) -> float:
@@ -57,5 +59,5 @@ def continuous_rate_per_unit(annual_discount_rate: float, unit: TimeUnit) -> flo
     so that one year of discounting equals 1 / (1 + d) exactly (Fader, Hardie & Lee 2005b, "RFM and CLV", Sec. 4).
     """
     if not math.isfinite(annual_discount_rate) or annual_discount_rate <= -1.0:
-        raise ValueError(f"annual_discount_rate must be a finite number > -1, got {annual_discount_rate!r}")
+        raise UsageError(f"annual_discount_rate must be a finite number > -1, got {annual_discount_rate!r}")
     return math.log1p(annual_discount_rate) / units_per_year(unit)

@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 
 from clv import BetaGeoModel, GammaGammaModel, ParetoNBDModel
+from clv.data.datasets import dataset_path
+from clv.errors import UsageError
 from clv.units import (
     DAYS_PER_YEAR,
     continuous_rate_per_unit,
+    days_per_unit,
     months_to_units,
     units_per_month,
     units_per_year,
@@ -32,6 +35,13 @@ def test_unit_conversions():
         assert math.exp(-delta * units_per_year(unit)) == pytest.approx(1 / 1.10, rel=1e-14)
     with pytest.raises(ValueError):
         continuous_rate_per_unit(-1.5, "W")
+
+
+def test_bad_arguments_are_usage_errors_and_value_errors():
+    for bad in (lambda: continuous_rate_per_unit(-1.5, "W"), lambda: days_per_unit("M"), lambda: dataset_path("x")):
+        with pytest.raises(UsageError) as caught:
+            bad()
+        assert isinstance(caught.value, ValueError) and caught.value.exit_code == 2
 
 
 def test_month_edges_cover_the_horizon():

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from clv.errors import UsageError
+
 __all__ = ["EMBEDDED_DATASETS", "dataset_path", "load_donations"]
 
 #: Embedded transaction data sets, by the name a config's `data.source` may use.
@@ -32,7 +34,7 @@ def dataset_path(name: str) -> Path:
         filename = EMBEDDED_DATASETS[name]
     except KeyError:
         known = ", ".join(sorted(EMBEDDED_DATASETS))
-        raise KeyError(f"no embedded data set {name!r}; embedded: {known}") from None
+        raise UsageError(f"no embedded data set {name!r}; embedded: {known}") from None
     return Path(str(resources.files("clv.data").joinpath("files", filename)))
 
 

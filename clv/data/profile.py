@@ -6,7 +6,8 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clv.data.transactions import Transactions
+from clv.data.rfm import late_customers
+from clv.data.transactions import Transactions, sql_date
 
 __all__ = ["DataProfile", "profile_transactions"]
 
@@ -67,16 +68,13 @@ def profile_transactions(
     ).fetchone()
     assert row is not None
     customers, days, first, last, total, repeaters = row
-    late, late_ids, after = 0, [], 0
+    late, after = 0, 0
+    late_ids: list[object] = []
     if calibration_end is not None:
-        late, late_ids = tx.con.execute(
-            f"SELECT count(*), list(customer_id ORDER BY first_day, customer_id)[1:10] FROM "
-            f"(SELECT customer_id, min(day) AS first_day FROM {tx.table} GROUP BY 1) "
-            f"WHERE first_day > DATE '{calibration_end.isoformat()}'"
-        ).fetchone() or (0, [])
+        late, late_ids = late_customers(tx, calibration_end)
     if last_date is not None:
         (after,) = tx.con.execute(
-            f"SELECT coalesce(sum(n_rows), 0) FROM {tx.table} WHERE day > DATE '{last_date.isoformat()}'"
+            f"SELECT coalesce(sum(n_rows), 0) FROM {tx.table} WHERE day > {sql_date(last_date)}"
         ).fetchone() or (0,)
     rep = tx.report
     return DataProfile(
@@ -93,7 +91,7 @@ def profile_transactions(
         non_positive_rows=int(rep.returns.get("non_positive_rows", 0)),
         total_amount=float(total) if tx.has_amount else None,
         customers_first_seen_after_calibration=int(late),
-        late_customer_ids=[str(i) for i in (late_ids or [])],
+        late_customer_ids=[str(i) for i in late_ids],
         rows_after_last_date=int(after),
         invoices=rep.invoices,
         invoices_kept=rep.invoices_kept,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from clv.data.transactions import Transactions
+from clv.data.transactions import Transactions, sql_date
 from clv.errors import DataError, first_ids
 from clv.units import TimeUnit, days_per_unit
 
@@ -53,8 +53,14 @@ class RfmSummary:
         return (self.holdout_end - self.calibration_end).days / days_per_unit(self.unit)
 
 
-def _sql_date(value: dt.date) -> str:
-    return f"DATE '{value.isoformat()}'"
+def late_customers(tx: Transactions, calibration_end: dt.date) -> tuple[int, list[object]]:
+    """How many customers are first seen after `calibration_end`, and the first ten of them (by first day, id)."""
+    (late, late_ids) = tx.con.execute(
+        f"SELECT count(*), list(customer_id ORDER BY first_day, customer_id)[1:10] FROM "
+        f"(SELECT customer_id, min(day) AS first_day FROM {tx.table} GROUP BY 1) WHERE first_day > "
+        f"{sql_date(calibration_end)}"
+    ).fetchone() or (0, [])
+    return int(late), list(late_ids or [])
 
 
 def rfm_summary(
@@ -65,14 +71,11 @@ def rfm_summary(
 ) -> RfmSummary:
     """Summarise validated transactions into one RFM row per customer (see the module docstring)."""
     per_unit = days_per_unit(unit)
-    cal = _sql_date(calibration_end)
-    end = _sql_date(holdout_end) if holdout_end is not None else cal
+    cal = sql_date(calibration_end)
+    end = sql_date(holdout_end) if holdout_end is not None else cal
     table = tx.table
     con = tx.con
-    (late, late_ids) = con.execute(
-        f"SELECT count(*), list(customer_id ORDER BY first_day, customer_id)[1:10] FROM "
-        f"(SELECT customer_id, min(day) AS first_day FROM {table} GROUP BY 1) WHERE first_day > {cal}"
-    ).fetchone() or (0, [])
+    late, late_ids = late_customers(tx, calibration_end)
     (after,) = con.execute(f"SELECT count(*) FROM {table} WHERE day > {end}").fetchone() or (0,)
     frame = con.execute(
         f"""
@@ -113,7 +116,7 @@ def rfm_summary(
         calibration_end=calibration_end,
         holdout_end=holdout_end,
         late_customers=int(late),
-        late_customer_ids=[str(i) for i in (late_ids or [])],
+        late_customer_ids=[str(i) for i in late_ids],
         days_after_end=int(after),
     )
 

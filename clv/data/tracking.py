@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from clv.data.transactions import Transactions
+from clv.data.transactions import Transactions, sql_date
 from clv.errors import DataError
 
 __all__ = ["RepeatTracking", "repeat_tracking"]
@@ -46,28 +46,24 @@ class RepeatTracking:
         return [self.start + dt.timedelta(days=int(d)) for d in self.week_end]
 
 
-def _sql_date(value: dt.date) -> str:
-    return f"DATE '{value.isoformat()}'"
-
-
 def repeat_tracking(tx: Transactions, calibration_end: dt.date, end: dt.date) -> RepeatTracking:
     """Weekly repeat purchases from the cohort's first day to `end` (inclusive) of the customers first seen on
     or before `calibration_end`, and the cohort's first-day distribution."""
     con, table = tx.con, tx.table
-    cal = _sql_date(calibration_end)
+    cal = sql_date(calibration_end)
     firsts = f"(SELECT customer_id, min(day) AS first_day FROM {table} GROUP BY 1 HAVING min(day) <= {cal})"
     row = con.execute(f"SELECT min(first_day) FROM {firsts}").fetchone()
     if row is None or row[0] is None:
         raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
     start: dt.date = row[0]
     cohort = con.execute(
-        f"SELECT date_diff('day', {_sql_date(start)}, first_day) AS d, count(*) FROM {firsts} GROUP BY 1 ORDER BY 1"
+        f"SELECT date_diff('day', {sql_date(start)}, first_day) AS d, count(*) FROM {firsts} GROUP BY 1 ORDER BY 1"
     ).fetchnumpy()
     repeats = con.execute(
         f"""
-        SELECT date_diff('day', {_sql_date(start)}, t.day) AS d, count(*) AS n
+        SELECT date_diff('day', {sql_date(start)}, t.day) AS d, count(*) AS n
         FROM {table} t JOIN {firsts} f USING (customer_id)
-        WHERE t.day > f.first_day AND t.day <= {_sql_date(end)}
+        WHERE t.day > f.first_day AND t.day <= {sql_date(end)}
         GROUP BY 1 ORDER BY 1
         """
     ).fetchnumpy()

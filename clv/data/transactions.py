@@ -23,6 +23,7 @@ are 1-based row numbers.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from clv.data.datasets import EMBEDDED_DATASETS, dataset_path
 from clv.data.returns import DAYS_TABLE, MONEY, net_returns
 from clv.errors import DataError, first_ids
 
-__all__ = ["RowProblem", "Transactions", "ValidationReport", "load_transactions"]
+__all__ = ["RowProblem", "Transactions", "ValidationReport", "load_transactions", "sql_date"]
 
 _SRC = "clv_src"
 _SRC_LINES = "clv_src_lines"
@@ -698,3 +699,8 @@ def load_transactions(
     ).fetchone() or (False,)
     con.execute(f"DROP TABLE {_PARSED}")
     return Transactions(con=con, report=report, has_amount=spec.has_values, integer_ids=bool(integer_ids))
+
+
+def sql_date(value: dt.date) -> str:
+    """`value` as a SQL date literal for the queries on a `Transactions` table: DATE '2026-01-31'."""
+    return f"DATE '{value.isoformat()}'"

@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
 from clv.data.rfm import validate_rfm
-from clv.errors import ClvError, DataError
+from clv.errors import ClvError, DataError, UsageError
 from clv.mle import Hessian, LogBounds, MleResult, RowLikelihood, Stop
 from clv.model import DROPOUT, FitResult, FittedModel, LikelihoodProblem, check_output
 from clv.purchase import nbd
@@ -267,7 +267,7 @@ def check_horizon(horizon: float) -> float:
 def check_count(n: int) -> int:
     """A purchase count asked about: a whole number >= 0."""
     if n < 0 or int(n) != n:
-        raise ValueError(f"n must be a whole number >= 0, got {n!r}")
+        raise UsageError(f"n must be a whole number >= 0, got {n!r}")
     return int(n)
 
 
@@ -275,7 +275,7 @@ def check_new_customer_horizons(horizon: float | ArrayLike) -> FloatArray:
     """Horizons of a new customer's expectation, as a 1-d array of finite numbers >= 0."""
     t = np.atleast_1d(np.asarray(horizon, dtype=float))
     if np.any(~np.isfinite(t)) or np.any(t < 0):
-        raise ValueError("horizon must be finite and >= 0")
+        raise UsageError("horizon must be finite and >= 0")
     return t
 
 

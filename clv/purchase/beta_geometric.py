@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from scipy import special
 
 from clv.quadrature import beta_rule, beta_rules, nodes_for_pole
+from clv.special import trigamma
 
 __all__ = [
     "dert_alive",
@@ -30,11 +31,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-
-
-def _trigamma(v: FloatArray | float) -> FloatArray:
-    """psi'(v), the derivative of digamma."""
-    return np.asarray(special.polygamma(1, v), dtype=float)
 
 
 def _by_count(x: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
@@ -117,7 +113,7 @@ def loglik_hessian(
     w_b = np.exp(drop - ll)
     w_a = 1.0 - w_b
     index, k = _by_count(x)
-    tri = _trigamma
+    tri = trigamma
     psi = special.digamma
     b_drop = np.maximum(b + k + c - 1.0, b)
     at, atx = alpha + T, alpha + t_x

@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from clv.errors import DataError
+from clv.errors import DataError, UsageError
 from clv.purchase.base import PurchaseModel, check_count, check_output, check_rate, rfm_arrays
 
 __all__ = ["BetaGeoBetaBinomModel"]
@@ -123,7 +123,7 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         """P(alive at opportunity n + at) (FHS Eq. 11 with n + at in place of n + 1):
         B(alpha+x, beta+n-x)/B(alpha,beta) B(gamma, delta+n+at)/B(gamma,delta) / L."""
         if at < 0 or int(at) != at:
-            raise ValueError(f"at must be a whole number of opportunities >= 0, got {at!r}")
+            raise UsageError(f"at must be a whole number of opportunities >= 0, got {at!r}")
         log_alive, _, _, de2 = self._posterior(rfm)
         ga = self.params_["gamma"]
         value = np.exp(log_alive + special.betaln(ga, de2 + at) - special.betaln(ga, de2))
@@ -207,5 +207,5 @@ class BetaGeoBetaBinomModel(PurchaseModel):
 
 def _whole(horizon: float) -> int:
     if not np.isfinite(horizon) or horizon < 0 or int(horizon) != horizon:
-        raise ValueError(f"BG/BB horizons are whole numbers of opportunities >= 0, got {horizon!r}")
+        raise UsageError(f"BG/BB horizons are whole numbers of opportunities >= 0, got {horizon!r}")
     return int(horizon)

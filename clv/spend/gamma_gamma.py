@@ -19,6 +19,7 @@ from clv.data.rfm import validate_rfm
 from clv.errors import DataError
 from clv.mle import MleResult
 from clv.model import MEAN_SPEND, FitResult, FittedModel, LikelihoodProblem, check_output
+from clv.special import trigamma
 
 __all__ = ["GammaGammaModel", "loglik_grad"]
 
@@ -28,11 +29,6 @@ FloatArray = NDArray[np.float64]
 CORRELATION_WARNING = 0.3
 #: q under this (when the fit has no standard errors) cannot be told from 1: see `GammaGammaModel._identification`
 Q_NEAR_ONE = 1.1
-
-
-def _trigamma(v: FloatArray | float) -> FloatArray:
-    """psi'(v), the derivative of digamma."""
-    return np.asarray(special.polygamma(1, v), dtype=float)
 
 
 def loglik_grad(
@@ -116,15 +112,15 @@ class SpendStatistics:
         with the terms in x alone summed per purchase count."""
         p, q, v = params
         k, w_k, total = self.k, self.w_k, self.total
-        tri_pkq = _trigamma(p * k + q)
-        tri_pk = _trigamma(np.where(k > 0, p * k, 1.0))
+        tri_pkq = trigamma(p * k + q)
+        tri_pk = trigamma(np.where(k > 0, p * k, 1.0))
         inv = 1.0 / (v + self.mx)
         inv2 = inv * inv
         hess = np.empty((3, 3))
         hess[0, 0] = w_k @ (k * k * (tri_pkq - tri_pk))
         hess[0, 1] = hess[1, 0] = w_k @ (k * tri_pkq)
         hess[0, 2] = hess[2, 0] = -float(self.wx @ inv)
-        hess[1, 1] = w_k @ tri_pkq - float(_trigamma(q)) * total
+        hess[1, 1] = w_k @ tri_pkq - float(trigamma(q)) * total
         hess[1, 2] = hess[2, 1] = total / v - float(self.w @ inv)
         hess[2, 2] = -q / v**2 * total + p * float(self.wx @ inv2) + q * float(self.w @ inv2)
         return hess
