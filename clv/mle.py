@@ -30,6 +30,7 @@ __all__ = [
     "MleResult",
     "RowLikelihood",
     "central_difference_hessian",
+    "damped_step",
     "default_log_bounds",
     "maximize_likelihood",
     "single_threaded_blas",
@@ -238,20 +239,38 @@ def _newton_polish(
             break
         if not np.all(np.isfinite(step)) or np.max(np.abs(step)) < 1e-12:
             break
-        for scale in (1.0, 0.5, 0.25, 0.1):
-            cand = np.clip(theta + scale * step, bounds[0], bounds[1])
-            v, g = objective(cand)
-            if v <= value:
-                moved = float(np.max(np.abs(cand - theta)))
-                theta, value, grad = cand, v, g
-                # after a step this small the Hessian is unchanged to ~1e-7: keep it for the standard errors
-                hess_at_theta = h_nat if moved < 1e-7 else None
-                break
-        else:
+        taken = damped_step(objective, theta, value, step, bounds=bounds)
+        if taken is None:
             break
+        moved = float(np.max(np.abs(taken[0] - theta)))
+        theta, value, grad = taken
+        # after a step this small the Hessian is unchanged to ~1e-7: keep it for the standard errors
+        hess_at_theta = h_nat if moved < 1e-7 else None
         if moved < 1e-7:
             break
     return theta, hess_at_theta
+
+
+def damped_step(
+    objective: Callable[[FloatArray], tuple[float, FloatArray]],
+    theta: FloatArray,
+    value: float,
+    step: FloatArray,
+    shrinks: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1),
+    bounds: LogBounds | None = None,
+    slack: float = 0.0,
+) -> tuple[FloatArray, float, FloatArray] | None:
+    """One damped Newton step of a minimised `objective` (value, gradient): the first of theta + shrink * step
+    (clipped to `bounds`) whose value is at most `value` + `slack` |value|, as (theta, value, gradient); None
+    when no shrink gives one (a value that is not finite never does)."""
+    for shrink in shrinks:
+        candidate = theta + shrink * step
+        if bounds is not None:
+            candidate = np.clip(candidate, bounds[0], bounds[1])
+        v, g = objective(candidate)
+        if v <= value + slack * abs(value):
+            return candidate, v, g
+    return None
 
 
 def _lbfgs(

@@ -30,6 +30,7 @@ __all__ = [
     "FitResult",
     "FittedModel",
     "LikelihoodProblem",
+    "check_finite_frame",
     "check_output",
 ]
 
@@ -44,13 +45,31 @@ NOT_IDENTIFIED: dict[str, str] = {
 }
 
 
+def _not_finite(what: str, bad: NDArray[np.bool_], frame: pd.DataFrame | None) -> ClvError:
+    """The one error for outputs that are not finite: how many customers (rows, without ids), and the first."""
+    if frame is not None and "customer_id" in frame:
+        ids, unit = frame["customer_id"].to_numpy()[bad], "customer(s)"
+    else:
+        ids, unit = np.flatnonzero(bad), "row(s)"
+    return ClvError(f"{what} is not finite for {int(bad.sum())} {unit} (first: {first_ids(ids)})")
+
+
 def check_output(values: FloatArray, what: str, rfm: pd.DataFrame | None = None) -> FloatArray:
     """Refuse to return NaN or inf: name the customers whose value is not finite."""
     bad = ~np.isfinite(values)
     if bad.any():
-        ids = rfm["customer_id"].to_numpy()[bad] if rfm is not None and "customer_id" in rfm else np.flatnonzero(bad)
-        raise ClvError(f"{what} is not finite for {int(bad.sum())} row(s) (first: {first_ids(ids)})")
+        raise _not_finite(what, bad, rfm)
     return values
+
+
+def check_finite_frame(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Refuse a frame of per-customer outputs with a number that is not finite in any column: name the
+    customers (see `check_output`)."""
+    numeric = frame.select_dtypes("number").drop(columns="customer_id", errors="ignore")
+    bad = ~np.isfinite(numeric.to_numpy(dtype=float)).all(axis=1)
+    if bad.any():
+        raise _not_finite(what, bad, frame)
+    return frame
 
 
 @dataclass(frozen=True)

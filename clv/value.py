@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from clv.compress import unique_histories
 from clv.errors import ClvError
+from clv.model import check_finite_frame
 from clv.purchase.base import PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.units import TimeUnit, continuous_rate_per_unit, units_per_month
@@ -122,7 +123,7 @@ def value_customers(
         if dert is not None:
             out["residual_clv"] = dert
         forecast["discounted_purchases"] = customers_per_row @ discounted
-    _check_finite(out)
+    check_finite_frame(out, "a value output")
     return ValueResult(customers=out, forecast=forecast, per_month_unique=per_month, inverse=inverse, spend=m)
 
 
@@ -133,13 +134,3 @@ def discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: Flo
     w_a, w_m, w_b = np.exp(-delta * a), np.exp(-delta * (a + b) / 2.0), np.exp(-delta * b)
     simpson = (b - a) / 6.0 * (w_a * e_a + 4.0 * w_m * middle + w_b * e_b)
     return w_b * e_b - w_a * e_a + delta * simpson
-
-
-def _check_finite(frame: pd.DataFrame) -> None:
-    bad = np.zeros(len(frame), dtype=bool)
-    for column in frame.select_dtypes("number").columns.drop("customer_id", errors="ignore"):
-        bad |= ~np.isfinite(frame[column].to_numpy(dtype=float))
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        ids = frame["customer_id"].to_numpy()[rows[:5]]
-        raise ClvError(f"value outputs are not finite for {rows.size} customer(s) (first: {', '.join(map(str, ids))})")

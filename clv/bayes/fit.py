@@ -26,7 +26,7 @@ from clv.bayes.likelihood import LogLikelihood
 from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
 from clv.config import BayesConfig, PriorConfig
 from clv.errors import ConfigError, FitError
-from clv.mle import maximize_likelihood
+from clv.mle import damped_step, maximize_likelihood
 from clv.model import FittedModel, LikelihoodProblem
 
 __all__ = ["build_model", "fit_posterior", "nutpie_available"]
@@ -170,17 +170,21 @@ def _laplace(
     specs = [options.priors.get(n, DEFAULT_PRIOR) for n in problem.param_names]
     theta = np.log(start)
     value, grad, hess = _log_posterior(problem, specs, theta, hessian=True)
+
+    def negative(t: FloatArray) -> tuple[float, FloatArray]:
+        v, g, _ = _log_posterior(problem, specs, t)
+        return (-v, -g) if np.isfinite(v) else (np.inf, g)
+
+    shrinks = (1.0, 0.5, 0.25, 0.1, 0.01)
     for _ in range(50):
         assert hess is not None
-        step = np.linalg.solve(-hess, grad)
-        for shrink in (1.0, 0.5, 0.25, 0.1, 0.01):
-            candidate = theta + shrink * step
-            v, g, _ = _log_posterior(problem, specs, candidate)
-            if np.isfinite(v) and v >= value - 1e-9 * abs(value):
-                theta, value, grad = candidate, v, g
-                break
+        step = np.asarray(np.linalg.solve(-hess, grad), dtype=float)
+        taken = damped_step(negative, theta, -value, step, shrinks, slack=1e-9)
+        moved = float(np.max(np.abs(taken[0] - theta if taken is not None else shrinks[-1] * step)))
+        if taken is not None:
+            theta = taken[0]
         value, grad, hess = _log_posterior(problem, specs, theta, hessian=True)
-        if np.max(np.abs(shrink * step)) < 1e-10:
+        if moved < 1e-10:
             break
     assert hess is not None
     try:

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from clv import seeds
 from clv.bayes.posterior import Posterior
 from clv.compress import unique_rows
-from clv.errors import ClvError
+from clv.model import check_finite_frame
 from clv.purchase.base import PurchaseModel, rfm_arrays
 from clv.units import TimeUnit, continuous_rate_per_unit
 from clv.value import discounted_increments, month_edges
@@ -445,14 +445,7 @@ def _customer_frame(acc: _Accumulator, rfm: pd.DataFrame, has_spend: bool) -> pd
     customers.insert(6, "p_churn_hi", 1.0 - customers["p_alive_lo"])
     if has_spend:
         customers["spend_is_population_mean"] = rfm["frequency"].to_numpy() == 0
-    numeric = customers.select_dtypes("number").drop(columns="customer_id", errors="ignore")
-    bad = ~np.isfinite(numeric.to_numpy(dtype=float)).all(axis=1)
-    if bad.any():
-        raise ClvError(
-            f"posterior predictions are not finite for {int(bad.sum())} customer(s) "
-            f"(first: {', '.join(map(str, ids[bad][:5]))})"
-        )
-    return customers
+    return check_finite_frame(customers, "a posterior prediction")
 
 
 def _forecast_frame(portfolio: _Portfolio, edges: FloatArray, has_spend: bool) -> pd.DataFrame:

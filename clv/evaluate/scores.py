@@ -14,6 +14,7 @@ import pandas as pd
 
 from clv.errors import ClvError
 from clv.evaluate import metrics
+from clv.model import check_finite_frame
 
 __all__ = ["HOLDOUT_COLUMNS", "HoldoutScore", "score_holdout"]
 
@@ -71,11 +72,7 @@ def _check(frame: pd.DataFrame) -> None:
     missing = [c for c in HOLDOUT_COLUMNS if c not in frame]
     if missing:
         raise ClvError(f"the holdout frame lacks column(s) {', '.join(missing)}")
-    numeric = frame.drop(columns=["customer_id", "tier"]).select_dtypes("number")
-    bad = ~np.isfinite(numeric.to_numpy(dtype=float)).all(axis=1)
-    if bad.any():
-        ids = ", ".join(map(str, frame["customer_id"].to_numpy()[bad][:5]))
-        raise ClvError(f"holdout predictions are not finite for {int(bad.sum())} customer(s) (first: {ids})")
+    check_finite_frame(frame, "a holdout prediction")
 
 
 def score_holdout(frame: pd.DataFrame, tier_labels: list[str]) -> HoldoutScore:

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from clv.evaluate.scores import by_frequency
+
 __all__ = [
     "clv_distribution",
     "holdout_by_frequency",
@@ -100,24 +102,19 @@ def clv_distribution(clv: np.ndarray) -> str:
     return png(fig)
 
 
-def holdout_by_frequency(customers: pd.DataFrame, top: int = 7) -> str:
-    """Mean holdout purchases, predicted and actual, by calibration frequency (the last group is top+)."""
-    group = np.minimum(customers["frequency"].to_numpy(dtype=int), top)
-    frame = (
-        pd.DataFrame(
-            {
-                "group": group,
-                "predicted": customers["expected_purchases_holdout"].to_numpy(dtype=float),
-                "actual": customers["frequency_holdout"].to_numpy(dtype=float),
-            }
-        )
-        .groupby("group")
-        .mean()
+def holdout_by_frequency(customers: pd.DataFrame) -> str:
+    """Mean holdout purchases, predicted and actual, by calibration frequency (`clv.evaluate.scores.by_frequency`:
+    0, 1, ..., 7+)."""
+    table = by_frequency(
+        customers["frequency"].to_numpy(dtype=float),
+        customers["expected_purchases_holdout"].to_numpy(dtype=float),
+        customers["frequency_holdout"].to_numpy(dtype=float),
     )
+    position = [int(label.rstrip("+")) for label in table["frequency"]]
     fig, ax = subplots(figsize=(7, 3.2))
-    ax.plot(frame.index, frame["actual"], "o-", color=_GREY, label="actual")
-    ax.plot(frame.index, frame["predicted"], "s--", color=_BLUE, label="model")
-    ax.set_xticks(frame.index, [str(k) if k < top else f"{top}+" for k in frame.index])
+    ax.plot(position, table["mean_actual"], "o-", color=_GREY, label="actual")
+    ax.plot(position, table["mean_predicted"], "s--", color=_BLUE, label="model")
+    ax.set_xticks(position, list(table["frequency"]))
     ax.set_xlabel("repeat purchases in calibration")
     ax.set_ylabel("mean holdout purchases")
     ax.legend(frameon=False)
