@@ -103,7 +103,8 @@ def spend_fit_frame(rfm: pd.DataFrame, outliers: SpendOutliers) -> pd.DataFrame:
     """The RFM rows the spend model is fitted to under the outlier policy (a new frame; `rfm` is not changed)."""
     if outliers.policy == "keep" or not outliers.customers:
         return rfm
-    mask, _, _ = _outlier_mask(rfm, outliers.multiple)
+    m = rfm["monetary_value"].to_numpy(dtype=float)
+    mask = (rfm["frequency"].to_numpy(dtype=float) > 0) & (m > outliers.threshold)  # above it: buyers, m > 0
     if outliers.policy == "exclude":
         return rfm[~mask].reset_index(drop=True)
     return spend_value_frame(rfm, outliers)
