@@ -1,6 +1,6 @@
 """The `clv` command line: parses arguments, shows progress, maps errors to exit codes.
 
-Exit codes: 0 ok, 1 the run failed (bad data, a failed fit), 2 bad usage or config.
+Exit codes: 0 ok, 1 the run failed (bad data, a failed fit), 2 bad usage or config, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -122,9 +122,9 @@ def fit_posterior(
 @contextmanager
 def _interrupt_kept() -> Iterator[None]:
     """PyMC catches Ctrl-C while it samples and returns the draws it has so far (`except KeyboardInterrupt:
-    pass` in pymc.sampling.mcmc, and in its variational fits); a run must not go on with a cut-short posterior
-    and exit 0, so the interrupt is noted and raised again once PyMC returns. Only where Ctrl-C raises
-    KeyboardInterrupt (Python's default handler, in the main thread)."""
+    pass` in pymc.sampling.mcmc, and in its variational fits), or fails with another error when it has none;
+    a run must not go on with a cut-short posterior and exit 0, so the interrupt is noted and raised again once
+    PyMC returns. Only where Ctrl-C raises KeyboardInterrupt (Python's default handler, in the main thread)."""
     main = threading.current_thread() is threading.main_thread()
     if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
@@ -138,6 +138,10 @@ def _interrupt_kept() -> Iterator[None]:
     signal.signal(signal.SIGINT, noted)
     try:
         yield
+    except Exception:
+        if seen:  # e.g. PyMC's "Not enough samples to build a trace" when stopped while tuning
+            raise KeyboardInterrupt from None
+        raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if seen:
