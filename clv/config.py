@@ -383,9 +383,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML run config, apply `--set` overrides, and validate."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            f"config file not found: {path}", hint="pass the path of a YAML file, e.g. configs/cdnow.yaml"
-        )
+        message = f"{path} is a folder, not a config file" if path.is_dir() else f"config file not found: {path}"
+        raise ConfigError(message, hint="pass the path of a YAML file, e.g. configs/cdnow.yaml")
     try:
         raw = _yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

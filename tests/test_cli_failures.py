@@ -212,6 +212,13 @@ def test_an_empty_data_file_is_one_line(tmp_path):
     one_line_error(invoke("run", str(write_config(tmp_path)), "--set", f"data.source={empty}"), 1)
 
 
+def test_a_config_that_is_a_folder_or_not_text_is_one_line(tmp_path):
+    assert "is a folder, not a config file" in one_line_error(invoke("check-config", str(tmp_path)), 2)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"name: \xf0\x28\x8c\x28\n")
+    assert "cannot be read as a text file" in one_line_error(invoke("check-config", str(binary)), 2)
+
+
 def test_a_config_that_is_a_list_is_one_line():
     line = one_line_error(invoke("run", str(FIXTURES / "config_is_a_list.yaml")), 2)
     assert "expected a mapping of sections, got list" in line
@@ -410,3 +417,25 @@ def test_score_refuses_a_spend_model_on_data_without_amounts(run_folders):
     result = invoke("score", str(config), "--model", str(models / "cdnow"), "--set", "data.amount=null")
     assert "has a spend model, but this data has no amounts" in one_line_error(result, 2)
     assert snapshot(reports) == before
+
+
+def test_reports_interrupted_between_the_two_renames_are_put_back(tmp_path, monkeypatch):
+    from clv.report.files import staged_folder
+
+    target = tmp_path / "reports" / "cdnow"
+    (target / "evaluation").mkdir(parents=True)
+    (target / "summary.json").write_text("old\n")
+    (target / "evaluation" / "metrics.json").write_text("kept\n")
+    before = snapshot(tmp_path)
+    rename = Path.rename
+
+    def interrupted_rename(self, new):
+        if Path(new) == target and self.name != ".cdnow.old":  # staging into place, with the old one aside
+            raise KeyboardInterrupt
+        return rename(self, new)
+
+    monkeypatch.setattr(Path, "rename", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt), staged_folder(target, keep=("evaluation",)) as staging:
+        (staging / "summary.json").write_text("new\n")
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["cdnow"]
