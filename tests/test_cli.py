@@ -181,7 +181,8 @@ def test_run_writes_tiers_segments_report_and_model(tmp_path):
     for heading in (
         "Value tiers",
         "Forecast",
-        "Who is alive",
+        "Churn risk and segments",
+        "RFM view",
         "CLV distribution",
         "slipping away",
         "Models",

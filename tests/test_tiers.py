@@ -76,7 +76,7 @@ def test_segments_without_identified_dropout_are_by_value_only():
 
 
 def test_the_old_p_alive_threshold_is_refused_with_its_replacement_named():
-    with pytest.raises(ValidationError, match="replaced by tiers.at_risk_p_purchase"):
+    with pytest.raises(ValidationError, match=r"replaced by tiers\.at_risk_p_purchase"):
         TiersConfig(at_risk_p_alive=0.5)
 
 

@@ -40,7 +40,7 @@ class _Units:
         risk = summary.get("churn_risk") or {}
         unit = risk.get("unit") or (config.get("time") or {}).get("unit", "W")
         time = _UNIT_WORDS.get(unit, unit)
-        churn = risk.get("column") or next((c for c in customers if str(c).startswith("p_purchase_next_")), None)
+        churn = risk.get("column") or next((str(c) for c in customers if str(c).startswith("p_purchase_next_")), None)
         window = f"the next {risk['window']:g} {time}" if risk.get("window") else "the churn window"
         has_money = summary.get("spend_model") is not None or "expected_spend" in customers
         return cls(has_money, (config.get("data") or {}).get("currency"), time, churn, window)
@@ -115,13 +115,13 @@ def _data_rows(profile: dict[str, Any], returns: dict[str, Any], read: dict[str,
     if guest:
         rows.append(
             (
-                "guest lines (no customer id; not in the forecast)",
+                "guest lines dropped (no customer id; not in the forecast)",
                 guest["lines"],
                 guest.get("invoices"),
                 guest.get("value"),
             )
         )
-    rows.append(("invalid rows", profile["rows_rejected"], None, None))
+    rows.append(("invalid rows dropped", profile["rows_rejected"], None, None))
     if read.get("quantity") is not None:
         label = f"lines priced <= 0 ({read.get('non_positive_price')})"
         rows.append((label, profile.get("non_positive_price_lines") or 0, None, None))
