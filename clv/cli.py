@@ -285,7 +285,8 @@ def _print_headline(result: Any) -> None:
         f"expected purchases, next {result.config.prediction.horizon:g} {unit}",
         f"{customers['expected_purchases'].sum():,.1f}",
     )
-    table.add_row("total CLV (discounted)", f"{customers['clv'].sum():,.2f}")
+    clv_label = "total CLV (discounted)" if result.spend is not None else "total CLV (discounted purchases)"
+    table.add_row(clv_label, f"{customers['clv'].sum():,.2f}")
     for row in result.tiers.itertuples():
         table.add_row(f"tier {row.tier}", f"{row.customers:,} customers, {row.share_of_clv:.0%} of CLV")
     if flat:

@@ -212,7 +212,29 @@ class TiersConfig(_Section):
     at_risk_tiers: int | None = Field(
         None, ge=1, description="the top this-many tiers count as high value (default: 2, or 1 with 2 tiers)"
     )
-    at_risk_p_alive: float = Field(0.5, gt=0, lt=1, description="P(alive) below this is slipping away")
+    churn_window: float | None = Field(
+        None,
+        gt=0,
+        description="the period churn risk looks ahead, in time.unit (default 13 weeks: 13 W or 91 D)",
+    )
+    at_risk_p_purchase: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="P(at least one purchase in the churn window) below this is slipping away (lapsing)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        """tiers.at_risk_p_alive is gone: P(alive) did not predict who buys again (AUC 0.32 on the CDNOW
+        holdout), so churn risk is P(purchase in the churn window); say so instead of 'extra field'."""
+        if isinstance(raw, dict) and "at_risk_p_alive" in raw:
+            raise ValueError(
+                "tiers.at_risk_p_alive was replaced by tiers.at_risk_p_purchase (churn risk is now the "
+                "probability of at least one purchase in tiers.churn_window, default 13 weeks; default 0.3)"
+            )
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self) -> TiersConfig:

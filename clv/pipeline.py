@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from clv.bayes.posterior import Posterior, warn_or_raise
-from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, predictive_purchases, value_posterior
+from clv.bayes.predict import (
+    BayesValue,
+    DrawOptions,
+    ValueOptions,
+    posterior_predict,
+    predictive_purchases,
+    value_posterior,
+)
+from clv.compress import unique_histories
 from clv.config import RunConfig, config_hash
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
@@ -44,7 +52,17 @@ from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
 from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, staged_models
-from clv.tiers import assign_tiers, migration_table, rfm_scores, segments, tier_probabilities, tier_table
+from clv.tiers import (
+    assign_tiers,
+    churn_column,
+    churn_window,
+    migration_table,
+    rfm_scores,
+    segments,
+    tier_probabilities,
+    tier_table,
+)
+from clv.units import days_per_unit
 from clv.value import ValueResult, value_customers
 from clv.versions import package_versions
 
@@ -60,6 +78,7 @@ __all__ = [
     "has_spend",
     "prepare_data",
     "previous_tiers",
+    "purchase_probability",
     "run",
     "save_fitted",
     "save_trained",
@@ -345,7 +364,9 @@ def score(
         value,
         holdout,
         customers,
-        tier_table(customers, config.tiers),
+        tier_table(
+            customers, config.tiers, churn_column(churn_window(config.tiers, config.time.unit), config.time.unit)
+        ),
         migration,
         spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None,
         messages,
@@ -423,12 +444,16 @@ def _customer_table(
     table = rfm.merge(value.customers, on="customer_id", how="left", validate="one_to_one")
     if holdout_customers is not None:
         table = table.merge(holdout_customers, on="customer_id", how="left", validate="one_to_one")
+    table = pd.concat([_purchase_dates(config, table), table], axis=1)
+    window = churn_window(config.tiers, config.time.unit)
+    churn = churn_column(window, config.time.unit)
+    table = pd.concat([table, purchase_probability(config, fitted, table, window).add_prefix(churn)], axis=1)
     ids = table["customer_id"].to_numpy()
     tier_index = assign_tiers(table["clv"].to_numpy(dtype=float), config.tiers, ids)
     labels = [level.label for level in config.tiers.levels]
     table["tier"] = np.asarray(labels, dtype=object)[tier_index]
     churn_identified = DROPOUT not in fitted.purchase.not_identified_
-    table["segment"] = segments(tier_index, table["p_alive"].to_numpy(dtype=float), config.tiers, churn_identified)
+    table["segment"] = segments(tier_index, table[churn].to_numpy(dtype=float), config.tiers, churn_identified)
     table = pd.concat([table, rfm_scores(table)], axis=1)
     if isinstance(value, BayesValue):
         probabilities = tier_probabilities(value.clv_draws, value.clv_index, config.tiers)
@@ -436,6 +461,51 @@ def _customer_table(
             table[f"p_tier_{_slug(label)}"] = probabilities[:, k]
     table = table.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     return table[_column_order(list(table.columns))]
+
+
+def _purchase_dates(config: RunConfig, rfm: pd.DataFrame) -> pd.DataFrame:
+    """Each customer's first and last purchase dates in the calibration (ISO dates) and the days from the last
+    purchase to the calibration end, from T and recency (in BTYD terms, recency is the time from the first purchase
+    to the last: T - recency is the time since the last purchase). Rounded to whole days, which they are for a
+    transaction log; an RFM table in weeks may carry fractions of a day."""
+    per_unit = days_per_unit(config.time.unit)
+    since_first = np.rint(rfm["T"].to_numpy(dtype=float) * per_unit).astype(np.int64)
+    first_to_last = np.rint(rfm["recency"].to_numpy(dtype=float) * per_unit).astype(np.int64)
+    end = np.datetime64(config.time.calibration_end, "D")
+    first = end - since_first.astype("timedelta64[D]")
+    last = first + first_to_last.astype("timedelta64[D]")
+    return pd.DataFrame(
+        {
+            "first_purchase": np.datetime_as_string(first, unit="D").astype(object),
+            "last_purchase": np.datetime_as_string(last, unit="D").astype(object),
+            "days_since_last_purchase": since_first - first_to_last,
+        },
+        index=rfm.index,
+    )
+
+
+def purchase_probability(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, window: float) -> pd.DataFrame:
+    """P(at least one purchase in (T, T + window]) per customer, the churn-risk measure (`clv.tiers`):
+    1 - probability_of_purchases(rfm, 0, window), on unique histories; for a posterior, its posterior mean and
+    central credible interval over the same draws as the value columns (the `value` stream) (columns "", "_lo",
+    "_hi", to be prefixed with the column's name)."""
+    if fitted.purchase_posterior is None:
+        unique, inverse, _ = unique_histories(rfm)
+        p = 1.0 - fitted.purchase.probability_of_purchases(unique, 0, window)[inverse]
+        return pd.DataFrame({"": p}, index=rfm.index)
+    none = posterior_predict(
+        type(fitted.purchase),
+        fitted.purchase_posterior,
+        rfm,
+        "probability_of_purchases",
+        DrawOptions(config.bayes.interval, config.bayes.prediction_draws, stream_seed(config.model.seed, "value")),
+        n=0,
+        horizon=window,
+    )
+    return pd.DataFrame(
+        {"": 1.0 - none["mean"].to_numpy(), "_lo": 1.0 - none["hi"].to_numpy(), "_hi": 1.0 - none["lo"].to_numpy()},
+        index=rfm.index,
+    )
 
 
 def customer_tiers(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> pd.DataFrame:
@@ -450,6 +520,9 @@ def customer_tiers(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -
 
 _LEAD_COLUMNS = (
     "customer_id",
+    "first_purchase",
+    "last_purchase",
+    "days_since_last_purchase",
     "frequency",
     "recency",
     "T",
@@ -458,6 +531,7 @@ _LEAD_COLUMNS = (
     "monetary_value_holdout",
     "p_alive",
     "p_churn",
+    "p_purchase_next_*",
     "expected_purchases",
     "expected_spend",
     "clv",
@@ -468,8 +542,18 @@ _LEAD_COLUMNS = (
 
 
 def _column_order(columns: list[str]) -> list[str]:
-    """The customer table's columns: the documented lead columns, their interval columns, then the rest."""
-    lead = [c for c in _LEAD_COLUMNS if c in columns]
+    """The customer table's columns: the documented lead columns (`p_purchase_next_*`: the churn-risk column,
+    named by its window), their interval columns, then the rest."""
+    lead = [
+        c
+        for name in _LEAD_COLUMNS
+        for c in (
+            [c for c in columns if c.startswith(name[:-1]) and not c.endswith(("_lo", "_hi"))]
+            if name.endswith("*")
+            else [name]
+        )
+        if c in columns
+    ]
     intervals = [f"{c}{s}" for c in lead for s in ("_lo", "_hi") if f"{c}{s}" in columns]
     return lead + intervals + [c for c in columns if c not in lead and c not in intervals]
 

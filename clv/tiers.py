@@ -1,10 +1,16 @@
 """Value tiers, churn-risk segments, RFM scores and tier migration.
 
 Tiers rank customers by CLV: by shares of customers (the default: top 5% / next 15% / next 30% / rest), or by
-CLV thresholds in currency. With a posterior, each customer's probability of each tier is the share of draws in
-which the customer's CLV falls in the tier's range, where each draw's ranges come from that draw's CLV of all
-customers (for share tiers) or from the fixed thresholds. Segments cross value with churn risk: the high-value
-customers whose P(alive) is low are the ones slipping away. RFM scores are the usual 1-5 quintile scores.
+CLV thresholds (in the CLV's unit: currency, or discounted purchases for data without amounts). With a posterior,
+each customer's probability of each tier is the share of draws in which the customer's CLV falls in the tier's
+range, where each draw's ranges come from that draw's CLV of all customers (for share tiers) or from the fixed
+thresholds.
+
+Segments cross value with churn risk, and churn risk is P(at least one purchase in the churn window), the next
+13 weeks by default: `1 - probability_of_purchases(rfm, 0, window)`. It predicts who buys again on the holdout
+(AUC 0.77 on CDNOW, 0.87 on the grocery data), where P(alive) does not (0.32 and 0.41: under BG/NBD every
+one-time buyer has P(alive) = 1). The high-value customers unlikely to buy in the window are the ones slipping
+away. RFM scores are the usual 1-5 quintile scores of the calibration history: a separate, descriptive view.
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ from numpy.typing import NDArray
 
 from clv.config import TiersConfig
 from clv.errors import DataError
+from clv.units import TimeUnit, days_per_unit
 
 __all__ = [
     "AT_RISK",
+    "CHURN_WINDOW_WEEKS",
     "RFM_SEGMENTS",
     "SEGMENTS",
     "UNIDENTIFIED_SEGMENTS",
     "assign_tiers",
     "at_risk",
+    "churn_column",
+    "churn_window",
     "migration_table",
     "rfm_scores",
     "segments",
@@ -34,7 +44,11 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-#: the churn-risk x value segments, in the order reports list them
+#: the default churn window: a quarter, 13 weeks (91 days in a run in days)
+CHURN_WINDOW_WEEKS = 13.0
+
+#: the churn-risk x value segments, in the order reports list them; "active" is P(purchase in the churn window)
+#: at or above tiers.at_risk_p_purchase, "slipping away" / "lapsing" below it
 SEGMENTS = ("high value, active", "high value, slipping away", "other, active", "other, lapsing")
 #: the segment marketing acts on first
 AT_RISK = SEGMENTS[1]
@@ -44,8 +58,20 @@ UNIDENTIFIED_SEGMENTS = ("high value, churn risk not identified", "other, churn 
 
 
 def at_risk(customers: pd.DataFrame) -> pd.DataFrame:
-    """The customer table's rows in the `AT_RISK` segment (high value, low P(alive))."""
+    """The customer table's rows in the `AT_RISK` segment (high value, unlikely to buy in the churn window)."""
     return customers[customers["segment"] == AT_RISK]
+
+
+def churn_window(config: TiersConfig, unit: TimeUnit) -> float:
+    """The churn window in time units: tiers.churn_window, or 13 weeks (`CHURN_WINDOW_WEEKS`) in the unit."""
+    if config.churn_window is not None:
+        return float(config.churn_window)
+    return CHURN_WINDOW_WEEKS * days_per_unit("W") / days_per_unit(unit)
+
+
+def churn_column(window: float, unit: TimeUnit) -> str:
+    """The name of the churn-risk column, with its window: `p_purchase_next_13w`, `p_purchase_next_91d`."""
+    return f"p_purchase_next_{window:g}{unit.lower()}".replace(".", "_")
 
 
 def _share_boundaries(n: int, config: TiersConfig) -> NDArray[np.intp]:
@@ -81,8 +107,9 @@ def assign_tiers(clv: FloatArray, config: TiersConfig, ids: NDArray[np.generic] 
     return tier
 
 
-def tier_table(customers: pd.DataFrame, config: TiersConfig) -> pd.DataFrame:
-    """Per tier: customers and their share, total CLV and its share, CLV range, mean P(alive), mean spend."""
+def tier_table(customers: pd.DataFrame, config: TiersConfig, churn: str | None = None) -> pd.DataFrame:
+    """Per tier: customers and their share, total CLV and its share, CLV range, mean P(alive), the mean of the
+    churn-risk column `churn` (e.g. p_purchase_next_13w) when given, expected purchases, mean spend."""
     labels = [level.label for level in config.levels]
     grouped = customers.groupby("tier", observed=False, sort=False)
     total_clv = float(customers["clv"].sum())
@@ -98,6 +125,7 @@ def tier_table(customers: pd.DataFrame, config: TiersConfig) -> pd.DataFrame:
             "min_clv": float(part["clv"].min()) if len(part) else float("nan"),
             "max_clv": float(part["clv"].max()) if len(part) else float("nan"),
             "mean_p_alive": float(part["p_alive"].mean()) if len(part) else float("nan"),
+            **({f"mean_{churn}": float(part[churn].mean()) if len(part) else float("nan")} if churn else {}),
             "expected_purchases": float(part["expected_purchases"].sum()),
         }
         if "expected_spend" in part:
@@ -108,14 +136,15 @@ def tier_table(customers: pd.DataFrame, config: TiersConfig) -> pd.DataFrame:
 
 
 def segments(
-    tier: NDArray[np.intp], p_alive: FloatArray, config: TiersConfig, churn_identified: bool = True
+    tier: NDArray[np.intp], p_purchase: FloatArray, config: TiersConfig, churn_identified: bool = True
 ) -> NDArray[np.object_]:
-    """The churn-risk x value segment of each customer (see SEGMENTS); with `churn_identified` False, the value
-    segment only (see UNIDENTIFIED_SEGMENTS)."""
+    """The churn-risk x value segment of each customer (see SEGMENTS) from P(at least one purchase in the churn
+    window); with `churn_identified` False, the value segment only (see UNIDENTIFIED_SEGMENTS): without dropout
+    the purchase probability ignores recency, so a low one marks a slow buyer, not one slipping away."""
     high = tier < config.high_value_tiers
     if not churn_identified:
         return np.asarray(UNIDENTIFIED_SEGMENTS, dtype=object)[np.where(high, 0, 1)]
-    alive = p_alive >= config.at_risk_p_alive
+    alive = p_purchase >= config.at_risk_p_purchase
     index = np.where(high, np.where(alive, 0, 1), np.where(alive, 2, 3))
     return np.asarray(SEGMENTS, dtype=object)[index]
 
@@ -145,28 +174,22 @@ def _quintile_score(values: FloatArray) -> NDArray[np.intp]:
 
 def rfm_scores(rfm: pd.DataFrame) -> pd.DataFrame:
     """R, F and M scores 1-5 (R from the time since the last purchase, T - recency: the most recent fifth get 5;
-    F from frequency; M from mean spend, when there is one), the three-digit rfm_score, and the named segment."""
+    F from frequency; M from mean spend), the rfm_score, and the named segment (by R and F). Data without amounts
+    has no M: no m_score column, and the rfm_score has two digits (R, F), so nothing claims a spend it lacks."""
     r = _quintile_score(-(rfm["T"].to_numpy(dtype=float) - rfm["recency"].to_numpy(dtype=float)))
     f = _quintile_score(rfm["frequency"].to_numpy(dtype=float))
-    m = (
-        _quintile_score(rfm["monetary_value"].to_numpy(dtype=float))
-        if "monetary_value" in rfm
-        else np.full(len(rfm), 3, dtype=np.intp)
-    )
     names = np.full(len(rfm), "other", dtype=object)
     for r_set, f_set, name in RFM_SEGMENTS:
         hit = np.isin(r, [int(c) for c in r_set]) & np.isin(f, [int(c) for c in f_set])
         names[hit] = name
-    return pd.DataFrame(
-        {
-            "r_score": r,
-            "f_score": f,
-            "m_score": m,
-            "rfm_score": [f"{a}{b}{c}" for a, b, c in zip(r, f, m, strict=True)],
-            "rfm_segment": names,
-        },
-        index=rfm.index,
-    )
+    columns: dict[str, object] = {"r_score": r, "f_score": f}
+    digits = [r, f]
+    if "monetary_value" in rfm:
+        columns["m_score"] = m = _quintile_score(rfm["monetary_value"].to_numpy(dtype=float))
+        digits.append(m)
+    columns["rfm_score"] = ["".join(map(str, scores)) for scores in zip(*digits, strict=True)]
+    columns["rfm_segment"] = names
+    return pd.DataFrame(columns, index=rfm.index)
 
 
 def tier_probabilities(

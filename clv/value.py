@@ -24,19 +24,46 @@ from clv.purchase.base import PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.units import TimeUnit, continuous_rate_per_unit, units_per_month
 
-__all__ = ["VALUE_UNITS", "ValueResult", "discounted_increments", "month_edges", "value_customers"]
+__all__ = ["VALUE_UNITS", "ValueResult", "column_units", "discounted_increments", "month_edges", "value_customers"]
 
 FloatArray = NDArray[np.float64]
 
-#: what each output column measures
+#: what each output column measures, for data with amounts (`column_units` adapts it to a run)
 VALUE_UNITS: dict[str, str] = {
-    "p_alive": "probability at the calibration end",
-    "p_churn": "probability (1 - p_alive)",
+    "first_purchase": "date (ISO) of the first purchase",
+    "last_purchase": "date (ISO) of the last purchase up to the calibration end",
+    "days_since_last_purchase": "days from the last purchase to the calibration end (T - recency, in days)",
+    "frequency": "repeat purchases (purchase days after the first) up to the calibration end",
+    "recency": "time from the first purchase to the last purchase (BTYD's recency; 0 for one-time buyers)",
+    "T": "time from the first purchase to the calibration end",
+    "p_alive": "probability the customer has not left by the calibration end (model-based)",
+    "p_churn": "probability the customer has left by the calibration end (1 - p_alive)",
     "expected_purchases": "purchases over the horizon",
     "expected_spend": "currency per purchase",
     "clv": "currency, discounted to the calibration end, times margin, over the horizon",
     "residual_clv": "currency, discounted to the calibration end, times margin, no horizon",
 }
+
+
+def column_units(
+    has_spend: bool, unit: str, currency: str | None = None, churn: tuple[str, float] | None = None
+) -> dict[str, str]:
+    """What each output column measures in this run: times in `unit`; money in `currency` (or "the data's
+    currency" when it is not known); without amounts, CLV in discounted expected purchases and no money column;
+    `churn` is the churn-risk column and its window in `unit` (e.g. ("p_purchase_next_13w", 13.0))."""
+    money = currency or "currency of the data"
+    words = {"W": "weeks", "D": "days"}.get(unit, unit)
+    units = {k: v.replace("currency", money, 1) if v.startswith("currency") else v for k, v in VALUE_UNITS.items()}
+    for key in ("recency", "T"):
+        units[key] += f", in {words}"
+    if not has_spend:
+        del units["expected_spend"]
+        units["clv"] = "purchases, discounted to the calibration end, over the horizon (no amounts: not money)"
+        units["residual_clv"] = "purchases, discounted to the calibration end, no horizon (no amounts: not money)"
+    if churn is not None:
+        name, window = churn
+        units[name] = f"probability of at least one purchase in the {window:g} {words} after the calibration end"
+    return units
 
 
 @dataclass

@@ -155,8 +155,9 @@ def test_help_states_units_and_ends_with_an_example(command):
     assert "Example: clv" in result.stdout
 
 
-LEAD = ["customer_id", "frequency", "recency", "T", "monetary_value", "frequency_holdout", "monetary_value_holdout"]
-LEAD += ["p_alive", "p_churn", "expected_purchases", "expected_spend", "clv", "tier", "segment", "rfm_score"]
+LEAD = ["customer_id", "first_purchase", "last_purchase", "days_since_last_purchase", "frequency", "recency", "T"]
+LEAD += ["monetary_value", "frequency_holdout", "monetary_value_holdout", "p_alive", "p_churn", "p_purchase_next_13w"]
+LEAD += ["expected_purchases", "expected_spend", "clv", "tier", "segment", "rfm_score"]
 
 
 def test_run_writes_tiers_segments_report_and_model(tmp_path):
@@ -173,14 +174,15 @@ def test_run_writes_tiers_segments_report_and_model(tmp_path):
     assert tiers["total_clv"].sum() == pytest.approx(customers["clv"].sum())
     at_risk = pd.read_csv(out / "at_risk.csv")
     assert (at_risk["segment"] == "high value, slipping away").all()
-    assert at_risk["tier"].isin(["top 5%", "next 15%"]).all() and (at_risk["p_alive"] < 0.5).all()
+    assert at_risk["tier"].isin(["top 5%", "next 15%"]).all() and (at_risk["p_purchase_next_13w"] < 0.3).all()
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5
     assert "http://" not in html and "https://" not in html  # self-contained
     for heading in (
         "Value tiers",
         "Forecast",
-        "Who is alive",
+        "Churn risk and segments",
+        "RFM view",
         "CLV distribution",
         "slipping away",
         "Models",

@@ -9,7 +9,17 @@ from pydantic import ValidationError
 
 from clv.config import TiersConfig
 from clv.errors import DataError
-from clv.tiers import SEGMENTS, assign_tiers, migration_table, rfm_scores, segments, tier_table
+from clv.tiers import (
+    SEGMENTS,
+    UNIDENTIFIED_SEGMENTS,
+    assign_tiers,
+    churn_column,
+    churn_window,
+    migration_table,
+    rfm_scores,
+    segments,
+    tier_table,
+)
 
 
 def test_share_tiers_cut_at_the_rounded_shares():
@@ -54,10 +64,29 @@ def test_bad_tier_configs_are_refused(levels):
 
 
 def test_segments_cross_value_and_churn_risk():
-    tiers = np.array([0, 1, 2, 3, 0])
-    p_alive = np.array([0.9, 0.2, 0.9, 0.1, 0.5])
-    got = segments(tiers, p_alive, TiersConfig())
-    assert got.tolist() == [SEGMENTS[0], SEGMENTS[1], SEGMENTS[2], SEGMENTS[3], SEGMENTS[0]]
+    tiers = np.array([0, 1, 2, 3, 0, 1])
+    p_purchase = np.array([0.9, 0.2, 0.9, 0.1, 0.3, 0.29])  # the threshold (0.3) itself is active
+    got = segments(tiers, p_purchase, TiersConfig())
+    assert got.tolist() == [SEGMENTS[0], SEGMENTS[1], SEGMENTS[2], SEGMENTS[3], SEGMENTS[0], SEGMENTS[1]]
+
+
+def test_segments_without_identified_dropout_are_by_value_only():
+    got = segments(np.array([0, 3]), np.array([0.01, 0.99]), TiersConfig(), churn_identified=False)
+    assert got.tolist() == list(UNIDENTIFIED_SEGMENTS)
+
+
+def test_the_old_p_alive_threshold_is_refused_with_its_replacement_named():
+    with pytest.raises(ValidationError, match=r"replaced by tiers\.at_risk_p_purchase"):
+        TiersConfig(at_risk_p_alive=0.5)
+
+
+@pytest.mark.parametrize(
+    ("unit", "window", "name"), [("W", 13.0, "p_purchase_next_13w"), ("D", 91.0, "p_purchase_next_91d")]
+)
+def test_the_churn_window_defaults_to_13_weeks_in_the_run_unit(unit, window, name):
+    assert churn_window(TiersConfig(), unit) == window
+    assert churn_column(churn_window(TiersConfig(), unit), unit) == name
+    assert churn_column(churn_window(TiersConfig(churn_window=6.5), unit), unit) == f"p_purchase_next_6_5{unit.lower()}"
 
 
 def test_rfm_scores_by_quintile():
@@ -78,6 +107,13 @@ def test_rfm_scores_by_quintile():
     assert scores["rfm_score"].iloc[-1] == "551"
     assert scores["rfm_segment"].iloc[-1] == "champions"
     assert scores["rfm_segment"].iloc[0] == "hibernating"
+
+
+def test_rfm_scores_without_amounts_have_no_m():
+    rfm = pd.DataFrame({"frequency": np.arange(10), "recency": np.arange(10, dtype=float), "T": np.full(10, 20.0)})
+    scores = rfm_scores(rfm)
+    assert "m_score" not in scores
+    assert scores["rfm_score"].iloc[-1] == "55"  # R and F only: no made-up middle M score
 
 
 def test_migration_counts_moves_new_and_gone():

@@ -15,8 +15,8 @@ from clv.evaluate.scores import by_frequency
 __all__ = [
     "clv_distribution",
     "holdout_by_frequency",
-    "p_alive_map",
     "png",
+    "probability_map",
     "revenue_forecast",
     "subplots",
     "tier_shares",
@@ -46,7 +46,7 @@ def tier_shares(tiers: pd.DataFrame) -> str:
     ax.bar(x - 0.2, 100 * tiers["share_of_customers"], 0.4, label="share of customers", color=_GREY)
     ax.bar(x + 0.2, 100 * tiers["share_of_clv"], 0.4, label="share of CLV", color=_BLUE)
     ax.set_xticks(x, tiers["tier"])
-    ax.set_ylabel("%")
+    ax.set_ylabel("% of all customers / of total CLV")
     ax.legend(frameon=False)
     ax.set_title("CLV share by tier")
     return png(fig)
@@ -77,28 +77,66 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
     return png(fig)
 
 
-def p_alive_map(frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarray, T: float, unit: str) -> str:
-    """P(alive) over frequency (rows) and recency (columns) for customers observed for T units."""
-    fig, ax = subplots(figsize=(7, 3.6))
-    mesh = ax.pcolormesh(recencies, frequencies, values, vmin=0, vmax=1, cmap="viridis", shading="nearest")
-    fig.colorbar(mesh, ax=ax, label="P(alive)")
-    ax.set_xlabel(f"recency (time of last purchase, {unit})")
-    ax.set_ylabel("frequency (repeat purchases)")
-    ax.set_title(f"P(alive) for customers observed for T = {T:.0f} {unit}")
+def probability_map(
+    frequencies: np.ndarray, recencies: np.ndarray, values: np.ndarray, T: float, unit: str, label: str
+) -> str:
+    """A probability (`label`, e.g. P(buys in the next 13 weeks)) over frequency (rows) and recency (columns) for
+    customers observed for T units (`unit` in words), in percent."""
+    fig, ax = subplots(figsize=(7.5, 3.6))
+    mesh = ax.pcolormesh(recencies, frequencies, 100 * values, vmin=0, vmax=100, cmap="viridis", shading="nearest")
+    fig.colorbar(mesh, ax=ax, label=f"{label}, %")
+    ax.set_xlabel(f"recency: {unit} from the first purchase to the last")
+    ax.set_ylabel("repeat purchases")
+    ax.set_title(f"{label}, customers first seen {T:.0f} {unit} before the calibration end", fontsize=10)
     return png(fig)
 
 
-def clv_distribution(clv: np.ndarray) -> str:
-    """Histogram of CLV (log scale for positive values)."""
-    fig, ax = subplots(figsize=(7, 3.2))
+def _money_ticks(ax: Any) -> None:
+    """Plain numbers with thousands separators on a log x axis (1, 10, 100, 1,000; no 10^k)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else f"{x:g}"))
+
+
+def clv_distribution(clv: np.ndarray, unit: str) -> str:
+    """Two views a marketer reads: how many customers have each CLV (histogram on a log axis, labelled in
+    `unit`), and how concentrated the value is (share of total CLV held by the top x% of customers)."""
+    fig, (left, right) = subplots(1, 2, figsize=(10, 3.6))
     positive = clv[clv > 0]
     if positive.size:
-        bins = np.logspace(np.log10(max(positive.min(), 1e-3)), np.log10(positive.max() * 1.001), 40)
-        ax.hist(positive, bins=list(bins), color=_BLUE)
-        ax.set_xscale("log")
-    ax.set_xlabel("CLV (log scale)")
-    ax.set_ylabel("customers")
-    ax.set_title("CLV distribution")
+        low = max(float(np.quantile(positive, 0.001)), float(positive.max()) * 1e-6)
+        bins = np.logspace(np.log10(low), np.log10(positive.max() * 1.001), 30)
+        left.hist(np.clip(positive, low, None), bins=list(bins), color=_BLUE)
+        left.set_xscale("log")
+        _money_ticks(left)
+    left.set_xlabel(f"CLV per customer ({unit}, log scale)")
+    left.set_ylabel("customers")
+    left.set_title("How many customers have each CLV", fontsize=10)
+    ordered = np.sort(np.maximum(clv, 0.0))[::-1]
+    total = float(ordered.sum())
+    if ordered.size and total > 0:
+        share_customers = 100 * np.arange(1, ordered.size + 1) / ordered.size
+        share_value = 100 * np.cumsum(ordered) / total
+        right.plot(np.r_[0, share_customers], np.r_[0, share_value], color=_BLUE)
+        right.plot([0, 100], [0, 100], ls=":", color=_GREY, label="equal shares")
+        for top in (5, 20, 50):
+            k = max(1, round(ordered.size * top / 100))
+            right.annotate(
+                f"top {top}%: {share_value[k - 1]:.0f}% of CLV",
+                (share_customers[k - 1], share_value[k - 1]),
+                xytext=(8, -12),
+                textcoords="offset points",
+                fontsize=8,
+            )
+            right.plot(share_customers[k - 1], share_value[k - 1], "o", color=_ORANGE, ms=4)
+        right.legend(frameon=False, loc="lower right", fontsize=8)
+    right.set_xlim(0, 100)
+    right.set_ylim(0, 101)
+    right.set_xlabel("customers, highest CLV first (% of customers)")
+    right.set_ylabel("% of total CLV")
+    right.set_title("Share of value held by the top customers", fontsize=10)
+    fig.tight_layout()
     return png(fig)
 
 

@@ -17,7 +17,7 @@ from clv.evaluate.job import Evaluation
 from clv.metric_registry import METRICS, RANK_CRITERIA
 from clv.report import evaluation_charts as charts
 from clv.report.files import staged_folder
-from clv.report.markup import card, escape, number, page, table
+from clv.report.markup import card, escape, number, page, table, text
 from clv.versions import package_versions
 
 __all__ = ["build_evaluation_report", "evaluation_dict", "write_evaluation"]
@@ -163,7 +163,7 @@ def _headline(ev: Evaluation, split: dict[str, Any]) -> str:
 def _leaderboard(ev: Evaluation) -> str:
     board = ev.leaderboard.drop(columns=["purchase", "method"], errors="ignore")
     best = ev.best
-    text = (
+    intro = (
         f"<p><b>Best: {escape(best['candidate'])}</b> by {escape(best['criterion'])} "
         f"({'higher' if best['higher_is_better'] else 'lower'} is better): {number(best['value'], 4)}"
         + (f" (flagged: {escape(best['not_identified'])})" if best.get("not_identified") else "")
@@ -176,10 +176,24 @@ def _leaderboard(ev: Evaluation) -> str:
     )
     return (
         "<h2>Leaderboard</h2>"
-        + text
-        + table(board, bold=_best_cells(board))
-        + f"<details><summary>What the columns mean</summary><ul class='note'>{definitions}</ul></details>"
+        + intro
+        + _board_table(board)
+        + f"<details><summary>What the rows mean</summary><ul class='note'>{definitions}</ul></details>"
     )
+
+
+def _board_table(board: pd.DataFrame) -> str:
+    """The leaderboard turned on its side, one row per metric and one column per candidate (in rank order), so
+    that it fits the page however many metrics there are; the best value of each ranked metric in bold."""
+    best = _best_cells(board)
+    labels = [str(c) for c in board["candidate"]]
+    metrics = [c for c in board.columns if c != "candidate"]
+    frame = pd.DataFrame(
+        {"metric": metrics} | {label: [board[m].iloc[k] for m in metrics] for k, label in enumerate(labels)},
+        dtype=object,
+    )
+    bold = {(metrics.index(column), labels[row]) for row, column in best}
+    return table(frame, bold=bold, formats={"metric": text})
 
 
 def _img(alt: str, src: str) -> str:

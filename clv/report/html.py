@@ -1,9 +1,12 @@
-"""The self-contained HTML report: headline numbers, tiers, forecast, P(alive) map, CLV distribution, the at-risk
-list, model parameters and diagnostics, and the holdout comparison. Built only from the saved outputs
-(summary.json, the customer table, the forecast, the tiers), so `clv report` can rebuild it without the data."""
+"""The self-contained HTML report: headline numbers, tiers, forecast, churn risk, CLV distribution, the at-risk
+list, the RFM view, model parameters and diagnostics, and the holdout comparison. Built only from the saved
+outputs (summary.json, the customer table, the forecast, the tiers), so `clv report` can rebuild it without the
+data. Every number carries its unit: money with its currency (data.currency; "the data's currency" when it is
+not named), CLV in discounted purchases for data without amounts, shares and probabilities as percentages."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,62 +15,154 @@ import pandas as pd
 from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS
 from clv.report import charts
-from clv.report.markup import card, escape, number, page, table
-from clv.tiers import AT_RISK, at_risk
+from clv.report.markup import Format, card, escape, fixed, money, number, page, percent, table, text
+from clv.tiers import AT_RISK, SEGMENTS, UNIDENTIFIED_SEGMENTS, at_risk
 
 __all__ = ["build_report"]
 
 _AT_RISK_ROWS = 25  # rows of the at-risk list in the report; at_risk.csv has all of them
+_UNIT_WORDS = {"W": "weeks", "D": "days"}
 
 
-def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+@dataclass(frozen=True)
+class _Units:
+    """How this run's numbers are labelled: money (and its currency) or purchases, time, the churn-risk column."""
+
+    has_money: bool
+    currency: str | None
+    time: str  # "weeks"
+    churn: str | None  # the churn-risk column, e.g. p_purchase_next_13w
+    window: str  # "the next 13 weeks"
+
+    @classmethod
+    def of(cls, summary: dict[str, Any], customers: pd.DataFrame) -> _Units:
+        config = summary.get("config") or {}
+        risk = summary.get("churn_risk") or {}
+        unit = risk.get("unit") or (config.get("time") or {}).get("unit", "W")
+        time = _UNIT_WORDS.get(unit, unit)
+        churn = risk.get("column") or next((str(c) for c in customers if str(c).startswith("p_purchase_next_")), None)
+        window = f"the next {risk['window']:g} {time}" if risk.get("window") else "the churn window"
+        has_money = summary.get("spend_model") is not None or "expected_spend" in customers
+        return cls(has_money, (config.get("data") or {}).get("currency"), time, churn, window)
+
+    @property
+    def value_unit(self) -> str:
+        """The unit of CLV: the currency, or discounted purchases for data without amounts."""
+        if not self.has_money:
+            return "discounted purchases"
+        return self.currency or "the data's currency"
+
+    def header(self, name: str) -> str:
+        """A column header with the unit of its values: `total CLV (USD)`; without a named currency the unit is
+        said once under the table (`money_note`)."""
+        if self.has_money and not self.currency:
+            return name
+        return f"{name} ({self.value_unit})"
+
+    @property
+    def money_note(self) -> str:
+        """The sentence under a table with money, when the currency is not named."""
+        if self.has_money and not self.currency:
+            return "<p class='note'>Money in the currency of the data (not named in the config).</p>"
+        return ""
+
+    def value(self, digits: int = 2) -> Format:
+        """The cell format of CLV columns (the currency is in the header): fixed decimals, cents for money."""
+        return lambda v: fixed(v, digits)
+
+    def headline(self, x: float) -> str:
+        """A headline value: the currency in front, or `purchases` after."""
+        return money(x, self.currency, 0) if self.has_money else f"{number(x, 1)} purchases"
+
+    @property
+    def p_purchase(self) -> str:
+        return f"P(buys in {self.window})"
+
+
+def _headline(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
     totals = summary["forecast_totals"]
-    unit = totals["unit"]
+    horizon = f"next {totals['horizon']:g} {_UNIT_WORDS.get(totals['unit'], totals['unit'])}"
     cards = [
         card("customers", number(len(customers))),
-        card(f"total CLV, next {totals['horizon']:g} {unit} (discounted)", number(totals["total_clv"])),
-        card("expected purchases over the horizon", number(totals["expected_purchases"], 0)),
         card(
-            "mean P(alive)" if _churn_caveat(summary) is None else "mean P(alive): not meaningful (no dropout seen)",
-            number(float(customers["p_alive"].mean()), 3),
+            f"total CLV, {horizon} ({units.value_unit}{', discounted' if units.has_money else ''})",
+            units.headline(totals["total_clv"]),
         ),
+        card(f"expected purchases, {horizon}", number(totals["expected_purchases"], 0)),
     ]
+    if units.churn is not None and _churn_caveat(summary) is None:
+        cards.append(card(f"mean {units.p_purchase}", percent(float(customers[units.churn].mean()))))
     if totals.get("expected_revenue") is not None:
-        cards.insert(2, card("expected revenue over the horizon", number(totals["expected_revenue"])))
+        label = f"expected revenue, {horizon} ({units.value_unit}, not discounted)"
+        cards.insert(2, card(label, money(totals["expected_revenue"], units.currency, 0)))
     distribution = totals.get("distribution")
     if distribution and "predicted_revenue" in distribution:
         d = distribution["predicted_revenue"]
-        cards.append(card("revenue P10 – P90 (predictive)", f"{number(d['p10'], 0)} – {number(d['p90'], 0)}"))
+        cards.append(
+            card(
+                f"revenue P10 – P90 (predictive, {units.value_unit})",
+                f"{number(d['p10'], 0)} – {number(d['p90'], 0)}",
+            )
+        )
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
-def _data(summary: dict[str, Any]) -> str:
+def _data_rows(profile: dict[str, Any], returns: dict[str, Any], read: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The lines read, each reason lines were left out, and the lines kept: the lines add up (read = left out +
+    kept); what is left unexplained is its own row, never hidden."""
+    guest = profile.get("guest") or {}
+    rows: list[tuple[Any, ...]] = [("read", profile["rows_read"], profile.get("invoices"), None)]
+    if guest:
+        rows.append(
+            (
+                "guest lines dropped (no customer id; not in the forecast)",
+                guest["lines"],
+                guest.get("invoices"),
+                guest.get("value"),
+            )
+        )
+    rows.append(("invalid rows dropped", profile["rows_rejected"], None, None))
+    if read.get("quantity") is not None:
+        label = f"lines priced <= 0 ({read.get('non_positive_price')})"
+        rows.append((label, profile.get("non_positive_price_lines") or 0, None, None))
+    if returns.get("rows_in_return_days"):
+        label = "lines on return days (net value <= 0: taken off earlier purchases)"
+        rows.append((label, returns["rows_in_return_days"], None, returns.get("return_value")))
+    left_out = sum(int(r[1] or 0) for r in rows[1:])
+    other = profile["rows_read"] - left_out - profile["rows_kept"]
+    if other:
+        rows.append(("other lines left out", other, None, None))
+    rows.append(
+        (
+            "kept, in transactions" + (" (value after returns)" if profile.get("total_amount") is not None else ""),
+            profile["rows_kept"],
+            profile.get("invoices_kept"),
+            profile.get("total_amount"),
+        )
+    )
+    return rows
+
+
+def _data(summary: dict[str, Any], units: _Units) -> str:
     """What was read and what was left out of the forecast, in lines, invoices and the data's money."""
     data = summary.get("data") or {}
     profile, returns = data.get("profile"), (data.get("validation") or {}).get("returns") or {}
     if not profile:
         return ""
-    guest, cancelled = profile.get("guest") or {}, profile.get("cancellations") or {}
+    cancelled = profile.get("cancellations") or {}
     read = (summary.get("config") or {}).get("data") or {}
-    rows = [("read", profile["rows_read"], profile.get("invoices"), None)]
-    if guest:
-        label = "guest lines dropped (no customer id; not in the forecast)"
-        rows.append((label, guest["lines"], guest.get("invoices"), guest.get("value")))
-    rows.append(("invalid rows dropped", profile["rows_rejected"], None, None))
-    if read.get("quantity") is not None:
-        rows.append(
-            (f"priced <= 0 ({read.get('non_positive_price')})", profile.get("non_positive_price_lines"), None, None)
-        )
-    if cancelled:
-        label = "cancellations (value taken back)"
-        rows.append((label, cancelled["lines"], cancelled.get("invoices"), cancelled.get("value")))
-    label = "kept, in transactions (value after returns)"
-    rows.append((label, profile["rows_kept"], profile.get("invoices_kept"), profile.get("total_amount")))
-    frame = pd.DataFrame(rows, columns=["", "lines", "invoices", "value"], dtype=object)
+    frame = pd.DataFrame(_data_rows(profile, returns, read), columns=["", "lines", "invoices", "value"], dtype=object)
+    if not units.has_money:
+        frame = frame.drop(columns="value")
     note = (
-        f"{number(profile['customer_days'])} transactions (customer-days) of {number(profile['customers'])} "
-        f"customers, {escape(profile['first_date'])} to {escape(profile['last_date'])}"
+        f"Lines add up: read = left out + kept. {number(profile['customer_days'])} transactions (customer-days) of "
+        f"{number(profile['customers'])} customers, {escape(profile['first_date'])} to {escape(profile['last_date'])}"
     )
+    if cancelled:
+        note += (
+            f"; {number(cancelled['lines'])} cancellation lines on {number(cancelled.get('invoices'))} invoices took "
+            f"back {number(cancelled.get('value'))}"
+        )
     if returns.get("return_days"):
         note += (
             f"; {number(returns['return_days'])} return days: {number(returns['netted_value'])} taken off the "
@@ -79,7 +174,43 @@ def _data(summary: dict[str, Any]) -> str:
             f". {number(late)} customers first seen after the calibration end are not in the forecast, which covers "
             f"the {number(data.get('rfm_customers'))} customers with a history by then"
         )
-    return "<h2>Data</h2>" + table(frame) + f"<p class='note'>{note}. Money in the data's unit.</p>"
+    money_note = "" if units.has_money else " The data has no amounts."
+    frame = frame.loc[:, [c for c in frame.columns if c == "" or frame[c].notna().any()]]
+    headers = {"value": units.header("value")}
+    return (
+        "<h2>Data</h2>" + table(frame, headers=headers) + units.money_note + f"<p class='note'>{note}.{money_note}</p>"
+    )
+
+
+def _tiers(tiers: pd.DataFrame, units: _Units) -> str:
+    """The tier table with readable headers, shares as percentages and CLV in its unit."""
+    frame = tiers.copy()
+    cell = units.value()
+    ranges = [f"{cell(a)} – {cell(b)}" for a, b in zip(frame["min_clv"], frame["max_clv"], strict=True)]
+    frame.insert(5, "clv_range", ranges)
+    churn = f"mean_{units.churn}" if units.churn and f"mean_{units.churn}" in frame else None
+    columns = ["tier", "customers", "share_of_customers", "total_clv", "share_of_clv", "clv_range"]
+    columns += [c for c in (churn, "expected_purchases", "mean_expected_spend") if c is not None and c in frame]
+    headers = {
+        "share_of_customers": "share of customers",
+        "total_clv": units.header("total CLV"),
+        "share_of_clv": "share of CLV",
+        "clv_range": units.header("CLV range"),
+        "expected_purchases": "expected purchases",
+        "mean_expected_spend": units.header("mean spend per purchase"),
+    }
+    if churn:
+        headers[churn] = f"mean {units.p_purchase}"
+    formats: dict[str, Format] = {
+        "tier": text,
+        "share_of_customers": percent,
+        "share_of_clv": percent,
+        "total_clv": units.value(0),
+        "clv_range": text,
+        "expected_purchases": lambda x: number(x, 0),
+        **({churn: percent} if churn else {}),
+    }
+    return table(frame[columns], formats=formats, headers=headers) + units.money_note
 
 
 def _params(block: dict[str, Any] | None) -> str:
@@ -113,7 +244,10 @@ def _params(block: dict[str, Any] | None) -> str:
             f"{diagnostics['draws']} draws, {diagnostics['seconds']:.1f} s; diagnostics "
             f"{'passed' if diagnostics['passed'] else 'FAILED: ' + '; '.join(diagnostics['problems'])}"
         )
-    return title + table(pd.DataFrame(rows)) + facts + "</p>"
+    frame = pd.DataFrame(rows)
+    formats: dict[str, Format] = {str(c): lambda v: number(v, 4) for c in frame.columns}
+    formats |= {"parameter": text, "R-hat": lambda v: number(v, 3), "ESS bulk": lambda v: number(v, 0)}
+    return title + table(frame, formats=formats) + facts + "</p>"
 
 
 def _spend_checks(summary: dict[str, Any]) -> str:
@@ -139,7 +273,9 @@ def _spend_checks(summary: dict[str, Any]) -> str:
     return text + "</p>"
 
 
-def _p_alive_chart(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
+    """The churn-risk map: P(at least one purchase in the window) over frequency and recency, for customers
+    observed as long as most are (the 90th percentile of T); P(alive) when the window is not known."""
     block = summary["purchase_model"]
     cls = PURCHASE_MODELS.get(block["name"])
     if cls is None:
@@ -152,9 +288,13 @@ def _p_alive_chart(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     grid_x, grid_t = np.meshgrid(freqs, recs, indexing="ij")
     frame = pd.DataFrame({"frequency": grid_x.ravel(), "recency": grid_t.ravel(), "T": T})
     frame.loc[frame["frequency"] == 0, "recency"] = 0.0
-    values = model.probability_alive(frame).reshape(grid_x.shape)
-    chart = charts.p_alive_map(freqs, recs, values, T, summary["forecast_totals"]["unit"])
-    return f'<img alt="P(alive) map" src="{chart}">'
+    window = (summary.get("churn_risk") or {}).get("window")
+    if window:
+        values, label = 1.0 - model.probability_of_purchases(frame, 0, float(window)), units.p_purchase
+    else:
+        values, label = model.probability_alive(frame), "P(alive)"
+    chart = charts.probability_map(freqs, recs, values.reshape(grid_x.shape), T, units.time, label)
+    return f'<img alt="{escape(label)} by frequency and recency" src="{chart}">'
 
 
 def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
@@ -162,17 +302,19 @@ def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     if not h or "expected_purchases_holdout" not in customers:
         return ""
     lines = [
-        f"<p>Holdout of {h['holdout_length']:.1f} {escape(h['unit'])}: "
+        f"<p>Holdout of {h['holdout_length']:.1f} {escape(_UNIT_WORDS.get(h['unit'], h['unit']))}: "
         f"predicted {number(h['predicted_repeat_purchases'], 1)} "
         f"repeat purchases, actual {number(h['actual_repeat_purchases'], 0)} "
-        f"({number(h['percent_error'], 1)}%); mean absolute error per customer {number(h['mae_per_customer'], 3)}.</p>"
+        f"({number(h['percent_error'], 1)}%); mean absolute error per customer {number(h['mae_per_customer'], 3)} "
+        "purchases.</p>"
     ]
     if "customer_interval_coverage" in h:
         total = h["total_predictive"]
         lines.append(
-            f"<p>{h['interval']:.0%} predictive intervals hold {h['customer_interval_coverage']:.1%} of customers' "
-            f"actual holdout purchases; the total's interval is {number(total['lo'], 0)} – {number(total['hi'], 0)}, "
-            f"and the actual total is {'inside' if h['actual_total_inside_interval'] else 'outside'} it.</p>"
+            f"<p>{percent(h['interval'], 0)} predictive intervals hold {percent(h['customer_interval_coverage'])} of "
+            f"customers' actual holdout purchases; the total's interval is {number(total['lo'], 0)} – "
+            f"{number(total['hi'], 0)}, and the actual total is "
+            f"{'inside' if h['actual_total_inside_interval'] else 'outside'} it.</p>"
         )
     chart = charts.holdout_by_frequency(customers)
     return "<h2>Holdout: predicted versus actual</h2>" + "".join(lines) + f'<img alt="holdout" src="{chart}">'
@@ -184,31 +326,133 @@ def _churn_caveat(summary: dict[str, Any]) -> str | None:
     return caveats.get(DROPOUT)
 
 
-def _at_risk(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+def _segment_table(customers: pd.DataFrame, units: _Units, by: str, order: list[str]) -> str:
+    """Per segment of `by`: customers, their share, CLV and its share, mean churn risk, and with a holdout the
+    share of customers who bought in it (the check of the segments)."""
+    total = float(customers["clv"].sum())
+    rows = []
+    for name in order:
+        part = customers[customers[by] == name]
+        if not len(part):
+            continue
+        row: dict[str, Any] = {
+            by: name,
+            "customers": len(part),
+            "share_of_customers": len(part) / len(customers),
+            "clv": float(part["clv"].sum()),
+            "share_of_clv": float(part["clv"].sum()) / total if total else float("nan"),
+        }
+        if units.churn:
+            row["p"] = float(part[units.churn].mean())
+        if "frequency_holdout" in part:
+            row["bought"] = float((part["frequency_holdout"] > 0).mean())
+        rows.append(row)
+    headers = {
+        "segment": "segment",
+        "rfm_segment": "RFM segment",
+        "share_of_customers": "share of customers",
+        "clv": units.header("total CLV"),
+        "share_of_clv": "share of CLV",
+        "p": f"mean {units.p_purchase}",
+        "bought": "bought in the holdout",
+    }
+    formats: dict[str, Format] = {by: text, "clv": units.value(0)} | dict.fromkeys(
+        ("share_of_customers", "share_of_clv", "p", "bought"), percent
+    )
+    return table(pd.DataFrame(rows), formats=formats, headers=headers)
+
+
+def _segments(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
+    """The value-by-risk segments: how they are defined, their table and the churn-risk map."""
+    caveat = _churn_caveat(summary)
+    risk = summary.get("churn_risk") or {}
+    threshold = risk.get("at_risk_p_purchase")
+    if caveat is not None:
+        text_ = (
+            f"<p class='warn'>{escape(caveat)}.</p><p>The segments are by value only (high value / other). "
+            f"The column {escape(units.churn or 'p_purchase_next_*')} is still each customer's forecast chance of "
+            "buying, but without dropout it does not depend on how long ago the customer last bought, so a low value "
+            "marks a slow buyer, not one slipping away: nobody is listed as slipping away.</p>"
+        )
+        order = list(UNIDENTIFIED_SEGMENTS)
+    else:
+        text_ = (
+            "<p>Churn risk is the chance that a customer buys at least once in "
+            f"{escape(units.window)} ({escape(units.churn or '')}), from the purchase model. "
+            f"Customers at or above {percent(threshold, 0) if threshold else 'the threshold'} are <b>active</b>; "
+            "below it, high-value customers (the top tiers) are <b>slipping away</b> and the others are "
+            "<b>lapsing</b>. Unlike P(alive), this predicts who buys again: a one-time buyer has P(alive) = 1 "
+            "under BG/NBD however long ago the purchase was.</p>"
+        )
+        order = list(SEGMENTS)
+    chart = "" if caveat is not None else _risk_chart(summary, customers, units)
+    return "<h2>Churn risk and segments</h2>" + text_ + _segment_table(customers, units, "segment", order) + chart
+
+
+def _at_risk(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
     caveat = _churn_caveat(summary)
     if caveat is not None:
         return (
             f"<h2>{escape(AT_RISK.capitalize())}: not meaningful</h2>"
-            f"<p class='warn'>{escape(caveat)}.</p><p>The segments are by value only "
-            "(high value / other); no customer is listed as slipping away because the data cannot tell who "
-            "is.</p>"
+            "<p>The data cannot tell who is slipping away (see above): the list is empty.</p>"
         )
     slipping = at_risk(customers)
-    columns = [
-        c
-        for c in ("customer_id", "tier", "clv", "p_alive", "frequency", "recency", "T", "expected_spend")
-        if c in slipping
-    ]
+    days = "days_since_last_purchase"
+    wanted = ["customer_id", "tier", "clv", units.churn, "frequency", "first_purchase", "last_purchase", days]
+    columns = [c for c in [*wanted, "expected_spend"] if c is not None and c in slipping]
+    headers = {
+        "customer_id": "customer id",
+        "clv": units.header("CLV"),
+        "frequency": "repeat purchases",
+        "first_purchase": "first purchase",
+        "last_purchase": "last purchase",
+        days: "days since last purchase",
+        "expected_spend": units.header("expected spend per purchase"),
+        **({units.churn: units.p_purchase} if units.churn else {}),
+    }
+    formats: dict[str, Format] = {"customer_id": text, "tier": text, "clv": units.value(), days: number}
+    formats |= {"first_purchase": text, "last_purchase": text, **({units.churn: percent} if units.churn else {})}
     body = (
-        table(slipping[columns].head(_AT_RISK_ROWS))
+        table(slipping[columns].head(_AT_RISK_ROWS), formats=formats, headers=headers)
         if len(slipping)
         else "<p>No high-value customer is slipping away.</p>"
     )
     return (
         f"<h2>{escape(AT_RISK.capitalize())} ({len(slipping):,} customers)</h2>"
-        "<p class='note'>Customers in the top tiers whose P(alive) is below the threshold: whom to win back first "
-        f"(the first {_AT_RISK_ROWS} by CLV; the whole list is at_risk.csv).</p>" + body
+        f"<p class='note'>Customers in the top tiers who are unlikely to buy in {escape(units.window)}: whom to win "
+        f"back first (the first {_AT_RISK_ROWS} by CLV; the whole list is at_risk.csv).</p>" + body
     )
+
+
+def _rfm_view(customers: pd.DataFrame, units: _Units) -> str:
+    """The RFM segments, as a separate, descriptive view of the calibration history."""
+    if "rfm_segment" not in customers:
+        return ""
+    counts = customers["rfm_segment"].value_counts()
+    order = [str(name) for name in counts.index]
+    note = (
+        "<p>RFM segments describe the past: each customer's recency (time since the last purchase) and frequency "
+        "are scored 1-5 by quintile against the other customers, and the scores are named (champions, loyal "
+        "customers, ..., hibernating). They are relative and look backward; the segments above are the model's "
+        f"forecast of {escape(units.window)}. The two can differ: a customer with one repeat purchase months ago "
+        "scores as loyal when most customers never came back, yet is unlikely to buy soon.</p>"
+    )
+    crossed = pd.crosstab(customers["rfm_segment"], customers["segment"]).reindex(order)
+    crossed.index.name = "RFM segment"
+    return (
+        "<h2>RFM view</h2>"
+        + note
+        + _segment_table(customers, units, "rfm_segment", order)
+        + "<h3>RFM segments by churn-risk segment (customers)</h3>"
+        + table(crossed, index=True)
+    )
+
+
+def _units_note(summary: dict[str, Any]) -> str:
+    """What each output column measures, as a two-column table."""
+    units = summary.get("units") or {}
+    frame = pd.DataFrame({"column": list(units), "what it measures": list(units.values())})
+    return "<h2>Columns and units</h2>" + table(frame, formats={"column": text, "what it measures": text})
 
 
 def build_report(
@@ -219,6 +463,7 @@ def build_report(
     migration: pd.DataFrame | None,
 ) -> str:
     """The report as one HTML string with every chart embedded."""
+    units = _Units.of(summary, customers)
     totals = summary["forecast_totals"]
     revenue = "expected_revenue" in forecast
     config = summary["config"]
@@ -229,28 +474,26 @@ def build_report(
         f"<h1>Customer lifetime value: {escape(summary['name'])}</h1>",
         f"<p class='sub'>{models} ({escape(summary['purchase_model']['method'])}); "
         f"calibration to {escape(config['time']['calibration_end'])}; "
-        f"horizon {totals['horizon']:g} {escape(totals['unit'])}; "
-        f"annual discount rate {config['prediction']['annual_discount_rate']:.0%}; "
-        f"margin {config['prediction']['margin']:.0%}; created {escape(summary['created'])}.</p>",
+        f"horizon {totals['horizon']:g} {escape(_UNIT_WORDS.get(totals['unit'], totals['unit']))}; "
+        f"annual discount rate {percent(config['prediction']['annual_discount_rate'], 0)}; "
+        f"margin {percent(config['prediction']['margin'], 0)}; CLV in {escape(units.value_unit)}; "
+        f"created {escape(summary['created'])}.</p>",
     ]
     parts += [f"<p class='warn'>{escape(w)}</p>" for w in summary.get("warnings", [])]
-    parts.append(_headline(summary, customers))
-    parts.append(_data(summary))
-    parts.append("<h2>Value tiers</h2>" + table(tiers))
+    parts.append(_headline(summary, customers, units))
+    parts.append(_data(summary, units))
+    parts.append("<h2>Value tiers</h2>" + _tiers(tiers, units))
     parts.append(f'<img alt="tiers" src="{charts.tier_shares(tiers)}">')
     if migration is not None:
         parts.append("<h3>Tier migration since the last run</h3>" + table(migration, index=True))
     column = "expected_revenue" if revenue else "expected_purchases"
     forecast_chart = charts.revenue_forecast(forecast, column, "revenue" if revenue else "purchases")
     parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">')
-    caveat = _churn_caveat(summary)
-    alive_note = "" if caveat is None else "<p class='warn'>Not meaningful here: dropout is not identified.</p>"
-    parts.append("<h2>Who is alive</h2>" + alive_note + _p_alive_chart(summary, customers))
-    parts.append(
-        "<h2>CLV distribution</h2>"
-        + f'<img alt="CLV" src="{charts.clv_distribution(customers["clv"].to_numpy(dtype=float))}">'
-    )
-    parts.append(_at_risk(summary, customers))
+    parts.append(_segments(summary, customers, units))
+    chart = charts.clv_distribution(customers["clv"].to_numpy(dtype=float), units.value_unit)
+    parts.append(f'<h2>CLV distribution</h2><img alt="CLV distribution" src="{chart}">')
+    parts.append(_at_risk(summary, customers, units))
+    parts.append(_rfm_view(customers, units))
     parts.append(
         "<h2>Models</h2>"
         + _params(summary["purchase_model"])
@@ -258,10 +501,9 @@ def build_report(
         + _spend_checks(summary)
     )
     parts.append(_holdout(summary, customers))
+    parts.append(_units_note(summary))
     parts.append(
         f"<p class='note'>config hash {escape(summary['config_hash'])}; "
-        f"clv {escape(summary['versions'].get('clv'))}. Units: "
-        + "; ".join(f"{escape(k)}: {escape(v)}" for k, v in summary["units"].items())
-        + "</p>"
+        f"clv {escape(summary['versions'].get('clv'))}.</p>"
     )
     return page(f"CLV report: {summary['name']}", parts)

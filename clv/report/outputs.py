@@ -14,9 +14,9 @@ from clv.errors import ClvError
 from clv.model import DROPOUT
 from clv.report.files import staged_folder
 from clv.report.html import build_report
-from clv.tiers import at_risk
+from clv.tiers import at_risk, churn_column, churn_window
 from clv.units import days_per_unit
-from clv.value import VALUE_UNITS
+from clv.value import column_units
 from clv.versions import package_versions
 
 if TYPE_CHECKING:
@@ -54,9 +54,33 @@ def _model_block(result: RunResult, which: str) -> dict[str, Any] | None:
 
 
 def _churn_risk(result: RunResult) -> dict[str, Any]:
-    """Whether P(alive) and the churn-risk segments mean anything for this fit, and why not."""
+    """The churn-risk measure (the column, its window in time units and the at-risk threshold), and whether
+    P(alive) and the churn-risk segments mean anything for this fit, and why not."""
     caveat = result.fitted.purchase.not_identified_.get(DROPOUT)
-    return {"identified": caveat is None, "reason": caveat}
+    config = result.config
+    window = churn_window(config.tiers, config.time.unit)
+    return {
+        "identified": caveat is None,
+        "reason": caveat,
+        "column": churn_column(window, config.time.unit),
+        "window": window,
+        "unit": config.time.unit,
+        "at_risk_p_purchase": config.tiers.at_risk_p_purchase,
+    }
+
+
+def _units(result: RunResult) -> dict[str, str]:
+    """summary.json's column units: times in the run's unit, money in data.currency (when the config has it),
+    CLV in discounted purchases for data without amounts."""
+    config = result.config
+    window = churn_window(config.tiers, config.time.unit)
+    units = column_units(
+        result.fitted.spend is not None,
+        config.time.unit,
+        getattr(config.data, "currency", None),
+        (churn_column(window, config.time.unit), window),
+    )
+    return units | {"time": config.time.unit}
 
 
 def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, Any]:
@@ -114,7 +138,7 @@ def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, 
         else result.spend_outliers.to_dict() | {"sentence": result.spend_outliers.sentence()},
         "forecast_totals": totals,
         "holdout": result.holdout,
-        "units": VALUE_UNITS | {"time": config.time.unit},
+        "units": _units(result),
         "warnings": result.warnings,
         "versions": package_versions(),
         "timings_seconds": result.timings,
