@@ -47,7 +47,7 @@ def test_overrides_are_typed_and_nested():
     raw = apply_overrides(MINIMAL, ["model.purchase=pareto_nbd", "prediction.horizon=26", "data.amount=null"])
     cfg = parse_config(raw)
     assert cfg.model.purchase == "pareto_nbd"
-    assert cfg.prediction.horizon == 26.0
+    assert cfg.prediction.horizon == "26W"  # a bare number is in time.unit, and says so
     assert cfg.data.amount is None
     assert MINIMAL["data"] == {"source": "cdnow"}  # input not mutated
 

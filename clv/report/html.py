@@ -25,7 +25,7 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     unit = totals["unit"]
     cards = [
         card("customers", number(len(customers))),
-        card(f"total CLV, next {totals['horizon']:g} {unit} (discounted)", number(totals["total_clv"])),
+        card(f"total CLV, next {escape(_horizon(totals))} (discounted)", number(totals["total_clv"])),
         card("expected purchases over the horizon", number(totals["expected_purchases"], 0)),
         card(
             "mean P(alive)" if _churn_caveat(summary) is None else "mean P(alive): not meaningful (no dropout seen)",
@@ -39,6 +39,12 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
         d = distribution["predicted_revenue"]
         cards.append(card("revenue P10 – P90 (predictive)", f"{number(d['p10'], 0)} – {number(d['p90'], 0)}"))
     return '<div class="cards">' + "".join(cards) + "</div>"
+
+
+def _horizon(totals: dict[str, Any]) -> str:
+    """The horizon as given and in days (`12 M (365 days)`); a summary written before durations had a number."""
+    label = totals.get("horizon_label")
+    return str(label) if label else f"{totals['horizon']:g} {totals['unit']}"
 
 
 def _data(summary: dict[str, Any]) -> str:
@@ -79,6 +85,10 @@ def _data(summary: dict[str, Any]) -> str:
             f". {number(late)} customers first seen after the calibration end are not in the forecast, which covers "
             f"the {number(data.get('rfm_customers'))} customers with a history by then"
         )
+        new = data.get("new_customers") or {}
+        if "purchases_holdout" in new:
+            value = f", value {number(new['value_holdout'])}" if "value_holdout" in new else ""
+            note += f" (new_customers.csv: {number(new['purchases_holdout'])} purchases in the holdout{value})"
     return "<h2>Data</h2>" + table(frame) + f"<p class='note'>{note}. Money in the data's unit.</p>"
 
 
@@ -229,7 +239,7 @@ def build_report(
         f"<h1>Customer lifetime value: {escape(summary['name'])}</h1>",
         f"<p class='sub'>{models} ({escape(summary['purchase_model']['method'])}); "
         f"calibration to {escape(config['time']['calibration_end'])}; "
-        f"horizon {totals['horizon']:g} {escape(totals['unit'])}; "
+        f"horizon {escape(_horizon(totals))}; "
         f"annual discount rate {config['prediction']['annual_discount_rate']:.0%}; "
         f"margin {config['prediction']['margin']:.0%}; created {escape(summary['created'])}.</p>",
     ]
