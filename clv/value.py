@@ -4,8 +4,9 @@ All amounts are in the currency of the transactions, discounted to the calibrati
 unit; the annual discount rate becomes a continuous rate per unit in `clv.units`, the one place where units
 convert. With the calibration end's date the future months are calendar months (`clv.units.calendar_months`:
 a calibration end inside a month makes the first one partial, a horizon ending inside a month the last);
-without it, months of mean length (365.2425 / 12 days) from time 0. Expected purchases in each future month are exact differences of the conditional expectation
-E[X(T, T + t)]. Each month's purchases are discounted continuously: integrating by parts,
+without it, months of mean length (365.2425 / 12 days) from time 0. Expected purchases in each future month
+are exact differences of the conditional expectation E[X(T, T + t)]. Each month's purchases are discounted
+continuously: integrating by parts,
 int_a^b e^(-delta t) dE(t) = e^(-delta b) E(b) - e^(-delta a) E(a) + delta int_a^b e^(-delta t) E(t) dt, and the last
 integral is Simpson's rule on E at the month's start, middle and end (error of order delta h^5 E^(4) / 2880).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -96,7 +98,7 @@ def forecast_months(horizon: float, unit: TimeUnit, calibration_end: dt.date | N
         per_month = units_per_month(unit)
         count = max(1, math.ceil(horizon / per_month - 1e-9))
         edges = np.minimum(np.arange(count + 1) * per_month, horizon)
-        days = np.array([units_to_days(b - a, unit) for a, b in zip(edges[:-1], edges[1:], strict=True)])
+        days = np.array([units_to_days(b - a, unit) for a, b in pairwise(edges)])
         return pd.DataFrame(
             {
                 "month": np.arange(1, count + 1),

@@ -64,10 +64,10 @@ def _gap(time: TimeConfig, facts: PeriodFacts) -> ConfigError | None:
     for key, end in ends:
         days = (end - facts.last_day).days
         if days > allowed:
+            looks = "lost" if key == "calibration_end" else "idle"
             return ConfigError(
                 f"time.{key} {end} is {days:,} days after the last transaction ({facts.last_day}), more than "
-                f"time.max_gap {time.max_gap}: every customer would look {'lost' if key == 'calibration_end' else 'idle'}"
-                " for the whole gap",
+                f"time.max_gap {time.max_gap}: every customer would look {looks} for the whole gap",
                 hint=f"set time.{key} to a date within the data (the last transaction is on {facts.last_day}), or "
                 "time.allow_gap: true if the quiet spell is real",
             )

@@ -22,7 +22,6 @@ _AT_RISK_ROWS = 25  # rows of the at-risk list in the report; at_risk.csv has al
 
 def _headline(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     totals = summary["forecast_totals"]
-    unit = totals["unit"]
     cards = [
         card("customers", number(len(customers))),
         card(f"total CLV, next {escape(_horizon(totals))} (discounted)", number(totals["total_clv"])),
