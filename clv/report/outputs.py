@@ -183,9 +183,9 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
         result.tiers.to_csv(staging / "tiers.csv", index=False)
         at_risk(customers).to_csv(staging / "at_risk.csv", index=False)
         forecast = forecast_table(result)
-        forecast.to_csv(staging / "forecast.csv", index=False)
+        forecast.to_csv(staging / "forecast.csv", index=False, float_format="%.2f")
         result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)
-        new_customers_table(result).to_csv(staging / "new_customers.csv", index=False)
+        new_customers_table(result).to_csv(staging / "new_customers.csv", index=False, float_format="%.2f")
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
         summary = summary_dict(result, model_dir)
