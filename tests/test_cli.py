@@ -455,3 +455,15 @@ def test_time_unit_in_lower_case(tmp_path):
         "check-config", str(write_config(tmp_path)), "--set", "time.unit=d", "--set", "prediction.horizon=90"
     )
     assert result.exit_code == 0 and "unit: D" in result.stdout and "horizon: 90D" in result.stdout
+
+
+def test_score_and_summarize_check_the_period_too(tmp_path):
+    config = write_config(tmp_path)
+    assert invoke("train", str(config), "-q").exit_code == 0
+    typo = ["--set", "time.calibration_end=2007-09-30", "--set", "time.holdout_end=2008-06-30"]
+    scored = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), *typo, "-q")
+    assert scored.exit_code == 2 and "3,379 days after the last transaction (1998-06-30)" in scored.stderr
+    assert not (tmp_path / "reports").exists()
+    looked = invoke("data", "summarize", str(config), *typo, "--json")
+    assert looked.exit_code == 0 and "warning: time.calibration_end 2007-09-30 is 3,379 days" in looked.stderr
+    assert json.loads(looked.stdout)["last_date"] == "1998-06-30"

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from clv.evaluate.scores import by_frequency
 
@@ -79,7 +80,10 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
             label="P10-P90 (posterior)",
         )
     if partial.any() or f"{column}_p10" in forecast:
-        ax.legend(frameon=False)
+        top = float(np.nanmax(forecast[f"{column}_p90"] if f"{column}_p90" in forecast else forecast[column]))
+        ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)  # room for the legend above the bars
+        ax.legend(frameon=False, ncol=3, loc="upper right")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
     ax.set_xlabel("calendar month")
     ax.set_ylabel(unit_label)
