@@ -248,7 +248,11 @@ class PredictionConfig(_Section):
     @field_validator("horizon", mode="before")
     @classmethod
     def _horizon(cls, value: Any) -> str:
-        return _canonical_duration(value)
+        text = _canonical_duration(value)
+        duration = Duration.parse(text)
+        if duration.unit in ("D", "W") and duration.days(dt.date(2000, 1, 1)) < 1:
+            raise ValueError(f"the horizon must be at least one day, got {text}")
+        return text
 
     @property
     def duration(self) -> Duration:

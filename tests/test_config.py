@@ -136,7 +136,14 @@ def test_a_horizon_is_echoed_with_its_unit(unit, horizon, canonical, label):
 
 @pytest.mark.parametrize(
     ("horizon", "message"),
-    [("1.5M", "whole numbers"), ("0W", "> 0"), ("12 weeks", "e.g. 52W"), (-3, "e.g. 52W"), (True, "number with a")],
+    [
+        ("1.5M", "whole numbers"),
+        ("0W", "> 0"),
+        ("12 weeks", "e.g. 52W"),
+        (-3, "e.g. 52W"),
+        (True, "number with a"),
+        ("0.5D", "at least one day"),
+    ],
 )
 def test_bad_horizons_name_the_key(horizon, message):
     with pytest.raises(ConfigError, match=rf"prediction\.horizon: .*{message}"):
