@@ -1,11 +1,12 @@
 """The `clv` command line: parses arguments, shows progress, maps errors to exit codes.
 
-Exit codes: 0 ok, 1 the run failed (bad data, a failed fit), 2 bad usage or config.
+Exit codes: 0 ok, 1 the run failed (bad data, a failed fit), 2 bad usage or config, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clv.config import RunConfig, apply_overrides, config_hash, load_config, parse_config
@@ -43,18 +45,39 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebac
 err = Console(stderr=True)
 
 
+#: the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED = 130
+
+
 @contextmanager
 def _errors(verbose: bool) -> Iterator[None]:
-    """Our errors become one line plus a hint on stderr and an exit code; a traceback only with --verbose."""
+    """Our errors become one line plus a hint on stderr and an exit code (2 bad usage or config, 1 a run that
+    failed); a file system error (disk full, permission lost mid-run) exits 1; Ctrl-C prints `interrupted` and
+    exits 130. A traceback only with --verbose."""
     try:
         yield
     except ClvError as exc:
         if verbose:
             raise
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        _error(exc.message, exc.hint)
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        if verbose:
+            raise
+        _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), "--verbose shows where")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        if verbose:
+            raise
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(INTERRUPTED) from None
+
+
+def _error(message: str, hint: str | None) -> None:
+    """One line of error and one of hint, on stderr (our text is shown as written, never read as rich markup)."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if hint:
+        err.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
 
 
 def _load(config: Path, overrides: list[str] | None) -> RunConfig:
@@ -138,7 +161,8 @@ def _fmt(value: Any) -> str:
 
 
 class _Steps:
-    """The rich progress display of a run's steps: a spinner on the current step, a tick and its time when done."""
+    """The rich progress display of a run's steps: a spinner on the current step, a tick and its time when done,
+    a cross when it failed or was interrupted."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -157,15 +181,16 @@ class _Steps:
         else:
             self.status.update(step)
 
-    def _finish(self) -> None:
+    def _finish(self, outcome: str | None = None) -> None:
+        """Print the current step's line: a tick, or with `outcome` ("failed", "interrupted") a cross."""
         if self.current is not None:
-            err.print(
-                f"[green]✓[/] {self.current} [dim]({time.perf_counter() - self.started:.1f} s)[/]", highlight=False
-            )
+            mark, after = ("[green]✓[/]", "") if outcome is None else ("[red]✗[/]", f" {outcome}")
+            elapsed = time.perf_counter() - self.started
+            err.print(f"{mark} {escape(self.current)}{after} [dim]({elapsed:.1f} s)[/]", highlight=False)
             self.current = None
 
-    def close(self) -> None:
-        self._finish()
+    def close(self, outcome: str | None = None) -> None:
+        self._finish(outcome)
         if self.status is not None:
             self.status.stop()
             self.status = None
@@ -173,11 +198,17 @@ class _Steps:
 
 @contextmanager
 def _steps(quiet: bool) -> Iterator[_Steps]:
+    """The steps of a command; the step running when an error or Ctrl-C stops the command is marked so."""
     steps = _Steps(quiet)
     try:
         yield steps
-    finally:
-        steps.close()
+    except (KeyboardInterrupt, SystemExit):
+        steps.close("interrupted")
+        raise
+    except BaseException:
+        steps.close("failed")
+        raise
+    steps.close()
 
 
 def _warn(messages: list[str]) -> None:
@@ -186,15 +217,15 @@ def _warn(messages: list[str]) -> None:
 
 
 def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
-    from clv.pipeline import run, save_fitted
+    from clv.pipeline import check_outputs, run, staged_fitted
     from clv.report import write_outputs
 
+    check_outputs(cfg)
     with _steps(quiet) as steps:
         result = run(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
-        steps("save the model")
-        model_dir = save_fitted(result)
-        steps("write the reports")
-        out = write_outputs(result, model_dir)
+        steps("write the reports and save the model")
+        with staged_fitted(cfg, result.fitted, result.data.rfm.frame, result.customers) as model_dir:
+            out = write_outputs(result, model_dir)  # the model becomes `latest` only once the reports are written
     if not quiet:
         _print_reading(result.data.report)
     _print_late(result)
@@ -326,10 +357,11 @@ def train_command(
 
     Example: clv train configs/cdnow.yaml --set model.purchase=pareto_nbd
     """
-    from clv.pipeline import customer_tiers, save_trained, train
+    from clv.pipeline import check_outputs, customer_tiers, save_trained, train
 
     with _errors(verbose):
         cfg = _load(config, set_)
+        check_outputs(cfg, reports=False)
         with _steps(quiet) as steps:
             data, fitted, messages, _ = train(cfg, steps, strict, progress_bar=not quiet and cfg.bayes.progress)
             steps("tier the customers (saved for the next run's migration table)")
@@ -360,16 +392,19 @@ def score_command(
 
     Example: clv score configs/cdnow.yaml --model models/cdnow
     """
-    from clv.pipeline import load_fitted, prepare_data, previous_tiers, score
+    from clv.pipeline import check_compatible, check_outputs, load_fitted, prepare_data, previous_tiers, score
     from clv.report import write_outputs
 
     with _errors(verbose):
         cfg = _load(config, set_)
+        check_outputs(cfg, models=False)
         with _steps(quiet) as steps:
             steps("load and check the saved model")
             fitted = load_fitted(model)
             steps("read, validate and summarise")
             data = prepare_data(cfg)
+            steps("check the model against the config and data")
+            check_compatible(cfg, fitted, data.rfm.frame)
             result = score(cfg, fitted, data, previous_tiers(cfg, fitted), progress=steps)
             steps("write the reports")
             out = write_outputs(result)
@@ -456,6 +491,7 @@ def evaluate_command(
     Example: clv evaluate configs/cdnow.yaml --models bgnbd,pareto_nbd --rolling 4
     """
     from clv.evaluate.job import evaluate
+    from clv.pipeline import check_outputs
     from clv.report.evaluation import write_evaluation
 
     overrides = [
@@ -468,6 +504,7 @@ def evaluate_command(
     ]
     with _errors(verbose):
         cfg = _load(config, overrides)
+        check_outputs(cfg, models=False)
         with _steps(quiet) as steps:
             result = evaluate(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
             steps("write the evaluation")
@@ -536,8 +573,14 @@ def demo(set_: SetOpt = None, strict: StrictOpt = False, quiet: QuietOpt = False
         _run(_demo_config(set_), quiet, strict)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a job scheduler stopping the run) unwinds like Ctrl-C, so staging folders are cleaned up."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminated)
     app()
 
 

@@ -418,16 +418,43 @@ def parse_config(raw: dict[str, Any], origin: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe_error(e) for e in exc.errors()]
+        errors = exc.errors()
+        lines = [_describe_error(e) for e in errors]
+        dates = any(e["type"].startswith(("date_", "datetime_")) for e in errors)
         raise ConfigError(
             f"{origin}: {len(lines)} problem(s): " + "; ".join(lines),
-            hint="see configs/example.yaml for every key with its type and default",
+            hint="dates are written YYYY-MM-DD (year, month, day), e.g. 1997-09-30"
+            if dates
+            else "see configs/example.yaml for every key with its type and default",
         ) from None
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML without its timestamp type: dates stay text until the config's validation reads them, so an
+    impossible date (1997-31-09) is a ConfigError naming its key, not a ValueError from the YAML parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no object construction
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: where (line, column) and what."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return where + " ".join(str(problem).split())
 
 
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else None
+        return _yaml(text) if text.strip() else None
     except yaml.YAMLError:
         return text
 
@@ -454,13 +481,16 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML run config, apply `--set` overrides, and validate."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(
-            f"config file not found: {path}", hint="pass the path of a YAML file, e.g. configs/cdnow.yaml"
-        )
+        message = f"{path} is a folder, not a config file" if path.is_dir() else f"config file not found: {path}"
+        raise ConfigError(message, hint="pass the path of a YAML file, e.g. configs/cdnow.yaml")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(
+            f"{path}: not valid YAML: {_yaml_problem(exc)}", hint="check the brackets, quotes and indentation there"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read as a text file ({exc})") from None
     return parse_config(apply_overrides(raw or {}, overrides), origin=str(path))
 
 

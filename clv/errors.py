@@ -1,7 +1,8 @@
 """The errors clv raises, and the warning it gives when a fit is doubtful.
 
 The library raises `ClvError` subclasses only; the command line maps them to exit codes: `ConfigError` and
-`UsageError` to 2 (bad usage or config), every other `ClvError` to 1 (the run failed).
+`UsageError` to 2 (bad usage or config), every other `ClvError` to 1 (the run failed), and an interrupt (Ctrl-C) to
+130.
 """
 
 from __future__ import annotations

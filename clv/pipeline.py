@@ -7,6 +7,7 @@ adds progress and maps errors to exit codes.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -28,14 +29,23 @@ from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table, load_rfm_table
 from clv.data.transactions import Transactions, ValidationReport, load_transactions
-from clv.errors import ClvWarning, ConvergenceWarning, DataError, ModelFileError, ScoringWarning
+from clv.errors import (
+    ClvWarning,
+    ConfigError,
+    ConvergenceWarning,
+    DataError,
+    ModelFileError,
+    ScoringWarning,
+    UsageError,
+    first_ids,
+)
 from clv.mle import single_threaded_blas
 from clv.model import DROPOUT, FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
-from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, save_models
+from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, staged_models
 from clv.tiers import assign_tiers, migration_table, rfm_scores, segments, tier_probabilities, tier_table
 from clv.value import ValueResult, value_customers
 from clv.versions import package_versions
@@ -43,6 +53,9 @@ from clv.versions import package_versions
 __all__ = [
     "DataStep",
     "RunResult",
+    "check_compatible",
+    "check_outputs",
+    "check_unique_ids",
     "customer_tiers",
     "fit_models",
     "fit_together",
@@ -54,6 +67,7 @@ __all__ = [
     "save_trained",
     "score",
     "spend_outliers",
+    "staged_fitted",
     "summarise",
     "train",
     "value_models",
@@ -112,9 +126,12 @@ def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
     """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table.
     `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`)."""
     if is_rfm_table(config.data.source):
-        return DataStep(report=None, profile=None, rfm=load_rfm_table(config))
-    with duckdb.connect() as con:
-        return summarise(config, load_transactions(config.data.source, config.data, con), check_period)
+        step = DataStep(report=None, profile=None, rfm=load_rfm_table(config))
+    else:
+        with duckdb.connect() as con:
+            step = summarise(config, load_transactions(config.data.source, config.data, con), check_period)
+    check_unique_ids(step.rfm.frame, config.data.source)
+    return step
 
 
 def summarise(config: RunConfig, tx: Transactions, check_period: bool = True) -> DataStep:
@@ -335,6 +352,7 @@ def score(
     """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit). With the
     tiers of an earlier run (`previous_tiers`, see `previous_tiers`), the result has the tier migration."""
     timings = {} if timings is None else dict(timings)
+    check_unique_ids(data.rfm.frame, config.data.source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ClvWarning)
         _check_compatible(config, fitted, data.rfm.frame)
@@ -366,20 +384,51 @@ def score(
 
 
 def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
-    if fitted.metadata:
-        saved_unit = fitted.metadata.get("config", {}).get("time", {}).get("unit")
-        if saved_unit and saved_unit != config.time.unit:
-            raise ModelFileError(
-                f"the saved model was fitted in unit {saved_unit}; this config's time.unit is {config.time.unit}",
-                hint=f"score with --set time.unit={saved_unit}",
-            )
-    if fitted.spend is not None and not has_spend(config, rfm):
-        raise DataError("the saved model has a spend model, but this data has no amounts (monetary_value)")
+    """`check_compatible`, and a warning when the saved model is another purchase model than the config names."""
+    check_compatible(config, fitted, rfm)
     if fitted.metadata and fitted.purchase.name != config.model.purchase:
         warnings.warn(
             f"scoring with the saved {fitted.purchase.name} model; the config names {config.model.purchase}",
             ScoringWarning,
             stacklevel=3,
+        )
+
+
+def check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
+    """Refuse (UsageError, exit 2) fitted models that do not fit the config and data: fitted in another time
+    unit, or a spend model on one side only (the CLV would count purchases where the config asks for money, or
+    need amounts the data lacks). Nothing has been written when this refuses."""
+    if fitted.metadata:
+        saved_unit = fitted.metadata.get("config", {}).get("time", {}).get("unit")
+        if saved_unit and saved_unit != config.time.unit:
+            raise UsageError(
+                f"the saved model was fitted in unit {saved_unit}; this config's time.unit is {config.time.unit}",
+                hint=f"score with --set time.unit={saved_unit}",
+            )
+    if fitted.spend is not None and not has_spend(config, rfm):
+        raise UsageError(
+            "the saved model has a spend model, but this data has no amounts (monetary_value)",
+            hint="score data with amounts (data.amount), or retrain without them",
+        )
+    if fitted.spend is None and has_spend(config, rfm):
+        raise UsageError(
+            f"the saved model has no spend model (it was trained without amounts), but this config and data have "
+            f"amounts and model.spend is {config.model.spend}: its CLV would count purchases, not money",
+            hint="retrain with amounts (clv train with this config), or score without them: --set data.amount=null",
+        )
+
+
+def check_unique_ids(rfm: pd.DataFrame, source: str) -> None:
+    """One row per customer in the RFM frame, before anything is fitted or joined (rule: identity is sacred;
+    two ids that read as the same value would merge two customers' predictions): DataError otherwise."""
+    repeated = rfm["customer_id"][rfm["customer_id"].duplicated(keep=False)]
+    if len(repeated):
+        distinct = list(dict.fromkeys(repeated.tolist()))
+        raise DataError(
+            f"{source}: {len(distinct):,} customer id(s) stand for more than one customer in the RFM summary "
+            f"(first: {first_ids(distinct)}); predictions cannot be joined back to one customer each",
+            hint="check that the id column is read as written (leading zeros, spaces, case) and that each "
+            "customer has a single id",
         )
 
 
@@ -487,7 +536,17 @@ def save_fitted(result: RunResult) -> Path:
 def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tiers: pd.DataFrame) -> Path:
     """Save the fitted models to models/<name>/<run_id>/ with the customers' tiers (customer_id, tier; for the
     next run's migration table), point models/<name>/latest at it, and return its path."""
-    return save_models(
+    with staged_fitted(config, fitted, rfm, tiers) as path:
+        pass
+    return path
+
+
+@contextmanager
+def staged_fitted(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tiers: pd.DataFrame) -> Iterator[Path]:
+    """`save_trained` around a block: the run is written to a staging folder, its final path yielded, and it is
+    renamed into place and made `latest` only when the block (e.g. writing the reports) ends without an error;
+    otherwise nothing is left (see clv.store.staged_models)."""
+    with staged_models(
         config.output.models_dir,
         config.name,
         fitted,
@@ -496,7 +555,35 @@ def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tie
         data_fingerprint(rfm),
         package_versions(),
         extra={"customer_tiers.parquet": tiers[["customer_id", "tier"]]},
-    )
+    ) as path:
+        yield path
+
+
+def check_outputs(config: RunConfig, reports: bool = True, models: bool = True) -> None:
+    """Refuse, before any reading or fitting, output folders that cannot be written (a file in the way, or no
+    write permission), so that a run does not fail at its end (ConfigError naming the key)."""
+    if reports:
+        _check_writable(Path(config.output.reports_dir) / config.name, "output.reports_dir")
+    if models:
+        _check_writable(Path(config.output.models_dir) / config.name, "output.models_dir")
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """`folder` is, or can be made, a folder we can write in: every part of it that exists is a folder, and
+    the deepest one that exists is writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(
+            f"{key}: {existing} is a file, not a folder, so {folder} cannot be written",
+            hint=f"set {key} to a folder (it is created if missing), e.g. --set {key}=out",
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{key}: {existing} is not writable (no permission), so {folder} cannot be written",
+            hint=f"set {key} to a folder you can write in, e.g. --set {key}=out",
+        )
 
 
 def load_fitted(path: str | Path) -> FittedModels:

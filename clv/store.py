@@ -14,6 +14,8 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,13 @@ from clv.model import FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 
-__all__ = ["SCHEMA_VERSION", "FittedModels", "data_fingerprint", "load_models", "save_models"]
+__all__ = ["SCHEMA_VERSION", "FittedModels", "data_fingerprint", "load_models", "save_models", "staged_models"]
 
 SCHEMA_VERSION = 1
 MODEL_TYPE = "clv.fitted_models"
 LATEST = "latest"
+#: the hidden folder a run is written into before it is renamed into place
+STAGING_PREFIX = ".saving."
 
 
 @dataclass
@@ -103,55 +107,101 @@ def save_models(
     versions: dict[str, str],
     extra: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
-    """Write models/<name>/<run_id>/ whole (built in a temporary folder, then renamed) and point `latest` at it.
-    `extra` tables are saved beside the model as Parquet, hashed like the posteriors."""
+    """Write models/<name>/<run_id>/ whole and point `latest` at it (see `staged_models`); its path."""
+    with staged_models(models_dir, name, saved, config, config_hash, fingerprint, versions, extra) as target:
+        pass
+    return target
+
+
+@contextmanager
+def staged_models(
+    models_dir: str | Path,
+    name: str,
+    saved: FittedModels,
+    config: dict[str, Any],
+    config_hash: str,
+    fingerprint: dict[str, Any],
+    versions: dict[str, str],
+    extra: dict[str, pd.DataFrame] | None = None,
+) -> Iterator[Path]:
+    """Write the run into a hidden staging folder of models/<name>/ and yield the path it will have; when the
+    block ends without an error, rename it into place and point `latest` at it. On an error or an interrupt
+    (in the block too) the staging folder is removed and `latest` is left as it was: a run that did not finish
+    leaves no model folder that could be taken for a finished one. `extra` tables are saved beside the model
+    as Parquet, hashed like the posteriors."""
     root = Path(models_dir) / name
     root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".saving.", dir=root))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     staging.chmod(0o755)  # mkdtemp makes it private; a saved model is as readable as its folder
     try:
-        files: dict[str, str] = {}
-        for posterior in (saved.purchase_posterior, saved.spend_posterior):
-            if posterior is not None and posterior.idata is not None:
-                file = f"{posterior.model_name}_posterior.nc"
-                posterior.idata.to_netcdf(str(staging / file))
-                files[file] = _sha256(staging / file)
-        for file, table in (extra or {}).items():
-            table.to_parquet(staging / file, index=False)
-            files[file] = _sha256(staging / file)
+        record = {"config": config, "config_hash": config_hash, "data_fingerprint": fingerprint, "versions": versions}
         run_id = _new_run_id(root)
-        payload: dict[str, Any] = {
-            "type": MODEL_TYPE,
-            "schema_version": SCHEMA_VERSION,
-            "run_id": run_id,
-            "name": name,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "method": saved.method,
-            "purchase_model": _model_block(saved.purchase, saved.purchase_posterior),
-            "spend_model": None if saved.spend is None else _model_block(saved.spend, saved.spend_posterior),
-            "config": config,
-            "config_hash": config_hash,
-            "data_fingerprint": fingerprint,
-            "versions": versions,
-            "files": files,
-        }
-        payload["content_hash"] = hashlib.sha256(_canonical(payload)).hexdigest()
-        (staging / "model.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        _write_run(staging, run_id, name, saved, record, extra)
         target = root / run_id
-        staging.rename(target)
+        yield target
+        _publish(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    pointer = root / f".{LATEST}.tmp"
-    pointer.write_text(run_id + "\n")
-    pointer.replace(root / LATEST)
     saved.path = target
-    return target
+
+
+def _write_run(
+    staging: Path,
+    run_id: str,
+    name: str,
+    saved: FittedModels,
+    record: dict[str, Any],
+    extra: dict[str, pd.DataFrame] | None,
+) -> None:
+    """The posteriors, the `extra` tables and model.json (written last, with `record`: config, its hash, data
+    fingerprint, versions) in `staging`."""
+    files: dict[str, str] = {}
+    for posterior in (saved.purchase_posterior, saved.spend_posterior):
+        if posterior is not None and posterior.idata is not None:
+            file = f"{posterior.model_name}_posterior.nc"
+            posterior.idata.to_netcdf(str(staging / file))
+            files[file] = _sha256(staging / file)
+    for file, table in (extra or {}).items():
+        table.to_parquet(staging / file, index=False)
+        files[file] = _sha256(staging / file)
+    payload: dict[str, Any] = {
+        "type": MODEL_TYPE,
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "name": name,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "method": saved.method,
+        "purchase_model": _model_block(saved.purchase, saved.purchase_posterior),
+        "spend_model": None if saved.spend is None else _model_block(saved.spend, saved.spend_posterior),
+        **record,
+        "files": files,
+    }
+    payload["content_hash"] = hashlib.sha256(_canonical(payload)).hexdigest()
+    (staging / "model.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Rename the finished run into place, then point `latest` at it (an atomic replace of the pointer file);
+    if the pointer cannot be written, the run is taken back out, so the folder and `latest` agree."""
+    staging.rename(target)
+    try:
+        pointer = target.parent / f".{LATEST}.tmp"
+        pointer.write_text(target.name + "\n")
+        pointer.replace(target.parent / LATEST)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
 
 
 def resolve_model_dir(path: str | Path) -> Path:
     """A run folder, or a models/<name> folder whose `latest` names one."""
     folder = Path(path)
+    if folder.name.startswith(STAGING_PREFIX):
+        raise ModelFileError(
+            f"{folder} is an unfinished save (a run that failed or was interrupted)",
+            hint="pass a run folder (models/<name>/<run_id>) or models/<name> with latest",
+        )
     if (folder / "model.json").is_file():
         return folder
     pointer = folder / LATEST

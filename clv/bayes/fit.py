@@ -11,8 +11,12 @@ natural parameters) is the maximum-likelihood fit. Sampling starts from the maxi
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import arviz as az
@@ -115,10 +119,39 @@ def fit_posterior(
     )
 
 
+@contextmanager
+def _interrupt_kept() -> Iterator[None]:
+    """PyMC catches Ctrl-C while it samples and returns the draws it has so far (`except KeyboardInterrupt:
+    pass` in pymc.sampling.mcmc, and in its variational fits), or fails with another error when it has none;
+    a run must not go on with a cut-short posterior and exit 0, so the interrupt is noted and raised again once
+    PyMC returns. Only where Ctrl-C raises KeyboardInterrupt (Python's default handler, in the main thread)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    seen: list[int] = []
+
+    def noted(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, noted)
+    try:
+        yield
+    except Exception:
+        if seen:  # e.g. PyMC's "Not enough samples to build a trace" when stopped while tuning
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if seen:
+        raise KeyboardInterrupt
+
+
 def _sample(
     pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
 ) -> tuple[az.InferenceData, Diagnostics]:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _interrupt_kept():
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)

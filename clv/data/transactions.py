@@ -177,8 +177,9 @@ def _resolve_source(source: str) -> tuple[Path, str]:
     path = Path(source)
     if not path.is_file():
         known = ", ".join(sorted(EMBEDDED_DATASETS))
+        what = "a folder, not a file" if path.is_dir() else "no such file, and not an embedded data set"
         raise DataError(
-            f"data.source {source!r}: no such file, and not an embedded data set",
+            f"data.source {source!r}: {what}",
             hint=f"give a CSV or Parquet path (relative to the working directory) or one of: {known}",
         )
     suffixes = "".join(path.suffixes).lower()

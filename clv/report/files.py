@@ -34,9 +34,16 @@ def staged_folder(target: Path, keep: tuple[str, ...] = ()) -> Iterator[Path]:
 
 
 def _swap(staging: Path, target: Path) -> None:
+    """Put `staging` in the place of `target`; if that fails (or Ctrl-C lands between the two renames), the old
+    target goes back."""
     old = target.with_name(f".{target.name}.old")
     if target.exists():
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            old.rename(target)
+        raise
     shutil.rmtree(old, ignore_errors=True)
