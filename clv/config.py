@@ -133,8 +133,8 @@ def _canonical_duration(value: Any) -> str:
 
 
 def _upper_unit(raw: Any) -> Any:
-    """time.unit in upper case (`w` is `W`)."""
-    if isinstance(raw, dict) and isinstance(raw.get("unit"), str):
+    """time.unit in upper case (`w` is `W`); anything else is left as written, for the error to show it."""
+    if isinstance(raw, dict) and isinstance(raw.get("unit"), str) and raw["unit"].strip().upper() in ("D", "W"):
         return raw | {"unit": raw["unit"].strip().upper()}
     return raw
 
