@@ -92,7 +92,7 @@ def _demo_config(overrides: list[str] | None) -> RunConfig:
 @app.command("check-config")
 def check_config(config: ConfigArg, set_: SetOpt = None, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
     """Validate a run config and print it resolved (file + --set overrides + defaults, e.g. time.unit W,
-    prediction.horizon 52 in that unit, model.method mle) with its hash; --quiet prints only the hash.
+    prediction.horizon 12M from the calibration end, model.method mle) with its hash; --quiet prints only the hash.
 
     Example: clv check-config configs/cdnow.yaml --set model.purchase=pareto_nbd
     """
@@ -123,7 +123,8 @@ def data_summarize(
 
     with _errors(verbose):
         cfg = _load(config, set_)
-        step = prepare_data(cfg)
+        step = prepare_data(cfg, check_period=False)
+        _warn(step.notes)
         info: dict[str, Any] = {"source": cfg.data.source, "kind": "RFM table"}
         if step.profile is not None and step.report is not None:
             info = step.profile.to_dict() | {
@@ -250,8 +251,8 @@ def _print_late(result: Any) -> None:
     if late:
         end = result.config.time.calibration_end
         err.print(
-            f"{late:,} customer(s) first seen after the calibration end ({end}) are not in the forecast: it covers "
-            f"the {len(result.customers):,} customers with a history by then",
+            f"{late:,} customer(s) first seen after the calibration end ({end}) are not in the forecast (listed in "
+            f"new_customers.csv): it covers the {len(result.customers):,} customers with a history by then",
             highlight=False,
             soft_wrap=True,
         )
@@ -277,12 +278,11 @@ def _print_headline(result: Any) -> None:
         if posterior is not None:
             table.add_row(f"{posterior.model_name} diagnostics", _diagnostics_line(posterior.diagnostics))
     customers = result.customers
-    unit = result.config.time.unit
     table.add_row("customers", f"{len(customers):,}")
     flat = DROPOUT in result.purchase.not_identified_
     table.add_row("mean P(alive)", f"{customers['p_alive'].mean():.3f}" + (" (not meaningful)" if flat else ""))
     table.add_row(
-        f"expected purchases, next {result.config.prediction.horizon:g} {unit}",
+        f"expected purchases, next {result.config.horizon_label()}",
         f"{customers['expected_purchases'].sum():,.1f}",
     )
     clv_label = "total CLV (discounted)" if result.spend is not None else "total CLV (discounted purchases)"
@@ -334,8 +334,10 @@ def run_command(
 
     Writes reports/<name>/ (customers.csv and .parquet, tiers.csv, at_risk.csv, forecast.csv,
     revenue_schedule.csv, summary.json, report.html; migration.csv when an earlier run saved tiers) and
-    models/<name>/<run_id>/. Times are in time.unit (D or W, default W); prediction.horizon (default 52) is in
-    that unit; amounts in the data's currency; model.method mle (default) or bayes.
+    models/<name>/<run_id>/; new_customers.csv lists the customers first seen after the calibration end. Times
+    are in time.unit (D or W, default W); prediction.horizon is a duration from the calibration end (default
+    12M: calendar months; 52W, 365D; a bare number is in time.unit); forecast.csv is per calendar month; amounts
+    in the data's currency; model.method mle (default) or bayes.
 
     Example: clv run configs/cdnow.yaml --set model.method=bayes
     """
@@ -367,7 +369,7 @@ def train_command(
             tiers = customer_tiers(cfg, fitted, data.rfm.frame)
             steps("save the model")
             path = save_trained(cfg, fitted, data.rfm.frame, tiers)
-        _warn(messages)
+        _warn([*data.notes, *messages])
         typer.echo(f"model saved to {path}/")
 
 
@@ -407,6 +409,7 @@ def score_command(
             result = score(cfg, fitted, data, previous_tiers(cfg, fitted), progress=steps)
             steps("write the reports")
             out = write_outputs(result)
+        _print_late(result)
         _warn(result.warnings)
         if not quiet:
             _print_headline(result)
@@ -563,7 +566,7 @@ def _print_leaderboard(result: Any) -> None:
 @app.command("demo")
 def demo(set_: SetOpt = None, strict: StrictOpt = False, quiet: QuietOpt = False, verbose: VerboseOpt = False) -> None:
     """`clv run` on the embedded CDNOW cohort with the settings of configs/cdnow.yaml (weeks, calibration to
-    1997-09-30, holdout to 1998-06-30, BG/NBD + Gamma-Gamma by maximum likelihood, 52-week horizon, 10% a year).
+    1997-09-30, holdout to 1998-06-30, BG/NBD + Gamma-Gamma by maximum likelihood, 12-month horizon, 10% a year).
 
     Example: clv demo --set model.method=bayes
     """

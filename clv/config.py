@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from clv.errors import ConfigError
+from clv.errors import ClvError, ConfigError
 from clv.metric_registry import RankCriterion
-from clv.units import TimeUnit
+from clv.units import Duration, TimeUnit
 
 __all__ = [
     "BayesConfig",
@@ -77,6 +77,7 @@ class DataConfig(_Section):
         "drop", description="line items priced <= 0: dropped (not purchases, no value), kept, or an error"
     )
     invalid_rows: Literal["fail", "drop"] = "fail"
+    currency: str | None = Field(None, description="currency of the amounts, e.g. EUR; also stripped from amounts")
     rejected_rows: str | None = Field(None, description="CSV path that receives every rejected row")
 
     @model_validator(mode="before")
@@ -113,18 +114,72 @@ class DataConfig(_Section):
         return self.amount is not None or self.line_items
 
 
+def _duration_text(value: Any, unit: Any) -> Any:
+    """A bare number as a duration in the run's time unit (`52` with unit W is `52W`), when the unit is valid;
+    anything else is left for the field's validation."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and unit in ("D", "W"):
+        number = float(value)
+        return f"{int(number) if number.is_integer() else number!r}{unit}"
+    return value
+
+
+def _canonical_duration(value: Any) -> str:
+    """A duration written canonically (`52w` is `52W`); a bare number is refused here, since its unit is the
+    run's time.unit (RunConfig and TimeConfig turn bare numbers into durations before this check)."""
+    try:
+        return str(Duration.parse(value))
+    except ClvError as exc:
+        raise ValueError(exc.message) from None
+
+
+def _upper_unit(raw: Any) -> Any:
+    """time.unit in upper case (`w` is `W`); anything else is left as written, for the error to show it."""
+    if isinstance(raw, dict) and isinstance(raw.get("unit"), str) and raw["unit"].strip().upper() in ("D", "W"):
+        return raw | {"unit": raw["unit"].strip().upper()}
+    return raw
+
+
 class TimeConfig(_Section):
-    """The time unit and the calibration / holdout split (inclusive dates)."""
+    """The time unit and the calibration / holdout split (inclusive dates), and how far the calibration end may
+    lie beyond the data."""
 
     unit: TimeUnit = "W"
     calibration_end: dt.date
     holdout_end: dt.date | None = None
+    max_gap: str = Field(
+        "90D",
+        description="largest gap allowed from the last transaction to the end of the run's period (holdout_end, "
+        "or calibration_end); a duration (90D, 13W, 3M), a bare number is in time.unit",
+    )
+    allow_gap: bool = Field(
+        False,
+        description="accept a calibration or holdout end beyond max_gap after the data, and data after the "
+        "calibration end without a holdout (then left out)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _units(cls, raw: Any) -> Any:
+        raw = _upper_unit(raw)
+        if isinstance(raw, dict) and "max_gap" in raw:
+            raw = raw | {"max_gap": _duration_text(raw["max_gap"], raw.get("unit", "W"))}
+        return raw
+
+    @field_validator("max_gap", mode="before")
+    @classmethod
+    def _gap(cls, value: Any) -> str:
+        return _canonical_duration(value)
 
     @model_validator(mode="after")
     def _holdout_after_calibration(self) -> TimeConfig:
         if self.holdout_end is not None and self.holdout_end <= self.calibration_end:
             raise ValueError(f"holdout_end ({self.holdout_end}) must be after calibration_end ({self.calibration_end})")
         return self
+
+    @property
+    def gap(self) -> Duration:
+        """max_gap as a Duration."""
+        return Duration.parse(self.max_gap)
 
 
 class ModelConfig(_Section):
@@ -180,11 +235,29 @@ class BayesConfig(_Section):
 
 
 class PredictionConfig(_Section):
-    """Horizon (in time.unit), discounting and margin of the value calculation."""
+    """Horizon (a duration from the calibration end), discounting and margin of the value calculation."""
 
-    horizon: float = Field(52.0, gt=0, description="prediction horizon in time.unit")
+    horizon: str = Field(
+        "12M",
+        description="prediction horizon from the calibration end: 12M (calendar months), 52W, 365D, 1Y; a bare "
+        "number is in time.unit",
+    )
     annual_discount_rate: float = Field(0.10, ge=0, lt=1)
     margin: float = Field(1.0, gt=0, le=1, description="share of revenue kept as profit")
+
+    @field_validator("horizon", mode="before")
+    @classmethod
+    def _horizon(cls, value: Any) -> str:
+        text = _canonical_duration(value)
+        duration = Duration.parse(text)
+        if duration.unit in ("D", "W") and duration.days(dt.date(2000, 1, 1)) < 1:
+            raise ValueError(f"the horizon must be at least one day, got {text}")
+        return text
+
+    @property
+    def duration(self) -> Duration:
+        """The horizon as a Duration."""
+        return Duration.parse(self.horizon)
 
 
 class TierLevel(_Section):
@@ -320,6 +393,30 @@ class RunConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     output: OutputConfig = OutputConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_horizon(cls, raw: Any) -> Any:
+        """A bare prediction.horizon is in time.unit: `horizon: 52` with unit W is `52W`."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("prediction"), dict):
+            return raw
+        time = _upper_unit(raw.get("time")) if isinstance(raw.get("time"), dict) else {}
+        prediction = raw["prediction"]
+        if "horizon" in prediction:
+            horizon = _duration_text(prediction["horizon"], time.get("unit", "W"))
+            raw = raw | {"prediction": prediction | {"horizon": horizon}}
+        return raw
+
+    def horizon_units(self, calibration_end: dt.date | None = None) -> float:
+        """The horizon in time.unit, counted from `calibration_end` (default time.calibration_end): exact in
+        days for calendar months (`clv.units.Duration`)."""
+        start = self.time.calibration_end if calibration_end is None else calibration_end
+        return self.prediction.duration.units(start, self.time.unit)
+
+    def horizon_label(self, calibration_end: dt.date | None = None) -> str:
+        """The horizon as given and in days, e.g. `52 W (364 days)`."""
+        start = self.time.calibration_end if calibration_end is None else calibration_end
+        return self.prediction.duration.describe(start)
+
     def resolved(self) -> dict[str, Any]:
         """The config with every default filled in, as plain JSON-ready values."""
         return self.model_dump(mode="json")
@@ -332,7 +429,8 @@ def _describe_error(err: Any) -> str:
     if err["type"] == "missing":
         return f"{path}: required key is missing"
     given = err.get("input")
-    return f"{path}: {err['msg']} (got {given!r})"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}" if repr(given) in message else f"{path}: {message} (got {given!r})"
 
 
 def parse_config(raw: dict[str, Any], origin: str = "config") -> RunConfig:

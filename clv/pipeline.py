@@ -6,6 +6,7 @@ adds progress and maps errors to exit codes.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 import warnings
@@ -31,6 +32,7 @@ from clv.bayes.predict import (
 )
 from clv.compress import unique_histories
 from clv.config import RunConfig, config_hash
+from clv.data.period import check_period as period_check
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table, load_rfm_table
@@ -95,12 +97,13 @@ Progress = Callable[[str], None]
 
 @dataclass
 class DataStep:
-    """What the data steps produce: the validation report and a profile (for transaction logs), and the RFM
-    summary."""
+    """What the data steps produce: the validation report and a profile (for transaction logs), the RFM
+    summary, and notes on the period for the run's warnings (`clv.data.period`)."""
 
     report: ValidationReport | None
     profile: DataProfile | None
     rfm: RfmSummary
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,23 +141,30 @@ def _timed(timings: dict[str, float], step: str, progress: Progress | None) -> I
     timings[step] = round(time.perf_counter() - start, 4)
 
 
-def prepare_data(config: RunConfig) -> DataStep:
-    """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table."""
+def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
+    """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table.
+    `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`)."""
     if is_rfm_table(config.data.source):
         step = DataStep(report=None, profile=None, rfm=load_rfm_table(config))
     else:
         with duckdb.connect() as con:
-            step = summarise(config, load_transactions(config.data.source, config.data, con))
+            step = summarise(config, load_transactions(config.data.source, config.data, con), check_period)
     check_unique_ids(step.rfm.frame, config.data.source)
     return step
 
 
-def summarise(config: RunConfig, tx: Transactions) -> DataStep:
-    """Profile validated transactions and summarise them to RFM with the config's split and unit."""
+def summarise(config: RunConfig, tx: Transactions, check_period: bool = True) -> DataStep:
+    """Check that the config's period fits the data (`clv.data.period.check_period`: refused unless
+    time.allow_gap, or `check_period=False`), then profile validated transactions and summarise them to RFM
+    with the config's split and unit."""
+    period = period_check(tx, config.time)
+    if period.problem is not None and check_period:
+        raise period.problem
+    notes = period.notes if period.problem is None else [period.problem.message, *period.notes]
     last = config.time.holdout_end or config.time.calibration_end
     profile = profile_transactions(tx, config.time.calibration_end, last)
     rfm = rfm_summary(tx, config.time.calibration_end, config.time.holdout_end, config.time.unit)
-    return DataStep(report=tx.report, profile=profile, rfm=rfm)
+    return DataStep(report=tx.report, profile=profile, rfm=rfm, notes=notes)
 
 
 def has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:
@@ -286,13 +296,20 @@ def _holdout(
 
 
 def value_models(
-    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, residual: bool = True
+    config: RunConfig,
+    fitted: FittedModels,
+    rfm: pd.DataFrame,
+    residual: bool = True,
+    calibration_end: dt.date | None = None,
 ) -> ValueResult | BayesValue:
     """Predict and value the customers of `rfm` with fitted models (posterior means and intervals for a
-    posterior), over the config's horizon, discount rate and margin; `residual=False` skips the maximum
-    likelihood fits' residual CLV (not needed to score a holdout). Under `model.spend_outliers: cap` the
+    posterior), over the config's horizon from `calibration_end` (default time.calibration_end; a rolling
+    origin's own), in calendar months, with the config's discount rate and margin; `residual=False` skips the
+    maximum likelihood fits' residual CLV (not needed to score a holdout). Under `model.spend_outliers: cap` the
     outliers' mean spend is capped for the spend predictions."""
     p = config.prediction
+    end = config.time.calibration_end if calibration_end is None else calibration_end
+    horizon = config.horizon_units(end)
     outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
     if outliers is not None:
         rfm = spend_value_frame(rfm, outliers)
@@ -303,7 +320,7 @@ def value_models(
             fitted.spend_posterior,
             rfm,
             ValueOptions(
-                p.horizon,
+                horizon,
                 p.annual_discount_rate,
                 p.margin,
                 config.time.unit,
@@ -311,10 +328,19 @@ def value_models(
                     config.bayes.interval, config.bayes.prediction_draws, stream_seed(config.model.seed, "value")
                 ),
                 workers=config.bayes.cores,
+                calibration_end=end,
             ),
         )
     return value_customers(
-        fitted.purchase, fitted.spend, rfm, p.horizon, p.annual_discount_rate, p.margin, config.time.unit, residual
+        fitted.purchase,
+        fitted.spend,
+        rfm,
+        horizon,
+        p.annual_discount_rate,
+        p.margin,
+        config.time.unit,
+        residual,
+        calibration_end=end,
     )
 
 
@@ -349,7 +375,11 @@ def score(
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ClvWarning)
         _check_compatible(config, fitted, data.rfm.frame)
-    messages = [*(warnings_seen or []), *(str(w.message) for w in caught if issubclass(w.category, ClvWarning))]
+    messages = [
+        *data.notes,
+        *(warnings_seen or []),
+        *(str(w.message) for w in caught if issubclass(w.category, ClvWarning)),
+    ]
     with _timed(timings, "predict and value", progress):
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)

@@ -2,16 +2,21 @@
 
 All amounts are in the currency of the transactions, discounted to the calibration end. Time is in the run's
 unit; the annual discount rate becomes a continuous rate per unit in `clv.units`, the one place where units
-convert. Expected purchases in each future month are exact differences of the conditional expectation
-E[X(T, T + t)]. Each month's purchases are discounted continuously: integrating by parts,
+convert. With the calibration end's date the future months are calendar months (`clv.units.calendar_months`:
+a calibration end inside a month makes the first one partial, a horizon ending inside a month the last);
+without it, months of mean length (365.2425 / 12 days) from time 0. Expected purchases in each future month
+are exact differences of the conditional expectation E[X(T, T + t)]. Each month's purchases are discounted
+continuously: integrating by parts,
 int_a^b e^(-delta t) dE(t) = e^(-delta b) E(b) - e^(-delta a) E(a) + delta int_a^b e^(-delta t) E(t) dt, and the last
 integral is Simpson's rule on E at the month's start, middle and end (error of order delta h^5 E^(4) / 2880).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -22,9 +27,25 @@ from clv.errors import ClvError
 from clv.model import check_finite_frame
 from clv.purchase.base import PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
-from clv.units import TimeUnit, continuous_rate_per_unit, units_per_month
+from clv.units import (
+    TimeUnit,
+    calendar_months,
+    continuous_rate_per_unit,
+    days_to_units,
+    units_per_month,
+    units_to_days,
+)
 
-__all__ = ["VALUE_UNITS", "ValueResult", "column_units", "discounted_increments", "month_edges", "value_customers"]
+__all__ = [
+    "VALUE_UNITS",
+    "ValueResult",
+    "column_units",
+    "discounted_increments",
+    "forecast_months",
+    "month_edges",
+    "schedule_columns",
+    "value_customers",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -78,20 +99,67 @@ class ValueResult:
     spend: FloatArray | None
 
     def schedule(self) -> pd.DataFrame:
-        """Expected revenue (purchases, without amounts) per customer and future month."""
+        """Expected revenue (purchases, without amounts) per customer and future month, a column per month
+        (`1997-10`, ...; `month_1`, ... without dates)."""
         values = self.per_month_unique[self.inverse]
         if self.spend is not None:
             values = values * self.spend[:, None]
-        frame = pd.DataFrame(values, columns=[f"month_{k + 1}" for k in range(values.shape[1])])
+        frame = pd.DataFrame(values, columns=schedule_columns(self.forecast))
         frame.insert(0, "customer_id", self.customers["customer_id"].to_numpy())
         return frame
 
 
-def month_edges(horizon: float, unit: TimeUnit) -> FloatArray:
-    """Edges (in time units, from 0 to horizon) of the future calendar months; the last month may be partial."""
-    per_month = units_per_month(unit)
-    months = max(1, math.ceil(horizon / per_month - 1e-9))
-    return np.minimum(np.arange(months + 1) * per_month, horizon)
+def schedule_columns(forecast: pd.DataFrame) -> list[str]:
+    """The revenue schedule's month columns: the forecast's month labels (`1997-10`), or `month_1`, ... when the
+    months are numbered (no calibration end date)."""
+    return [label if isinstance(label, str) else f"month_{label}" for label in forecast["month"].tolist()]
+
+
+def forecast_months(horizon: float, unit: TimeUnit, calibration_end: dt.date | None = None) -> pd.DataFrame:
+    """The future months of a forecast over `horizon` (in time units from the calibration end): `month`,
+    `start` and `end` (edges in time units, the month covers (start, end]), `days` and `partial`; with the
+    calibration end's date, calendar months labelled `YYYY-MM` with `start_date` and `end_date` (inclusive ISO
+    dates); without it, months of mean length numbered 1, 2, ... (the last may be partial)."""
+    if not (horizon > 0 and math.isfinite(horizon)):
+        raise ClvError(f"prediction.horizon must be > 0, got {horizon!r}")
+    if calibration_end is None:
+        per_month = units_per_month(unit)
+        count = max(1, math.ceil(horizon / per_month - 1e-9))
+        edges = np.minimum(np.arange(count + 1) * per_month, horizon)
+        days = np.array([units_to_days(b - a, unit) for a, b in pairwise(edges)])
+        return pd.DataFrame(
+            {
+                "month": np.arange(1, count + 1),
+                "start": edges[:-1],
+                "end": edges[1:],
+                "days": days,
+                "partial": days < units_to_days(per_month, unit) - 1e-6,
+            }
+        )
+    months = calendar_months(calibration_end, units_to_days(horizon, unit))
+    end = np.array([days_to_units(m.end_day, unit) for m in months])
+    end[-1] = horizon  # exactly, whatever the round trip through days
+    return pd.DataFrame(
+        {
+            "month": [m.label for m in months],
+            "start_date": [m.first.isoformat() for m in months],
+            "end_date": [m.last.isoformat() for m in months],
+            "start": np.concatenate([[0.0], end[:-1]]),
+            "end": end,
+            "days": [m.days for m in months],
+            "partial": [m.partial for m in months],
+        }
+    )
+
+
+def month_edges(horizon: float, unit: TimeUnit, calibration_end: dt.date | None = None) -> FloatArray:
+    """Edges (in time units, from 0 to horizon) of the future months (`forecast_months`): calendar months with
+    the calibration end's date, months of mean length without it."""
+    return _edges(forecast_months(horizon, unit, calibration_end))
+
+
+def _edges(months: pd.DataFrame) -> FloatArray:
+    return np.append(months["start"].to_numpy(dtype=float), float(months["end"].iloc[-1]))
 
 
 def value_customers(
@@ -103,18 +171,19 @@ def value_customers(
     margin: float,
     unit: TimeUnit,
     residual: bool = True,
+    calibration_end: dt.date | None = None,
 ) -> ValueResult:
-    """Predict and value every customer of `rfm`, computing on unique histories and expanding.
+    """Predict and value every customer of `rfm`, computing on unique histories and expanding; `horizon` is in
+    `unit`, from the calibration end, whose date (`calibration_end`) makes the forecast's months calendar months.
 
     Without a spend model (data without amounts) the revenue columns are left out and the value is in
     purchases: clv is then the discounted expected number of purchases. `residual=False` skips residual_clv
     (the discounted value with no horizon), the costliest column for the BG family.
     """
-    if not (horizon > 0 and math.isfinite(horizon)):
-        raise ClvError(f"prediction.horizon must be > 0, got {horizon!r}")
+    months = forecast_months(horizon, unit, calibration_end)
     unique, inverse, customers_per_row = unique_histories(rfm)
     delta = continuous_rate_per_unit(annual_discount_rate, unit)
-    edges = month_edges(horizon, unit)
+    edges = _edges(months)
     points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])
     values = purchase.expected_purchases_curve(unique, points)
     cumulative, middle = values[:, : edges.size], values[:, edges.size :]
@@ -126,14 +195,7 @@ def value_customers(
     out["p_churn"] = 1.0 - p_alive
     out["expected_purchases"] = cumulative[inverse, -1]
     dert = purchase.expected_residual_purchases(unique, delta)[inverse] if residual else None
-    forecast = pd.DataFrame(
-        {
-            "month": np.arange(1, edges.size),
-            "start": edges[:-1],
-            "end": edges[1:],
-            "expected_purchases": customers_per_row @ per_month,
-        }
-    )
+    forecast = months.assign(expected_purchases=customers_per_row @ per_month)
     m: FloatArray | None = None
     if spend is not None:
         m = spend.expected_spend(rfm)

@@ -3,6 +3,7 @@ approximation (no sampling); NUTS, Pathfinder and ADVI runs are marked slow."""
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from dataclasses import replace
 
@@ -141,6 +142,29 @@ def test_a_point_posterior_reproduces_the_mle_value(cdnow_rfm):
     for column in ("expected_purchases", "expected_revenue", "discounted_profit"):
         np.testing.assert_allclose(got.forecast[column], point.forecast[column], rtol=1e-10)
     np.testing.assert_allclose(got.schedule().iloc[:, 1:], point.schedule().iloc[:, 1:], rtol=1e-9, atol=1e-12)
+
+
+def test_a_posterior_forecast_has_the_calendar_months_of_the_point_one(cdnow_rfm):
+    end = dt.date(1997, 9, 15)
+    p_post = fixed("bgnbd", BetaGeoModel.param_names, np.tile(BG_MLE, (20, 1)))
+    s_post = fixed("gamma_gamma", GammaGammaModel.param_names, np.tile(GG_MLE, (20, 1)))
+    options = ValueOptions(365 / 7, 0.1, 1.0, "W", DrawOptions(0.9, 20, 1), calibration_end=end)
+    got = predict.value_posterior(BetaGeoModel, p_post, s_post, cdnow_rfm, options)
+    point = value_customers(
+        BetaGeoModel.from_params(**dict(zip(BetaGeoModel.param_names, BG_MLE, strict=True))),
+        GammaGammaModel.from_params(**dict(zip(GammaGammaModel.param_names, GG_MLE, strict=True))),
+        cdnow_rfm,
+        365 / 7,
+        0.1,
+        1.0,
+        "W",
+        calibration_end=end,
+    )
+    months = ["month", "start_date", "end_date", "days", "partial"]
+    pd.testing.assert_frame_equal(got.forecast[months], point.forecast[months])
+    assert got.forecast["month"].iloc[0] == "1997-09" and got.forecast["partial"].iloc[[0, -1]].all()
+    np.testing.assert_allclose(got.forecast["expected_revenue"], point.forecast["expected_revenue"], rtol=1e-10)
+    assert list(got.schedule().columns) == list(point.schedule().columns)
 
 
 def test_posterior_means_are_averages_over_draws(cdnow_rfm):

@@ -135,7 +135,9 @@ def test_run_writes_outputs(tmp_path, purchase):
     assert len(summary["config_hash"]) == 64
     assert summary["holdout"]["actual_repeat_purchases"] == ref.CDNOW_HOLDOUT_REPEATS
     forecast = pd.read_csv(out / "forecast.csv")
-    assert forecast["expected_purchases"].sum() == pytest.approx(customers["expected_purchases"].sum(), rel=1e-9)
+    # months rounded to cents add up to the total rounded to cents
+    total = round(customers["expected_purchases"].sum(), 2)
+    assert forecast["expected_purchases"].sum() == pytest.approx(total, abs=1e-9)
 
 
 def test_demo_runs_from_anywhere(tmp_path, monkeypatch):
@@ -216,7 +218,8 @@ def test_train_then_score_needs_no_refit(tmp_path, monkeypatch):
     result = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), "-q")
     assert result.exit_code == 0, result.stderr
     scored = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
-    assert scored["clv"].sum() == pytest.approx(72505.66, abs=0.01)  # clv's own output (regression value)
+    # clv's own output (regression value) over the default horizon, 12 calendar months (365 days)
+    assert scored["clv"].sum() == pytest.approx(72656.08, abs=0.01)
     monkeypatch.undo()
     assert invoke("run", str(config), "-q").exit_code == 0
     fresh = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
@@ -259,7 +262,8 @@ def test_an_rfm_table_is_a_data_source(tmp_path, cdnow_rfm):
     table = tmp_path / "rfm.csv"
     cdnow_rfm.to_csv(table, index=False)
     config = write_config(tmp_path)
-    result = invoke("run", str(config), "--set", f"data.source={table}", "-q")
+    # a bare horizon keeps its meaning in time.unit: 52 weeks, the value before horizons were durations
+    result = invoke("run", str(config), "--set", f"data.source={table}", "--set", "prediction.horizon=52", "-q")
     assert result.exit_code == 0, result.stderr
     customers = pd.read_csv(tmp_path / "reports" / "cdnow" / "customers.csv")
     assert customers["clv"].sum() == pytest.approx(72505.66, abs=0.01)  # clv's own output (regression value)
@@ -339,3 +343,129 @@ def test_a_prior_on_an_unknown_parameter_is_a_config_error(tmp_path):
     )
     assert result.exit_code == 2
     assert "bayes.priors names s" in result.stderr and "r, alpha, a, b" in result.stderr
+
+
+# ---------- dates and periods ----------
+
+
+def test_a_ten_year_typo_in_the_calibration_end_is_refused(tmp_path):
+    """It exited 0 with a total CLV of 601 instead of 72,506."""
+    config = write_config(tmp_path)
+    result = invoke(
+        "run", str(config), "--set", "time.calibration_end=2007-09-30", "--set", "time.holdout_end=2008-06-30"
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: time.calibration_end 2007-09-30 is 3,379 days after the last transaction (1998-06-30), more than "
+        "time.max_gap 90D: every customer would look lost for the whole gap"
+    ]
+    assert "hint: set time.calibration_end to a date within the data" in result.stderr
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "models").exists()
+
+
+def test_data_after_the_calibration_end_needs_a_holdout_or_allow_gap(tmp_path):
+    """Dropping time.holdout_end silently left out CDNOW's 1,959 rows after the calibration end."""
+    config = write_config(tmp_path)
+    result = invoke("run", str(config), "--set", "time.holdout_end=null", "-q")
+    assert result.exit_code == 2
+    assert (
+        "error: 1,959 row(s) of 684 customer(s) are dated after time.calibration_end 1997-09-30 (up to "
+        "1998-06-30) and time.holdout_end is not set: nothing uses them" in result.stderr
+    )
+    allowed = invoke("run", str(config), "--set", "time.holdout_end=null", "--set", "time.allow_gap=true", "-q")
+    assert allowed.exit_code == 0, allowed.stderr
+    assert "warning: time.allow_gap: 1,959 row(s)" in allowed.stderr
+    summary = json.loads((tmp_path / "reports" / "cdnow" / "summary.json").read_text())
+    assert summary["warnings"][0].startswith("time.allow_gap: 1,959 row(s)")
+
+
+def test_forecast_csv_is_per_calendar_month_and_adds_up(tmp_path):
+    config = write_config(tmp_path)
+    result = invoke("run", str(config), "--set", "data.currency=USD")
+    assert result.exit_code == 0, result.stderr
+    assert "expected purchases, next 12 M (365 days)" in result.stdout
+    out = tmp_path / "reports" / "cdnow"
+    forecast = pd.read_csv(out / "forecast.csv")
+    assert list(forecast.columns) == [
+        "month",
+        "start_date",
+        "end_date",
+        "days",
+        "partial",
+        "expected_purchases",
+        "expected_revenue",
+        "discounted_profit",
+        "currency",
+    ]
+    assert forecast["month"].tolist() == ["1997-10", "1997-11", "1997-12"] + [f"1998-{m:02d}" for m in range(1, 10)]
+    assert forecast.iloc[0][["start_date", "end_date", "days"]].tolist() == ["1997-10-01", "1997-10-31", 31]
+    assert forecast["end_date"].iloc[-1] == "1998-09-30" and not forecast["partial"].any()
+    assert (forecast["currency"] == "USD").all()
+    money = forecast[["expected_revenue", "discounted_profit"]].to_numpy()
+    assert np.array_equal(money, np.round(money, 2))  # cents
+    totals = json.loads((out / "summary.json").read_text())["forecast_totals"]
+    assert totals["horizon"] == "12M" and totals["horizon_days"] == 365 and totals["currency"] == "USD"
+    for column in ("expected_purchases", "expected_revenue"):
+        assert forecast[column].sum() == pytest.approx(round(totals[column], 2), abs=1e-9)
+    assert forecast["discounted_profit"].sum() == pytest.approx(round(totals["total_clv"], 2), abs=1e-9)
+    schedule = pd.read_csv(out / "revenue_schedule.csv", nrows=2)
+    assert list(schedule.columns) == ["customer_id", *forecast["month"]]
+    assert "horizon 12 M (365 days)" in (out / "report.html").read_text()
+
+
+def test_a_calibration_end_inside_a_month_makes_partial_months(tmp_path):
+    config = write_config(tmp_path)
+    result = invoke("run", str(config), "--set", "time.calibration_end=1997-09-15", "--set", "prediction.horizon=52w")
+    assert result.exit_code == 0, result.stderr
+    assert "expected purchases, next 52 W (364 days)" in result.stdout
+    forecast = pd.read_csv(tmp_path / "reports" / "cdnow" / "forecast.csv")
+    first, last = forecast.iloc[0], forecast.iloc[-1]
+    assert [first["month"], first["start_date"], first["end_date"], first["days"]] == [
+        "1997-09",
+        "1997-09-16",
+        "1997-09-30",
+        15,
+    ]
+    assert [last["month"], last["end_date"], last["days"]] == ["1998-09", "1998-09-14", 14]
+    assert forecast["partial"].tolist() == [True] + [False] * 11 + [True]
+    assert forecast["days"].sum() == 364 and "currency" not in forecast
+
+
+def test_customers_first_seen_after_the_calibration_end_are_listed(tmp_path):
+    config = write_config(tmp_path)
+    result = invoke(
+        "run", str(config), "--set", "time.calibration_end=1997-02-28", "--set", "time.holdout_end=1997-06-30", "-q"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "719 customer(s) first seen after the calibration end (1997-02-28) are not in the forecast (listed " in (
+        result.stderr
+    )
+    assert "row(s) dated after time.holdout_end 1997-06-30 (up to 1998-06-30) are not used" in result.stderr
+    out = tmp_path / "reports" / "cdnow"
+    new = pd.read_csv(out / "new_customers.csv", dtype={"customer_id": str})
+    assert list(new.columns) == ["customer_id", "first_purchase", "purchases_holdout", "value_holdout"]
+    assert len(new) == 719 and new["first_purchase"].between("1997-03-01", "1997-03-31").all()
+    assert new["purchases_holdout"].min() >= 1 and new["customer_id"].iloc[0] == "1639"
+    block = json.loads((out / "summary.json").read_text())["data"]["new_customers"]
+    assert block["customers"] == 719 and block["purchases_holdout"] == new["purchases_holdout"].sum()
+    assert "new_customers.csv" in (out / "report.html").read_text()
+
+
+def test_time_unit_in_lower_case(tmp_path):
+    result = invoke(
+        "check-config", str(write_config(tmp_path)), "--set", "time.unit=d", "--set", "prediction.horizon=90"
+    )
+    assert result.exit_code == 0 and "unit: D" in result.stdout and "horizon: 90D" in result.stdout
+
+
+def test_score_and_summarize_check_the_period_too(tmp_path):
+    config = write_config(tmp_path)
+    assert invoke("train", str(config), "-q").exit_code == 0
+    typo = ["--set", "time.calibration_end=2007-09-30", "--set", "time.holdout_end=2008-06-30"]
+    scored = invoke("score", str(config), "--model", str(tmp_path / "models" / "cdnow"), *typo, "-q")
+    assert scored.exit_code == 2 and "3,379 days after the last transaction (1998-06-30)" in scored.stderr
+    assert not (tmp_path / "reports").exists()
+    looked = invoke("data", "summarize", str(config), *typo, "--json")
+    assert looked.exit_code == 0 and "warning: time.calibration_end 2007-09-30 is 3,379 days" in looked.stderr
+    assert json.loads(looked.stdout)["last_date"] == "1998-06-30"

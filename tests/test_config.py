@@ -47,7 +47,7 @@ def test_overrides_are_typed_and_nested():
     raw = apply_overrides(MINIMAL, ["model.purchase=pareto_nbd", "prediction.horizon=26", "data.amount=null"])
     cfg = parse_config(raw)
     assert cfg.model.purchase == "pareto_nbd"
-    assert cfg.prediction.horizon == 26.0
+    assert cfg.prediction.horizon == "26W"  # a bare number is in time.unit, and says so
     assert cfg.data.amount is None
     assert MINIMAL["data"] == {"source": "cdnow"}  # input not mutated
 
@@ -95,3 +95,65 @@ def test_example_config_lists_every_key_with_its_default():
     defaults = parse_config(MINIMAL).resolved()
     for section in ("model", "prediction", "bayes", "tiers", "output"):
         assert resolved[section] == defaults[section], section
+
+
+# ---------- time units and durations ----------
+
+
+@pytest.mark.parametrize(("given", "unit"), [("w", "W"), ("d", "D"), (" W ", "W")])
+def test_time_unit_accepts_any_case(given, unit):
+    cfg = parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "unit": given}})
+    assert cfg.time.unit == unit
+
+
+def test_the_default_horizon_is_twelve_calendar_months_in_any_unit():
+    """A bare `horizon: 52` meant a year in weeks and 52 days in days; the default is a duration."""
+    weeks = parse_config(MINIMAL)
+    days = parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "unit": "D"}})
+    assert weeks.prediction.horizon == days.prediction.horizon == "12M"
+    assert days.horizon_units() == 365 and weeks.horizon_units() == pytest.approx(365 / 7)
+    assert weeks.horizon_label() == "12 M (365 days)"
+
+
+@pytest.mark.parametrize(
+    ("unit", "horizon", "canonical", "label"),
+    [
+        ("W", 52, "52W", "52 W (364 days)"),
+        ("d", 365, "365D", "365 D"),
+        ("W", "12m", "12M", "12 M (365 days)"),
+        ("W", "52w", "52W", "52 W (364 days)"),
+        ("D", "1Y", "1Y", "1 Y (365 days)"),
+        ("W", 4.5, "4.5W", "4.5 W (31.5 days)"),
+    ],
+)
+def test_a_horizon_is_echoed_with_its_unit(unit, horizon, canonical, label):
+    raw = MINIMAL | {"time": {"calibration_end": "1997-09-30", "unit": unit}, "prediction": {"horizon": horizon}}
+    cfg = parse_config(raw)
+    assert cfg.prediction.horizon == canonical and cfg.horizon_label() == label
+    assert cfg.resolved()["prediction"]["horizon"] == canonical  # what summary.json and model.json record
+    assert parse_config(cfg.resolved()).prediction.horizon == canonical  # and it reads back the same
+
+
+@pytest.mark.parametrize(
+    ("horizon", "message"),
+    [
+        ("1.5M", "whole numbers"),
+        ("0W", "> 0"),
+        ("12 weeks", "e.g. 52W"),
+        (-3, "e.g. 52W"),
+        (True, "number with a"),
+        ("0.5D", "at least one day"),
+    ],
+)
+def test_bad_horizons_name_the_key(horizon, message):
+    with pytest.raises(ConfigError, match=rf"prediction\.horizon: .*{message}"):
+        parse_config(MINIMAL | {"prediction": {"horizon": horizon}})
+
+
+def test_max_gap_is_a_duration_and_a_bare_number_is_in_time_unit():
+    cfg = parse_config(MINIMAL)
+    assert cfg.time.max_gap == "90D" and cfg.time.allow_gap is False
+    cfg = parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "unit": "w", "max_gap": 13}})
+    assert cfg.time.max_gap == "13W"
+    with pytest.raises(ConfigError, match=r"time\.max_gap"):
+        parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "max_gap": "soon"}})

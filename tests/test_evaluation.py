@@ -309,3 +309,10 @@ def test_data_without_amounts_scores_purchases_with_a_rolling_origin(tmp_path):
     assert len(rolling) == 4 and set(rolling["candidate"]) == {"bgnbd (mle)", "mbgnbd (mle)"}
     assert (folder / "rolling_stability.csv").is_file()
     assert 'alt="rolling origin"' in (folder / "evaluation.html").read_text()
+
+
+def test_the_evaluation_values_over_the_runs_horizon(cdnow_evaluation):
+    """`clv evaluate` ranks by the CLV `clv run` computes: the same horizon (12 calendar months from the
+    calibration end, 365 days), hence the demo's total."""
+    bg = next(r for r in cdnow_evaluation.results if r.candidate.label == "bgnbd (mle)")
+    assert bg.predictions["clv"].sum() == pytest.approx(72656.08, abs=0.01)

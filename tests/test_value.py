@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
@@ -19,7 +20,7 @@ from clv.units import (
     units_per_month,
     units_per_year,
 )
-from clv.value import month_edges, value_customers
+from clv.value import forecast_months, month_edges, value_customers
 
 BG = BetaGeoModel.from_params(r=0.243, alpha=4.414, a=0.793, b=2.426)
 GG = GammaGammaModel.from_params(p=6.25, q=3.74, v=15.44)
@@ -49,6 +50,31 @@ def test_month_edges_cover_the_horizon():
     assert edges[0] == 0 and edges[-1] == 52.0
     assert len(edges) == 13  # 12 whole months and a partial one (52 weeks is 11.96 months)
     assert np.all(np.diff(edges) > 0)
+
+
+def test_calendar_month_edges_from_the_calibration_end():
+    """12 calendar months from 1997-09-30 are October to September, 365 days; each edge is the offset of a
+    month's last day, in weeks."""
+    edges = month_edges(365 / 7, "W", dt.date(1997, 9, 30))
+    assert len(edges) == 13 and edges[0] == 0 and edges[-1] == 365 / 7
+    np.testing.assert_allclose(edges[1:3] * 7, [31, 61])
+    months = forecast_months(52.0, "W", dt.date(1997, 9, 15))
+    assert months["month"].iloc[0] == "1997-09" and months["days"].iloc[0] == 15 and months["partial"].iloc[0]
+    assert months["end_date"].iloc[-1] == "1998-09-14" and months["partial"].iloc[-1]
+    assert months["days"].sum() == 364
+
+
+def test_calendar_months_change_the_schedule_not_the_horizon(cdnow_rfm):
+    """The same horizon cut into calendar months or mean months: the same expected purchases per customer, CLV
+    equal to the discounting quadrature's error, the schedule's columns named by month."""
+    mean = value_customers(BG, GG, cdnow_rfm, 52.0, 0.10, 1.0, "W")
+    dated = value_customers(BG, GG, cdnow_rfm, 52.0, 0.10, 1.0, "W", calibration_end=dt.date(1997, 9, 15))
+    np.testing.assert_allclose(dated.customers["expected_purchases"], mean.customers["expected_purchases"], rtol=1e-12)
+    np.testing.assert_allclose(dated.customers["clv"], mean.customers["clv"], rtol=1e-7)
+    schedule = dated.schedule()
+    assert list(schedule.columns[:3]) == ["customer_id", "1997-09", "1997-10"] and schedule.columns[-1] == "1998-09"
+    assert list(mean.schedule().columns[1:3]) == ["month_1", "month_2"]
+    assert dated.forecast["expected_revenue"].sum() == pytest.approx(schedule.iloc[:, 1:].to_numpy().sum())
 
 
 def test_schedule_sums_to_expected_purchases_and_clv(cdnow_rfm):

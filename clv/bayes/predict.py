@@ -22,6 +22,7 @@ that tier probabilities need are written to a memory-mapped file when they are l
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,7 @@ from clv.compress import unique_rows
 from clv.model import check_finite_frame
 from clv.purchase.base import PurchaseModel, rfm_arrays
 from clv.units import TimeUnit, continuous_rate_per_unit
-from clv.value import discounted_increments, month_edges
+from clv.value import discounted_increments, forecast_months, schedule_columns
 
 __all__ = ["BayesValue", "DrawOptions", "ValueOptions", "posterior_predict", "predictive_purchases", "value_posterior"]
 
@@ -60,8 +61,9 @@ class DrawOptions:
 
 @dataclass(frozen=True)
 class ValueOptions:
-    """What `value_posterior` values: the horizon (in `unit`), the discounting and margin, the draws, and the
-    number of threads."""
+    """What `value_posterior` values: the horizon (in `unit`, from the calibration end), the discounting and
+    margin, the draws, the number of threads, and the calibration end's date (calendar months in the forecast,
+    as in `clv.value.forecast_months`)."""
 
     horizon: float
     annual_discount_rate: float
@@ -69,6 +71,7 @@ class ValueOptions:
     unit: TimeUnit
     draws: DrawOptions = DrawOptions()
     workers: int = 2
+    calibration_end: dt.date | None = None
 
 
 def _bounds(level: float) -> tuple[float, float]:
@@ -149,7 +152,7 @@ class BayesValue:
     def schedule(self) -> pd.DataFrame:
         """Posterior mean of expected revenue (purchases without a spend model) per customer and future month."""
         values = self.schedule_base[self.history] + self.mean_spend[:, None] * self.schedule_slope[self.history]
-        frame = pd.DataFrame(values, columns=[f"month_{k + 1}" for k in range(values.shape[1])])
+        frame = pd.DataFrame(values, columns=schedule_columns(self.forecast))
         frame.insert(0, "customer_id", self.customers["customer_id"].to_numpy())
         return frame
 
@@ -287,7 +290,8 @@ class _ValueJob:
         self.first = np.searchsorted(self.vh[self.order], np.arange(self.ux.size + 1))  # value rows of history u
         self.vx = self.ux[self.vh]
         self.delta = continuous_rate_per_unit(options.annual_discount_rate, options.unit)
-        self.edges = month_edges(options.horizon, options.unit)
+        self.month_frame = forecast_months(options.horizon, options.unit, options.calibration_end)
+        self.edges = np.append(self.month_frame["start"].to_numpy(dtype=float), options.horizon)
         self.points = np.concatenate([self.edges, (self.edges[:-1] + self.edges[1:]) / 2.0])
         self.months = self.edges.size - 1
         self.schedule = np.zeros((2, self.ux.size, self.months))
@@ -391,7 +395,7 @@ class _ValueJob:
         has_spend = self.s_draws is not None
         return BayesValue(
             customers=_customer_frame(self.acc, self.rfm, has_spend),
-            forecast=_forecast_frame(portfolio, self.edges, has_spend),
+            forecast=_forecast_frame(portfolio, self.month_frame, has_spend),
             totals=_totals(portfolio, self.options.draws, self.n, has_spend),
             clv_draws=self.clv_draws,
             clv_index=self.vinv,
@@ -448,10 +452,10 @@ def _customer_frame(acc: _Accumulator, rfm: pd.DataFrame, has_spend: bool) -> pd
     return check_finite_frame(customers, "a posterior prediction")
 
 
-def _forecast_frame(portfolio: _Portfolio, edges: FloatArray, has_spend: bool) -> pd.DataFrame:
-    """Per future month: the posterior mean and P10 / P50 / P90 of expected purchases (and revenue), and the
-    mean discounted profit (purchases without a spend model)."""
-    forecast = pd.DataFrame({"month": np.arange(1, edges.size), "start": edges[:-1], "end": edges[1:]})
+def _forecast_frame(portfolio: _Portfolio, months: pd.DataFrame, has_spend: bool) -> pd.DataFrame:
+    """Per future month (`months`, from `clv.value.forecast_months`): the posterior mean and P10 / P50 / P90 of
+    expected purchases (and revenue), and the mean discounted profit (purchases without a spend model)."""
+    forecast = months.copy()
     for kind, monthly, _ in portfolio.kinds(has_spend):
         q = np.quantile(monthly, [0.1, 0.5, 0.9], axis=0)
         forecast[f"expected_{kind}"] = monthly.mean(axis=0)

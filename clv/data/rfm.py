@@ -11,7 +11,8 @@ transactions of a customer on one day are merged into one; the first purchase da
   `monetary_value_holdout` (their mean merged amount, 0 when there are none).
 
 Times are in the run's unit (days or weeks). Customers first seen after calibration_end have no calibration
-history: they are counted and listed in the result, never silently dropped.
+history: they are counted and listed in the result (`new_customers`: first purchase day, purchase days and value
+in the holdout), never silently dropped.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from clv.data.transactions import Transactions, sql_date
 from clv.errors import DataError, first_ids
 from clv.units import TimeUnit, days_per_unit
 
-__all__ = ["RFM_COLUMNS", "RfmSummary", "rfm_summary", "validate_rfm"]
+__all__ = ["NEW_CUSTOMER_COLUMNS", "RFM_COLUMNS", "RfmSummary", "new_customers", "rfm_summary", "validate_rfm"]
 
 #: Columns every RFM frame has, in this order.
 RFM_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
 HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout")
+#: Columns of the new customers' list (value_holdout only with amounts).
+NEW_CUSTOMER_COLUMNS = ("customer_id", "first_purchase", "purchases_holdout", "value_holdout")
 
 
 @dataclass
@@ -44,6 +47,8 @@ class RfmSummary:
     late_customers: int = 0
     late_customer_ids: list[str] = field(default_factory=list)
     days_after_end: int = 0
+    #: the customers first seen after calibration_end (`new_customers`); None for an RFM table
+    new_customers: pd.DataFrame | None = None
 
     @property
     def holdout_length(self) -> float | None:
@@ -63,6 +68,27 @@ def late_customers(tx: Transactions, calibration_end: dt.date) -> tuple[int, lis
     return int(late), list(late_ids or [])
 
 
+def new_customers(tx: Transactions, calibration_end: dt.date, holdout_end: dt.date | None = None) -> pd.DataFrame:
+    """The customers first seen after `calibration_end`, by first purchase day then id (the ones `late_customers`
+    counts): `customer_id` as text, `first_purchase` (date), `purchases_holdout` (their purchase days in
+    (calibration_end, holdout_end], or after calibration_end without a holdout end) and, with amounts,
+    `value_holdout` (the value of those days, after returns)."""
+    cal = sql_date(calibration_end)
+    window = f"day > {cal}" + (f" AND day <= {sql_date(holdout_end)}" if holdout_end is not None else "")
+    frame = tx.con.execute(
+        f"""
+        SELECT CAST(customer_id AS VARCHAR) AS customer_id, min(day) AS first_purchase,
+               count(*) FILTER (WHERE {window}) AS purchases_holdout,
+               coalesce(sum(amount) FILTER (WHERE {window}), 0.0) AS value_holdout
+        FROM {tx.table} GROUP BY customer_id HAVING min(day) > {cal}
+        ORDER BY min(day), customer_id
+        """
+    ).df()
+    frame["first_purchase"] = pd.to_datetime(frame["first_purchase"]).dt.date
+    frame["purchases_holdout"] = frame["purchases_holdout"].astype(np.int64)
+    return frame if tx.has_amount else frame.drop(columns="value_holdout")
+
+
 def rfm_summary(
     tx: Transactions,
     calibration_end: dt.date,
@@ -75,7 +101,7 @@ def rfm_summary(
     end = sql_date(holdout_end) if holdout_end is not None else cal
     table = tx.table
     con = tx.con
-    late, late_ids = late_customers(tx, calibration_end)
+    new = new_customers(tx, calibration_end, holdout_end)
     (after,) = con.execute(f"SELECT count(*) FROM {table} WHERE day > {end}").fetchone() or (0,)
     frame = con.execute(
         f"""
@@ -115,9 +141,10 @@ def rfm_summary(
         unit=unit,
         calibration_end=calibration_end,
         holdout_end=holdout_end,
-        late_customers=int(late),
-        late_customer_ids=[str(i) for i in late_ids],
+        late_customers=len(new),
+        late_customer_ids=new["customer_id"].head(10).tolist(),
         days_after_end=int(after),
+        new_customers=new,
     )
 
 

@@ -147,7 +147,7 @@ def _run_candidate(
         start = time.perf_counter()
         fitted = fit_models(cfg, rfm.frame, strict, progress_bar)
         seconds = time.perf_counter() - start
-        value = value_models(cfg, fitted, rfm.frame, residual=False)
+        value = value_models(cfg, fitted, rfm.frame, residual=False, calibration_end=rfm.calibration_end)
         predictions = holdout_frame(cfg, fitted, value, rfm.frame, rfm.holdout_length)
     labels = [level.label for level in config.tiers.levels]
     messages = [f"{candidate.label}: {w.message}" for w in caught if issubclass(w.category, ClvWarning)]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from clv.evaluate.scores import by_frequency
 
@@ -53,13 +54,21 @@ def tier_shares(tiers: pd.DataFrame) -> str:
 
 
 def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> str:
-    """Expected revenue (or purchases) per future month, with the P10-P90 band when there is one."""
+    """Expected revenue (or purchases) per future calendar month (`YYYY-MM` on the axis; a partial month's bar
+    lighter, its days in the label), with the P10-P90 band when there is one."""
     fig, ax = subplots(figsize=(7, 3.2))
-    months = forecast["month"].to_numpy()
-    ax.bar(months, forecast[column], color=_BLUE, label="expected")
+    x = np.arange(len(forecast))
+    partial = forecast["partial"].to_numpy(dtype=bool) if "partial" in forecast else np.zeros(len(x), dtype=bool)
+    labels = [
+        f"{month}\n({days:g} d)" if part else str(month)
+        for month, days, part in zip(forecast["month"], forecast.get("days", x), partial, strict=True)
+    ]
+    ax.bar(x[~partial], forecast[column].to_numpy()[~partial], color=_BLUE, label="expected")
+    if partial.any():
+        ax.bar(x[partial], forecast[column].to_numpy()[partial], color=_BLUE, alpha=0.45, label="partial month")
     if f"{column}_p10" in forecast:
         ax.errorbar(
-            months,
+            x,
             forecast[f"{column}_p50"],
             yerr=[
                 forecast[f"{column}_p50"] - forecast[f"{column}_p10"],
@@ -70,8 +79,13 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
             capsize=3,
             label="P10-P90 (posterior)",
         )
-        ax.legend(frameon=False)
-    ax.set_xlabel("future month")
+    if partial.any() or f"{column}_p10" in forecast:
+        top = float(np.nanmax(forecast[f"{column}_p90"] if f"{column}_p90" in forecast else forecast[column]))
+        ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)  # room for the legend above the bars
+        ax.legend(frameon=False, ncol=3, loc="upper right")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    ax.set_xlabel("calendar month")
     ax.set_ylabel(unit_label)
     ax.set_title("Forecast from existing customers")
     return png(fig)

@@ -81,7 +81,7 @@ class _Units:
 
 def _headline(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
     totals = summary["forecast_totals"]
-    horizon = f"next {totals['horizon']:g} {_UNIT_WORDS.get(totals['unit'], totals['unit'])}"
+    horizon = f"next {_horizon(totals)}"
     cards = [
         card("customers", number(len(customers))),
         card(
@@ -143,6 +143,12 @@ def _data_rows(profile: dict[str, Any], returns: dict[str, Any], read: dict[str,
     return rows
 
 
+def _horizon(totals: dict[str, Any]) -> str:
+    """The horizon as given and in days (`12 M (365 days)`); a summary written before durations had a number."""
+    label = totals.get("horizon_label")
+    return str(label) if label else f"{totals['horizon']:g} {_UNIT_WORDS.get(totals['unit'], totals['unit'])}"
+
+
 def _data(summary: dict[str, Any], units: _Units) -> str:
     """What was read and what was left out of the forecast, in lines, invoices and the data's money."""
     data = summary.get("data") or {}
@@ -174,6 +180,10 @@ def _data(summary: dict[str, Any], units: _Units) -> str:
             f". {number(late)} customers first seen after the calibration end are not in the forecast, which covers "
             f"the {number(data.get('rfm_customers'))} customers with a history by then"
         )
+        new = data.get("new_customers") or {}
+        if "purchases_holdout" in new:
+            value = f", value {number(new['value_holdout'])}" if "value_holdout" in new else ""
+            note += f" (new_customers.csv: {number(new['purchases_holdout'])} purchases in the holdout{value})"
     money_note = "" if units.has_money else " The data has no amounts."
     frame = frame.loc[:, [c for c in frame.columns if c == "" or frame[c].notna().any()]]
     headers = {"value": units.header("value")}
@@ -474,7 +484,7 @@ def build_report(
         f"<h1>Customer lifetime value: {escape(summary['name'])}</h1>",
         f"<p class='sub'>{models} ({escape(summary['purchase_model']['method'])}); "
         f"calibration to {escape(config['time']['calibration_end'])}; "
-        f"horizon {totals['horizon']:g} {escape(_UNIT_WORDS.get(totals['unit'], totals['unit']))}; "
+        f"horizon {escape(_horizon(totals))}; "
         f"annual discount rate {percent(config['prediction']['annual_discount_rate'], 0)}; "
         f"margin {percent(config['prediction']['margin'], 0)}; CLV in {escape(units.value_unit)}; "
         f"created {escape(summary['created'])}.</p>",

@@ -7,34 +7,76 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from clv.config import RunConfig, config_hash
+from clv.data.rfm import NEW_CUSTOMER_COLUMNS
 from clv.errors import ClvError
 from clv.model import DROPOUT
 from clv.report.files import staged_folder
 from clv.report.html import build_report
 from clv.tiers import at_risk, churn_column, churn_window
-from clv.units import days_per_unit
 from clv.value import column_units
 from clv.versions import package_versions
 
 if TYPE_CHECKING:
     from clv.pipeline import RunResult
 
-__all__ = ["rebuild_report", "summary_dict", "write_outputs"]
+__all__ = ["forecast_table", "new_customers_table", "rebuild_report", "round_to_total", "summary_dict", "write_outputs"]
+
+
+#: forecast columns that are quantiles of a monthly total: rounded each on its own (they do not add up)
+_QUANTILE_SUFFIXES = ("_p10", "_p50", "_p90")
+
+
+def round_to_total(values: np.ndarray, decimals: int = 2) -> np.ndarray:
+    """Round values so that they add up to their total rounded: each is the difference of the rounded running
+    totals (the largest change of a value is under one unit of the last decimal, e.g. a cent)."""
+    running = np.round(np.cumsum(np.asarray(values, dtype=float)), decimals)
+    return np.round(np.diff(running, prepend=0.0), decimals)
 
 
 def forecast_table(result: RunResult) -> pd.DataFrame:
-    """The monthly forecast with calendar dates of each month's start and end."""
-    forecast = result.value.forecast.copy()
-    end = result.config.time.calibration_end
-    per_unit = days_per_unit(result.config.time.unit)
-    for position, (name, column) in enumerate((("start_date", "start"), ("end_date", "end")), start=1):
-        forecast.insert(
-            position, name, [(end + dt.timedelta(days=float(v) * per_unit)).isoformat() for v in forecast[column]]
-        )
+    """forecast.csv: per future calendar month its label (`YYYY-MM`), its first and last dates in the forecast
+    (ISO, inclusive), the days it covers and whether that is only part of the month (the first month when the
+    calibration end is inside a month, the last when the horizon ends inside one); expected purchases, expected
+    revenue and discounted profit rounded to cents so that the months add up to summary.json's totals rounded
+    (`round_to_total`); the P10 / P50 / P90 of a posterior rounded each; and `currency` when data.currency is
+    set and the data has amounts."""
+    forecast = result.value.forecast.drop(columns=["start", "end"])
+    days = forecast["days"].to_numpy(dtype=float)
+    if np.all(days == np.round(days)):
+        forecast["days"] = days.astype(np.int64)
+    for column in forecast.columns.drop(["month", "start_date", "end_date", "days", "partial"], errors="ignore"):
+        values = forecast[column].to_numpy(dtype=float)
+        quantile = column.endswith(_QUANTILE_SUFFIXES)
+        forecast[column] = np.round(values, 2) if quantile else round_to_total(values)
+    currency = result.config.data.currency
+    if currency and "expected_revenue" in forecast:
+        forecast["currency"] = currency
     return forecast
+
+
+def new_customers_table(result: RunResult) -> pd.DataFrame:
+    """new_customers.csv: the customers first seen after the calibration end (not in the forecast), with their
+    first purchase date and their purchases (and value) in the holdout (`clv.data.rfm.new_customers`)."""
+    new = result.data.rfm.new_customers
+    if new is None:  # an RFM table: no customer is first seen after the calibration end
+        columns = NEW_CUSTOMER_COLUMNS if result.config.data.has_values else NEW_CUSTOMER_COLUMNS[:3]
+        return pd.DataFrame(columns=list(columns))
+    return new.assign(value_holdout=new["value_holdout"].round(2)) if "value_holdout" in new else new
+
+
+def _new_customers_block(result: RunResult) -> dict[str, Any]:
+    """summary.json's count of the new customers, with their holdout purchases and value."""
+    new = result.data.rfm.new_customers
+    block: dict[str, Any] = {"customers": result.data.rfm.late_customers, "file": "new_customers.csv"}
+    if new is not None:
+        block["purchases_holdout"] = int(new["purchases_holdout"].sum())
+        if "value_holdout" in new:
+            block["value_holdout"] = round(float(new["value_holdout"].sum()), 2)
+    return block
 
 
 def _model_block(result: RunResult, which: str) -> dict[str, Any] | None:
@@ -91,7 +133,14 @@ def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, 
     data = result.data
     totals: dict[str, Any] = {
         "horizon": config.prediction.horizon,
+        "horizon_label": config.horizon_label(),
+        "horizon_days": round(float(forecast["days"].sum()), 6),
+        "horizon_units": config.horizon_units(),
+        "months": len(forecast),
+        "first_month": str(forecast["month"].iloc[0]),
+        "last_month": str(forecast["month"].iloc[-1]),
         "unit": config.time.unit,
+        "currency": config.data.currency if "expected_revenue" in forecast else None,
         "expected_purchases": float(forecast["expected_purchases"].sum()),
         "expected_revenue": float(forecast["expected_revenue"].sum()) if "expected_revenue" in forecast else None,
         "total_clv": float(customers["clv"].sum()),
@@ -125,6 +174,7 @@ def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, 
             },
             "rfm_customers": len(data.rfm.frame),
             "customers_first_seen_after_calibration": data.rfm.late_customers,
+            "new_customers": _new_customers_block(result),
         },
         "purchase_model": _model_block(result, "purchase"),
         "spend_model": _model_block(result, "spend"),
@@ -156,8 +206,9 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
         result.tiers.to_csv(staging / "tiers.csv", index=False)
         at_risk(customers).to_csv(staging / "at_risk.csv", index=False)
         forecast = forecast_table(result)
-        forecast.to_csv(staging / "forecast.csv", index=False)
+        forecast.to_csv(staging / "forecast.csv", index=False, float_format="%.2f")
         result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)
+        new_customers_table(result).to_csv(staging / "new_customers.csv", index=False, float_format="%.2f")
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
         summary = summary_dict(result, model_dir)
