@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -19,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clv.config import RunConfig, apply_overrides, config_hash, load_config, parse_config
-from clv.errors import ClvError
+from clv.errors import ClvError, ClvWarning
 from clv.metric_registry import METRICS
 
 app = typer.Typer(
@@ -100,13 +101,20 @@ def data_summarize(
 
     with _errors(verbose):
         cfg = _load(config, set_)
-        step = prepare_data(cfg)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("ignore", ClvWarning)  # the report's warnings are printed below, once
+            step = prepare_data(cfg)
         info: dict[str, Any] = {"source": cfg.data.source, "kind": "RFM table"}
         if step.profile is not None and step.report is not None:
             info = step.profile.to_dict() | {
                 "validation_problems": step.report.problems_by_reason,
+                "invalid_share": step.report.invalid_share,
+                "duplicates": step.report.duplicates.to_dict(),
                 "returns": step.report.returns,
+                "reading": step.report.summary_lines(),
+                "warnings": step.report.warnings,
             }
+            _warn(step.report.warnings)
         info |= {
             "rfm_customers": len(step.rfm.frame),
             "repeat_purchases_calibration": int(step.rfm.frame["frequency"].sum()),
