@@ -79,7 +79,7 @@ class DataConfig(_Section):
     invalid_rows: Literal["fail", "drop"] = "fail"
     rejected_rows: str | None = Field(None, description="CSV path that receives every rejected row")
     max_invalid_share: float = Field(
-        0.01, ge=0, le=1, description="largest share of the rows read that may be dropped as invalid (else the run fails)"
+        0.01, ge=0, le=1, description="most rows read that may be dropped as invalid, as a share (more fails the run)"
     )
     trim_ids: bool = Field(False, description="trim leading and trailing spaces of customer ids (default: as written)")
     duplicates: Literal["drop", "keep", "fail"] = Field(

@@ -123,7 +123,7 @@ def test_missing_file():
 
 
 def test_explicit_date_format():
-    with pytest.raises(DataError, match="written day or month first .*'05/01/2024'.*'%d/%m/%Y' \\(3 of 3\\)"):
+    with pytest.raises(DataError, match=r"written day or month first .*'05/01/2024'.*'%d/%m/%Y' \(3 of 3\)"):
         load("day_first.csv")
     tx = load("day_first.csv", date_format="%d/%m/%Y")
     assert days(tx.to_frame()) == ["2024-01-05", "2024-01-20", "2024-01-07"]

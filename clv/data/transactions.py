@@ -331,7 +331,8 @@ def _id_expr(col: str, col_type: str, trim: bool) -> str:
     numbers (an integer column with gaps, as pandas stores it) is the integer's text, not '509.0'. An empty or
     blank id is missing."""
     if col_type in ("FLOAT", "DOUBLE"):
-        text = f"CASE WHEN {col} = trunc({col}) THEN CAST(CAST({col} AS HUGEINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END"
+        whole = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
+        text = f"CASE WHEN {col} = trunc({col}) THEN {whole} ELSE CAST({col} AS VARCHAR) END"
     else:
         text = f"CAST({col} AS VARCHAR)"
     return f"CASE WHEN trim({text}) = '' THEN NULL ELSE {f'trim({text})' if trim else text} END"
