@@ -91,8 +91,9 @@ def number_expr(raw: str, spec: DataConfig) -> str:
     return f"CASE WHEN regexp_full_match({text}, {_literal(_pattern(spec))}) THEN try_cast({plain} AS DOUBLE) END"
 
 
-def suggest_number_settings(values: list[str], spec: DataConfig) -> str:
-    """A hint from the values that did not parse: which of data.decimal, data.thousands, data.currency to set."""
+def suggest_number_settings(values: list[str], spec: DataConfig, every: bool = True) -> str | None:
+    """A hint from the values that did not parse: which of data.decimal, data.thousands, data.currency to set
+    (None when nothing would read them and not `every` row failed: then they are bad values, not bad settings)."""
     tips: list[str] = []
     comma_decimal = any(re.search(r"\d,\d{1,2}$", v.strip()) for v in values)
     if spec.decimal == "." and comma_decimal:
@@ -106,6 +107,8 @@ def suggest_number_settings(values: list[str], spec: DataConfig) -> str:
     symbols = sorted({ch for v in values for ch in re.sub(r"[\d\s.,'+-]", "", v)})
     if symbols and spec.currency is None:
         tips.append("data.currency (e.g. EUR or €) to strip the currency from the amounts")
+    if not tips and not every:
+        return None
     shown = ", ".join(repr(v) for v in values[:3])
     settings = f"data.decimal {spec.decimal!r}, data.thousands {spec.thousands!r}, data.currency {spec.currency!r}"
     advice = f"set {' and '.join(tips)}" if tips else "check data.decimal, data.thousands and data.currency"

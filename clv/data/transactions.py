@@ -9,7 +9,12 @@ The rules, in order, each counted in the ValidationReport so that every line rea
 
 1. Guest lines (no customer id) with `data.missing_customer: drop` are removed first and counted apart (lines,
    invoices, the value they carry net of their own cancellations); with `fail` (default) they are invalid rows.
-2. Invalid rows (missing id, bad date, bad amount / quantity / price, missing invoice) are listed by line.
+2. Invalid rows (missing id, bad date, bad amount / quantity / price, missing invoice) are listed by line; more
+   than `data.max_invalid_share` of the rows read fails the run whatever `data.invalid_rows` says. Before that,
+   dates written day or month first need a `data.date_format`, and a format whose day/month swap parses more
+   rows is refused (clv.data.date_formats); numbers follow `data.decimal`, `data.thousands` and
+   `data.currency` (clv.data.numbers). Customer ids are text as written (trimmed only with `data.trim_ids`).
+   Then duplicates follow `data.duplicates` (clv.data.duplicates).
 3. Line items priced <= 0 follow `data.non_positive_price` (default drop: not purchases, no value).
 4. With `data.invoice`, an invoice's lines are one transaction dated at its first timestamp; an invoice whose
    lines carry two customer ids is an error naming it.
@@ -537,22 +542,26 @@ def _problem_values(con: duckdb.DuckDBPyConnection, condition: str) -> list[str]
 
 def _cause_hint(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> str | None:
     """When most problems are dates or numbers that do not parse, what to set: data.date_format (with the
-    formats that parse the values seen), or data.decimal / data.thousands / data.currency."""
+    formats that parse the values seen), or data.decimal / data.thousands / data.currency. Only when a setting
+    would read the values, or when every row fails (then the reading, not the rows, is the likely fault)."""
     counts = report.problems_by_reason
     dates = sum(n for r, n in counts.items() if r.startswith("not a date"))
     numbers = counts.get("not a number", 0)
+    every = report.rows_rejected == report.rows_read
     if max(dates, numbers) * 2 < report.rows_rejected:
         return None
     if dates >= numbers:
         values = _problem_values(con, "reason LIKE 'not a date%'")
         found = suggest_date_formats(con, values)
+        if not found and not every:
+            return None
         shown = ", ".join(repr(v) for v in values[:3])
         given = f"data.date_format {spec.date_format!r}" if spec.date_format else "ISO dates (no data.date_format)"
         best = " or ".join(f"{f!r} ({n:,} of the first {len(values):,})" for f, n in found[:2])
         return f"dates like {shown} do not parse as {given}: " + (
             f"set data.date_format, e.g. {best}" if found else "set data.date_format to their strptime format"
         )
-    return suggest_number_settings(_problem_values(con, "reason = 'not a number'"), spec)
+    return suggest_number_settings(_problem_values(con, "reason = 'not a number'"), spec, every)
 
 
 def _problem_error(report: ValidationReport, cause: str | None = None, over_share: float | None = None) -> DataError:
