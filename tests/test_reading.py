@@ -362,3 +362,16 @@ def test_a_later_return_reduces_the_spend_and_the_cli_says_so(tmp_path):
     result = run_cli("run", str(write_config(tmp_path, raw_path, duplicates="keep")))
     assert result.exit_code == 0, result.output
     assert "2 return days: 10.00 taken off earlier purchases, 0.00 unmatched" in result.stderr
+
+
+def test_an_rfm_table_keeps_its_ids_as_written(tmp_path):
+    from clv.config import parse_config
+    from clv.data.rfm_table import load_rfm_table
+
+    table = pd.DataFrame({"customer_id": ["00509", "NA"], "frequency": [1, 0], "recency": [1.0, 0.0], "T": [2.0, 2.0]})
+    table.to_csv(tmp_path / "rfm.csv", index=False)
+    table.assign(customer_id=[509.0, 2.0]).to_parquet(tmp_path / "rfm.parquet")
+    for name, expected in (("rfm.csv", ["00509", "NA"]), ("rfm.parquet", ["509", "2"])):
+        raw = {"name": "x", "data": {"source": str(tmp_path / name), "amount": None}}
+        config = parse_config(raw | {"time": {"calibration_end": "2020-01-01"}})
+        assert load_rfm_table(config).frame["customer_id"].tolist() == expected

@@ -44,8 +44,12 @@ def load_rfm_table(config: RunConfig) -> RfmSummary:
     if path.suffix.lower() in (".parquet", ".pq"):
         frame = pd.read_parquet(path, columns=wanted)
     else:
-        frame = pd.read_csv(path, usecols=wanted, dtype={"customer_id": str})
-    frame["customer_id"] = frame["customer_id"].astype(str)
+        # ids as written: no "NA" or "null" id read as missing (the numbers are coerced and checked below)
+        frame = pd.read_csv(path, usecols=wanted, dtype={"customer_id": str}, keep_default_na=False)
+    ids = frame["customer_id"]
+    if pd.api.types.is_float_dtype(ids) and bool((ids == ids.round()).all()):
+        ids = ids.astype("Int64")  # a whole-number float column is its integers' text, not '509.0'
+    frame["customer_id"] = ids.astype(str)
     duplicated = frame["customer_id"].duplicated()
     if duplicated.any():
         ids = ", ".join(frame.loc[duplicated, "customer_id"].head(5))
