@@ -68,7 +68,7 @@ def customers(n: int) -> pd.DataFrame:
         from clv.config import DataConfig
         from clv.data import load_transactions, rfm_summary
 
-        tx = load_transactions("cdnow", DataConfig(source="cdnow"))
+        tx = load_transactions("cdnow", DataConfig(source="cdnow", duplicates="keep"))
         return rfm_summary(tx, dt.date(1997, 9, 30), None, "W").frame
     from clv.simulate import simulate_bgnbd, simulate_gamma_gamma
 

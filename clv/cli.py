@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -21,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clv.config import RunConfig, apply_overrides, config_hash, load_config, parse_config
-from clv.errors import ClvError
+from clv.errors import ClvError, ClvWarning
 from clv.metric_registry import METRICS
 
 app = typer.Typer(
@@ -123,14 +124,21 @@ def data_summarize(
 
     with _errors(verbose):
         cfg = _load(config, set_)
-        step = prepare_data(cfg, check_period=False)
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("ignore", ClvWarning)  # the report's warnings are printed below, once
+            step = prepare_data(cfg, check_period=False)
         _warn(step.notes)
         info: dict[str, Any] = {"source": cfg.data.source, "kind": "RFM table"}
         if step.profile is not None and step.report is not None:
             info = step.profile.to_dict() | {
                 "validation_problems": step.report.problems_by_reason,
+                "invalid_share": step.report.invalid_share,
+                "duplicates": step.report.duplicates.to_dict(),
                 "returns": step.report.returns,
+                "reading": step.report.summary_lines(),
+                "warnings": step.report.warnings,
             }
+            _warn(step.report.warnings)
         info |= {
             "rfm_customers": len(step.rfm.frame),
             "repeat_purchases_calibration": int(step.rfm.frame["frequency"].sum()),

@@ -77,8 +77,24 @@ class DataConfig(_Section):
         "drop", description="line items priced <= 0: dropped (not purchases, no value), kept, or an error"
     )
     invalid_rows: Literal["fail", "drop"] = "fail"
-    currency: str | None = Field(None, description="currency of the amounts, e.g. EUR; also stripped from amounts")
     rejected_rows: str | None = Field(None, description="CSV path that receives every rejected row")
+    max_invalid_share: float = Field(
+        0.01, ge=0, le=1, description="most rows read that may be dropped as invalid, as a share (more fails the run)"
+    )
+    trim_ids: bool = Field(False, description="trim leading and trailing spaces of customer ids (default: as written)")
+    duplicates: Literal["drop", "keep", "fail"] = Field(
+        "drop", description="exact duplicate rows (or rows repeating a transaction_id): drop the copies, keep, or fail"
+    )
+    transaction_id: str | None = Field(None, description="column of transaction ids: rows repeating one are duplicates")
+    decimal: Literal[".", ","] = Field(".", description="decimal separator of amounts, quantities and prices")
+    thousands: Literal[",", ".", " ", "'"] | None = Field(None, description="thousands separator of amounts (or none)")
+    currency: str | None = Field(
+        None,
+        min_length=1,
+        max_length=12,
+        description="the amounts' currency (e.g. EUR, GBP, €): its code and symbol are stripped from amounts, and "
+        "outputs state it",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -101,6 +117,8 @@ class DataConfig(_Section):
     def _prefix_needs_invoice(self) -> DataConfig:
         if self.cancellation_prefix is not None and self.invoice is None:
             raise ValueError("data.cancellation_prefix needs data.invoice (the column the prefix is looked for in)")
+        if self.thousands == self.decimal:
+            raise ValueError(f"data.thousands and data.decimal are both {self.decimal!r}: they must differ")
         return self
 
     @property

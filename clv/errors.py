@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "ConvergenceWarning",
     "DataError",
+    "DataWarning",
     "FitError",
     "ModelFileError",
     "NotFittedError",
@@ -68,6 +69,10 @@ class ClvWarning(UserWarning):
 
 class ConvergenceWarning(ClvWarning):
     """A fit finished, but its result is doubtful (no convergence, boundary, broken model assumption)."""
+
+
+class DataWarning(ClvWarning):
+    """The data was read, but something in it needs a person's eye (e.g. customer ids with spaces)."""
 
 
 class ScoringWarning(ClvWarning):

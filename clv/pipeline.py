@@ -349,10 +349,10 @@ def train(
 ) -> tuple[DataStep, FittedModels, list[str], dict[str, float]]:
     """Data and fit: what `clv train` does before saving. Fit warnings are collected, not printed."""
     timings: dict[str, float] = {}
-    with _timed(timings, "read, validate and summarise", progress):
-        data = prepare_data(config)
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ClvWarning)
+        with _timed(timings, "read, validate and summarise", progress):
+            data = prepare_data(config)
         with _timed(timings, f"fit ({config.model.method})", progress):
             fitted = fit_models(config, data.rfm.frame, strict, progress_bar)
     messages = [str(w.message) for w in caught if issubclass(w.category, ClvWarning)]

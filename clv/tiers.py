@@ -236,9 +236,9 @@ def tier_probabilities(
 def migration_table(previous: pd.DataFrame, current: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
     """Customers by previous tier (rows) and current tier (columns), with customers new since the last run and
     those no longer present. Both frames have customer_id and tier."""
-    merged = previous[["customer_id", "tier"]].merge(
-        current[["customer_id", "tier"]], on="customer_id", how="outer", suffixes=("_previous", "_current")
-    )
+    # ids are text (as written); a run saved before that stored whole numbers: compare them as their text
+    before_ids, now_ids = (frame[["customer_id", "tier"]].astype({"customer_id": str}) for frame in (previous, current))
+    merged = before_ids.merge(now_ids, on="customer_id", how="outer", suffixes=("_previous", "_current"))
     rows = [*labels, "(new)"]
     columns = [*labels, "(gone)"]
     before = merged["tier_previous"].fillna("(new)")

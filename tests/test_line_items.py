@@ -407,10 +407,20 @@ def test_the_online_retail_export_reads_as_published(retail_raw):
     # drop): "Adjust bad debt" lines of +-11,062.06 among them
     assert report.guest["value"] == pytest.approx(float((quantity * price)[guest & (price > 0)].sum()), abs=0.005)
     assert round(report.guest["value"]) == 1_469_806
+    # duplicates: an invoice repeated whole (every line k >= 2 times, identical) counts once; identical lines
+    # within an invoice that has other lines are kept (the same item added twice to a basket)
+    ident = raw[~guest].groupby(list(raw.columns)).size()
+    per_invoice = ident.groupby(level="InvoiceNo").agg(["min", "max"])
+    repeated = per_invoice.index[(per_invoice["min"] == per_invoice["max"]) & (per_invoice["max"] > 1)]
+    extra = raw.duplicated(keep="first") & raw["InvoiceNo"].isin(repeated) & ~guest
+    assert report.duplicates.rows == report.duplicates.dropped == extra.sum() == 5
+    assert report.duplicates.invoices == len(repeated) == 5
+    in_repeated = ident.index.get_level_values("InvoiceNo").isin(repeated)
+    assert report.duplicates.identical_invoice_lines == (ident[~in_repeated] - 1).sum() == 5_220
     # 9,288 cancellation lines: those of identified customers are kept and counted, the guests' go with them
     assert prefixed.sum() == 9_288
-    kept = ~guest & (price > 0)
-    assert report.cancellations["lines"] == (prefixed & kept).sum() == (prefixed & ~guest).sum()
+    kept = ~guest & (price > 0) & ~extra
+    assert report.cancellations["lines"] == (prefixed & kept).sum() == (prefixed & ~guest & ~extra).sum()
     assert report.cancellations["invoices"] == raw.loc[prefixed & kept, "InvoiceNo"].nunique()
     assert report.cancellations["value"] == pytest.approx(-float((quantity * price)[prefixed & kept].sum()), abs=0.005)
     assert report.non_positive_price_lines == (~guest & (price <= 0)).sum()

@@ -34,6 +34,7 @@ def test_cdnow_counts(cdnow_rfm):
 @pytest.mark.skipif(not (SHARED / "btyd_cdnowSummary_cbs.csv").exists(), reason="../shared/data is absent")
 def test_matches_btyd_cdnow_summary_exactly(cdnow_rfm):
     btyd = pd.read_csv(SHARED / "btyd_cdnowSummary_cbs.csv")
+    btyd["cust"] = btyd["cust"].astype(str)  # ids are text (as written: 1 .. 2357)
     merged = cdnow_rfm.merge(btyd, left_on="customer_id", right_on="cust", validate="one_to_one")
     assert len(merged) == ref.CDNOW_CUSTOMERS
     assert (merged["frequency"] == merged["x"]).all()
@@ -48,6 +49,7 @@ def test_matches_lifetimes_shipped_summary(cdnow_rfm):
     from lifetimes.datasets import load_dataset
 
     shipped = load_dataset("cdnow_customers_summary_with_transactions.csv")
+    shipped["ID"] = shipped["ID"].astype(str)
     merged = cdnow_rfm.merge(shipped, left_on="customer_id", right_on="ID", suffixes=("", "_lt"))
     assert len(merged) == ref.CDNOW_CUSTOMERS
     assert (merged["frequency"] == merged["x"]).all()
@@ -64,9 +66,9 @@ def test_matches_lifetimes_summary_function_on_days(cdnow_summary):
 
     from clv.data import rfm_summary
 
-    tx = load_transactions("cdnow", DataConfig(source="cdnow"))
+    tx = load_transactions("cdnow", DataConfig(source="cdnow", duplicates="keep"))
     ours = rfm_summary(tx, dt.date(1997, 9, 30), None, "D").frame.set_index("customer_id")
-    raw = pd.read_csv(dataset_path("cdnow"), parse_dates=["date"])
+    raw = pd.read_csv(dataset_path("cdnow"), parse_dates=["date"], dtype={"customer_id": str})
     raw = raw[raw["date"] <= "1997-09-30"]
     theirs = summary_data_from_transaction_data(
         raw, "customer_id", "date", monetary_value_col="amount", observation_period_end="1997-09-30", freq="D"
@@ -83,7 +85,7 @@ def test_days_and_weeks_differ_by_seven(cdnow_summary):
 
     from clv.data import rfm_summary
 
-    tx = load_transactions("cdnow", DataConfig(source="cdnow"))
+    tx = load_transactions("cdnow", DataConfig(source="cdnow", duplicates="keep"))
     days = rfm_summary(tx, dt.date(1997, 9, 30), None, "D").frame
     np.testing.assert_allclose(days["T"], cdnow_summary.frame["T"] * 7, rtol=1e-12)
     np.testing.assert_allclose(days["recency"], cdnow_summary.frame["recency"] * 7, rtol=1e-12)

@@ -123,11 +123,9 @@ def rfm_summary(
                CASE WHEN hold.frequency_holdout > 0 THEN total_holdout / hold.frequency_holdout ELSE 0.0 END
                    AS monetary_value_holdout
         FROM cal LEFT JOIN hold USING (customer_id)
-        ORDER BY {"CAST(cal.customer_id AS BIGINT)" if tx.integer_ids else "cal.customer_id"}
+        ORDER BY cal.customer_id
         """
     ).df()
-    if tx.integer_ids:
-        frame["customer_id"] = frame["customer_id"].astype(np.int64)
     frame["frequency"] = frame["frequency"].astype(np.int64)
     frame["frequency_holdout"] = frame["frequency_holdout"].astype(np.int64)
     if holdout_end is None:

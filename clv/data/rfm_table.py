@@ -44,12 +44,17 @@ def load_rfm_table(config: RunConfig) -> RfmSummary:
     if path.suffix.lower() in (".parquet", ".pq"):
         frame = pd.read_parquet(path, columns=wanted)
     else:
-        frame = pd.read_csv(path, usecols=wanted, dtype={"customer_id": str})
-    frame["customer_id"] = frame["customer_id"].astype(str)
+        # ids as written: no "NA" or "null" id read as missing (the numbers are coerced and checked below)
+        frame = pd.read_csv(path, usecols=wanted, dtype={"customer_id": str}, keep_default_na=False)
+    ids = frame["customer_id"]
+    if pd.api.types.is_float_dtype(ids) and bool((ids == ids.round()).all()):
+        ids = ids.astype(pd.Int64Dtype())  # a whole-number float column is its integers' text, not '509.0'
+    frame["customer_id"] = ids.astype(str)
     duplicated = frame["customer_id"].duplicated()
     if duplicated.any():
-        ids = ", ".join(frame.loc[duplicated, "customer_id"].head(5))
-        raise DataError(f"{path}: {int(duplicated.sum())} customer id(s) appear twice in the RFM table (first: {ids})")
+        shown = ", ".join(frame.loc[duplicated, "customer_id"].head(5))
+        n = int(duplicated.sum())
+        raise DataError(f"{path}: {n} customer id(s) appear twice in the RFM table (first: {shown})")
     has_amounts = config.data.has_values and "monetary_value" in frame
     if not has_amounts:
         frame = frame.drop(columns=["monetary_value", "monetary_value_holdout"], errors="ignore")

@@ -9,7 +9,12 @@ The rules, in order, each counted in the ValidationReport so that every line rea
 
 1. Guest lines (no customer id) with `data.missing_customer: drop` are removed first and counted apart (lines,
    invoices, the value they carry net of their own cancellations); with `fail` (default) they are invalid rows.
-2. Invalid rows (missing id, bad date, bad amount / quantity / price, missing invoice) are listed by line.
+2. Invalid rows (missing id, bad date, bad amount / quantity / price, missing invoice) are listed by line; more
+   than `data.max_invalid_share` of the rows read fails the run whatever `data.invalid_rows` says. Before that,
+   dates written day or month first need a `data.date_format`, and a format whose day/month swap parses more
+   rows is refused (clv.data.date_formats); numbers follow `data.decimal`, `data.thousands` and
+   `data.currency` (clv.data.numbers). Customer ids are text as written (trimmed only with `data.trim_ids`).
+   Then duplicates follow `data.duplicates` (clv.data.duplicates).
 3. Line items priced <= 0 follow `data.non_positive_price` (default drop: not purchases, no value).
 4. With `data.invoice`, an invoice's lines are one transaction dated at its first timestamp; an invoice whose
    lines carry two customer ids is an error naming it.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,8 +41,11 @@ import pandas as pd
 
 from clv.config import DataConfig
 from clv.data.datasets import EMBEDDED_DATASETS, dataset_path
+from clv.data.date_formats import check_date_order, suggest_date_formats
+from clv.data.duplicates import DuplicateCount, apply_duplicates
+from clv.data.numbers import number_expr, suggest_number_settings
 from clv.data.returns import DAYS_TABLE, MONEY, net_returns
-from clv.errors import DataError, first_ids
+from clv.errors import DataError, DataWarning, first_ids
 
 __all__ = ["RowProblem", "Transactions", "ValidationReport", "load_transactions", "sql_date"]
 
@@ -111,11 +120,31 @@ class ValidationReport:
     non_positive_price_policy: str | None = None
     non_positive_price_lines: int = 0
     cancellations: dict[str, float] = field(default_factory=dict)
+    max_invalid_share: float = 0.01
+    duplicates: DuplicateCount = field(default_factory=DuplicateCount)
+    padded_ids: dict[str, object] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def same_day_merged(self) -> int:
         """Rows merged into another row of the same customer and day."""
         return self.rows_kept - self.customer_days
+
+    @property
+    def invalid_share(self) -> float:
+        """Share of the rows read that are invalid (dropped under `invalid_rows: drop`)."""
+        return self.rows_rejected / self.rows_read if self.rows_read else 0.0
+
+    def _duplicates_part(self) -> str | None:
+        d = self.duplicates
+        if not d.rows and not d.identical_invoice_lines:
+            return None
+        what = {"transaction_id": "repeating a transaction id", "invoice": "repeating an invoice whole"}
+        verb = "dropped" if d.dropped else "kept (data.duplicates: keep)"
+        text = f"{d.rows:,} duplicate {self.location}s ({what.get(d.key, 'identical to another')}) {verb}"
+        if d.identical_invoice_lines:
+            text += f"; {d.identical_invoice_lines:,} identical {self.location}s within an invoice kept"
+        return text
 
     def summary_lines(self) -> list[str]:
         """One or two sentences for a person: what was read, kept and left out (money in the data's unit)."""
@@ -123,7 +152,10 @@ class ValidationReport:
         read = f"read {self.rows_read:,} {loc}s" + (f" ({self.invoices:,} invoices)" if self.invoices else "")
         parts = [f"{read}: {self.customer_days:,} transactions (customer-days) of {self.customers:,} customers"]
         if self.rows_rejected:
-            parts.append(f"{self.rows_rejected:,} invalid {loc}s dropped")
+            parts.append(f"{self.rows_rejected:,} invalid {loc}s dropped ({self.invalid_share:.2%} of those read)")
+        duplicates = self._duplicates_part()
+        if duplicates:
+            parts.append(duplicates)
         if self.non_positive_price_lines:
             verb = "kept" if self.non_positive_price_policy == "keep" else "dropped"
             parts.append(f"{self.non_positive_price_lines:,} {loc}s priced <= 0 {verb}")
@@ -150,12 +182,12 @@ class ValidationReport:
 
 @dataclass
 class Transactions:
-    """Validated transactions in DuckDB: table `clv_tx` holds one row per customer and day."""
+    """Validated transactions in DuckDB: table `clv_tx` holds one row per customer (id as text, as written)
+    and day."""
 
     con: duckdb.DuckDBPyConnection
     report: ValidationReport
     has_amount: bool
-    integer_ids: bool
     table: str = TX_TABLE
 
     def to_frame(self) -> pd.DataFrame:
@@ -247,7 +279,7 @@ def _column_types(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 def _columns_of(spec: DataConfig) -> dict[str, str]:
     """The config keys that name columns, with the names (those that are set)."""
-    keys = ("customer_id", "date", "amount", "quantity", "price", "invoice")
+    keys = ("customer_id", "date", "amount", "quantity", "price", "invoice", "transaction_id")
     return {f"data.{key}": getattr(spec, key) for key in keys if getattr(spec, key) is not None}
 
 
@@ -284,32 +316,55 @@ def _timestamp_expr(col: str, col_type: str, spec: DataConfig) -> tuple[str, str
     return stamp, aware
 
 
-def _amount_expr(col: str, col_type: str) -> str:
+def _amount_expr(col: str, col_type: str, spec: DataConfig) -> str:
+    """SQL for a number column: numeric types as they are, text by the separators rule (clv.data.numbers)."""
     if col_type.split("(")[0] in _NUMERIC_TYPES:
         return f"CAST({col} AS DOUBLE)"
-    return f"try_cast(trim(CAST({col} AS VARCHAR)) AS DOUBLE)"
+    return number_expr(f"CAST({col} AS VARCHAR)", spec)
 
 
-def _number_columns(name: str | None, alias: str, types: dict[str, str]) -> str:
+def _number_columns(name: str | None, alias: str, types: dict[str, str], spec: DataConfig) -> str:
     """The parsed number and its raw text, as `alias` and `raw_alias` (NULL when the column is not set)."""
     if name is None:
         return f"CAST(NULL AS DOUBLE) AS {alias}, CAST(NULL AS VARCHAR) AS raw_{alias}"
     col = _quote(name)
-    return f"{_amount_expr(col, types[name])} AS {alias}, CAST({col} AS VARCHAR) AS raw_{alias}"
+    return f"{_amount_expr(col, types[name], spec)} AS {alias}, CAST({col} AS VARCHAR) AS raw_{alias}"
+
+
+def _id_expr(col: str, col_type: str, trim: bool) -> str:
+    """SQL for a customer id as text, exactly as written (Identity is sacred, STYLE 17): a text id keeps its
+    zeros and, unless `trim`, its spaces; an integer column is its decimal text; a float column holding whole
+    numbers (an integer column with gaps, as pandas stores it) is the integer's text, not '509.0'. An empty or
+    blank id is missing."""
+    if col_type in ("FLOAT", "DOUBLE"):
+        whole = f"CAST(CAST({col} AS HUGEINT) AS VARCHAR)"
+        text = f"CASE WHEN {col} = trunc({col}) THEN {whole} ELSE CAST({col} AS VARCHAR) END"
+    else:
+        text = f"CAST({col} AS VARCHAR)"
+    return f"CASE WHEN trim({text}) = '' THEN NULL ELSE {f'trim({text})' if trim else text} END"
 
 
 def _base_columns(spec: DataConfig, types: dict[str, str]) -> str:
-    """The SELECT list that reads one row: cid, ts, aware, the numbers with their raw text, inv, raw_date."""
+    """The SELECT list that reads one row: cid, ts, aware, the numbers with their raw text, inv, raw_date, tid
+    (the transaction id) and row_hash (of every column of the row, for the duplicate rule)."""
     cid, dcol = _quote(spec.customer_id), _quote(spec.date)
     stamp, aware = _timestamp_expr(dcol, types[spec.date], spec)
     inv = f"NULLIF(trim(CAST({_quote(spec.invoice)} AS VARCHAR)), '')" if spec.invoice else "CAST(NULL AS VARCHAR)"
+    tid = (
+        f"NULLIF(trim(CAST({_quote(spec.transaction_id)} AS VARCHAR)), '')"
+        if spec.transaction_id
+        else "CAST(NULL AS VARCHAR)"
+    )
+    row_hash = "hash(" + ", ".join(_quote(c) for c in types) + ")"
     return f"""
-        NULLIF(trim(CAST({cid} AS VARCHAR)), '') AS cid,
+        {_id_expr(cid, types[spec.customer_id], spec.trim_ids)} AS cid,
+        {tid} AS tid,
+        {row_hash} AS row_hash,
         {stamp} AS ts,
         {aware} AS aware,
-        {_number_columns(spec.amount, "amount", types)},
-        {_number_columns(spec.quantity, "qty", types)},
-        {_number_columns(spec.price, "price", types)},
+        {_number_columns(spec.amount, "amount", types, spec)},
+        {_number_columns(spec.quantity, "qty", types, spec)},
+        {_number_columns(spec.price, "price", types, spec)},
         {inv} AS inv,
         CAST({dcol} AS VARCHAR) AS raw_date
     """
@@ -353,7 +408,8 @@ def _parse(con: duckdb.DuckDBPyConnection, spec: DataConfig, types: dict[str, st
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {_PARSED} AS
-        SELECT cid, ts, aware, amt, price, inv, cancel, valid FROM ({_parsed_select(spec, types, _SRC, False)})
+        SELECT cid, tid, row_hash, ts, aware, amt, price, inv, cancel, valid
+        FROM ({_parsed_select(spec, types, _SRC, False)})
         """
     )
     guests = " WHERE cid IS NOT NULL" if spec.missing_customer == "drop" else ""
@@ -477,20 +533,59 @@ def _write_rejected(con: duckdb.DuckDBPyConnection, target: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _problem_error(report: ValidationReport) -> DataError:
-    reasons = ", ".join(f"{reason}: {n}" for reason, n in report.problems_by_reason.items())
+def _problem_values(con: duckdb.DuckDBPyConnection, condition: str) -> list[str]:
+    """Up to 2,000 raw values of the problems meeting `condition`, in line order."""
+    (values,) = con.execute(
+        f"SELECT list(value ORDER BY line)[1:2000] FROM {_PROBLEMS} WHERE value IS NOT NULL AND ({condition})"
+    ).fetchone() or ([],)
+    return [str(v) for v in values or []]
+
+
+def _cause_hint(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> str | None:
+    """When most problems are dates or numbers that do not parse, what to set: data.date_format (with the
+    formats that parse the values seen), or data.decimal / data.thousands / data.currency. Only when a setting
+    would read the values, or when every row fails (then the reading, not the rows, is the likely fault)."""
+    counts = report.problems_by_reason
+    dates = sum(n for r, n in counts.items() if r.startswith("not a date"))
+    numbers = counts.get("not a number", 0)
+    every = report.rows_rejected == report.rows_read
+    if max(dates, numbers) * 2 < report.rows_rejected:
+        return None
+    if dates >= numbers:
+        values = _problem_values(con, "reason LIKE 'not a date%'")
+        found = suggest_date_formats(con, values)
+        if not found and not every:
+            return None
+        shown = ", ".join(repr(v) for v in values[:3])
+        given = f"data.date_format {spec.date_format!r}" if spec.date_format else "ISO dates (no data.date_format)"
+        best = " or ".join(f"{f!r} ({n:,} of the first {len(values):,})" for f, n in found[:2])
+        return f"dates like {shown} do not parse as {given}: " + (
+            f"set data.date_format, e.g. {best}" if found else "set data.date_format to their strptime format"
+        )
+    return suggest_number_settings(_problem_values(con, "reason = 'not a number'"), spec, every)
+
+
+def _problem_error(report: ValidationReport, cause: str | None = None, over_share: float | None = None) -> DataError:
+    """The invalid rows as one error: counts by reason, the first rows, and what to do. `over_share`: the
+    data.max_invalid_share the rows exceed (then dropping them is no remedy, and the hint does not offer it)."""
+    reasons = ", ".join(f"{reason}: {n:,}" for reason, n in report.problems_by_reason.items())
     shown = "; ".join(p.describe(report.location) for p in report.first_problems[:5])
-    message = (
-        f"{report.source}: {report.rows_rejected} invalid row(s) of {report.rows_read} ({reasons}); first: {shown}"
-    )
-    hint = (
-        "fix those rows, or set data.invalid_rows: drop to leave them out "
-        "(data.rejected_rows: PATH writes them all to a file)"
-    )
+    loc = report.location
+    count = f"{report.rows_rejected:,} invalid row(s) of {report.rows_read:,}"
+    if over_share is not None:
+        count += f" ({report.invalid_share:.1%}, more than data.max_invalid_share {over_share:.1%})"
+    message = f"{report.source}: {count} ({reasons}); first: {shown}"
+    hint = "fix those rows, or set data.invalid_rows: drop to leave them out"
+    if over_share is not None:
+        every = report.rows_rejected == report.rows_read
+        hint = "fix those rows" + ("" if every else ", or raise data.max_invalid_share if losing them is acceptable")
+    hint += " (data.rejected_rows: PATH writes them all to a file)"
+    if cause is not None:
+        hint = f"{cause}; otherwise {hint}"
     missing = report.problems_by_reason.get(_MISSING_ID, 0)
     if missing:
-        where = f"{report.location}s {first_ids(report.first_lines.get(_MISSING_ID, []))}"
-        message += f"; {missing} {report.location}(s) lack a customer id (first at {where})"
+        where = f"{loc}s {first_ids(report.first_lines.get(_MISSING_ID, []))}"
+        message += f"; {missing:,} {loc}(s) lack a customer id (first at {where})"
         hint = (
             "if lines without a customer id are guest purchases, set data.missing_customer: drop (they are "
             "counted apart, with their value, and left out of the forecast); otherwise " + hint
@@ -499,7 +594,10 @@ def _problem_error(report: ValidationReport) -> DataError:
 
 
 def _validate(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
-    """Count the invalid rows; list them (and write them to data.rejected_rows); fail or drop them."""
+    """Count the invalid rows; list them (and write them to data.rejected_rows); fail or drop them. A share of
+    the rows read above data.max_invalid_share fails whatever the policy (rows are never lost silently,
+    STYLE 17), with a hint at the likely cause rather than at dropping them."""
+    report.max_invalid_share = spec.max_invalid_share
     (invalid,) = con.execute(f"SELECT count(*) FILTER (NOT valid) FROM {_PARSED}").fetchone() or (0,)
     if not invalid:
         return
@@ -507,8 +605,10 @@ def _validate(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Validati
     _fill_problem_report(con, report)
     if spec.rejected_rows:
         _write_rejected(con, spec.rejected_rows)
-    if spec.invalid_rows == "fail":
-        raise _problem_error(report)
+    over = report.invalid_share > spec.max_invalid_share
+    if over or spec.invalid_rows == "fail":
+        cause = _cause_hint(con, spec, report) if over else None
+        raise _problem_error(report, cause, spec.max_invalid_share if over else None)
     con.execute(f"DELETE FROM {_PARSED} WHERE NOT valid")
 
 
@@ -516,6 +616,31 @@ def _first_lines(con: duckdb.DuckDBPyConnection, condition: str, report: Validat
     """'line 3 (customer 1); line 7 (customer 2)': the first valid rows meeting `condition`."""
     rows = con.execute(f"SELECT line, cid FROM {_LINES} WHERE valid AND ({condition}) ORDER BY line LIMIT 5").fetchall()
     return "; ".join(f"{report.location} {line} (customer {cid})" for line, cid in rows)
+
+
+def _check_padded_ids(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
+    """Ids with leading or trailing spaces are kept as written unless data.trim_ids: a loud warning with the
+    count, the first ids, and how many equal another id once trimmed (two customers that may be one)."""
+    if spec.trim_ids:
+        return
+    row = con.execute(
+        f"""
+        SELECT count(*), count(DISTINCT cid), (list(DISTINCT cid ORDER BY cid))[1:5],
+               (SELECT count(DISTINCT p.cid) FROM {_PARSED} p SEMI JOIN {_PARSED} q ON trim(p.cid) = q.cid
+                WHERE p.cid <> trim(p.cid))
+        FROM {_PARSED} WHERE cid <> trim(cid)
+        """
+    ).fetchone() or (0, 0, [], 0)
+    rows, ids, first, twins = row
+    if not rows:
+        return
+    report.padded_ids = {"rows": int(rows), "ids": int(ids), "equal_to_another_once_trimmed": int(twins)}
+    shown = ", ".join(repr(i) for i in first or [])
+    twin_text = f"; {twins:,} of them equal another id once trimmed (now two customers)" if twins else ""
+    report.warnings.append(
+        f"{rows:,} {report.location}(s) have a customer id with leading or trailing spaces ({ids:,} ids, first: "
+        f"{shown}); they are kept as written{twin_text}; set data.trim_ids: true to trim them"
+    )
 
 
 def _check_awareness(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> None:
@@ -680,6 +805,9 @@ def load_transactions(
     types = _column_types(con)
     _check_columns(types, spec, label)
     _check_time_zone(con, spec)
+    if types[spec.date] == "VARCHAR":
+        raw_date = f"trim({_quote(spec.date)})"
+        check_date_order(con, raw_date, _SRC, spec.date_format, label, spec.date)
     try:
         _parse(con, spec, types)
     except duckdb.Error as exc:
@@ -687,6 +815,8 @@ def load_transactions(
     _count_read(con, spec, report)
     _drop_guests(con, spec, report)
     _validate(con, spec, report)
+    report.duplicates = apply_duplicates(con, _PARSED, spec, label)
+    _check_padded_ids(con, spec, report)
     _check_awareness(con, report)
     _apply_price_policy(con, spec, report)
     _check_invoices(con, spec, report)
@@ -695,11 +825,10 @@ def load_transactions(
     _merge_days(con, spec, report)
     if report.customer_days == 0:
         raise DataError(f"{label}: no valid transactions left after cleaning")
-    (integer_ids,) = con.execute(
-        f"SELECT bool_and(regexp_full_match(customer_id, '-?[0-9]{{1,18}}')) FROM {TX_TABLE}"
-    ).fetchone() or (False,)
     con.execute(f"DROP TABLE {_PARSED}")
-    return Transactions(con=con, report=report, has_amount=spec.has_values, integer_ids=bool(integer_ids))
+    for message in report.warnings:
+        warnings.warn(message, DataWarning, stacklevel=2)
+    return Transactions(con=con, report=report, has_amount=spec.has_values)
 
 
 def sql_date(value: dt.date) -> str:
