@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def test_clv_run_keeps_ids_as_written_in_every_output(zero_padded_run):
     assert migration.loc["(new)"].sum() == 0 and migration["(gone)"].sum() == 0  # every id matched its own
     html = (tmp_path / "reports" / "cdnow" / "report.html").read_text()
     top = out["at_risk"].iloc[0]["customer_id"]
-    assert f"<td>{top}</td>" in html and top.startswith("0")
+    assert re.search(rf"<td[^>]*>{top}</td>", html) and top.startswith("0")
 
 
 def test_the_same_ids_as_numbers_give_the_same_values(zero_padded_run, cdnow_rfm):
