@@ -268,7 +268,7 @@ def _print_late(result: Any) -> None:
 
 def _print_headline(result: Any) -> None:
     from clv.model import DROPOUT
-    from clv.tiers import AT_RISK, at_risk
+    from clv.tiers import AT_RISK, at_risk, churn_column, churn_window
 
     console = Console()
     spend = f" + {result.spend.name}" if result.spend is not None else ""
@@ -293,12 +293,22 @@ def _print_headline(result: Any) -> None:
         f"expected purchases, next {result.config.horizon_label()}",
         f"{customers['expected_purchases'].sum():,.1f}",
     )
-    clv_label = "total CLV (discounted)" if result.spend is not None else "total CLV (discounted purchases)"
+    currency = result.config.data.currency or "currency of the data"
+    clv_label = "total CLV (discounted purchases)"
+    if result.spend is not None:
+        clv_label = f"total CLV ({currency}, discounted)"
     table.add_row(clv_label, f"{customers['clv'].sum():,.2f}")
     for row in result.tiers.itertuples():
         table.add_row(f"tier {row.tier}", f"{row.customers:,} customers, {row.share_of_clv:.0%} of CLV")
+    window = churn_window(result.config.tiers, result.config.time.unit)
+    risk = churn_column(window, result.config.time.unit)
+    buys = f"P(buys in the next {window:g} {result.config.time.unit})"
     if flat:
         table.add_row(AT_RISK, "not meaningful: dropout not identified")
+    elif risk in customers:
+        table.add_row(f"mean {buys}", f"{customers[risk].mean():.1%}")
+        threshold = f"{result.config.tiers.at_risk_p_purchase:.0%}"
+        table.add_row(f"{AT_RISK} (P < {threshold})", f"{len(at_risk(customers)):,} customers")
     else:
         table.add_row(AT_RISK, f"{len(at_risk(customers)):,} customers")
     if result.holdout:

@@ -303,10 +303,10 @@ class TiersConfig(_Section):
     at_risk_tiers: int | None = Field(
         None, ge=1, description="the top this-many tiers count as high value (default: 2, or 1 with 2 tiers)"
     )
-    churn_window: float | None = Field(
-        None,
-        gt=0,
-        description="the period churn risk looks ahead, in time.unit (default 13 weeks: 13 W or 91 D)",
+    churn_window: str = Field(
+        "13W",
+        description="the period churn risk looks ahead: a duration in days or weeks (13W, 91D); a bare number is "
+        "in time.unit",
     )
     at_risk_p_purchase: float = Field(
         0.3,
@@ -314,6 +314,14 @@ class TiersConfig(_Section):
         lt=1,
         description="P(at least one purchase in the churn window) below this is slipping away (lapsing)",
     )
+
+    @field_validator("churn_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> str:
+        text = _canonical_duration(value)
+        if Duration.parse(text).unit not in ("D", "W"):
+            raise ValueError(f"the churn window is a duration in days or weeks (13W, 91D), got {text}")
+        return text
 
     @model_validator(mode="before")
     @classmethod
@@ -423,6 +431,16 @@ class RunConfig(_Section):
             horizon = _duration_text(prediction["horizon"], time.get("unit", "W"))
             raw = raw | {"prediction": prediction | {"horizon": horizon}}
         return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_churn_window(cls, raw: Any) -> Any:
+        """A bare tiers.churn_window is in time.unit: `churn_window: 13` with unit W is `13W`."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("tiers"), dict) or "churn_window" not in raw["tiers"]:
+            return raw
+        time = _upper_unit(raw.get("time")) if isinstance(raw.get("time"), dict) else {}
+        window = _duration_text(raw["tiers"]["churn_window"], time.get("unit", "W"))
+        return raw | {"tiers": raw["tiers"] | {"churn_window": window}}
 
     def horizon_units(self, calibration_end: dt.date | None = None) -> float:
         """The horizon in time.unit, counted from `calibration_end` (default time.calibration_end): exact in

@@ -15,6 +15,7 @@ away. RFM scores are the usual 1-5 quintile scores of the calibration history: a
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,11 +24,10 @@ from numpy.typing import NDArray
 
 from clv.config import TiersConfig
 from clv.errors import DataError
-from clv.units import TimeUnit, days_per_unit
+from clv.units import Duration, TimeUnit
 
 __all__ = [
     "AT_RISK",
-    "CHURN_WINDOW_WEEKS",
     "RFM_SEGMENTS",
     "SEGMENTS",
     "UNIDENTIFIED_SEGMENTS",
@@ -43,9 +43,6 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
-
-#: the default churn window: a quarter, 13 weeks (91 days in a run in days)
-CHURN_WINDOW_WEEKS = 13.0
 
 #: the churn-risk x value segments, in the order reports list them; "active" is P(purchase in the churn window)
 #: at or above tiers.at_risk_p_purchase, "slipping away" / "lapsing" below it
@@ -63,10 +60,8 @@ def at_risk(customers: pd.DataFrame) -> pd.DataFrame:
 
 
 def churn_window(config: TiersConfig, unit: TimeUnit) -> float:
-    """The churn window in time units: tiers.churn_window, or 13 weeks (`CHURN_WINDOW_WEEKS`) in the unit."""
-    if config.churn_window is not None:
-        return float(config.churn_window)
-    return CHURN_WINDOW_WEEKS * days_per_unit("W") / days_per_unit(unit)
+    """The churn window (tiers.churn_window, default 13 weeks) in time units: 13 in a run in weeks, 91 in days."""
+    return Duration.parse(config.churn_window).units(dt.date(2000, 1, 1), unit)  # D or W: no calendar
 
 
 def churn_column(window: float, unit: TimeUnit) -> str:

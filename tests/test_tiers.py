@@ -86,7 +86,20 @@ def test_the_old_p_alive_threshold_is_refused_with_its_replacement_named():
 def test_the_churn_window_defaults_to_13_weeks_in_the_run_unit(unit, window, name):
     assert churn_window(TiersConfig(), unit) == window
     assert churn_column(churn_window(TiersConfig(), unit), unit) == name
-    assert churn_column(churn_window(TiersConfig(churn_window=6.5), unit), unit) == f"p_purchase_next_6_5{unit.lower()}"
+    assert churn_column(churn_window(TiersConfig(churn_window="6.5W"), unit), unit) == (
+        "p_purchase_next_6_5w" if unit == "W" else "p_purchase_next_45_5d"
+    )
+
+
+def test_the_churn_window_is_a_duration_and_a_bare_number_is_in_the_run_unit():
+    from clv.config import parse_config
+    from clv.errors import ConfigError
+
+    base = {"name": "x", "data": {"source": "cdnow"}, "time": {"calibration_end": "1997-09-30", "unit": "d"}}
+    assert parse_config(base | {"tiers": {"churn_window": 30}}).tiers.churn_window == "30D"
+    assert parse_config(base | {"tiers": {"churn_window": "4w"}}).tiers.churn_window == "4W"
+    with pytest.raises(ConfigError, match="days or weeks"):
+        parse_config(base | {"tiers": {"churn_window": "3M"}})
 
 
 def test_rfm_scores_by_quintile():
