@@ -497,7 +497,8 @@ def build_report(
     if migration is not None:
         parts.append("<h3>Tier migration since the last run</h3>" + table(migration, index=True))
     column = "expected_revenue" if revenue else "expected_purchases"
-    forecast_chart = charts.revenue_forecast(forecast, column, "revenue" if revenue else "purchases")
+    label = f"expected revenue ({units.value_unit}, not discounted)" if revenue else "expected purchases"
+    forecast_chart = charts.revenue_forecast(forecast, column, label)
     parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">')
     parts.append(_segments(summary, customers, units))
     chart = charts.clv_distribution(customers["clv"].to_numpy(dtype=float), units.value_unit)
