@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ err = Console(stderr=True)
 
 #: the exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
 INTERRUPTED = 130
+#: set by the SIGINT handler of the console script (`main`)
+_INTERRUPT_SEEN = threading.Event()
 
 
 @contextmanager
@@ -69,6 +72,13 @@ def _errors(verbose: bool) -> Iterator[None]:
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         if verbose:
+            raise
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(INTERRUPTED) from None
+    except Exception:
+        # Only a Ctrl-C that a library turned into its own error (an ImportError from an extension's
+        # initialisation, DuckDB's "Query interrupted"): anything else goes on up unchanged.
+        if verbose or not _INTERRUPT_SEEN.is_set():
             raise
         err.print("interrupted", highlight=False)
         raise typer.Exit(INTERRUPTED) from None
@@ -597,9 +607,17 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: Python's own KeyboardInterrupt, remembered, since one that lands inside the initialisation of a
+    compiled extension (SciPy, DuckDB, imported on first use) comes out as an ImportError instead."""
+    _INTERRUPT_SEEN.set()
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (through `clv.launch`, which covers the loading of this module)."""
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGINT, _interrupt)
     app()
 
 

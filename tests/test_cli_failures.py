@@ -440,3 +440,58 @@ def test_reports_interrupted_between_the_two_renames_are_put_back(tmp_path, monk
         (staging / "summary.json").write_text("new\n")
     assert snapshot(tmp_path) == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["cdnow"]
+
+
+def test_importing_clv_loads_nothing_heavy():
+    # The console script must be up at once, so that a Ctrl-C while it starts meets our handler (clv.launch)
+    # rather than a traceback from inside SciPy's import.
+    heavy = "('scipy', 'pandas', 'duckdb', 'pymc')"
+    code = f"import sys, clv, clv.launch\nprint(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_child_env())
+    assert out.stdout.strip() == "[]"
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_line_loads_is_one_word(signum):
+    # clv.launch's handler, while clv.cli and its imports load: the process ends with `interrupted` at once.
+    code = (
+        "import os, signal, time, sys\n"
+        "from clv import launch\n"
+        f"signal.signal({int(signum)}, launch._interrupted_while_loading)\n"
+        f"os.kill(os.getpid(), {int(signum)})\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_child_env())
+    assert done.returncode == 128 + signum and done.stderr == "interrupted\n"
+
+
+def test_ctrl_c_that_a_library_turns_into_its_own_error_is_still_interrupted(run_folders, monkeypatch):
+    # DuckDB answers a Ctrl-C with "Query interrupted", an extension's import with ImportError: once the handler has
+    # seen the Ctrl-C, either is an interruption (exit 130), and without one an ImportError stays an error.
+    import clv.cli
+
+    config, models, _ = run_folders
+    before = snapshot(models)
+
+    def stopped(*args, **kwargs):
+        clv.cli._INTERRUPT_SEEN.set()
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr("clv.pipeline.fit_models", stopped)
+    try:
+        result = invoke("run", str(config))
+    finally:
+        clv.cli._INTERRUPT_SEEN.clear()
+    assert result.exit_code == 130 and result.stderr.rstrip().endswith("interrupted")
+    assert "Traceback" not in result.stderr and snapshot(models) == before
+
+    def broken(*args, **kwargs):
+        raise ImportError("a real missing module")
+
+    monkeypatch.setattr("clv.pipeline.fit_models", broken)
+    result = invoke("run", str(config))
+    assert result.exit_code != 130 and isinstance(result.exception, ImportError)
