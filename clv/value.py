@@ -63,6 +63,10 @@ VALUE_UNITS: dict[str, str] = {
     "expected_spend": "currency per purchase",
     "clv": "currency, discounted to the calibration end, times margin, over the horizon",
     "residual_clv": "currency, discounted to the calibration end, times margin, no horizon",
+    "segment": "the forecast's view: value tier (high value = the top tiers) x churn risk (the chance of a purchase "
+    "in the churn window): active, slipping away, lapsing",
+    "rfm_segment": "the RFM view of the past: recency and frequency quintile scores named (champions ... "
+    "hibernating); it describes past behaviour and may differ from segment, the forecast (not in at_risk.csv)",
 }
 
 

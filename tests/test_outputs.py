@@ -82,15 +82,26 @@ def test_churn_risk_predicts_the_holdout_where_p_alive_does_not(cdnow_out):
     assert (hibernating["p_alive"] == 1).sum() > 800 and not hibernating["segment"].str.contains("active").any()
     summary = json.loads((cdnow_out / "summary.json").read_text())
     assert summary["churn_risk"]["column"] == "p_purchase_next_13w" and summary["churn_risk"]["window"] == 13
+    # the two views are kept apart: the action list carries the forecast's view only, and the units say why
+    action = pd.read_csv(cdnow_out / "at_risk.csv")
+    assert "rfm_segment" not in action and "rfm_score" not in action and (action["segment"] == AT_RISK).all()
+    assert "describes past behaviour" in summary["units"]["rfm_segment"]
 
 
 def test_data_without_amounts_is_never_money(no_amounts_out):
     summary = json.loads((no_amounts_out / "summary.json").read_text())
-    assert "purchases" in summary["units"]["clv"] and "currency" not in summary["units"]["clv"]
+    value = summary["units"]["clv_discounted_purchases"]
+    assert "purchases" in value and "currency" not in value and "clv" not in summary["units"]
     assert "expected_spend" not in summary["units"]
     assert summary["forecast_totals"]["expected_revenue"] is None
     customers = pd.read_csv(no_amounts_out / "customers.csv", dtype={"rfm_score": str})
     assert "m_score" not in customers and customers["rfm_score"].str.len().eq(2).all()
+    # the unit is in every value header of the files, and no file is named for revenue
+    assert "clv" not in customers and "clv_discounted_purchases" in customers
+    tiers = pd.read_csv(no_amounts_out / "tiers.csv")
+    assert {"total_clv_discounted_purchases", "min_clv_discounted_purchases"} <= set(tiers.columns)
+    assert not (no_amounts_out / "revenue_schedule.csv").exists()
+    assert (no_amounts_out / "purchase_schedule.csv").is_file()
     html = (no_amounts_out / "report.html").read_text()
     assert "discounted purchases" in html
     assert not re.search(r"currency|revenue \(|spend per purchase", html, flags=re.I)

@@ -23,7 +23,18 @@ from clv.versions import package_versions
 if TYPE_CHECKING:
     from clv.pipeline import RunResult
 
-__all__ = ["forecast_table", "new_customers_table", "rebuild_report", "round_to_total", "summary_dict", "write_outputs"]
+__all__ = [
+    "NO_MONEY_NAMES",
+    "RFM_COLUMNS",
+    "file_columns",
+    "forecast_table",
+    "new_customers_table",
+    "rebuild_report",
+    "round_to_total",
+    "schedule_file",
+    "summary_dict",
+    "write_outputs",
+]
 
 
 #: forecast columns that are quantiles of a monthly total: rounded each on its own (they do not add up)
@@ -122,6 +133,8 @@ def _units(result: RunResult) -> dict[str, str]:
         getattr(config.data, "currency", None),
         (churn_column(window, config.time.unit), window),
     )
+    if result.fitted.spend is None:
+        units = {NO_MONEY_NAMES.get(k, k): v for k, v in units.items()}
     return units | {"time": config.time.unit}
 
 
@@ -200,19 +213,44 @@ def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, 
     }
 
 
+#: the value columns' names in the files of a run without amounts: the unit in the header, no money word
+NO_MONEY_NAMES: dict[str, str] = {
+    name: f"{name}_discounted_purchases" for name in ("clv", "residual_clv", "total_clv", "min_clv", "max_clv")
+}
+_MONEY_NAMES = {v: k for k, v in NO_MONEY_NAMES.items()}
+#: the RFM view's columns, left out of at_risk.csv (the action list follows the forecast, not past quintiles)
+RFM_COLUMNS = ("r_score", "f_score", "m_score", "rfm_score", "rfm_segment")
+
+
+def file_columns(frame: pd.DataFrame, money: bool) -> pd.DataFrame:
+    """`frame` with the column names its files carry: as they are with amounts, with the unit (discounted
+    purchases) in the value columns' names without."""
+    return frame if money else frame.rename(columns=NO_MONEY_NAMES)
+
+
+def schedule_file(money: bool) -> str:
+    """The per-customer monthly schedule's file: revenue with amounts, purchases without."""
+    return "revenue_schedule.csv" if money else "purchase_schedule.csv"
+
+
 def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
     """Write reports/<name>/ whole or not at all (the `evaluation/` folder of `clv evaluate` is kept) and return
     its path; `model_dir` is where the run's models were saved, recorded in summary.json."""
     target = Path(result.config.output.reports_dir) / result.config.name
+    money = result.fitted.spend is not None
     with staged_folder(target, keep=("evaluation",)) as staging:
         customers = result.customers
-        customers.to_csv(staging / "customers.csv", index=False)
-        customers.to_parquet(staging / "customers.parquet", index=False)
-        result.tiers.to_csv(staging / "tiers.csv", index=False)
-        at_risk(customers).to_csv(staging / "at_risk.csv", index=False)
+        in_files = file_columns(customers, money)
+        in_files.to_csv(staging / "customers.csv", index=False)
+        in_files.to_parquet(staging / "customers.parquet", index=False)
+        file_columns(result.tiers, money).to_csv(staging / "tiers.csv", index=False)
+        action_list = at_risk(in_files)
+        action_list.drop(columns=[c for c in RFM_COLUMNS if c in action_list]).to_csv(
+            staging / "at_risk.csv", index=False
+        )
         forecast = forecast_table(result)
         forecast.to_csv(staging / "forecast.csv", index=False, float_format="%.2f")
-        result.value.schedule().to_csv(staging / "revenue_schedule.csv", index=False)
+        result.value.schedule().to_csv(staging / schedule_file(money), index=False)
         new_customers_table(result).to_csv(staging / "new_customers.csv", index=False, float_format="%.2f")
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
@@ -234,9 +272,9 @@ def rebuild_report(config: RunConfig) -> Path:
             hint=f"run `clv run` with this config first (it writes {folder}/)",
         )
     summary = json.loads((folder / "summary.json").read_text())
-    customers = pd.read_parquet(folder / "customers.parquet")
+    customers = pd.read_parquet(folder / "customers.parquet").rename(columns=_MONEY_NAMES)
     forecast = pd.read_csv(folder / "forecast.csv")
-    tiers = pd.read_csv(folder / "tiers.csv")
+    tiers = pd.read_csv(folder / "tiers.csv").rename(columns=_MONEY_NAMES)
     migration = pd.read_csv(folder / "migration.csv", index_col=0) if (folder / "migration.csv").is_file() else None
     html = build_report(summary, customers, forecast, tiers, migration)
     tmp = folder / ".report.html.tmp"
