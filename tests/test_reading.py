@@ -249,6 +249,15 @@ def test_500_duplicated_rows_no_longer_change_total_clv(tmp_path):
         assert summary["data"]["validation"]["duplicates"]["dropped"] == (21 if name == "plain" else 521)
         totals[name] = summary["forecast_totals"]["total_clv"]
     assert totals["doubled"] == pytest.approx(totals["plain"], rel=1e-12)
+    # the report names them too, with the value they carried, and its lines add up without an "other" row
+    raw = pd.concat([cdnow_raw(), cdnow_raw()]).drop_duplicates()
+    copies = pd.read_csv(path, dtype=str)
+    dropped_value = copies["amount"].astype(float).sum() - raw["amount"].astype(float).sum()
+    doubled_summary = json.loads((tmp_path / "doubled" / "reports" / "cdnow" / "summary.json").read_text())
+    assert doubled_summary["data"]["validation"]["duplicates"]["value"] == pytest.approx(dropped_value, abs=0.005)
+    html = (tmp_path / "doubled" / "reports" / "cdnow" / "report.html").read_text()
+    assert re.search(r"duplicate lines dropped[^<]*</td><td[^>]*>521</td>", html)
+    assert "other lines left out" not in html
 
 
 def test_duplicates_keep_counts_them_and_fail_refuses_them(tmp_path):

@@ -18,10 +18,12 @@ Rows are compared on a 64-bit hash of all their columns together with the parsed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import duckdb
 
 from clv.config import DataConfig
+from clv.data.returns import MONEY
 from clv.errors import DataError, first_ids
 
 __all__ = ["DuplicateCount", "apply_duplicates"]
@@ -40,6 +42,7 @@ class DuplicateCount:
     invoices: int = 0
     identical_invoice_lines: int = 0
     first_customer_ids: list[str] = field(default_factory=list)
+    value: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +53,7 @@ class DuplicateCount:
             "invoices": self.invoices,
             "identical_invoice_lines_kept": self.identical_invoice_lines,
             "first_customer_ids": self.first_customer_ids,
+            "value": self.value,
         }
 
 
@@ -130,6 +134,12 @@ def _drop(con: duckdb.DuckDBPyConnection, table: str, key: str) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {keep}")
 
 
+def _value(con: duckdb.DuckDBPyConnection, table: str) -> Decimal:
+    """The value of the rows of `table`, summed exactly (DECIMAL, as clv.data.returns sums money)."""
+    (total,) = con.execute(f"SELECT coalesce(sum(CAST(amt AS {MONEY})), 0) FROM {table}").fetchone() or (0,)
+    return Decimal(total)
+
+
 def apply_duplicates(con: duckdb.DuckDBPyConnection, table: str, spec: DataConfig, label: str) -> DuplicateCount:
     """Count the duplicates of the parsed rows in `table` (columns cid, ts, amt, inv, price, row_hash, tid), then
     drop them, keep them, or refuse them (`data.duplicates`); the counts say what was done."""
@@ -145,7 +155,10 @@ def apply_duplicates(con: duckdb.DuckDBPyConnection, table: str, spec: DataConfi
             hint="set data.duplicates: drop to keep one copy of each, or keep to keep them all",
         )
     if count.rows and spec.duplicates == "drop":
+        before = _value(con, table)
         _drop(con, table, key)
         count.dropped = count.rows
+        if spec.has_values:
+            count.value = float(before - _value(con, table))
     con.execute(f"DROP TABLE {_GROUPS}")
     return count

@@ -107,7 +107,9 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
-def _data_rows(profile: dict[str, Any], returns: dict[str, Any], read: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _data_rows(
+    profile: dict[str, Any], returns: dict[str, Any], read: dict[str, Any], duplicates: dict[str, Any]
+) -> list[tuple[Any, ...]]:
     """The lines read, each reason lines were left out, and the lines kept: the lines add up (read = left out +
     kept); what is left unexplained is its own row, never hidden."""
     guest = profile.get("guest") or {}
@@ -122,6 +124,9 @@ def _data_rows(profile: dict[str, Any], returns: dict[str, Any], read: dict[str,
             )
         )
     rows.append(("invalid rows dropped", profile["rows_rejected"], None, None))
+    if duplicates.get("dropped"):
+        label = "duplicate lines dropped (a copy of another; data.duplicates: drop)"
+        rows.append((label, duplicates["dropped"], None, duplicates.get("value")))
     if read.get("quantity") is not None:
         label = f"lines priced <= 0 ({read.get('non_positive_price')})"
         rows.append((label, profile.get("non_positive_price_lines") or 0, None, None))
@@ -157,7 +162,10 @@ def _data(summary: dict[str, Any], units: _Units) -> str:
         return ""
     cancelled = profile.get("cancellations") or {}
     read = (summary.get("config") or {}).get("data") or {}
-    frame = pd.DataFrame(_data_rows(profile, returns, read), columns=["", "lines", "invoices", "value"], dtype=object)
+    duplicates = (data.get("validation") or {}).get("duplicates") or {}
+    frame = pd.DataFrame(
+        _data_rows(profile, returns, read, duplicates), columns=["", "lines", "invoices", "value"], dtype=object
+    )
     if not units.has_money:
         frame = frame.drop(columns="value")
     note = (
@@ -168,6 +176,13 @@ def _data(summary: dict[str, Any], units: _Units) -> str:
         note += (
             f"; {number(cancelled['lines'])} cancellation lines on {number(cancelled.get('invoices'))} invoices took "
             f"back {number(cancelled.get('value'))}"
+        )
+    if duplicates.get("rows") and not duplicates.get("dropped"):
+        note += f"; {number(duplicates['rows'])} duplicate lines (copies of another) kept (data.duplicates: keep)"
+    if duplicates.get("identical_invoice_lines_kept"):
+        note += (
+            f"; {number(duplicates['identical_invoice_lines_kept'])} identical lines inside one invoice kept "
+            "(repeated items of one basket)"
         )
     if returns.get("return_days"):
         note += (
