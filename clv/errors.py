@@ -7,7 +7,9 @@ The library raises `ClvError` subclasses only; the command line maps them to exi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 __all__ = [
     "ClvError",
@@ -20,6 +22,7 @@ __all__ = [
     "NotFittedError",
     "UsageError",
     "first_ids",
+    "plain_number",
 ]
 
 
@@ -84,3 +87,14 @@ def first_ids(values: Iterable[object], limit: int = 5) -> str:
     items: Sequence[object] = list(values)
     shown = ", ".join(str(v) for v in items[:limit])
     return shown + (", ..." if len(items) > limit else "")
+
+
+def plain_number(value: float, digits: int = 3) -> str:
+    """A number for a sentence, never in scientific notation: `digits` significant digits, thousands separated
+    (2290.4 -> '2,290', 2.4e-07 -> '0.00000024', 0.7929 -> '0.793')."""
+    if not math.isfinite(value):
+        return str(value)
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    text = format(Decimal(f"{value:.{digits}g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from clv.errors import ClvError, ConvergenceWarning, FitError, NotFittedError, first_ids
+from clv.errors import ClvError, ConvergenceWarning, FitError, NotFittedError, first_ids, plain_number
 from clv.mle import Likelihood, LoglikGrad, MleResult, Stop, central_difference_hessian, maximize_likelihood
 
 __all__ = [
@@ -247,7 +247,8 @@ class FittedModel(ABC):
                 messages.append(f"{label}: a parameter is at the boundary of the search: {self.params_}")
             elif not found.converged:
                 messages.append(
-                    f"{label}: the fit did not converge (gradient norm {found.gradient_norm:.3g}; {found.message})"
+                    f"{label}: the fit did not converge (gradient norm {plain_number(found.gradient_norm)}; "
+                    f"{found.message})"
                 )
             if self.standard_errors_ is None:
                 messages.append(f"{label}: the information matrix is not positive definite; no standard errors")

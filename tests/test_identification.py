@@ -4,6 +4,7 @@ spend outliers, and how the run, the files and the leaderboard carry the finding
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def test_no_dropout_data_is_flagged_the_same_way_from_python(cls):
     sentence = model.not_identified_[DROPOUT]
     assert "churn probabilities are not identifiable" in sentence
     assert any(str(w.message) == sentence for w in caught)
+    assert not re.search(r"\d[eE][+-]?\d", sentence), f"scientific notation in: {sentence}"  # a person reads it
     # one sentence replaces the generic boundary / standard-error warnings
     assert not any("boundary of the search" in str(w.message) for w in caught)
     # the search is bounded: 4 starts x 20 scouting iterations, one followed run, at most a few Newton steps;

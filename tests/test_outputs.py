@@ -116,6 +116,13 @@ def test_the_report_writes_numbers_as_people_do(cdnow_out):
     assert "p_alive</th>" not in html and "share_of_clv" not in re.sub(r"<td[^>]*>[^<]*</td>", "", html)
 
 
+def test_numbers_in_sentences_are_never_scientific():
+    from clv.errors import plain_number
+
+    assert plain_number(2290.4) == "2,290" and plain_number(2.4e-07, 2) == "0.00000024"
+    assert plain_number(0.7929) == "0.793" and plain_number(15.4435) == "15.4" and plain_number(0.0) == "0"
+
+
 def test_cell_formats():
     assert number(1.5944e-07) == "< 0.000001" and "e" not in number(0.000123)
     assert number(0.01256) == "0.01256" and number(1234.5) == "1,234.50"

@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
+from clv.errors import plain_number
 from clv.mle import Hessian
 from clv.purchase import beta_geometric as bg
 from clv.purchase.base import (
@@ -69,7 +70,8 @@ class BetaGeoModel(FactoredCurveModel):
         where = " and ".join(moves) if at_limit else "a and b not identified"
         return (
             at_limit,
-            f"{where}: a = {a:.3g}, b = {b:.3g}, mean dropout probability per purchase a/(a+b) = {mean:.2g}",
+            f"{where}: a = {plain_number(a)}, b = {plain_number(b)}, mean dropout probability per purchase "
+            f"a/(a+b) = {plain_number(mean, 2)}",
         )
 
     def _loglik_grad(

@@ -17,6 +17,7 @@ from scipy import special
 from scipy.special import loggamma
 
 from clv.compress import unique_rows
+from clv.errors import plain_number
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
 from clv.mle import LogBounds, default_log_bounds
 from clv.purchase.base import (
@@ -178,7 +179,8 @@ class ParetoNBDModel(FactoredCurveModel):
         where = " and ".join(moves) if at_limit else "s and beta not identified"
         return (
             at_limit,
-            f"{where}: s = {s:.3g}, beta = {beta:.3g}, mean dropout rate s/beta = {s / beta:.2g} per time unit",
+            f"{where}: s = {plain_number(s)}, beta = {plain_number(beta)}, mean dropout rate s/beta = "
+            f"{plain_number(s / beta, 2)} per time unit",
         )
 
     def _search_bounds(self) -> LogBounds:

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from clv.data.rfm import validate_rfm
-from clv.errors import DataError
+from clv.errors import DataError, plain_number
 from clv.mle import MleResult
 from clv.model import MEAN_SPEND, FitResult, FittedModel, LikelihoodProblem, check_output
 from clv.special import trigamma
@@ -230,7 +230,7 @@ class GammaGammaModel(FittedModel):
         near = q <= 1.0 or (q - 1.0 < 2.0 * se if se is not None else q < Q_NEAR_ONE)
         if not near:
             return {}
-        error = f" (standard error {se:.2g})" if se is not None else ""
+        error = f" (standard error {plain_number(se, 2)})" if se is not None else ""
         why = f"q = {q:.4g}{error} <= 1" if q <= 1.0 else f"q = {q:.4g}{error} cannot be told from 1"
         return {
             MEAN_SPEND: (
