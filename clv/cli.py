@@ -146,7 +146,7 @@ def data_summarize(
                 "duplicates": step.report.duplicates.to_dict(),
                 "returns": step.report.returns,
                 "reading": step.report.summary_lines(),
-                "warnings": step.report.warnings,
+                "warnings": [*step.report.warnings, *step.notes],
             }
             _warn(step.report.warnings)
         info |= {

@@ -466,7 +466,10 @@ def _describe_error(err: Any) -> str:
         return f"{path}: required key is missing"
     given = err.get("input")
     message = str(err["msg"]).removeprefix("Value error, ")
-    return f"{path}: {message}" if repr(given) in message else f"{path}: {message} (got {given!r})"
+    # a whole section (a check across its keys) is not echoed back, nor a value the message already names
+    if isinstance(given, dict | list) or repr(given) in message or str(given) in message:
+        return f"{path}: {message}"
+    return f"{path}: {message} (got {given!r})"
 
 
 def parse_config(raw: dict[str, Any], origin: str = "config") -> RunConfig:

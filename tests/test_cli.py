@@ -469,3 +469,8 @@ def test_score_and_summarize_check_the_period_too(tmp_path):
     looked = invoke("data", "summarize", str(config), *typo, "--json")
     assert looked.exit_code == 0 and "warning: time.calibration_end 2007-09-30 is 3,379 days" in looked.stderr
     assert json.loads(looked.stdout)["last_date"] == "1998-06-30"
+    # the warning printed is in the summary too, not "warnings: none" beside it
+    assert any("3,379 days" in w for w in json.loads(looked.stdout)["warnings"])
+    dropped = invoke("data", "summarize", str(config), "--set", "time.holdout_end=null", "--json")
+    info = json.loads(dropped.stdout)
+    assert any("1,959 row(s)" in w for w in info["warnings"]) and info["rows_after_period_end"] == 1959

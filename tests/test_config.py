@@ -157,3 +157,20 @@ def test_max_gap_is_a_duration_and_a_bare_number_is_in_time_unit():
     assert cfg.time.max_gap == "13W"
     with pytest.raises(ConfigError, match=r"time\.max_gap"):
         parse_config(MINIMAL | {"time": {"calibration_end": "1997-09-30", "max_gap": "soon"}})
+
+
+def test_a_check_across_a_section_does_not_echo_the_section():
+    from clv.config import parse_config
+    from clv.errors import ConfigError
+
+    raw = {
+        "name": "x",
+        "data": {"source": "cdnow"},
+        "time": {"calibration_end": "2007-09-30", "holdout_end": "1998-06-30"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert "must be after calibration_end (2007-09-30)" in caught.value.message and "{" not in caught.value.message
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw | {"time": {"calibration_end": "1997-09-30"}, "prediction": {"horizon": "1.5M"}})
+    assert caught.value.message.count("1.5M") == 1

@@ -32,7 +32,7 @@ class DataProfile:
     total_amount: float | None
     customers_first_seen_after_calibration: int = 0
     late_customer_ids: list[str] = field(default_factory=list)
-    rows_after_last_date: int = 0
+    rows_after_period_end: int = 0
     invoices: int | None = None
     invoices_kept: int | None = None
     customer_ids: int = 0
@@ -92,7 +92,7 @@ def profile_transactions(
         total_amount=float(total) if tx.has_amount else None,
         customers_first_seen_after_calibration=int(late),
         late_customer_ids=[str(i) for i in late_ids],
-        rows_after_last_date=int(after),
+        rows_after_period_end=int(after),
         invoices=rep.invoices,
         invoices_kept=rep.invoices_kept,
         customer_ids=rep.customer_ids,
