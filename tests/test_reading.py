@@ -153,6 +153,10 @@ def test_a_sixty_percent_dropped_file_is_refused_even_under_drop(tmp_path):
     assert "missing amount: 1" in error.message
     assert "invalid_rows: drop" not in (error.hint or "")
     assert "raise data.max_invalid_share" in (error.hint or "")
+    # under the default invalid_rows: fail, raising the share alone would only lead to a second refusal
+    with pytest.raises(DataError) as info:
+        load(fixture("sixty_percent_bad.csv"))
+    assert "set data.invalid_rows: drop and raise data.max_invalid_share" in (info.value.hint or "")
     config = write_config(tmp_path, fixture("sixty_percent_bad.csv"), invalid_rows="drop")
     result = run_cli("run", str(config))
     assert result.exit_code == 1
@@ -190,6 +194,7 @@ def test_when_every_amount_fails_the_hint_names_the_decimal_separator():
         load(fixture("comma_amounts.csv"))
     hint = info.value.hint or ""
     assert "numbers like '29,33', '12,50', '5,00' do not parse" in hint and "set data.decimal: ','" in hint
+    assert "data.thousands not set, data.currency not set" in hint and "None" not in hint
     assert "invalid_rows" not in hint
     tx = load(fixture("comma_amounts.csv"), decimal=",")
     assert tx.to_frame()["amount"].tolist() == [29.33, 12.5, 5.0]
@@ -364,7 +369,7 @@ def test_a_later_return_reduces_the_spend_and_the_cli_says_so(tmp_path):
     assert amounts["01-20"] == 0.0  # 8 bought on 01-20, 9 returned on 02-10: 8 taken off 01-20, 1 off 01-05
     assert amounts["01-05"] == 5.0  # 10 - 4 the same day - 1 of the later return
     line = tx.report.summary_lines()[0]
-    assert "1 return days: 9.00 taken off earlier purchases, 0.00 unmatched" in line
+    assert "1 return day: 9.00 taken off earlier purchases, 0.00 unmatched" in line
     raw = cdnow_raw()
     returns = pd.DataFrame({"customer_id": ["1", "2"], "date": "1998-06-01", "cds": "1", "amount": "-5.00"})
     raw_path = tmp_path / "with_returns.csv"

@@ -110,6 +110,9 @@ def suggest_number_settings(values: list[str], spec: DataConfig, every: bool = T
     if not tips and not every:
         return None
     shown = ", ".join(repr(v) for v in values[:3])
-    settings = f"data.decimal {spec.decimal!r}, data.thousands {spec.thousands!r}, data.currency {spec.currency!r}"
+    settings = ", ".join(
+        f"data.{key} {'not set' if value is None else repr(value)}"
+        for key, value in (("decimal", spec.decimal), ("thousands", spec.thousands), ("currency", spec.currency))
+    )
     advice = f"set {' and '.join(tips)}" if tips else "check data.decimal, data.thousands and data.currency"
     return f"numbers like {shown} do not parse with {settings}: {advice}"

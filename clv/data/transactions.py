@@ -167,7 +167,8 @@ class ValidationReport:
         r = self.returns
         if self.returns_policy == "net" and r.get("return_value"):
             parts.append(
-                f"{r['return_days']:,.0f} return days: {r['netted_value']:,.2f} taken off earlier purchases, "
+                f"{r['return_days']:,.0f} return day{'s' if r['return_days'] != 1 else ''}: "
+                f"{r['netted_value']:,.2f} taken off earlier purchases, "
                 f"{r['unmatched_value']:,.2f} unmatched"
             )
         elif r.get("dropped_rows"):
@@ -565,9 +566,12 @@ def _cause_hint(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Valida
     return suggest_number_settings(_problem_values(con, "reason = 'not a number'"), spec, every)
 
 
-def _problem_error(report: ValidationReport, cause: str | None = None, over_share: float | None = None) -> DataError:
+def _problem_error(
+    report: ValidationReport, cause: str | None = None, over_share: float | None = None, drop: bool = False
+) -> DataError:
     """The invalid rows as one error: counts by reason, the first rows, and what to do. `over_share`: the
-    data.max_invalid_share the rows exceed (then dropping them is no remedy, and the hint does not offer it)."""
+    data.max_invalid_share the rows exceed (then dropping them alone is no remedy, and the hint does not offer
+    it); `drop`: data.invalid_rows is drop already."""
     reasons = ", ".join(f"{reason}: {n:,}" for reason, n in report.problems_by_reason.items())
     shown = "; ".join(p.describe(report.location) for p in report.first_problems[:5])
     loc = report.location
@@ -578,7 +582,10 @@ def _problem_error(report: ValidationReport, cause: str | None = None, over_shar
     hint = "fix those rows, or set data.invalid_rows: drop to leave them out"
     if over_share is not None:
         every = report.rows_rejected == report.rows_read
-        hint = "fix those rows" + ("" if every else ", or raise data.max_invalid_share if losing them is acceptable")
+        also = "" if drop else "set data.invalid_rows: drop and "
+        hint = "fix those rows" + (
+            "" if every else f", or {also}raise data.max_invalid_share if losing them is acceptable"
+        )
     hint += " (data.rejected_rows: PATH writes them all to a file)"
     if cause is not None:
         hint = f"{cause}; otherwise {hint}"
@@ -608,7 +615,7 @@ def _validate(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Validati
     over = report.invalid_share > spec.max_invalid_share
     if over or spec.invalid_rows == "fail":
         cause = _cause_hint(con, spec, report) if over else None
-        raise _problem_error(report, cause, spec.max_invalid_share if over else None)
+        raise _problem_error(report, cause, spec.max_invalid_share if over else None, spec.invalid_rows == "drop")
     con.execute(f"DELETE FROM {_PARSED} WHERE NOT valid")
 
 
