@@ -186,6 +186,14 @@ def test_repeated_ids_are_refused_before_the_fit(cdnow_rfm):
 def test_an_rfm_table_with_a_repeated_id_is_one_line(tmp_path):
     result = invoke("run", str(write_config(tmp_path)), "--set", f"data.source={FIXTURES / 'rfm_repeated_id.csv'}")
     assert "appear twice" in one_line_error(result, 1)
+    assert "hint: an RFM table has one row per customer" in result.stderr
+
+
+def test_a_header_without_rows_says_what_to_check(tmp_path):
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text("customer_id,date,amount\n")
+    result = invoke("run", str(write_config(tmp_path)), "--set", f"data.source={header_only}")
+    assert "no transactions" in one_line_error(result, 1) and "hint: check that data.source" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,10 @@ def load_rfm_table(config: RunConfig) -> RfmSummary:
     if duplicated.any():
         shown = ", ".join(frame.loc[duplicated, "customer_id"].head(5))
         n = int(duplicated.sum())
-        raise DataError(f"{path}: {n} customer id(s) appear twice in the RFM table (first: {shown})")
+        raise DataError(
+            f"{path}: {n} customer id(s) appear twice in the RFM table (first: {shown})",
+            hint="an RFM table has one row per customer: merge or remove the repeated rows",
+        )
     has_amounts = config.data.has_values and "monetary_value" in frame
     if not has_amounts:
         frame = frame.drop(columns=["monetary_value", "monetary_value_holdout"], errors="ignore")

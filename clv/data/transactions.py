@@ -783,7 +783,10 @@ def _count_read(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Valida
     if spec.invoice is not None:
         report.invoices = int(row[1])
     if report.rows_read == 0:
-        raise DataError(f"{report.source}: no transactions (the file has a header and no rows)")
+        raise DataError(
+            f"{report.source}: no transactions (the file has a header and no rows)",
+            hint="check that data.source is the export with its rows (not an empty or truncated copy)",
+        )
 
 
 def _check_time_zone(con: duckdb.DuckDBPyConnection, spec: DataConfig) -> None:
