@@ -195,8 +195,10 @@ def _publish(staging: Path, target: Path) -> None:
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """A run folder, or a models/<name> folder whose `latest` names one."""
+    """A run folder, or a models/<name> folder whose `latest` names one (or that `latest` file itself)."""
     folder = Path(path)
+    if folder.name == LATEST and folder.is_file():
+        folder = folder.parent  # models/<name>/latest: the pointer, which is what a person types
     if folder.name.startswith(STAGING_PREFIX):
         raise ModelFileError(
             f"{folder} is an unfinished save (a run that failed or was interrupted)",

@@ -50,6 +50,7 @@ def test_latest_points_at_the_newest_and_nothing_is_overwritten(mle_result):
     assert first != second and first.exists() and second.exists()
     assert resolve_model_dir(second.parent) == second
     assert (second.parent / "latest").read_text().strip() == second.name
+    assert resolve_model_dir(second.parent / "latest") == second  # the pointer itself, as people type it
 
 
 def test_an_edited_parameter_is_refused(mle_result):
