@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from clv.currency import currency_code
 from clv.errors import ClvError, ConfigError
 from clv.metric_registry import RankCriterion
 from clv.units import Duration, TimeUnit
@@ -95,6 +96,12 @@ class DataConfig(_Section):
         description="the amounts' currency (e.g. EUR, GBP, €): its code and symbol are stripped from amounts, and "
         "outputs state it",
     )
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str | None) -> str | None:
+        """`€` is `EUR`, `gbp` is `GBP`: outputs name a currency by its code (clv.currency)."""
+        return None if value is None else currency_code(value)
 
     @model_validator(mode="before")
     @classmethod

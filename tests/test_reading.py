@@ -390,3 +390,15 @@ def test_an_rfm_table_keeps_its_ids_as_written(tmp_path):
         raw = {"name": "x", "data": {"source": str(tmp_path / name), "amount": None}}
         config = parse_config(raw | {"time": {"calibration_end": "2020-01-01"}})
         assert load_rfm_table(config).frame["customer_id"].tolist() == expected
+
+
+def test_a_currency_symbol_is_stated_by_its_code():
+    from clv.config import DataConfig
+    from clv.currency import currency_code
+
+    assert DataConfig(source="x", currency="€").currency == "EUR" and currency_code("gbp") == "GBP"
+    assert currency_code("kr") == "kr" and currency_code("Kč") == "Kč"  # shared or unknown: as written
+    tx = load(fixture("european_export.csv"), **(EUROPEAN | {"currency": "€"}))
+    assert tx.to_frame()["amount"].sum() == pytest.approx(
+        load(fixture("european_export.csv"), **EUROPEAN).to_frame()["amount"].sum()
+    )

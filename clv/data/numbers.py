@@ -18,42 +18,16 @@ from __future__ import annotations
 import re
 
 from clv.config import DataConfig
+from clv.currency import currency_tokens
 
-__all__ = ["CURRENCY_SYMBOLS", "currency_tokens", "number_expr", "parses_strictly", "suggest_number_settings"]
+__all__ = ["number_expr", "parses_strictly", "suggest_number_settings"]
 
-#: The symbols of the common currency codes; a code given as `data.currency` strips these too.
-CURRENCY_SYMBOLS: dict[str, tuple[str, ...]] = {
-    "EUR": ("€",),
-    "GBP": ("£",),
-    "USD": ("US$", "$"),
-    "CAD": ("CA$", "C$"),
-    "AUD": ("AU$", "A$"),
-    "JPY": ("¥", "JP¥"),
-    "CNY": ("CN¥", "元"),
-    "INR": ("₹",),
-    "CHF": ("Fr.",),
-    "SEK": ("kr",),
-    "NOK": ("kr",),
-    "DKK": ("kr.", "kr"),
-    "PLN": ("zł",),
-    "BRL": ("R$",),
-    "KRW": ("₩",),
-}
 # Spaces a spreadsheet writes: the ordinary one, the no-break space and the narrow no-break space.
 _SPACE = "[ \u00a0\u202f]"
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-def currency_tokens(currency: str) -> list[str]:
-    """What `data.currency` strips: the code and its symbols, or a symbol and the one code it belongs to."""
-    code = currency.upper()
-    if code in CURRENCY_SYMBOLS:
-        return [code, *CURRENCY_SYMBOLS[code]]
-    codes = [c for c, symbols in CURRENCY_SYMBOLS.items() if currency in symbols]
-    return [currency, *codes] if len(codes) == 1 else [currency]
 
 
 def parses_strictly(spec: DataConfig) -> bool:
