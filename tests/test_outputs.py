@@ -123,6 +123,12 @@ def test_numbers_in_sentences_are_never_scientific():
     assert plain_number(0.7929) == "0.793" and plain_number(15.4435) == "15.4" and plain_number(0.0) == "0"
 
 
+def test_a_value_listed_for_being_below_a_threshold_never_shows_the_threshold():
+    from clv.report.markup import percent_below
+
+    assert percent_below(0.2997) == "29.9%" and percent_below(0.30) == "30.0%" and percent_below(0.0) == "0.0%"
+
+
 def test_cell_formats():
     assert number(1.5944e-07) == "< 0.000001" and "e" not in number(0.000123)
     assert number(0.01256) == "0.01256" and number(1234.5) == "1,234.50"
@@ -147,11 +153,11 @@ def test_the_data_table_lines_add_up():
         "total_amount": 8318594.98,
     }
     returns = {"rows_in_return_days": 6843, "return_value": 162418.99}
-    rows = _data_rows(profile, returns, {"quantity": "Quantity", "non_positive_price": "drop"})
+    rows = _data_rows(profile, returns, {"quantity": "Quantity", "non_positive_price": "drop"}, {})
     assert [r[0].split(" ")[0] for r in rows] == ["read", "guest", "invalid", "lines", "lines", "kept,"]
     assert rows[0][1] == sum(r[1] for r in rows[1:])
     profile["rows_kept"] -= 5  # what no reason explains is its own row, never hidden
-    rows = _data_rows(profile, returns, {"quantity": "Quantity", "non_positive_price": "drop"})
+    rows = _data_rows(profile, returns, {"quantity": "Quantity", "non_positive_price": "drop"}, {})
     assert ("other lines left out", 5, None, None) in rows and rows[0][1] == sum(r[1] for r in rows[1:])
 
 

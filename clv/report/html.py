@@ -15,7 +15,7 @@ import pandas as pd
 from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS
 from clv.report import charts
-from clv.report.markup import Format, card, escape, fixed, money, number, page, percent, table, text
+from clv.report.markup import Format, card, escape, fixed, money, number, page, percent, percent_below, table, text
 from clv.tiers import AT_RISK, SEGMENTS, UNIDENTIFIED_SEGMENTS, at_risk
 
 __all__ = ["build_report"]
@@ -101,7 +101,7 @@ def _headline(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -
         cards.append(
             card(
                 f"revenue P10 – P90 (predictive, {units.value_unit})",
-                f"{number(d['p10'], 0)} – {number(d['p90'], 0)}",
+                f"{money(d['p10'], units.currency, 0)} – {money(d['p90'], units.currency, 0)}",
             )
         )
     return '<div class="cards">' + "".join(cards) + "</div>"
@@ -436,7 +436,8 @@ def _at_risk(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) ->
         **({units.churn: units.p_purchase} if units.churn else {}),
     }
     formats: dict[str, Format] = {"customer_id": text, "tier": text, "clv": units.value(), days: number}
-    formats |= {"first_purchase": text, "last_purchase": text, **({units.churn: percent} if units.churn else {})}
+    below = {units.churn: percent_below} if units.churn else {}  # listed for being below the threshold
+    formats |= {"first_purchase": text, "last_purchase": text, **below}
     body = (
         table(slipping[columns].head(_AT_RISK_ROWS), formats=formats, headers=headers)
         if len(slipping)

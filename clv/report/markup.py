@@ -16,7 +16,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["STYLE", "Format", "card", "escape", "fixed", "money", "number", "page", "percent", "table", "text"]
+__all__ = [
+    "STYLE",
+    "Format",
+    "card",
+    "escape",
+    "fixed",
+    "money",
+    "number",
+    "page",
+    "percent",
+    "percent_below",
+    "table",
+    "text",
+]
 
 STYLE = """
 *{box-sizing:border-box}
@@ -80,6 +93,15 @@ def fixed(value: Any, digits: int = 2) -> str:
 def percent(value: Any, digits: int = 1) -> str:
     """A share or a probability as a percentage: 0.05 -> `5.0%`."""
     return "–" if _missing(value) else f"{100.0 * float(value):,.{digits}f}%"
+
+
+def percent_below(value: Any, digits: int = 1) -> str:
+    """A percentage rounded down (0.2997 -> `29.9%`), for values listed because they are below a threshold:
+    rounding to nearest would show 30.0% in a list of those under 30%."""
+    if _missing(value):
+        return "–"
+    scale = 10.0**digits
+    return f"{math.floor(100.0 * float(value) * scale) / scale:,.{digits}f}%"
 
 
 def money(value: Any, currency: str | None = None, digits: int = 2) -> str:
