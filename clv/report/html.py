@@ -457,8 +457,9 @@ def _rfm_view(customers: pd.DataFrame, units: _Units) -> str:
     counts = customers["rfm_segment"].value_counts()
     order = [str(name) for name in counts.index]
     note = (
-        "<p>RFM segments describe the past: each customer's recency (time since the last purchase) and frequency "
-        "are scored 1-5 by quintile against the other customers, and the scores are named (champions, loyal "
+        "<p>RFM segments describe the past: each customer's recency (time since the last purchase), frequency and, "
+        "with amounts, mean spend are scored 1-5 by quintile against the other customers (the rfm_score), and the "
+        "recency and frequency scores are named (champions, loyal "
         "customers, ..., hibernating). They are relative and look backward; the segments above are the model's "
         f"forecast of {escape(units.window)}. The two can differ: a customer with one repeat purchase months ago "
         "scores as loyal when most customers never came back, yet is unlikely to buy soon.</p>"
