@@ -224,7 +224,8 @@ def _steps(quiet: bool) -> Iterator[_Steps]:
         steps.close("interrupted")
         raise
     except BaseException:
-        steps.close("failed")
+        # a Ctrl-C that a library turned into its own error (see _errors) stopped the step: interrupted
+        steps.close("interrupted" if _INTERRUPT_SEEN.is_set() else "failed")
         raise
     steps.close()
 

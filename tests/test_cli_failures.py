@@ -495,6 +495,7 @@ def test_ctrl_c_that_a_library_turns_into_its_own_error_is_still_interrupted(run
     finally:
         clv.cli._INTERRUPT_SEEN.clear()
     assert result.exit_code == 130 and result.stderr.rstrip().endswith("interrupted")
+    assert "✗ fit (mle) interrupted" in result.stderr
     assert "Traceback" not in result.stderr and snapshot(models) == before
 
     def broken(*args, **kwargs):
