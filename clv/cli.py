@@ -250,7 +250,11 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
     _print_late(result)
     _warn(result.warnings)
     if result.spend_outliers is not None and result.spend_outliers.customers:
-        err.print(f"spend outliers: {result.spend_outliers.sentence()}", highlight=False, soft_wrap=True)
+        err.print(
+            f"spend outliers: {result.spend_outliers.sentence(result.config.data.currency)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not quiet:
         _print_headline(result)
     typer.echo(f"model saved to {model_dir}/")

@@ -161,6 +161,8 @@ def test_spend_outlier_threshold_is_strictly_above():
     assert found.median_spend == 40.0
     assert found.customers == 1
     assert found.first_ids == "w2"
+    assert "median mean spend of 40.00 EUR per purchase (up to 1,000.00" in found.sentence("EUR")
+    assert "40.00 per purchase" in found.sentence()  # no currency known: the data's unit, unnamed
     assert found.share_of_revenue == pytest.approx(1000 / (10 + 40 + 30 + 120 + 50 + 800 + 1000))
     fit = spend_fit_frame(frame, found)
     assert "w2" not in set(fit["customer_id"]) and len(fit) == len(frame) - 1

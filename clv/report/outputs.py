@@ -203,7 +203,8 @@ def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, 
         "churn_risk": _churn_risk(result),
         "spend_outliers": None
         if result.spend_outliers is None
-        else result.spend_outliers.to_dict() | {"sentence": result.spend_outliers.sentence()},
+        else result.spend_outliers.to_dict()
+        | {"sentence": result.spend_outliers.sentence(result.config.data.currency)},
         "forecast_totals": totals,
         "holdout": result.holdout,
         "units": _units(result),

@@ -48,21 +48,24 @@ class SpendOutliers:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"share_of_buyers": self.share_of_buyers}
 
-    def sentence(self) -> str:
-        """One line for the CLI and the report."""
+    def sentence(self, currency: str | None = None) -> str:
+        """One line for the CLI and the report; amounts in `currency` when it is known."""
+        unit = f" {currency}" if currency else ""
         if not self.customers:
             return (
                 f"no repeat buyer spends more than {self.multiple:g}x the median mean spend "
-                f"({self.median_spend:,.2f} per purchase)"
+                f"({self.median_spend:,.2f}{unit} per purchase)"
             )
         action = {
             "keep": "kept in the spend model (model.spend_outliers: keep)",
             "exclude": "left out of the spend model's fit (model.spend_outliers: exclude)",
-            "cap": f"capped at {self.threshold:,.2f} per purchase for the spend model (model.spend_outliers: cap)",
+            "cap": f"capped at {self.threshold:,.2f}{unit} per purchase for the spend model "
+            "(model.spend_outliers: cap)",
         }[self.policy]
         return (
             f"{self.customers:,} repeat buyer(s) ({self.share_of_buyers:.1%}) spend more than {self.multiple:g}x the "
-            f"median mean spend of {self.median_spend:,.2f} per purchase (up to {self.largest_spend:,.2f}; first ids: "
+            f"median mean spend of {self.median_spend:,.2f}{unit} per purchase (up to {self.largest_spend:,.2f}; "
+            f"first ids: "
             f"{self.first_ids}) and carry {self.share_of_revenue:.1%} of the calibration's repeat-purchase revenue; "
             f"{action}"
         )
