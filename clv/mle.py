@@ -233,15 +233,18 @@ def _newton_polish(
 ) -> tuple[FloatArray, FloatArray | None]:
     """Damped Newton steps in theta (Hessian analytic where the model has one, else central differences of the
     exact gradient), each kept inside the search bounds: from a point near the optimum, quadratic convergence
-    takes the gradient to rounding level in two or three steps. With `sample` the Hessian is the sample's (the
-    gradient stays that of all rows, so the steps still converge to the optimum of all rows, linearly at the
-    rate of the sample's relative error). Returns theta and the natural-scale Hessian of the mean
-    log-likelihood of all rows when it was formed at the returned theta."""
+    takes the gradient to rounding level in two or three steps. With `sample` the Hessian is the sample's,
+    formed once at the first point (a chord method: the gradient stays that of all rows, so the steps still
+    converge to the optimum of all rows, linearly at the rate of the sample's relative error and of the
+    distance moved). Returns theta and the natural-scale Hessian of the mean log-likelihood of all rows when it
+    was formed at the returned theta."""
     value, grad = objective(theta)
     hess_at_theta: FloatArray | None = None
+    h_nat: FloatArray | None = None
     for _ in range(6 if sample is None else 8):
         params = np.exp(theta)
-        h_nat = _hessian(likelihood, params, weights, sample)
+        if sample is None or h_nat is None:
+            h_nat = _hessian(likelihood, params, weights, sample)
         hess_at_theta = h_nat if sample is None else None
         h_theta = -h_nat * np.outer(params, params) + np.diag(grad)
         try:
@@ -381,7 +384,7 @@ def _maximize(
         theta, _ = _newton_polish(objective, likelihood, theta0, w, bounds, (rows, counts / counts.sum()))
         theta, hess_mean = _newton_polish(objective, likelihood, theta, w, bounds)
         value, grad = objective(theta)
-        if np.max(np.abs(grad)) < 1e-8:
+        if np.max(np.abs(_projected(grad, theta, bounds))) < 1e-8:
             return _result(
                 likelihood, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum", bounds
             )
@@ -389,6 +392,13 @@ def _maximize(
     theta, hess_mean = _newton_polish(objective, likelihood, np.asarray(best.x, float), w, bounds)
     value, grad = objective(theta)
     return _result(likelihood, w, total, theta, value, grad, hess_mean, str(best.message), bounds)
+
+
+def _projected(grad: FloatArray, theta: FloatArray, bounds: LogBounds) -> FloatArray:
+    """The gradient of the minimised objective without the components that push a parameter at its bound
+    outward: at a bound, those are what the constrained optimum leaves (L-BFGS-B's projected gradient)."""
+    outward = ((theta <= bounds[0]) & (grad > 0)) | ((theta >= bounds[1]) & (grad < 0))
+    return np.where(outward, 0.0, grad)
 
 
 def _result(

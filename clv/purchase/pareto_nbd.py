@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
-from scipy.special import loggamma
 
 from clv.compress import unique_rows
-from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction, hyp2f1_one_log_grad
+from clv.hypergeometric import hyp2f1_one, hyp2f1_one_log_grad
 from clv.mle import LogBounds, default_log_bounds
 from clv.purchase.base import (
     FactoredCurveModel,
@@ -35,8 +34,6 @@ from clv.quadrature import nodes_for_pole, unit_legendre_rule
 __all__ = ["ParetoNBDModel", "log_bracket", "loglik", "loglik_grad"]
 
 FloatArray = NDArray[np.float64]
-#: a complex parameter of the complex-step method: a scalar, or a column of stacked copies
-ComplexParam = complex | NDArray[np.complex128]
 
 #: the largest alpha and beta of the search, in time units of max(T) / 10
 RATE_SCALE_BOUND = 1e3
@@ -140,59 +137,19 @@ def loglik_grad(
     with np.errstate(divide="ignore"):
         second = np.where(equal, -np.inf, np.log(s) - np.log(r + s + x) + u1 + np.log(one_minus))
     bracket = np.logaddexp(log_alive, second)
-    w = np.exp(log_alive - bracket)
+    w, w_drop = np.exp(log_alive - bracket), np.exp(second - bracket)  # w_drop = 1 - w, without cancellation
     d_a0 = np.where(equal, 0.0, (du1 - ratio * du2) / one_minus)
     d_alive = np.stack([-np.log(alpha + T), -(r + x) / (alpha + T), -np.log(beta + T), -s / (beta + T)])
     d_second = d_a0
     d_second[0] -= 1.0 / (r + s + x)
     d_second[2] += 1.0 / s - 1.0 / (r + s + x)
-    grad = w * d_alive + (1.0 - w) * d_second
+    grad = w * d_alive + w_drop * d_second
     grad[0] += special.digamma(r + x) - special.digamma(r) + np.log(alpha)
     grad[1] += r / alpha
     grad[2] += np.log(beta)
     grad[3] += s / beta
     ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
     return ll, grad.T
-
-
-def _log_hyp_term_complex(
-    r: ComplexParam, alpha: ComplexParam, s: ComplexParam, beta: ComplexParam, x: FloatArray, t: FloatArray
-) -> NDArray[np.complex128]:
-    """`_log_hyp_term` in complex arithmetic (the branch is chosen by the real parts, which every stacked copy
-    of the parameters shares), for the complex step."""
-    c = r + s + x + 1.0
-    if float(np.real(np.asarray(alpha)).ravel()[0]) >= float(np.real(np.asarray(beta)).ravel()[0]):
-        hyp = hyp2f1_one_fraction(r + x, c, (alpha - beta) / (alpha + t))
-        return np.log(hyp) - (r + x) * np.log(alpha + t) - s * np.log(beta + t)
-    hyp = hyp2f1_one_fraction(s + 1.0, c, (beta - alpha) / (beta + t))
-    return np.log(hyp) - (r + x - 1.0) * np.log(alpha + t) - (s + 1.0) * np.log(beta + t)
-
-
-def loglik_complex(
-    r: ComplexParam,
-    alpha: ComplexParam,
-    s: ComplexParam,
-    beta: ComplexParam,
-    x: FloatArray,
-    t_x: FloatArray,
-    T: FloatArray,
-) -> NDArray[np.complex128]:
-    """The log-likelihood of `loglik` for complex parameters with tiny imaginary parts (complex-step method):
-    the same formula, with log-sum-exp written out (NumPy's logaddexp is real only) and the continued fraction
-    for 2F1. Parameters may be columns of shape (k, 1) (k copies with different imaginary steps and the same
-    real parts), giving a (k, rows) result from one pass of the continued fraction."""
-    log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    # both terms (at t_x and at T) in one pass of the continued fraction: t stacked on a new axis
-    r3, alpha3, s3, beta3 = (np.asarray(p)[..., None] for p in (r, alpha, s, beta))
-    u = _log_hyp_term_complex(r3, alpha3, s3, beta3, x, np.stack([t_x, T]))
-    u1, u2 = u[..., 0, :], u[..., 1, :]
-    equal = t_x == T  # A_0 = 0 exactly: the drop-out term vanishes
-    diff = np.where(equal, -1.0, u2 - u1)
-    second = np.log(s) - np.log(r + s + x) + u1 + np.log(-np.expm1(diff))
-    top = np.maximum(log_alive.real, np.where(equal, -np.inf, second.real))
-    total = np.exp(log_alive - top) + np.where(equal, 0.0, np.exp(np.where(equal, top, second) - top))
-    bracket = top + np.log(total)
-    return loggamma(r + x) - loggamma(r) + r * np.log(alpha) + s * np.log(beta) + bracket
 
 
 def _one_minus_exp_over(y: FloatArray) -> FloatArray:
