@@ -109,7 +109,7 @@ def _compiled_fraction() -> Callable[..., None]:
     """`_fraction_log_grad` compiled by numba on first use (imported here, so that importing clv stays quick)."""
     import numba
 
-    return numba.njit(cache=True)(_fraction_log_grad)  # type: ignore[no-any-return]
+    return numba.njit(cache=True)(_fraction_log_grad)
 
 
 def _fraction_log_grad(

@@ -43,7 +43,7 @@ def test_auto_over_budget_uses_laplace_and_says_so(cdnow_rfm):
     assert post.diagnostics.to_dict()["choice"] == post.diagnostics.choice  # what summary.json carries
 
 
-class _Sampled(Exception):
+class _SampledError(Exception):
     """Raised by the stand-in sampler: NUTS was asked for, with these options."""
 
 
@@ -57,12 +57,12 @@ def test_auto_falls_back_to_nuts_when_laplace_fails_its_check(cdnow_rfm, monkeyp
         return idata, diagnostics
 
     def fake_sample(pm_model, initial, options, seed, progress):
-        raise _Sampled(options.inference)
+        raise _SampledError(options.inference)
 
     monkeypatch.setattr(bayes_fit, "_laplace", bad_laplace)
     monkeypatch.setattr(bayes_fit, "_sample", fake_sample)
     options = BayesConfig(nuts_budget_seconds=1.0, chains=1, draws=500)
-    with pytest.raises(_Sampled, match="nuts"):
+    with pytest.raises(_SampledError, match="nuts"):
         fit_posterior(BetaGeoModel(), cdnow_rfm, options, 3)
     # a configured laplace keeps its result (the failed check is a diagnostics problem, not a fallback)
     post = fit_posterior(BetaGeoModel(), cdnow_rfm, options.model_copy(update={"inference": "laplace"}), 3)
