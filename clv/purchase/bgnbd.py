@@ -129,6 +129,42 @@ class BetaGeoModel(FactoredCurveModel):
         p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
         return p_alive, inverse, bg.expected_new_curve(times, r2, alpha2, self._p()[2], b2)
 
+    @classmethod
+    def alive_curve_draws(
+        cls, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, horizons: FloatArray
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`alive_curve` under every draw at once: P(alive) broadcast over (draws, rows) and the alive customer's
+        curve per unique (frequency, T) by `beta_geometric.expected_new_curve_draws` (equal to the draw-by-draw
+        quadrature to rounding)."""
+        times = check_horizons(horizons)
+        r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
+        p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
+        (ux, uT), inverse, _ = unique_rows(x, T)
+        curve = bg.expected_new_curve_draws(times, r[:, 0], alpha[:, 0], a[:, 0], b[:, 0] + cls._c, ux, uT)
+        return p_alive, inverse, curve
+
+    @classmethod
+    def simulate_purchases_draws(
+        cls,
+        params: FloatArray,
+        x: FloatArray,
+        t_x: FloatArray,
+        T: FloatArray,
+        horizon: float,
+        rng: np.random.Generator,
+    ) -> FloatArray:
+        """`simulate_purchases` under every draw at once, shape (draws, rows)."""
+        horizon = check_horizon(horizon)
+        r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
+        p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
+        shape = p_alive.shape
+        lam = rng.gamma(np.broadcast_to(r + x, shape), 1.0 / np.broadcast_to(alpha + T, shape))
+        p = rng.beta(np.broadcast_to(a, shape), np.broadcast_to(b + x + cls._c, shape))
+        chances = rng.poisson(lam * horizon)
+        until_drop = rng.geometric(np.clip(p, 1e-300, 1.0))
+        alive = rng.random(shape) < p_alive
+        return np.where(alive, np.minimum(chances, until_drop), 0).astype(float)
+
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the
         updated parameters, plus P(dead) for n = 0."""
