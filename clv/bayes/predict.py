@@ -46,7 +46,8 @@ __all__ = ["BayesValue", "DrawOptions", "ValueOptions", "posterior_predict", "pr
 
 FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block, at most
-_FLOATS = 4_000_000  # floats per (histories x draws) or (draws x histories x points) array of a block
+_FLOATS = 5_000_000  # floats per (histories x draws) array of a block (40 MB)
+_STEP_FLOATS = 1_000_000  # floats per (draws x histories x points) array of a step of draws (8 MB)
 _IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
 
 
@@ -299,7 +300,7 @@ class _ValueJob:
         self.acc = _Accumulator(self.vh.size)
         self.clv_draws, self.tmp = _clv_storage(self.vh.size, n)
         self.horizon = options.horizon
-        self.block_size = _history_block(n)
+        self.block_size = _history_block(self.ux.size, n, max(1, options.workers))
 
     def _draws(self, d0: int, d1: int, u0: int, u1: int, out: _BlockDraws, rng: np.random.Generator) -> None:
         """Draws d0..d1 on histories u0..u1, all at once: P(alive), expectations, discounted purchases, a
@@ -366,7 +367,7 @@ class _ValueJob:
         """CLV (and with a spend model, spend and predictive revenue from the spend ratios) of a block's value
         rows, `local` their histories in the block; returns their process variance of revenue."""
         revenue_variance = 0.0
-        step = self.block_size
+        step = max(64, _FLOATS // (4 * max(self.n, 1)))  # value rows per chunk: their (rows x draws) arrays stay small
         for c0 in range(0, rows.size, step):
             block, lb = rows[c0 : c0 + step], local[c0 : c0 + step]
             if ratio is None:
@@ -415,21 +416,24 @@ class _ValueJob:
         )
 
 
-def _history_block(draws: int) -> int:
-    """Histories per block: a block keeps a few (histories x draws) arrays, so that `_FLOATS` floats bound each."""
-    return int(min(_BLOCK, max(256, _FLOATS // max(draws, 1))))
+def _history_block(histories: int, draws: int, workers: int) -> int:
+    """Histories per block: a block keeps a few (histories x draws) arrays, each bounded by `_FLOATS` floats;
+    at least one block per worker when there are enough histories, and blocks of equal size."""
+    largest = int(min(_BLOCK, max(256, _FLOATS // max(draws, 1))))
+    blocks = max(-(-histories // largest), min(workers, histories // 256))
+    return max(1, -(-histories // max(blocks, 1)))
 
 
 def _draw_step(histories: int, points: int) -> int:
-    """Draws per step in a block: (draws x histories x points) arrays stay under `_FLOATS` floats."""
-    return int(max(1, _FLOATS // max(histories * points, 1)))
+    """Draws per step in a block: (draws x histories x points) arrays stay under `_STEP_FLOATS` floats."""
+    return int(max(1, _STEP_FLOATS // max(histories * points, 1)))
 
 
 def _group_sums(values: FloatArray, group: NDArray[np.intp], groups: int) -> FloatArray:
     """Sums of values (draws, rows) over the rows of each group, shape (draws, groups)."""
-    out = np.zeros((values.shape[0], groups))
-    np.add.at(out.T, group, values.T)
-    return out
+    one_hot = np.zeros((group.size, groups))
+    one_hot[np.arange(group.size), group] = 1.0
+    return np.asarray(values @ one_hot)
 
 
 def _gather(
