@@ -99,10 +99,6 @@ def _pair(purchase: Posterior, spend: Posterior | None, draws: DrawOptions) -> t
     return p_draws[:k], s_draws[:k]
 
 
-def _model(cls: type[PurchaseModel], posterior: Posterior, row: FloatArray) -> PurchaseModel:
-    return cls.from_params(**dict(zip(posterior.param_names, map(float, row), strict=True)))
-
-
 def posterior_predict(
     cls: type[PurchaseModel],
     posterior: Posterior,
@@ -123,10 +119,14 @@ def posterior_predict(
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
     params = posterior.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
     out = np.empty((3, ux.size))
-    for start in range(0, ux.size, _BLOCK):
-        end = min(start + _BLOCK, ux.size)
+    block = _history_block(ux.size, len(params), 1)
+    for start in range(0, ux.size, block):
+        end = min(start + block, ux.size)
         frame = pd.DataFrame({"frequency": ux[start:end], "recency": ut[start:end], "T": uT[start:end]})
-        values = np.column_stack([getattr(_model(cls, posterior, row), method)(frame, **kwargs) for row in params])
+        values = np.empty((end - start, len(params)))
+        step = _draw_step(end - start, 1)
+        for d0 in range(0, len(params), step):
+            values[:, d0 : d0 + step] = cls.predict_draws(params[d0 : d0 + step], frame, method, **kwargs).T
         out[:, start:end] = _summaries(values, draws.level)
     return pd.DataFrame({"mean": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
 
@@ -527,20 +527,36 @@ def predictive_purchases(
     out = np.empty((3, ux.size))
     expected_total = np.zeros(len(params))
     process = 0.0
-    for start in range(0, ux.size, _BLOCK):
-        end = min(start + _BLOCK, ux.size)
-        frame = pd.DataFrame({"frequency": ux[start:end], "recency": ut[start:end], "T": uT[start:end]})
-        expected, simulated = np.empty((end - start, len(params))), np.empty((end - start, len(params)))
-        for d, row in enumerate(params):
-            model = _model(cls, purchase, row)
-            expected[:, d] = model.expected_purchases(frame, horizon)
-            simulated[:, d] = model.simulate_purchases(frame, horizon, rng)
-        expected_total += counts[start:end] @ expected
-        process += float(counts[start:end] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
+    block = _history_block(ux.size, len(params), 1)
+    for start in range(0, ux.size, block):
+        rows = slice(start, min(start + block, ux.size))
+        expected, simulated = _expected_and_simulated(cls, params, (ux[rows], ut[rows], uT[rows]), horizon, rng)
+        expected_total += counts[rows] @ expected
+        process += float(counts[rows] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
         _, lo, hi = _summaries(simulated, draws.level, discrete=True)
-        out[:, start:end] = expected.mean(axis=1), lo, hi
+        out[:, rows] = expected.mean(axis=1), lo, hi
     frame = pd.DataFrame({"expected": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
     total = expected_total + math.sqrt(process) * rng.standard_normal(len(params))
     lo_q, hi_q = _bounds(draws.level)
     summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
     return frame, summary
+
+
+def _expected_and_simulated(
+    cls: type[PurchaseModel],
+    params: FloatArray,
+    history: tuple[FloatArray, FloatArray, FloatArray],
+    horizon: float,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray]:
+    """Expected and one simulated count of purchases over `horizon` per history (rows) and draw (columns), the
+    draws in steps of `_draw_step`."""
+    x, t_x, T = history
+    expected, simulated = np.empty((x.size, len(params))), np.empty((x.size, len(params)))
+    step = _draw_step(x.size, 1)
+    for d0 in range(0, len(params), step):
+        draws = slice(d0, d0 + step)
+        alive, group, curve = cls.alive_curve_draws(params[draws], x, t_x, T, np.array([horizon]))
+        expected[:, draws] = (alive * curve[:, group, 0]).T
+        simulated[:, draws] = cls.simulate_purchases_draws(params[draws], x, t_x, T, horizon, rng).T
+    return expected, simulated

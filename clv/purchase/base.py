@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -240,6 +240,13 @@ class PurchaseModel(FittedModel):
         form runs draw by draw."""
         frame = pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
         return np.stack([cls._from_row(row).simulate_purchases(frame, horizon, rng) for row in params])
+
+    @classmethod
+    def predict_draws(cls, params: FloatArray, rfm: pd.DataFrame, method: str, **kwargs: Any) -> FloatArray:
+        """Any per-row prediction (`method` with its keyword arguments) under each parameter draw (rows of
+        `params`), shape (draws, rows); this generic form runs draw by draw, models override it for the methods
+        they vectorise."""
+        return np.stack([getattr(cls._from_row(row), method)(rfm, **kwargs) for row in params])
 
     @classmethod
     def _from_row(cls, row: FloatArray) -> Self:

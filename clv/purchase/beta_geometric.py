@@ -242,13 +242,15 @@ def expected_new_curve_draws(
     DLMF 15.6.1, 15.8.1), and Euler's transformation gives the integrand as (1-y)^(a-2) 2F1(a+b'-r'-1, a; a+b'; y),
     a power series whose coefficients e_n (the Cauchy product of the two series) depend on the draw and x only:
     E[X(t)] = r' sum_n e_n z^(n+1) / (n+1), summed by Horner's rule for every T and t (`_series_curve`, compiled).
-    Where the series would need more than 4,000 terms (z near 1) or its terms cancel (e.g. a > 2 with mixed
-    signs), those (draw, row) pairs take the quadrature (`expected_new_curve`) instead.
+    Where the series would need more than 4,000 terms (z near 1) or its coefficients are not all positive
+    (a > 2 or a + b - r - 1 < 0), those (draw, row) pairs take the quadrature (`expected_new_curve`) instead.
     """
     times = np.ascontiguousarray(times, dtype=float)
     r, alpha, a, b = (np.ascontiguousarray(np.broadcast_to(v, np.shape(r)), dtype=float) for v in (r, alpha, a, b))
     x, T = np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(T, dtype=float)
-    out = np.empty((r.size, x.size, times.size))
+    out = np.zeros((r.size, x.size, times.size))
+    if times.size == 0 or x.size == 0 or r.size == 0 or not np.any(times > 0):
+        return out
     ok = np.ones((r.size, x.size), dtype=np.bool_)
     order = np.lexsort((T, x))  # runs of equal x share the series' coefficients
     curve = np.empty_like(out)
@@ -266,13 +268,34 @@ _SERIES_TERMS = 4000
 numba_prange = range  # numba.prange in the compiled version
 
 
-def _horner(
-    cn: FloatArray, need: NDArray[np.int64], zs: FloatArray, acc: FloatArray, acc_abs: FloatArray, mixed: bool
-) -> None:  # pragma: no cover - runs compiled
-    """acc[k] = sum_(n < need[k]) cn[n] zs[k]^n (and acc_abs with |cn| when the coefficients have mixed signs),
-    for ascending `need`: term n runs on the tail of the elements that need it, in one vectorised loop."""
+def _series_coefficients(
+    cp: float, a: float, b2: float, z_max: float, dk: FloatArray, sm: FloatArray, cn: FloatArray
+) -> int:  # pragma: no cover - runs compiled
+    """Fill cn[n] = e_n / (n + 1) (see `_series_curve`) and return the number of terms: all coefficients are
+    positive here (a <= 2, C' >= 0), and the series stops once three terms in a row at z_max fall under 1e-17 of
+    the sum while decreasing; 0 when that takes more than `_SERIES_TERMS` terms."""
+    dk[0], sm[0], cn[0] = 1.0, 1.0, 1.0
+    total, power, small = 1.0, 1.0, 0
+    for n in range(1, _SERIES_TERMS):
+        dk[n] = dk[n - 1] * (cp + n - 1.0) * (a + n - 1.0) / ((a + b2 + n - 1.0) * n)
+        sm[n] = sm[n - 1] * (1.0 - a + n) / n
+        e = 0.0
+        for k in range(n + 1):
+            e += dk[k] * sm[n - k]
+        cn[n] = e / (n + 1.0)
+        power *= z_max
+        term = cn[n] * power
+        total += term
+        small = small + 1 if term <= 1e-17 * total and cn[n] * z_max <= cn[n - 1] else 0
+        if small == 3:
+            return n + 1
+    return 0
+
+
+def _horner(cn: FloatArray, need: NDArray[np.int64], zs: FloatArray, acc: FloatArray) -> None:  # pragma: no cover
+    """acc[k] = sum_(n < need[k]) cn[n] zs[k]^n for ascending `need`: term n runs on the tail of the elements
+    that need it, in one loop the compiler vectorises."""
     acc[:] = 0.0
-    acc_abs[:] = 0.0
     first = zs.size  # elements first.. need term n; the lower n, the more elements
     for n in range(need[zs.size - 1] - 1, -1, -1):
         while first > 0 and need[first - 1] > n:
@@ -280,10 +303,6 @@ def _horner(
         c_n = cn[n]
         for k in range(first, zs.size):
             acc[k] = acc[k] * zs[k] + c_n
-        if mixed:
-            c_abs = abs(c_n)
-            for k in range(first, zs.size):
-                acc_abs[k] = acc_abs[k] * zs[k] + c_abs
 
 
 @functools.cache
@@ -292,8 +311,9 @@ def _compiled_series() -> Callable[..., None]:
     import numba
 
     # the same code with its draws loop as numba's parallel range (the plain function runs it as `range`)
-    horner = numba.njit(cache=True, fastmath=True, error_model="numpy")(_horner)
-    names = {**globals(), "numba_prange": numba.prange, "_horner": horner}
+    horner = numba.njit(cache=True, fastmath=True)(_horner)
+    coefficients = numba.njit(cache=True)(_series_coefficients)
+    names = {**globals(), "numba_prange": numba.prange, "_horner": horner, "_series_coefficients": coefficients}
     parallel = types.FunctionType(_series_curve.__code__, names, "_series_curve")
     return numba.njit(cache=True, parallel=True)(parallel)
 
@@ -311,13 +331,14 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
 ) -> None:
     """Fill out[d, i, :] with the series of `expected_new_curve_draws` for rows sorted by x; ok[d, i] False
     where the series is not used. Coefficients: d_k = (C')_k (a)_k / ((a+b')_k k!), C' = a+b'-r'-1, and
-    s_m = (2-a)_m / m!; e_n = sum_k d_k s_(n-k). The series stops once its terms at the run's largest z fall
-    under 1e-17 of the sum and decrease; a sum whose absolute terms exceed it 1e6-fold is refused."""
+    s_m = (2-a)_m / m!; e_n = sum_k d_k s_(n-k), all positive where a <= 2 and C' >= 0 (no cancellation; other
+    draws and counts are left to the quadrature). Each time point sums the terms it needs at the run's largest z
+    (z^n falls to z_max^N at n = N log z_max / log z), plus a margin of 12."""
     n_rows, n_times = x.size, times.size
     t_max = times.max()
     for di in numba_prange(r.size):
         dk, sm, cn = np.empty(_SERIES_TERMS), np.empty(_SERIES_TERMS), np.empty(_SERIES_TERMS)
-        zs, acc, acc_abs = np.empty(n_rows * n_times), np.empty(n_rows * n_times), np.empty(n_rows * n_times)
+        zs, acc = np.empty(n_rows * n_times), np.empty(n_rows * n_times)
         need = np.empty(n_rows * n_times, dtype=np.int64)
         ra, al, aa, ba = r[di], alpha[di], a[di], b[di]
         i0 = 0
@@ -328,22 +349,7 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
             r2, b2 = ra + x[i0], ba + x[i0]
             cp = aa + b2 - r2 - 1.0
             z_max = t_max / (al + T[i0] + t_max)  # rows sorted by T within x: the first has the largest z
-            dk[0], sm[0], cn[0] = 1.0, 1.0, 1.0
-            total, power, mixed, n_terms = 1.0, 1.0, False, 0
-            for n in range(1, _SERIES_TERMS):
-                dk[n] = dk[n - 1] * (cp + n - 1.0) * (aa + n - 1.0) / ((aa + b2 + n - 1.0) * n)
-                sm[n] = sm[n - 1] * (1.0 - aa + n) / n
-                e = 0.0
-                for k in range(n + 1):
-                    e += dk[k] * sm[n - k]
-                cn[n] = e / (n + 1.0)
-                mixed = mixed or cn[n] < 0.0
-                power *= z_max
-                term = abs(cn[n]) * power
-                total += term
-                if term <= 1e-17 * total and term <= abs(cn[n - 1]) * power / z_max:
-                    n_terms = n + 1
-                    break
+            n_terms = 0 if aa > 2.0 or cp < 0.0 else _series_coefficients(cp, aa, b2, z_max, dk, sm, cn)
             if n_terms == 0:
                 ok[di, i0:i1] = False
                 i0 = i1
@@ -357,13 +363,10 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
                     zs[j * rows + i] = times[j] / (al + T[i0 + i] + times[j])
                     need[j * rows + i] = n_j
             m = rows * n_times
-            _horner(cn, need[:m], zs[:m], acc[:m], acc_abs[:m], mixed)
+            _horner(cn, need[:m], zs[:m], acc[:m])
             for j in range(n_times):
                 for i in range(rows):
-                    k = j * rows + i
-                    out[di, i0 + i, j] = r2 * zs[k] * acc[k]
-                    if mixed and acc_abs[k] > 1e6 * abs(acc[k]):
-                        ok[di, i0 + i] = False
+                    out[di, i0 + i, j] = r2 * zs[j * rows + i] * acc[j * rows + i]
             i0 = i1
 
 
