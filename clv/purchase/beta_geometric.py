@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+#: a parameter: one value, or one per posterior draw as an array of shape (draws, 1) broadcasting against rows
+Param = float | FloatArray
 
 
 def _by_count(x: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
@@ -47,7 +49,7 @@ def _by_count(x: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
 
 
 def _terms(
-    r: float, alpha: float, a: float, b: float, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
+    r: Param, alpha: Param, a: Param, b: Param, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """Log of the 'alive at T' and 'dropped after t_x' terms of the likelihood (FHL 2005, Eq. 6)."""
     index, k = _by_count(x)
@@ -160,7 +162,7 @@ def loglik_hessian(
 
 
 def log_p_alive(
-    r: float, alpha: float, a: float, b: float, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
+    r: Param, alpha: Param, a: Param, b: Param, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
 ) -> FloatArray:
     """log P(alive at T | x, t_x, T): the 'alive' term over the likelihood.
 
@@ -226,7 +228,6 @@ def expected_new_curve(
         g = -np.expm1(-r[sel, None, None] * np.log1p(scaled)) / p
         out[sel] = np.einsum("itk,ik->it", g, weights[group[sel]])
     return out
-
 
 
 def expected_new_curve_draws(
@@ -370,7 +371,7 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
             i0 = i1
 
 
-def pmf_new(n: int, t: float, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, c: int = 0) -> FloatArray:
+def pmf_new(n: int, t: float, r: FloatArray, alpha: FloatArray, a: Param, b: FloatArray, c: int = 0) -> FloatArray:
     """P(X(t) = n) for a new customer (FHL 2005, Eq. 8; Batislam et al. 2007, Eq. 6 for c = 1), per row.
 
     P = B(a, b+n+c)/B(a,b) NB(n; r, alpha/(alpha+t)) + [n + c > 0] B(a+1, b+n+c-1)/B(a,b) P(NB >= n), where
