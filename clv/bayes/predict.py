@@ -46,8 +46,8 @@ __all__ = ["BayesValue", "DrawOptions", "ValueOptions", "posterior_predict", "pr
 
 FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block, at most
-_FLOATS = 5_000_000  # floats per (histories x draws) array of a block (40 MB)
-_STEP_FLOATS = 1_000_000  # floats per (draws x histories x points) array of a step of draws (8 MB)
+_FLOATS = 1_250_000  # floats per (histories x draws) array of a block (10 MB)
+_STEP_FLOATS = 250_000  # floats per (draws x histories x points) array of a step of draws (2 MB)
 _IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
 
 
