@@ -266,7 +266,6 @@ def expected_new_curve_draws(
 
 
 _SERIES_TERMS = 4000
-numba_prange = range  # numba.prange in the compiled version
 
 
 def _series_coefficients(
@@ -308,15 +307,17 @@ def _horner(cn: FloatArray, need: NDArray[np.int64], zs: FloatArray, acc: FloatA
 
 @functools.cache
 def _compiled_series() -> Callable[..., None]:
-    """`_series_curve` compiled by numba on first use, parallel over the draws (cached on disk)."""
+    """`_series_curve` compiled by numba on first use (cached on disk), releasing the GIL: callers run blocks on
+    threads (`clv.bayes.predict`), so the kernel itself is serial (numba's own threads, when its OpenMP layer is
+    missing, must not be entered from several threads at once)."""
     import numba
 
     # the same code with its draws loop as numba's parallel range (the plain function runs it as `range`)
-    horner = numba.njit(cache=True, fastmath=True)(_horner)
-    coefficients = numba.njit(cache=True)(_series_coefficients)
-    names = {**globals(), "numba_prange": numba.prange, "_horner": horner, "_series_coefficients": coefficients}
-    parallel = types.FunctionType(_series_curve.__code__, names, "_series_curve")
-    return numba.njit(cache=True, parallel=True)(parallel)
+    horner = numba.njit(cache=True, nogil=True, fastmath=True)(_horner)
+    coefficients = numba.njit(cache=True, nogil=True)(_series_coefficients)
+    names = {**globals(), "_horner": horner, "_series_coefficients": coefficients}
+    compiled = types.FunctionType(_series_curve.__code__, names, "_series_curve")
+    return numba.njit(cache=True, nogil=True)(compiled)
 
 
 def _series_curve(  # pragma: no cover - runs compiled; tested through expected_new_curve_draws
@@ -337,7 +338,7 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
     (z^n falls to z_max^N at n = N log z_max / log z), plus a margin of 12."""
     n_rows, n_times = x.size, times.size
     t_max = times.max()
-    for di in numba_prange(r.size):
+    for di in range(r.size):
         dk, sm, cn = np.empty(_SERIES_TERMS), np.empty(_SERIES_TERMS), np.empty(_SERIES_TERMS)
         zs, acc = np.empty(n_rows * n_times), np.empty(n_rows * n_times)
         need = np.empty(n_rows * n_times, dtype=np.int64)
