@@ -347,7 +347,8 @@ def _diagnostics_line(d: Any) -> str:
         text = f"{d.inference}, Pareto k {k:.2f}" if k is not None else d.inference
     else:
         text = f"ADVI, {d.advi['iterations']} iterations" if d.advi else "ADVI"
-    return text + ("" if d.passed else " (FAILED)")
+    choice = f"; {d.choice}" if getattr(d, "choice", None) and d.choice.startswith("auto") else ""
+    return text + ("" if d.passed else " (FAILED)") + choice
 
 
 StrictOpt = Annotated[

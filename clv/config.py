@@ -237,8 +237,13 @@ class PriorConfig(_Section):
 class BayesConfig(_Section):
     """The Bayesian fit (model.method = bayes): inference, diagnostics thresholds and posterior predictions."""
 
-    inference: Literal["nuts", "laplace", "pathfinder", "advi"] = Field(
-        "nuts", description="NUTS sampling; Laplace, Pathfinder or ADVI: approximations for large data"
+    inference: Literal["auto", "nuts", "laplace", "pathfinder", "advi"] = Field(
+        "auto",
+        description="auto: NUTS when it fits in nuts_budget_seconds (estimated from the unique histories), else "
+        "Laplace, back to NUTS when Laplace's Pareto k > 0.7; nuts; or the approximations laplace, pathfinder, advi",
+    )
+    nuts_budget_seconds: float = Field(
+        120.0, gt=0, description="inference auto: the longest expected NUTS run before Laplace is used instead"
     )
     sampler: Literal["auto", "pymc", "nutpie"] = Field(
         "auto", description="NUTS implementation; auto is PyMC's (faster here than nutpie: see clv.bayes.fit)"

@@ -204,14 +204,22 @@ def central_difference_hessian(gradient: Callable[[FloatArray], FloatArray], par
     return 0.5 * (hess + hess.T)
 
 
-def _hessian(likelihood: Likelihood, params: FloatArray, weights: FloatArray) -> FloatArray:
+#: a weighted sample of the rows: (row indices, weights summing to 1)
+Sample = tuple[NDArray[np.intp], FloatArray]
+
+
+def _hessian(
+    likelihood: Likelihood, params: FloatArray, weights: FloatArray, sample: Sample | None = None
+) -> FloatArray:
     """Hessian of the weighted mean log-likelihood in the natural parameters: analytic where the model gives one,
-    else by central differences of the exact gradient."""
+    else by central differences of the exact gradient, on all rows or, given `sample`, on that weighted sample
+    of customers (an estimate of the same mean Hessian, for Newton steps on data with many rows)."""
     with np.errstate(all="ignore"):
         analytic = likelihood.mean_hessian(params, weights)
     if analytic is not None:
         return analytic
-    mean = likelihood.on_rows(None, weights)
+    rows, on = (None, weights) if sample is None else sample
+    mean = likelihood.on_rows(rows, on)
     return central_difference_hessian(lambda p: np.asarray(mean(p)[1], dtype=float), params)
 
 
@@ -221,17 +229,23 @@ def _newton_polish(
     theta: FloatArray,
     weights: FloatArray,
     bounds: LogBounds,
+    sample: Sample | None = None,
 ) -> tuple[FloatArray, FloatArray | None]:
     """Damped Newton steps in theta (Hessian analytic where the model has one, else central differences of the
     exact gradient), each kept inside the search bounds: from a point near the optimum, quadratic convergence
-    takes the gradient to rounding level in two or three steps. Returns theta and the natural-scale Hessian of
-    the mean log-likelihood when it was formed at the returned theta."""
+    takes the gradient to rounding level in two or three steps. With `sample` the Hessian is the sample's,
+    formed once at the first point (a chord method: the gradient stays that of all rows, so the steps still
+    converge to the optimum of all rows, linearly at the rate of the sample's relative error and of the
+    distance moved). Returns theta and the natural-scale Hessian of the mean log-likelihood of all rows when it
+    was formed at the returned theta."""
     value, grad = objective(theta)
     hess_at_theta: FloatArray | None = None
-    for _ in range(6):
+    h_nat: FloatArray | None = None
+    for _ in range(6 if sample is None else 8):
         params = np.exp(theta)
-        h_nat = _hessian(likelihood, params, weights)
-        hess_at_theta = h_nat
+        if sample is None or h_nat is None:
+            h_nat = _hessian(likelihood, params, weights, sample)
+        hess_at_theta = h_nat if sample is None else None
         h_theta = -h_nat * np.outer(params, params) + np.diag(grad)
         try:
             step = -np.linalg.solve(h_theta, grad)
@@ -245,7 +259,7 @@ def _newton_polish(
         moved = float(np.max(np.abs(taken[0] - theta)))
         theta, value, grad = taken
         # after a step this small the Hessian is unchanged to ~1e-7: keep it for the standard errors
-        hess_at_theta = h_nat if moved < 1e-7 else None
+        hess_at_theta = h_nat if moved < 1e-7 and sample is None else None
         if moved < 1e-7:
             break
     return theta, hess_at_theta
@@ -365,9 +379,12 @@ def _maximize(
     if sampled:
         # from the sample's optimum, Newton usually converges on all rows in a few steps; L-BFGS if not
         theta0 = np.asarray(_lbfgs(search, theta0, max_iter, bounds, loose=True).x, dtype=float)
-        theta, hess_mean = _newton_polish(objective, likelihood, theta0, w, bounds)
+        # Newton with the sample's Hessian (cheap), then with all rows' (one Hessian at the optimum, kept for
+        # the standard errors)
+        theta, _ = _newton_polish(objective, likelihood, theta0, w, bounds, (rows, counts / counts.sum()))
+        theta, hess_mean = _newton_polish(objective, likelihood, theta, w, bounds)
         value, grad = objective(theta)
-        if np.max(np.abs(grad)) < 1e-8:
+        if np.max(np.abs(_projected(grad, theta, bounds))) < 1e-8:
             return _result(
                 likelihood, w, total, theta, value, grad, hess_mean, "Newton from the sample's optimum", bounds
             )
@@ -375,6 +392,13 @@ def _maximize(
     theta, hess_mean = _newton_polish(objective, likelihood, np.asarray(best.x, float), w, bounds)
     value, grad = objective(theta)
     return _result(likelihood, w, total, theta, value, grad, hess_mean, str(best.message), bounds)
+
+
+def _projected(grad: FloatArray, theta: FloatArray, bounds: LogBounds) -> FloatArray:
+    """The gradient of the minimised objective without the components that push a parameter at its bound
+    outward: at a bound, those are what the constrained optimum leaves (L-BFGS-B's projected gradient)."""
+    outward = ((theta <= bounds[0]) & (grad > 0)) | ((theta >= bounds[1]) & (grad < 0))
+    return np.where(outward, 0.0, grad)
 
 
 def _result(

@@ -200,32 +200,38 @@ def tier_probabilities(
     n_tiers = len(config.levels)
     draws = clv_draws.shape[1]
     if config.levels[0].share is not None:
-        cut = np.empty((n_tiers - 1, draws))
-        # the least CLV inside each tier but the last: order statistics of the draw's CLV over customers
-        positions = clv_index.size - _share_boundaries(clv_index.size, config)[:-1]
-        positions = np.clip(positions, 0, clv_index.size - 1)
-
-        def cut_offs(d0: int) -> None:
-            d1 = min(d0 + 16, draws)
-            columns = np.asarray(clv_draws[:, d0:d1], dtype=float)
-            for j in range(d1 - d0):
-                cut[:, d0 + j] = np.partition(columns[clv_index, j], positions)[positions]
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:  # partitions release the GIL
-            list(pool.map(cut_offs, range(0, draws, 16)))
+        cut = _share_cut_offs(clv_draws, clv_index, config, max(1, 40 * block // max(clv_index.size, 1)), workers)
     else:
         thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
         cut = np.repeat(thresholds[:, None], draws, axis=1)
     rows = clv_draws.shape[0]
     out = np.zeros((rows, n_tiers))
-    for r0 in range(0, rows, block):
-        values = np.asarray(clv_draws[r0 : r0 + block], dtype=float)
-        above = (values[:, None, :] >= cut[None, :, :]).astype(np.int8)
+    step = max(1, (block * 64) // max(draws * n_tiers, 1))  # rows per step: (rows x tiers x draws) int8 bounded
+    for r0 in range(0, rows, step):
+        values = np.asarray(clv_draws[r0 : r0 + step], dtype=float)
         # a customer is in the first tier whose cut-off the CLV reaches: tier = number of cut-offs not reached
-        tier = (n_tiers - 1) - above.sum(axis=1)
+        tier = (n_tiers - 1) - (values[:, None, :] >= cut[None, :, :]).sum(axis=1)
         for k in range(n_tiers):
-            out[r0 : r0 + block, k] = (tier == k).mean(axis=1)
+            out[r0 : r0 + step, k] = (tier == k).mean(axis=1)
     return out[clv_index]
+
+
+def _share_cut_offs(
+    clv_draws: NDArray[np.float32], clv_index: NDArray[np.intp], config: TiersConfig, step: int, workers: int
+) -> FloatArray:
+    """Per draw (columns), the least CLV inside each share tier but the last: order statistics of the draw's CLV
+    over all customers, found for `step` draws at a time by one partition along the customers."""
+    draws = clv_draws.shape[1]
+    positions = np.clip(clv_index.size - _share_boundaries(clv_index.size, config)[:-1], 0, clv_index.size - 1)
+    cut = np.empty((positions.size, draws))
+
+    def cut_offs(d0: int) -> None:
+        columns = np.asarray(clv_draws[:, d0 : d0 + step], dtype=float)[clv_index]
+        cut[:, d0 : d0 + step] = np.partition(columns, positions, axis=0)[positions]
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # partitions release the GIL
+        list(pool.map(cut_offs, range(0, draws, step)))
+    return cut
 
 
 def migration_table(previous: pd.DataFrame, current: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

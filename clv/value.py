@@ -221,9 +221,10 @@ def value_customers(
 
 
 def discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: FloatArray, delta: float) -> FloatArray:
-    """int over each month of e^(-delta t) dE(t), by parts and Simpson's rule (see the module docstring)."""
+    """int over each month of e^(-delta t) dE(t), by parts and Simpson's rule (see the module docstring); the
+    months are the last axis (leading axes, e.g. draws x histories, broadcast)."""
     a, b = edges[:-1], edges[1:]
-    e_a, e_b = cumulative[:, :-1], cumulative[:, 1:]
+    e_a, e_b = cumulative[..., :-1], cumulative[..., 1:]
     w_a, w_m, w_b = np.exp(-delta * a), np.exp(-delta * (a + b) / 2.0), np.exp(-delta * b)
     simpson = (b - a) / 6.0 * (w_a * e_a + 4.0 * w_m * middle + w_b * e_b)
     return w_b * e_b - w_a * e_a + delta * simpson

@@ -316,3 +316,23 @@ def test_the_evaluation_values_over_the_runs_horizon(cdnow_evaluation):
     calibration end, 365 days), hence the demo's total."""
     bg = next(r for r in cdnow_evaluation.results if r.candidate.label == "bgnbd (mle)")
     assert bg.predictions["clv"].sum() == pytest.approx(72656.08, abs=0.01)
+
+
+def test_progress_says_which_candidates_will_be_slow_before_they_start(monkeypatch):
+    """A progress line per candidate; one expected to take long on the data's unique histories says so in its
+    line, which the CLI shows while it runs (and with its elapsed time when done)."""
+    from clv.evaluate import job
+
+    config = load_config(
+        ROOT / "configs" / "cdnow.yaml",
+        ["evaluation.models=[bgnbd]", "evaluation.methods=[mle, bayes]", "bayes.inference=nuts"],
+    )
+    mle, bayes = job.candidates(config)
+    assert job._slow_note(config, mle, 1_016) == ""  # CDNOW: seconds
+    note = job._slow_note(config, bayes, 100_000)  # NUTS on 100,000 histories: hours on the NumPy likelihood
+    assert note.startswith(" (expected to take about ") and note.endswith(" min on 100,000 unique histories)")
+    steps: list[str] = []
+    monkeypatch.setattr(job, "_run_candidate", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(config, progress=steps.append)
+    assert steps == ["read, validate and summarise", "fit and score bgnbd (mle)"]

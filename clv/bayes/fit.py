@@ -26,6 +26,7 @@ import pymc as pm
 import pytensor.tensor as pt
 from numpy.typing import ArrayLike, NDArray
 
+from clv.bayes.budget import choose_inference
 from clv.bayes.likelihood import LogLikelihood
 from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
 from clv.config import BayesConfig, PriorConfig
@@ -36,6 +37,8 @@ from clv.model import FittedModel, LikelihoodProblem
 __all__ = ["build_model", "fit_posterior", "nutpie_available"]
 
 FloatArray = NDArray[np.float64]
+#: Pareto-smoothed importance sampling's threshold: k above it, the approximation is unreliable (Vehtari et al.)
+_PARETO_K_MAX = 0.7
 
 
 def nutpie_available() -> bool:
@@ -100,10 +103,7 @@ def fit_posterior(
     initial = dict(zip(names, map(float, start), strict=True))
     pm_model = build_model(problem, options.priors)
     began = time.perf_counter()
-    if options.inference == "laplace":
-        idata, diagnostics = _laplace(problem, options, start, seed)
-    else:
-        idata, diagnostics = _sample(pm_model, initial, options, seed, progress)
+    idata, diagnostics = _infer(model.name, problem, pm_model, initial, options, start, seed, progress)
     diagnostics.seconds = round(time.perf_counter() - began, 3)
     stacked = idata.posterior.stack(sample=("chain", "draw"))  # type: ignore[attr-defined]
     draws = np.column_stack([np.asarray(stacked[n].values, dtype=float) for n in problem.param_names])
@@ -117,6 +117,37 @@ def fit_posterior(
         idata=idata,
         mle=dict(zip(problem.param_names, map(float, start * problem.factor), strict=True)),
     )
+
+
+def _infer(
+    name: str,
+    problem: LikelihoodProblem,
+    pm_model: pm.Model,
+    initial: dict[str, float],
+    options: BayesConfig,
+    start: FloatArray,
+    seed: int,
+    progress: bool,
+) -> tuple[az.InferenceData, Diagnostics]:
+    """The configured inference, or auto's choice (`clv.bayes.budget.choose_inference`): Laplace for data too
+    large for NUTS in the budget, and NUTS after all when Laplace's own check fails (Pareto k above 0.7 or not
+    computed). The choice and its reason go to `Diagnostics.choice`."""
+    choice = choose_inference(name, problem.n_unique, options)
+    chosen = options.model_copy(update={"inference": choice.inference})
+    reason = choice.reason
+    if chosen.inference == "laplace":
+        idata, diagnostics = _laplace(problem, chosen, start, seed)
+        k = (diagnostics.laplace or {}).get("pareto_k")
+        if options.inference == "auto" and (k is None or not k <= _PARETO_K_MAX):
+            shown = "not computed" if k is None else f"{k:.2f} > {_PARETO_K_MAX}"
+            reason += f"; Laplace's Pareto k {shown}: NUTS instead"
+            idata, diagnostics = _sample(
+                pm_model, initial, chosen.model_copy(update={"inference": "nuts"}), seed, progress
+            )
+    else:
+        idata, diagnostics = _sample(pm_model, initial, chosen, seed, progress)
+    diagnostics.choice = reason
+    return idata, diagnostics
 
 
 @contextmanager
@@ -349,9 +380,10 @@ def _check_diagnostics(
         return
     if diagnostics.inference in ("pathfinder", "laplace"):
         k = (diagnostics.pathfinder or diagnostics.laplace or {}).get("pareto_k")
-        if k is not None and k > 0.7:
+        if k is not None and k > _PARETO_K_MAX:
             diagnostics.problems.append(
-                f"{diagnostics.inference}: Pareto k {k:.2f} > 0.7: the approximation is unreliable (use NUTS)"
+                f"{diagnostics.inference}: Pareto k {k:.2f} > {_PARETO_K_MAX}: the approximation is unreliable "
+                "(use NUTS)"
             )
         return
     table: Any = az.summary(idata, var_names=free, kind="diagnostics", round_to="none")

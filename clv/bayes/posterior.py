@@ -40,6 +40,8 @@ class Diagnostics:
     advi: dict[str, Any] | None = None
     pathfinder: dict[str, Any] | None = None
     laplace: dict[str, Any] | None = None
+    #: how the inference was chosen (`clv.bayes.budget.choose_inference`), and any fallback to NUTS
+    choice: str | None = None
     per_param: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 

@@ -45,7 +45,9 @@ from clv.value import discounted_increments, forecast_months, schedule_columns
 __all__ = ["BayesValue", "DrawOptions", "ValueOptions", "posterior_predict", "predictive_purchases", "value_posterior"]
 
 FloatArray = NDArray[np.float64]
-_BLOCK = 20_000  # unique histories (and customers) per block
+_BLOCK = 20_000  # unique histories (and customers) per block, at most
+_FLOATS = 1_250_000  # floats per (histories x draws) array of a block (10 MB)
+_STEP_FLOATS = 250_000  # floats per (draws x histories x points) array of a step of draws (2 MB)
 _IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
 
 
@@ -97,10 +99,6 @@ def _pair(purchase: Posterior, spend: Posterior | None, draws: DrawOptions) -> t
     return p_draws[:k], s_draws[:k]
 
 
-def _model(cls: type[PurchaseModel], posterior: Posterior, row: FloatArray) -> PurchaseModel:
-    return cls.from_params(**dict(zip(posterior.param_names, map(float, row), strict=True)))
-
-
 def posterior_predict(
     cls: type[PurchaseModel],
     posterior: Posterior,
@@ -121,10 +119,14 @@ def posterior_predict(
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
     params = posterior.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
     out = np.empty((3, ux.size))
-    for start in range(0, ux.size, _BLOCK):
-        end = min(start + _BLOCK, ux.size)
+    block = _history_block(ux.size, len(params), 1)
+    for start in range(0, ux.size, block):
+        end = min(start + block, ux.size)
         frame = pd.DataFrame({"frequency": ux[start:end], "recency": ut[start:end], "T": uT[start:end]})
-        values = np.column_stack([getattr(_model(cls, posterior, row), method)(frame, **kwargs) for row in params])
+        values = np.empty((end - start, len(params)))
+        step = _draw_step(end - start, 1)
+        for d0 in range(0, len(params), step):
+            values[:, d0 : d0 + step] = cls.predict_draws(params[d0 : d0 + step], frame, method, **kwargs).T
         out[:, start:end] = _summaries(values, draws.level)
     return pd.DataFrame({"mean": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
 
@@ -250,7 +252,7 @@ def value_posterior(
     threads (the array work releases the GIL), each with its own random stream spawned from the draws' seed:
     the result does not depend on the number of workers."""
     job = _ValueJob(cls, purchase, spend, rfm, options)
-    starts = list(range(0, job.ux.size, _BLOCK))
+    starts = list(range(0, job.ux.size, job.block_size))
     root = seeds.stream_seed(options.draws.seed, "purchase_simulation")
     streams = np.random.SeedSequence(root).spawn(len(starts))
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
@@ -297,46 +299,50 @@ class _ValueJob:
         self.schedule = np.zeros((2, self.ux.size, self.months))
         self.acc = _Accumulator(self.vh.size)
         self.clv_draws, self.tmp = _clv_storage(self.vh.size, n)
+        self.horizon = options.horizon
+        self.block_size = _history_block(self.ux.size, n, max(1, options.workers))
 
-    def _draw(self, d: int, u0: int, u1: int, frame: pd.DataFrame, out: _BlockDraws, rng: np.random.Generator) -> None:
-        """Draw d on histories u0..u1: P(alive), expectations, discounted purchases, a simulated count, and the
-        draw's monthly totals (everything after the alive curve is linear in it: work per (x, T) group, then
-        scale by P(alive))."""
-        edges, rows = self.edges, slice(u0, u1)
-        model = _model(self.cls, self.purchase, self.p_draws[d])
-        alive, group, curve = model.alive_curve(frame, self.points)
-        per_month = np.diff(curve[:, : edges.size], axis=1)
-        discounted = discounted_increments(curve[:, : edges.size], curve[:, edges.size :], edges, self.delta)
-        out.p_alive[:, d] = alive
-        out.expected_purchases[:, d] = alive * curve[group, edges.size - 1]
-        out.discounted_purchases[:, d] = alive * discounted.sum(axis=1)[group]
-        out.simulated_purchases[:, d] = model.simulate_purchases(frame, self.options.horizon, rng)
-        groups = curve.shape[0]
-        weights = np.bincount(group, weights=self.counts[rows] * alive, minlength=groups)
-        out.monthly_purchases[d] += weights @ per_month
-        row_months = alive[:, None] * per_month[group]
+    def _draws(self, d0: int, d1: int, u0: int, u1: int, out: _BlockDraws, rng: np.random.Generator) -> None:
+        """Draws d0..d1 on histories u0..u1, all at once: P(alive), expectations, discounted purchases, a
+        simulated count, and the draws' monthly totals (everything after the alive curve is linear in it: work
+        per (x, T) group, then scale by P(alive))."""
+        edges, rows, draws = self.edges, slice(u0, u1), slice(d0, d1)
+        e = edges.size
+        params = self.p_draws[draws]
+        x, t_x, T = self.ux[rows], self.ut[rows], self.uT[rows]
+        alive, group, curve = self.cls.alive_curve_draws(params, x, t_x, T, self.points)
+        per_month = np.diff(curve[..., :e], axis=-1)  # (draws, groups, months)
+        discounted = discounted_increments(curve[..., :e], curve[..., e:], edges, self.delta)
+        out.p_alive[:, draws] = alive.T
+        out.expected_purchases[:, draws] = (alive * curve[:, group, e - 1]).T
+        out.discounted_purchases[:, draws] = (alive * discounted.sum(axis=-1)[:, group]).T
+        out.simulated_purchases[:, draws] = self.cls.simulate_purchases_draws(params, x, t_x, T, self.horizon, rng).T
+        groups = curve.shape[1]
+        weights = _group_sums(self.counts[rows] * alive, group, groups)
+        out.monthly_purchases[draws] += np.einsum("dg,dgm->dm", weights, per_month)
+        row_months = alive[:, :, None] * per_month[:, group]  # (draws, histories, months)
         if self.s_draws is None:
-            self.schedule[0, rows] += row_months
-            out.monthly_profit[d] += weights @ discounted
+            self.schedule[0, rows] += row_months.sum(axis=0)
+            out.monthly_profit[draws] += np.einsum("dg,dgm->dm", weights, discounted)
             return
-        p, q, v = self.s_draws[d]
-        ux = self.ux[rows]
-        denominator = p * ux + q - 1.0
-        self.schedule[0, rows] += (p * v / denominator)[:, None] * row_months
-        self.schedule[1, rows] += (p * ux / denominator)[:, None] * row_months
-        totals = p * (self.counts[rows] * v + ux * self.spend_sums[rows]) / denominator
-        per_group = np.bincount(group, weights=totals * alive, minlength=groups)
-        out.monthly_revenue[d] += per_group @ per_month
-        out.monthly_profit[d] += self.options.margin * (per_group @ discounted)
+        p, q, v = (self.s_draws[draws, j][:, None] for j in range(3))
+        denominator = p * x + q - 1.0
+        self.schedule[0, rows] += np.einsum("dh,dhm->hm", p * v / denominator, row_months)
+        self.schedule[1, rows] += np.einsum("dh,dhm->hm", p * x / denominator, row_months)
+        totals = p * (self.counts[rows] * v + x * self.spend_sums[rows]) / denominator
+        per_group = _group_sums(totals * alive, group, groups)
+        out.monthly_revenue[draws] += np.einsum("dg,dgm->dm", per_group, per_month)
+        out.monthly_profit[draws] += self.options.margin * np.einsum("dg,dgm->dm", per_group, discounted)
 
     def block(self, u0: int, stream: np.random.SeedSequence) -> _Portfolio:
-        """Histories u0 .. u0 + block: every draw, then the summaries of their value rows."""
+        """Histories u0 .. u0 + block: the draws in blocks of `_draw_step`, then the summaries of their value
+        rows."""
         rng = np.random.default_rng(stream)
-        u1 = min(u0 + _BLOCK, self.ux.size)
-        frame = pd.DataFrame({"frequency": self.ux[u0:u1], "recency": self.ut[u0:u1], "T": self.uT[u0:u1]})
+        u1 = min(u0 + self.block_size, self.ux.size)
         out = _BlockDraws.empty(u1 - u0, self.n, self.months)
-        for d in range(self.n):
-            self._draw(d, u0, u1, frame, out, rng)
+        step = _draw_step(u1 - u0, self.points.size)
+        for d0 in range(0, self.n, step):
+            self._draws(d0, min(d0 + step, self.n), u0, u1, out, rng)
         rows = self.order[self.first[u0] : self.first[u1]]
         local = self.vh[rows] - u0
         acc, level = self.acc, self.level
@@ -361,8 +367,9 @@ class _ValueJob:
         """CLV (and with a spend model, spend and predictive revenue from the spend ratios) of a block's value
         rows, `local` their histories in the block; returns their process variance of revenue."""
         revenue_variance = 0.0
-        for c0 in range(0, rows.size, _BLOCK):
-            block, lb = rows[c0 : c0 + _BLOCK], local[c0 : c0 + _BLOCK]
+        step = max(64, _FLOATS // (4 * max(self.n, 1)))  # value rows per chunk: their (rows x draws) arrays stay small
+        for c0 in range(0, rows.size, step):
+            block, lb = rows[c0 : c0 + step], local[c0 : c0 + step]
             if ratio is None:
                 self.acc.put(block, "clv", _summaries(out.discounted_purchases[lb], self.level))
                 self.clv_draws[block] = out.discounted_purchases[lb]
@@ -407,6 +414,26 @@ class _ValueJob:
             mean_spend=self.m_all,
             _tmp=self.tmp,
         )
+
+
+def _history_block(histories: int, draws: int, workers: int) -> int:
+    """Histories per block: a block keeps a few (histories x draws) arrays, each bounded by `_FLOATS` floats;
+    at least one block per worker when there are enough histories, and blocks of equal size."""
+    largest = int(min(_BLOCK, max(256, _FLOATS // max(draws, 1))))
+    blocks = max(-(-histories // largest), min(workers, histories // 256))
+    return max(1, -(-histories // max(blocks, 1)))
+
+
+def _draw_step(histories: int, points: int) -> int:
+    """Draws per step in a block: (draws x histories x points) arrays stay under `_STEP_FLOATS` floats."""
+    return int(max(1, _STEP_FLOATS // max(histories * points, 1)))
+
+
+def _group_sums(values: FloatArray, group: NDArray[np.intp], groups: int) -> FloatArray:
+    """Sums of values (draws, rows) over the rows of each group, shape (draws, groups)."""
+    one_hot = np.zeros((group.size, groups))
+    one_hot[np.arange(group.size), group] = 1.0
+    return np.asarray(values @ one_hot)
 
 
 def _gather(
@@ -500,20 +527,36 @@ def predictive_purchases(
     out = np.empty((3, ux.size))
     expected_total = np.zeros(len(params))
     process = 0.0
-    for start in range(0, ux.size, _BLOCK):
-        end = min(start + _BLOCK, ux.size)
-        frame = pd.DataFrame({"frequency": ux[start:end], "recency": ut[start:end], "T": uT[start:end]})
-        expected, simulated = np.empty((end - start, len(params))), np.empty((end - start, len(params)))
-        for d, row in enumerate(params):
-            model = _model(cls, purchase, row)
-            expected[:, d] = model.expected_purchases(frame, horizon)
-            simulated[:, d] = model.simulate_purchases(frame, horizon, rng)
-        expected_total += counts[start:end] @ expected
-        process += float(counts[start:end] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
+    block = _history_block(ux.size, len(params), 1)
+    for start in range(0, ux.size, block):
+        rows = slice(start, min(start + block, ux.size))
+        expected, simulated = _expected_and_simulated(cls, params, (ux[rows], ut[rows], uT[rows]), horizon, rng)
+        expected_total += counts[rows] @ expected
+        process += float(counts[rows] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
         _, lo, hi = _summaries(simulated, draws.level, discrete=True)
-        out[:, start:end] = expected.mean(axis=1), lo, hi
+        out[:, rows] = expected.mean(axis=1), lo, hi
     frame = pd.DataFrame({"expected": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
     total = expected_total + math.sqrt(process) * rng.standard_normal(len(params))
     lo_q, hi_q = _bounds(draws.level)
     summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
     return frame, summary
+
+
+def _expected_and_simulated(
+    cls: type[PurchaseModel],
+    params: FloatArray,
+    history: tuple[FloatArray, FloatArray, FloatArray],
+    horizon: float,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray]:
+    """Expected and one simulated count of purchases over `horizon` per history (rows) and draw (columns), the
+    draws in steps of `_draw_step`."""
+    x, t_x, T = history
+    expected, simulated = np.empty((x.size, len(params))), np.empty((x.size, len(params)))
+    step = _draw_step(x.size, 1)
+    for d0 in range(0, len(params), step):
+        draws = slice(d0, d0 + step)
+        alive, group, curve = cls.alive_curve_draws(params[draws], x, t_x, T, np.array([horizon]))
+        expected[:, draws] = (alive * curve[:, group, 0]).T
+        simulated[:, draws] = cls.simulate_purchases_draws(params[draws], x, t_x, T, horizon, rng).T
+    return expected, simulated

@@ -15,6 +15,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from clv.bayes.budget import choose_inference, mle_seconds, nuts_seconds
+from clv.compress import unique_histories
 from clv.config import RunConfig
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table
@@ -188,8 +190,9 @@ def evaluate(
     _check_criterion(config, has_spend(config, data.rfm.frame))
     timings["data"] = round(time.perf_counter() - step, 4)
     results = []
+    n_unique = len(unique_histories(data.rfm.frame)[0])
     for candidate in candidates(config):
-        _say(progress, f"fit and score {candidate.label}")
+        _say(progress, f"fit and score {candidate.label}{_slow_note(config, candidate, n_unique)}")
         step = time.perf_counter()
         results.append(_run_candidate(config, candidate, data.rfm, strict, progress_bar))
         timings[candidate.label] = round(time.perf_counter() - step, 4)
@@ -206,6 +209,30 @@ def evaluate(
         _rolling(evaluation, rolling, strict, progress)
     evaluation.timings = timings
     return evaluation
+
+
+#: a candidate expected to take longer than this is said so in its progress line, before it starts (seconds)
+SLOW_CANDIDATE_SECONDS = 30.0
+
+
+def expected_seconds(config: RunConfig, candidate: Candidate, n_unique: int) -> float:
+    """A candidate's expected fit time from the data's unique histories (`clv.bayes.budget`): a
+    maximum-likelihood fit, or the Bayesian inference `bayes.inference` resolves to (NUTS's sampling time;
+    the approximations cost about a maximum-likelihood fit)."""
+    if candidate.method == "bayes":
+        choice = choose_inference(candidate.purchase, n_unique, config.bayes)
+        if choice.inference == "nuts":
+            return nuts_seconds(candidate.purchase, n_unique, config.bayes)
+    return mle_seconds(candidate.purchase, n_unique)
+
+
+def _slow_note(config: RunConfig, candidate: Candidate, n_unique: int) -> str:
+    """' (expected to take about 4 min on 98,412 unique histories)' for a slow candidate, else ''."""
+    seconds = expected_seconds(config, candidate, n_unique)
+    if seconds <= SLOW_CANDIDATE_SECONDS:
+        return ""
+    shown = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f" (expected to take about {shown} on {n_unique:,} unique histories)"
 
 
 def _say(progress: Progress | None, step: str) -> None:

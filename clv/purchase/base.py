@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -214,6 +214,43 @@ class PurchaseModel(FittedModel):
         the continuous-time models), which is far fewer groups than rows. This generic form has one group per row."""
         curve = self.expected_purchases_curve(rfm, horizons)
         return np.ones(curve.shape[0]), np.arange(curve.shape[0]), curve
+
+    @classmethod
+    def alive_curve_draws(
+        cls, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, horizons: FloatArray
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`alive_curve` under many parameter draws (rows of `params`, in `param_names` order) at once: P(alive)
+        (draws, rows), each row's group, and the curve per group (draws, groups, len(horizons)). This generic
+        form runs `alive_curve` draw by draw; models with a vectorised form override it."""
+        frame = pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
+        parts = [cls._from_row(row).alive_curve(frame, horizons) for row in params]
+        return np.stack([p[0] for p in parts]), parts[0][1], np.stack([p[2] for p in parts])
+
+    @classmethod
+    def simulate_purchases_draws(
+        cls,
+        params: FloatArray,
+        x: FloatArray,
+        t_x: FloatArray,
+        T: FloatArray,
+        horizon: float,
+        rng: np.random.Generator,
+    ) -> FloatArray:
+        """`simulate_purchases` under each parameter draw (rows of `params`), shape (draws, rows); this generic
+        form runs draw by draw."""
+        frame = pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
+        return np.stack([cls._from_row(row).simulate_purchases(frame, horizon, rng) for row in params])
+
+    @classmethod
+    def predict_draws(cls, params: FloatArray, rfm: pd.DataFrame, method: str, **kwargs: Any) -> FloatArray:
+        """Any per-row prediction (`method` with its keyword arguments) under each parameter draw (rows of
+        `params`), shape (draws, rows); this generic form runs draw by draw, models override it for the methods
+        they vectorise."""
+        return np.stack([getattr(cls._from_row(row), method)(rfm, **kwargs) for row in params])
+
+    @classmethod
+    def _from_row(cls, row: FloatArray) -> Self:
+        return cls.from_params(**dict(zip(cls.param_names, map(float, row), strict=True)))
 
     @abstractmethod
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:

@@ -14,6 +14,10 @@ conditional expectations, probabilities and discounted residual purchases below 
 
 from __future__ import annotations
 
+import functools
+import types
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
@@ -24,6 +28,8 @@ from clv.special import trigamma
 __all__ = [
     "dert_alive",
     "expected_new",
+    "expected_new_curve",
+    "expected_new_curve_draws",
     "log_p_alive",
     "loglik",
     "loglik_grad",
@@ -31,6 +37,8 @@ __all__ = [
 ]
 
 FloatArray = NDArray[np.float64]
+#: a parameter: one value, or one per posterior draw as an array of shape (draws, 1) broadcasting against rows
+Param = float | FloatArray
 
 
 def _by_count(x: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
@@ -41,15 +49,16 @@ def _by_count(x: FloatArray) -> tuple[NDArray[np.intp], FloatArray]:
 
 
 def _terms(
-    r: float, alpha: float, a: float, b: float, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
+    r: Param, alpha: Param, a: Param, b: Param, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """Log of the 'alive at T' and 'dropped after t_x' terms of the likelihood (FHL 2005, Eq. 6)."""
     index, k = _by_count(x)
     common_k = special.gammaln(r + k) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
     b_drop_k = np.maximum(b + k + c - 1.0, b)  # only used where k + c > 0, where it equals b + k + c - 1
-    alive = (common_k + special.betaln(a, b + k + c))[index] - (r + x) * np.log(alpha + T)
+    # [..., index]: parameters may carry a leading draws axis (shape (draws, 1)), the counts are the last axis
+    alive = (common_k + special.betaln(a, b + k + c))[..., index] - (r + x) * np.log(alpha + T)
     has_drop = (x + c) > 0
-    drop = (common_k + special.betaln(a + 1.0, b_drop_k))[index] - (r + x) * np.log(alpha + t_x)
+    drop = (common_k + special.betaln(a + 1.0, b_drop_k))[..., index] - (r + x) * np.log(alpha + t_x)
     return alive, np.where(has_drop, drop, -np.inf), has_drop
 
 
@@ -153,7 +162,7 @@ def loglik_hessian(
 
 
 def log_p_alive(
-    r: float, alpha: float, a: float, b: float, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
+    r: Param, alpha: Param, a: Param, b: Param, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
 ) -> FloatArray:
     """log P(alive at T | x, t_x, T): the 'alive' term over the likelihood.
 
@@ -221,7 +230,149 @@ def expected_new_curve(
     return out
 
 
-def pmf_new(n: int, t: float, r: FloatArray, alpha: FloatArray, a: float, b: FloatArray, c: int = 0) -> FloatArray:
+def expected_new_curve_draws(
+    times: FloatArray, r: FloatArray, alpha: FloatArray, a: FloatArray, b: FloatArray, x: FloatArray, T: FloatArray
+) -> FloatArray:
+    """`expected_new_curve` of the alive customers with histories (x, T) under many parameter draws at once:
+    E[X(t)] with parameters (r_d + x, alpha_d + T, a_d, b_d + x) (b already including MBG/NBD's c), shape
+    (draws, rows, len(times)), for 1-d draws r, alpha, a, b and rows x, T.
+
+    A Gauss-Jacobi rule per draw and purchase count would cost an eigenproblem each; instead, with z = t / (alpha'
+    + t), FHL 2005's Eq. (10) bracket is the integral of the purchase rate, E[X(t)] = r' int_0^z (1-y)^(r'-1)
+    2F1(r'+1, b'; a+b'; y) dy (Euler's integral of E_p[(1 + p s / alpha')^-(r'+1)] and Pfaff's transformation,
+    DLMF 15.6.1, 15.8.1), and Euler's transformation gives the integrand as (1-y)^(a-2) 2F1(a+b'-r'-1, a; a+b'; y),
+    a power series whose coefficients e_n (the Cauchy product of the two series) depend on the draw and x only:
+    E[X(t)] = r' sum_n e_n z^(n+1) / (n+1), summed by Horner's rule for every T and t (`_series_curve`, compiled).
+    Where the series would need more than 4,000 terms (z near 1) or its coefficients are not all positive
+    (a > 2 or a + b - r - 1 < 0), those (draw, row) pairs take the quadrature (`expected_new_curve`) instead.
+    """
+    times = np.ascontiguousarray(times, dtype=float)
+    r, alpha, a, b = (np.ascontiguousarray(np.broadcast_to(v, np.shape(r)), dtype=float) for v in (r, alpha, a, b))
+    x, T = np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(T, dtype=float)
+    out = np.zeros((r.size, x.size, times.size))
+    if times.size == 0 or x.size == 0 or r.size == 0 or not np.any(times > 0):
+        return out
+    ok = np.ones((r.size, x.size), dtype=np.bool_)
+    order = np.lexsort((T, x))  # runs of equal x share the series' coefficients
+    curve = np.empty_like(out)
+    ascending = np.argsort(times, kind="stable")  # the Horner sums run on tails of ascending times
+    _compiled_series()(r, alpha, a, b, x[order], T[order], times[ascending], curve, ok)
+    out[:, order[:, None], ascending[None, :]] = curve
+    ok[:, order] = ok.copy()
+    for d in np.flatnonzero(~ok.all(axis=1)):
+        rows = np.flatnonzero(~ok[d])
+        out[d, rows] = expected_new_curve(times, r[d] + x[rows], alpha[d] + T[rows], float(a[d]), b[d] + x[rows])
+    return out
+
+
+_SERIES_TERMS = 4000
+
+
+def _series_coefficients(
+    cp: float, a: float, b2: float, z_max: float, dk: FloatArray, sm: FloatArray, cn: FloatArray
+) -> int:  # pragma: no cover - runs compiled
+    """Fill cn[n] = e_n / (n + 1) (see `_series_curve`) and return the number of terms: all coefficients are
+    positive here (a <= 2, C' >= 0), and the series stops once three terms in a row at z_max fall under 1e-17 of
+    the sum while decreasing; 0 when that takes more than `_SERIES_TERMS` terms."""
+    dk[0], sm[0], cn[0] = 1.0, 1.0, 1.0
+    total, power, small = 1.0, 1.0, 0
+    for n in range(1, _SERIES_TERMS):
+        dk[n] = dk[n - 1] * (cp + n - 1.0) * (a + n - 1.0) / ((a + b2 + n - 1.0) * n)
+        sm[n] = sm[n - 1] * (1.0 - a + n) / n
+        e = 0.0
+        for k in range(n + 1):
+            e += dk[k] * sm[n - k]
+        cn[n] = e / (n + 1.0)
+        power *= z_max
+        term = cn[n] * power
+        total += term
+        small = small + 1 if term <= 1e-17 * total and cn[n] * z_max <= cn[n - 1] else 0
+        if small == 3:
+            return n + 1
+    return 0
+
+
+def _horner(cn: FloatArray, need: NDArray[np.int64], zs: FloatArray, acc: FloatArray) -> None:  # pragma: no cover
+    """acc[k] = sum_(n < need[k]) cn[n] zs[k]^n for ascending `need`: term n runs on the tail of the elements
+    that need it, in one loop the compiler vectorises."""
+    acc[:] = 0.0
+    first = zs.size  # elements first.. need term n; the lower n, the more elements
+    for n in range(need[zs.size - 1] - 1, -1, -1):
+        while first > 0 and need[first - 1] > n:
+            first -= 1
+        c_n = cn[n]
+        for k in range(first, zs.size):
+            acc[k] = acc[k] * zs[k] + c_n
+
+
+@functools.cache
+def _compiled_series() -> Callable[..., None]:
+    """`_series_curve` compiled by numba on first use (cached on disk), releasing the GIL: callers run blocks on
+    threads (`clv.bayes.predict`), so the kernel itself is serial (numba's own threads, when its OpenMP layer is
+    missing, must not be entered from several threads at once)."""
+    import numba
+
+    # the same code with its draws loop as numba's parallel range (the plain function runs it as `range`)
+    horner = numba.njit(cache=True, nogil=True, fastmath=True)(_horner)
+    coefficients = numba.njit(cache=True, nogil=True)(_series_coefficients)
+    names = {**globals(), "_horner": horner, "_series_coefficients": coefficients}
+    compiled = types.FunctionType(_series_curve.__code__, names, "_series_curve")
+    return numba.njit(cache=True, nogil=True)(compiled)
+
+
+def _series_curve(  # pragma: no cover - runs compiled; tested through expected_new_curve_draws
+    r: FloatArray,
+    alpha: FloatArray,
+    a: FloatArray,
+    b: FloatArray,
+    x: FloatArray,
+    T: FloatArray,
+    times: FloatArray,
+    out: FloatArray,
+    ok: NDArray[np.bool_],
+) -> None:
+    """Fill out[d, i, :] with the series of `expected_new_curve_draws` for rows sorted by x; ok[d, i] False
+    where the series is not used. Coefficients: d_k = (C')_k (a)_k / ((a+b')_k k!), C' = a+b'-r'-1, and
+    s_m = (2-a)_m / m!; e_n = sum_k d_k s_(n-k), all positive where a <= 2 and C' >= 0 (no cancellation; other
+    draws and counts are left to the quadrature). Each time point sums the terms it needs at the run's largest z
+    (z^n falls to z_max^N at n = N log z_max / log z), plus a margin of 12."""
+    n_rows, n_times = x.size, times.size
+    t_max = times.max()
+    for di in range(r.size):
+        dk, sm, cn = np.empty(_SERIES_TERMS), np.empty(_SERIES_TERMS), np.empty(_SERIES_TERMS)
+        zs, acc = np.empty(n_rows * n_times), np.empty(n_rows * n_times)
+        need = np.empty(n_rows * n_times, dtype=np.int64)
+        ra, al, aa, ba = r[di], alpha[di], a[di], b[di]
+        i0 = 0
+        while i0 < n_rows:
+            i1 = i0
+            while i1 < n_rows and x[i1] == x[i0]:
+                i1 += 1
+            r2, b2 = ra + x[i0], ba + x[i0]
+            cp = aa + b2 - r2 - 1.0
+            z_max = t_max / (al + T[i0] + t_max)  # rows sorted by T within x: the first has the largest z
+            n_terms = 0 if aa > 2.0 or cp < 0.0 else _series_coefficients(cp, aa, b2, z_max, dk, sm, cn)
+            if n_terms == 0:
+                ok[di, i0:i1] = False
+                i0 = i1
+                continue
+            rows = i1 - i0
+            log_max = np.log(z_max)
+            for j in range(n_times):  # times ascending, so is the number of terms each needs (at the run's z_max)
+                z_j = times[j] / (al + T[i0] + times[j])
+                n_j = min(n_terms, int(n_terms * log_max / np.log(max(z_j, 1e-300))) + 12)
+                for i in range(rows):
+                    zs[j * rows + i] = times[j] / (al + T[i0 + i] + times[j])
+                    need[j * rows + i] = n_j
+            m = rows * n_times
+            _horner(cn, need[:m], zs[:m], acc[:m])
+            for j in range(n_times):
+                for i in range(rows):
+                    out[di, i0 + i, j] = r2 * zs[j * rows + i] * acc[j * rows + i]
+            i0 = i1
+
+
+def pmf_new(n: int, t: float, r: FloatArray, alpha: FloatArray, a: Param, b: FloatArray, c: int = 0) -> FloatArray:
     """P(X(t) = n) for a new customer (FHL 2005, Eq. 8; Batislam et al. 2007, Eq. 6 for c = 1), per row.
 
     P = B(a, b+n+c)/B(a,b) NB(n; r, alpha/(alpha+t)) + [n + c > 0] B(a+1, b+n+c-1)/B(a,b) P(NB >= n), where

@@ -3,7 +3,7 @@ Model", Marketing Science 24(2), 275-284. The formulas live in `clv.purchase.bet
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -130,6 +130,67 @@ class BetaGeoModel(FactoredCurveModel):
         times = check_horizons(horizons)
         p_alive, inverse, r2, alpha2, b2 = self._alive(rfm)
         return p_alive, inverse, bg.expected_new_curve(times, r2, alpha2, self._p()[2], b2)
+
+    @classmethod
+    def alive_curve_draws(
+        cls, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, horizons: FloatArray
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`alive_curve` under every draw at once: P(alive) broadcast over (draws, rows) and the alive customer's
+        curve per unique (frequency, T) by `beta_geometric.expected_new_curve_draws` (equal to the draw-by-draw
+        quadrature to rounding)."""
+        times = check_horizons(horizons)
+        r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
+        p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
+        (ux, uT), inverse, _ = unique_rows(x, T)
+        curve = bg.expected_new_curve_draws(times, r[:, 0], alpha[:, 0], a[:, 0], b[:, 0] + cls._c, ux, uT)
+        return p_alive, inverse, curve
+
+    @classmethod
+    def predict_draws(cls, params: FloatArray, rfm: pd.DataFrame, method: str, **kwargs: Any) -> FloatArray:
+        """`probability_alive` (now), `expected_purchases` and `probability_of_purchases` under every draw at
+        once, shape (draws, rows), the same formulas as the methods with parameters of shape (draws, 1); other
+        predictions draw by draw."""
+        x, t_x, T = rfm_arrays(rfm)
+        if method == "expected_purchases":
+            horizon = check_horizon(kwargs["horizon"])
+            alive, inverse, curve = cls.alive_curve_draws(params, x, t_x, T, np.array([horizon]))
+            return check_output(alive * curve[:, inverse, 0], "expected purchases", rfm)
+        if method not in ("probability_alive", "probability_of_purchases") or kwargs.get("at", 0.0) != 0.0:
+            return super().predict_draws(params, rfm, method, **kwargs)
+        r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
+        p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
+        if method == "probability_alive":
+            return check_output(p_alive, "P(alive)", rfm)
+        n, horizon = check_count(kwargs["n"]), check_horizon(kwargs["horizon"])
+        if horizon == 0:
+            return np.full(p_alive.shape, 1.0 if n == 0 else 0.0)
+        (ux, uT), inverse, _ = unique_rows(x, T)
+        pmf = p_alive * bg.pmf_new(n, horizon, r + ux, alpha + uT, a, b + ux + cls._c, c=0)[:, inverse]
+        if n == 0:
+            pmf = pmf + (1.0 - p_alive)
+        return check_output(pmf, "P(n purchases)", rfm)
+
+    @classmethod
+    def simulate_purchases_draws(
+        cls,
+        params: FloatArray,
+        x: FloatArray,
+        t_x: FloatArray,
+        T: FloatArray,
+        horizon: float,
+        rng: np.random.Generator,
+    ) -> FloatArray:
+        """`simulate_purchases` under every draw at once, shape (draws, rows)."""
+        horizon = check_horizon(horizon)
+        r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
+        p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
+        shape = p_alive.shape
+        lam = rng.gamma(np.broadcast_to(r + x, shape), 1.0 / np.broadcast_to(alpha + T, shape))
+        p = rng.beta(np.broadcast_to(a, shape), np.broadcast_to(b + x + cls._c, shape))
+        chances = rng.poisson(lam * horizon)
+        until_drop = rng.geometric(np.clip(p, 1e-300, 1.0))
+        alive = rng.random(shape) < p_alive
+        return np.where(alive, np.minimum(chances, until_drop), 0).astype(float)
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the

@@ -14,11 +14,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
-from scipy.special import loggamma
 
 from clv.compress import unique_rows
 from clv.errors import plain_number
-from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
+from clv.hypergeometric import hyp2f1_one, hyp2f1_one_log_grad
 from clv.mle import LogBounds, default_log_bounds
 from clv.purchase.base import (
     FactoredCurveModel,
@@ -33,11 +32,9 @@ from clv.purchase.base import (
 from clv.purchase.beta_geometric import scaled_expint
 from clv.quadrature import nodes_for_pole, unit_legendre_rule
 
-__all__ = ["ParetoNBDModel", "log_bracket", "loglik"]
+__all__ = ["ParetoNBDModel", "log_bracket", "loglik", "loglik_grad"]
 
 FloatArray = NDArray[np.float64]
-#: a complex parameter of the complex-step method: a scalar, or a column of stacked copies
-ComplexParam = complex | NDArray[np.complex128]
 
 #: the largest alpha and beta of the search, in time units of max(T) / 10
 RATE_SCALE_BOUND = 1e3
@@ -53,15 +50,17 @@ def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: FloatArray, 
       alpha >= beta: G(z) (alpha+t)^-(r+x) (beta+t)^-s,      G = 2F1(1, r+x; r+s+x+1; (alpha-beta)/(alpha+t)),
       alpha <  beta: H(z) (alpha+t)^-(r+x-1) (beta+t)^-(s+1), H = 2F1(1, s+1; r+s+x+1; (beta-alpha)/(beta+t)).
     At alpha = beta, z = 0 and the hypergeometric factor is 1: the removable singularity of other forms is absent.
+    The term depends on the row only through (x, t): it is evaluated once per distinct pair.
     """
-    c = r + s + x + 1.0
+    (px, pt), inverse, _ = unique_rows(np.asarray(x, dtype=float), np.asarray(t, dtype=float))
+    c = r + s + px + 1.0
     if alpha >= beta:
-        z = (alpha - beta) / (alpha + t)
-        hyp = hyp2f1_one(r + x, c, z)
-        return np.log(hyp) - (r + x) * np.log(alpha + t) - s * np.log(beta + t)
-    z = (beta - alpha) / (beta + t)
-    hyp = hyp2f1_one(s + 1.0, c, z)
-    return np.log(hyp) - (r + x - 1.0) * np.log(alpha + t) - (s + 1.0) * np.log(beta + t)
+        hyp = hyp2f1_one(r + px, c, (alpha - beta) / (alpha + pt))
+        u = np.log(hyp) - (r + px) * np.log(alpha + pt) - s * np.log(beta + pt)
+    else:
+        hyp = hyp2f1_one(s + 1.0, c, (beta - alpha) / (beta + pt))
+        u = np.log(hyp) - (r + px - 1.0) * np.log(alpha + pt) - (s + 1.0) * np.log(beta + pt)
+    return np.asarray(u[inverse], dtype=float)
 
 
 def log_bracket(
@@ -84,44 +83,74 @@ def loglik(r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: Fl
     return special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
 
 
-def _log_hyp_term_complex(
-    r: ComplexParam, alpha: ComplexParam, s: ComplexParam, beta: ComplexParam, x: FloatArray, t: FloatArray
-) -> NDArray[np.complex128]:
-    """`_log_hyp_term` in complex arithmetic (the branch is chosen by the real parts, which every stacked copy
-    of the parameters shares), for the complex step."""
-    c = r + s + x + 1.0
-    if float(np.real(np.asarray(alpha)).ravel()[0]) >= float(np.real(np.asarray(beta)).ravel()[0]):
-        hyp = hyp2f1_one_fraction(r + x, c, (alpha - beta) / (alpha + t))
-        return np.log(hyp) - (r + x) * np.log(alpha + t) - s * np.log(beta + t)
-    hyp = hyp2f1_one_fraction(s + 1.0, c, (beta - alpha) / (beta + t))
-    return np.log(hyp) - (r + x - 1.0) * np.log(alpha + t) - (s + 1.0) * np.log(beta + t)
+def _log_hyp_term_grad(
+    r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """`_log_hyp_term` and its gradient in (r, alpha, s, beta), shape (4, rows).
+
+    The hypergeometric factor depends on the row only through (x, t), which far fewer pairs share than rows
+    (a million customers: some thousands of pairs), so it is evaluated once per distinct pair. With
+    h = log 2F1(1, B; C; z) and its partials (h_B, h_C, h_z) from `hyp2f1_one_log_grad`, the chain rule through
+    B, C = r+s+x+1 and z gives, for alpha >= beta (B = r+x, z = (alpha-beta)/(alpha+t)):
+      d/dr = h_B + h_C - log(alpha+t),  d/ds = h_C - log(beta+t),
+      d/dalpha = h_z (beta+t)/(alpha+t)^2 - (r+x)/(alpha+t),  d/dbeta = -h_z/(alpha+t) - s/(beta+t);
+    and for alpha < beta (B = s+1, z = (beta-alpha)/(beta+t)) the same with the roles of the rates exchanged.
+    """
+    (px, pt), inverse, _ = unique_rows(x, t)
+    la, lb = np.log(alpha + pt), np.log(beta + pt)
+    c = r + s + px + 1.0
+    grad = np.empty((4, px.size))
+    if alpha >= beta:
+        h, (h_b, h_c, h_z) = hyp2f1_one_log_grad(r + px, c, (alpha - beta) / (alpha + pt))
+        u = h - (r + px) * la - s * lb
+        grad[0] = h_b + h_c - la
+        grad[1] = h_z * (beta + pt) / (alpha + pt) ** 2 - (r + px) / (alpha + pt)
+        grad[2] = h_c - lb
+        grad[3] = -h_z / (alpha + pt) - s / (beta + pt)
+    else:
+        h, (h_b, h_c, h_z) = hyp2f1_one_log_grad(s + 1.0, c, (beta - alpha) / (beta + pt))
+        u = h - (r + px - 1.0) * la - (s + 1.0) * lb
+        grad[0] = h_c - la
+        grad[1] = -h_z / (beta + pt) - (r + px - 1.0) / (alpha + pt)
+        grad[2] = h_b + h_c - lb
+        grad[3] = h_z * (alpha + pt) / (beta + pt) ** 2 - (s + 1.0) / (beta + pt)
+    return u[inverse], grad[:, inverse]
 
 
-def loglik_complex(
-    r: ComplexParam,
-    alpha: ComplexParam,
-    s: ComplexParam,
-    beta: ComplexParam,
-    x: FloatArray,
-    t_x: FloatArray,
-    T: FloatArray,
-) -> NDArray[np.complex128]:
-    """The log-likelihood of `loglik` for complex parameters with tiny imaginary parts (complex-step method):
-    the same formula, with log-sum-exp written out (NumPy's logaddexp is real only) and the continued fraction
-    for 2F1. Parameters may be columns of shape (k, 1) (k copies with different imaginary steps and the same
-    real parts), giving a (k, rows) result from one pass of the continued fraction."""
+def loglik_grad(
+    r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per-row log-likelihood (the note's Eq. 22, as `loglik`) and its exact gradient in (r, alpha, s, beta),
+    shape (rows, 4).
+
+    log L = log Gamma(r+x) - log Gamma(r) + r log alpha + s log beta + log(E + D), with E the alive term and
+    D = s/(r+s+x) A_0 the drop-out term; d log(E + D) = w d log E + (1 - w) d log D, w = E / (E + D). A_0 =
+    e^u1 - e^u2 (u the log hypergeometric terms at t_x and T, `_log_hyp_term_grad`), so d log A_0 =
+    (d u1 - e^(u2-u1) d u2) / (1 - e^(u2-u1)); where t_x = T, A_0 = 0 and D contributes nothing.
+    """
+    n = x.size
+    u, du = _log_hyp_term_grad(r, alpha, s, beta, np.concatenate([x, x]), np.concatenate([t_x, T]))
+    u1, u2, du1, du2 = u[:n], u[n:], du[:, :n], du[:, n:]
+    equal = t_x == T
+    ratio = np.exp(np.where(equal, -1.0, u2 - u1))  # e^(u2 - u1) < 1 where t_x < T
+    one_minus = -np.expm1(np.where(equal, -1.0, u2 - u1))
     log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    # both terms (at t_x and at T) in one pass of the continued fraction: t stacked on a new axis
-    r3, alpha3, s3, beta3 = (np.asarray(p)[..., None] for p in (r, alpha, s, beta))
-    u = _log_hyp_term_complex(r3, alpha3, s3, beta3, x, np.stack([t_x, T]))
-    u1, u2 = u[..., 0, :], u[..., 1, :]
-    equal = t_x == T  # A_0 = 0 exactly: the drop-out term vanishes
-    diff = np.where(equal, -1.0, u2 - u1)
-    second = np.log(s) - np.log(r + s + x) + u1 + np.log(-np.expm1(diff))
-    top = np.maximum(log_alive.real, np.where(equal, -np.inf, second.real))
-    total = np.exp(log_alive - top) + np.where(equal, 0.0, np.exp(np.where(equal, top, second) - top))
-    bracket = top + np.log(total)
-    return loggamma(r + x) - loggamma(r) + r * np.log(alpha) + s * np.log(beta) + bracket
+    with np.errstate(divide="ignore"):
+        second = np.where(equal, -np.inf, np.log(s) - np.log(r + s + x) + u1 + np.log(one_minus))
+    bracket = np.logaddexp(log_alive, second)
+    w, w_drop = np.exp(log_alive - bracket), np.exp(second - bracket)  # w_drop = 1 - w, without cancellation
+    d_a0 = np.where(equal, 0.0, (du1 - ratio * du2) / one_minus)
+    d_alive = np.stack([-np.log(alpha + T), -(r + x) / (alpha + T), -np.log(beta + T), -s / (beta + T)])
+    d_second = d_a0
+    d_second[0] -= 1.0 / (r + s + x)
+    d_second[2] += 1.0 / s - 1.0 / (r + s + x)
+    grad = w * d_alive + w_drop * d_second
+    grad[0] += special.digamma(r + x) - special.digamma(r) + np.log(alpha)
+    grad[1] += r / alpha
+    grad[2] += np.log(beta)
+    grad[3] += s / beta
+    ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
+    return ll, grad.T
 
 
 def _one_minus_exp_over(y: FloatArray) -> FloatArray:
@@ -196,19 +225,10 @@ class ParetoNBDModel(FactoredCurveModel):
     def _loglik_grad(
         self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """Log-likelihood and its exact gradient. The parameters also sit inside the hypergeometric function,
-        whose parameter derivatives have no closed form; the gradient is taken by the complex-step method
-        (Squire & Trapp 1998, SIAM Review 40(1)): d f / d p = Im f(p + i h) / h with h = 1e-30 p, exact to rounding
-        because nothing is subtracted, through the complex evaluation of the likelihood in `loglik_complex`."""
+        """Log-likelihood and its exact gradient (`loglik_grad`: the hypergeometric function's parameter
+        derivatives by its continued fraction differentiated term by term)."""
         r, alpha, s, beta = params
-        ll = loglik(r, alpha, s, beta, x, t_x, T)
-        # the k complex steps at once: row j of `shifted` has the step on parameter j; one continued fraction
-        # over (k, rows) arrays costs far less than k passes, its loop being bound by per-step overhead
-        h = 1e-30 * params
-        shifted = params.astype(complex)[None, :] + 1j * np.diag(h)
-        c_r, c_alpha, c_s, c_beta = (shifted[:, j : j + 1] for j in range(4))
-        grad = (loglik_complex(c_r, c_alpha, c_s, c_beta, x, t_x, T).imag / h[:, None]).T
-        return ll, grad
+        return loglik_grad(r, alpha, s, beta, x, t_x, T)
 
     def _alive(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """P(alive at T) (the note, Eq. 18 as alive term over bracket) and the updated (r + x, alpha + T, beta + T)

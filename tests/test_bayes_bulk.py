@@ -1,0 +1,134 @@
+"""Posterior predictions in bulk: the draws-axis forms of the models equal their draw-by-draw forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv import BetaGeoModel, ModifiedBetaGeoModel
+from clv.config import TiersConfig
+from clv.purchase import beta_geometric as bg
+from clv.tiers import _share_boundaries, tier_probabilities
+
+from . import reference_values as ref
+
+BG_PUBLISHED = np.array([0.243, 4.414, 0.793, 2.426])  # FHL 2005, Sec. 5 (weeks)
+TIMES = np.concatenate([np.linspace(0.0, 52.0, 13), np.linspace(2.0, 50.0, 12)])
+
+
+def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.max(np.abs(got - want) / np.maximum(np.abs(want), 1e-300)))
+
+
+def _exact(r: float, alpha: float, a: float, b: float, t: float) -> float:
+    """E_p[(1 - (1 + p t / alpha)^-r) / p] over p ~ Beta(a, b) by mpmath's quadrature at 30 digits."""
+    import mpmath as mp
+
+    with mp.workdps(30):
+        f = lambda p: p ** (a - 1) * (1 - p) ** (b - 1) * (1 - (1 + p * t / alpha) ** (-r)) / p  # noqa: E731
+        return float(mp.quad(f, [0, mp.mpf(1) / 1000, mp.mpf(1) / 10, 1]) / mp.beta(a, b))
+
+
+def _check_series(params: np.ndarray, x: np.ndarray, T: np.ndarray, times: np.ndarray = TIMES) -> None:
+    """Equal to the quadrature to 1e-10; where the two differ more (the quadrature's own error, at z near 1 with
+    many purchases), the series equals mpmath to 1e-13."""
+    r, alpha, a, b = params.T
+    got = bg.expected_new_curve_draws(times, r, alpha, a, b, x, T)
+    for d, (r_d, alpha_d, a_d, b_d) in enumerate(params):
+        want = bg.expected_new_curve(times, r_d + x, alpha_d + T, float(a_d), b_d + x)
+        differ = np.argwhere(np.abs(got[d] - want) > 1e-10 * np.abs(want))
+        assert len(differ) <= 0.01 * got[d].size, (d, params[d], len(differ))
+        for i, j in differ:
+            exact = _exact(r_d + x[i], alpha_d + T[i], float(a_d), b_d + x[i], float(times[j]))
+            assert got[d, i, j] == pytest.approx(exact, rel=1e-13), (d, params[d], i, j)
+
+
+def test_series_curve_equals_the_quadrature_at_the_published_parameters(cdnow_rfm):
+    x, T = cdnow_rfm["frequency"].to_numpy(float), cdnow_rfm["T"].to_numpy(float)
+    _check_series(BG_PUBLISHED[None, :], x, T)
+
+
+def test_series_curve_equals_the_quadrature_at_random_draws():
+    rng = np.random.default_rng(3)
+    params = np.column_stack(
+        [rng.uniform(0.02, 5, 40), rng.uniform(0.5, 30, 40), rng.uniform(0.1, 4.0, 40), rng.uniform(0.1, 20, 40)]
+    )
+    x = rng.integers(0, 60, 80).astype(float)
+    T = rng.uniform(5.0, 80.0, 80)
+    _check_series(params, x, T)
+
+
+def test_series_curve_at_extremes_a_equal_one_many_purchases_and_z_near_one():
+    """a = 1 (the removable singularity of Eq. 10), thousands of purchases, and a young customer with a long
+    horizon (z = t / (alpha + T + t) near 1: the rows the series hands to the quadrature)."""
+    params = np.array([[0.243, 4.414, 1.0, 2.426], [0.5, 2.0, 0.3, 0.2], [3.0, 0.05, 6.0, 1.5]])
+    x = np.array([0.0, 1.0, 2500.0, 0.0, 7.0])
+    T = np.array([0.0, 0.01, 300.0, 1.0, 40.0])
+    _check_series(params, x, T, np.array([0.0, 1.0, 52.0, 520.0]))
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ModifiedBetaGeoModel])
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("probability_alive", {}),
+        ("expected_purchases", {"horizon": 39.0}),
+        ("probability_of_purchases", {"n": 0, "horizon": 13.0}),
+        ("probability_of_purchases", {"n": 3, "horizon": 13.0}),
+    ],
+)
+def test_predictions_under_many_draws_equal_draw_by_draw(cdnow_rfm, cls, method, kwargs):
+    rng = np.random.default_rng(5)
+    params = BG_PUBLISHED * np.exp(rng.normal(0.0, 0.1, (6, 4)))
+    got = cls.predict_draws(params, cdnow_rfm, method, **kwargs)
+    for d, row in enumerate(params):
+        model = cls.from_params(**dict(zip(cls.param_names, row, strict=True)))
+        want = getattr(model, method)(cdnow_rfm, **kwargs)
+        assert _relative(got[d], want) < 1e-10
+
+
+@pytest.mark.parametrize("cls", [BetaGeoModel, ModifiedBetaGeoModel])
+def test_simulation_under_many_draws_averages_to_the_expectation(cls):
+    params = np.tile(np.array(list(ref.MBGNBD_CDNOW.values())) if cls is ModifiedBetaGeoModel else BG_PUBLISHED, (4, 1))
+    x, t_x, T = np.array([0.0, 2.0, 7.0, 1.0]), np.array([0.0, 30.4, 36.0, 5.0]), np.array([38.9, 38.9, 38.9, 20.0])
+    copies = 20_000
+    xs, ts, Ts = (np.tile(v, copies) for v in (x, t_x, T))
+    sims = cls.simulate_purchases_draws(params, xs, ts, Ts, 39.0, np.random.default_rng(2))
+    sims = sims.reshape(4 * copies, x.size)
+    expected = cls.from_params(**dict(zip(cls.param_names, params[0], strict=True))).expected_purchases(
+        pd.DataFrame({"frequency": x, "recency": t_x, "T": T}), 39.0
+    )
+    se = sims.std(axis=0) / np.sqrt(sims.shape[0])
+    assert np.all(np.abs(sims.mean(axis=0) - expected) < 4.5 * se)
+
+
+def _tier_probabilities_per_draw(draws: np.ndarray, index: np.ndarray, config: TiersConfig) -> np.ndarray:
+    """The reference: each draw's tiers from that draw's cut-offs, one draw at a time."""
+    n_tiers = len(config.levels)
+    counts = np.zeros((index.size, n_tiers))
+    for d in range(draws.shape[1]):
+        clv = draws[index, d].astype(float)
+        if config.levels[0].share is not None:
+            positions = index.size - _share_boundaries(index.size, config)[:-1]
+            cut = np.sort(clv)[np.clip(positions, 0, index.size - 1)]
+        else:
+            cut = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
+        tier = (n_tiers - 1) - (clv[:, None] >= cut[None, :]).sum(axis=1)
+        counts[np.arange(index.size), tier] += 1
+    return counts / draws.shape[1]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TiersConfig(),
+        TiersConfig(levels=[{"label": "a", "min_clv": 40.0}, {"label": "b", "min_clv": 10.0}, {"label": "c"}]),
+    ],
+)
+def test_tier_probabilities_equal_the_per_draw_tiers(config):
+    rng = np.random.default_rng(4)
+    draws = rng.lognormal(3.0, 1.0, (300, 70)).astype(np.float32)
+    index = rng.integers(0, 300, 1000).astype(np.intp)
+    got = tier_probabilities(draws, index, config, block=2_000)  # several steps of draws and rows
+    np.testing.assert_array_equal(got, _tier_probabilities_per_draw(draws, index, config))
