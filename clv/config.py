@@ -234,7 +234,9 @@ class BayesConfig(_Section):
         "nuts", description="NUTS sampling; Laplace, Pathfinder or ADVI: approximations for large data"
     )
     sampler: Literal["auto", "pymc", "nutpie"] = Field(
-        "auto", description="NUTS implementation; auto is PyMC's (faster here than nutpie: see clv.bayes.fit)"
+        "auto",
+        description="NUTS implementation; auto is nutpie, or PyMC's sampler when nutpie is missing or fails "
+        "(said in the diagnostics' sampler_note)",
     )
     chains: int = Field(4, ge=1, le=64)
     draws: int = Field(1000, ge=50, description="kept draws per chain (ADVI: chains x draws from the approximation)")

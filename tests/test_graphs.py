@@ -149,10 +149,25 @@ def test_bgbb_graph_at_the_extremes():
     assert_equal_to_numpy(problem, f, [[1.0, 1.0, 1.0, 1.0], [0.01, 50.0, 5.0, 0.02], [30.0, 0.2, 0.05, 20.0]])
 
 
-def test_graphs_compile_with_numba(cdnow_rfm):
-    """What nutpie compiles: the Numba backend gives the same value and gradient (Pareto/NBD: its 2F1 kernel)."""
-    problem, f = compiled(ParetoNBDModel(), cdnow_rfm, mode="NUMBA")
-    assert_equal_to_numpy(problem, f, [[0.55, 2.7, 0.6, 3.0], [0.55, 25.7, 0.6, 0.26]])
+@pytest.mark.parametrize(
+    ("cls", "point"),
+    [
+        (BetaGeoModel, [0.24, 1.1, 0.8, 2.4]),
+        (ModifiedBetaGeoModel, [0.5, 1.6, 0.9, 1.6]),
+        (ParetoNBDModel, [0.55, 25.7, 0.6, 0.26]),
+        (GammaGammaModel, [6.2, 3.7, 0.5]),
+    ],
+)
+def test_graphs_compile_with_numba(cdnow_rfm, cls, point):
+    """What nutpie compiles: the Numba backend gives the same values and gradients (Pareto/NBD: with its 2F1
+    kernel)."""
+    problem, f = compiled(cls(), cdnow_rfm, mode="NUMBA")
+    assert_equal_to_numpy(problem, f, [point])
+
+
+def test_bgbb_graph_compiles_with_numba(donations):
+    problem, f = compiled(BetaGeoBetaBinomModel(), donations, donations["weights"].to_numpy(), mode="NUMBA")
+    assert_equal_to_numpy(problem, f, [[1.2, 0.75, 0.66, 2.78]])
 
 
 def test_the_hypergeometric_kernel_and_its_derivatives():

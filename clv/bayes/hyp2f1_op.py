@@ -41,67 +41,77 @@ _EPS = 2e-16
 
 @numba.njit(cache=True, nogil=True)
 def _partial_numerator(j: int, B: float, C: float) -> tuple[float, float, float]:
-    """k_j of the fraction (see `clv.hypergeometric`) and its derivatives in B and C."""
+    """k_j of the fraction (see `clv.hypergeometric`) and its derivatives in B and C (one division)."""
     n = j // 2
     if j % 2:
         den1, den2 = C - 1.0 + 2 * n, C + 2 * n
-        k = (B + n) * (C - 1.0 + n) / (den1 * den2)
-        dk_b = (C - 1.0 + n) / (den1 * den2)
-        dk_c = (B + n) / (den1 * den2) - k * (1.0 / den1 + 1.0 / den2)
-        return k, dk_b, dk_c
+        inv = 1.0 / (den1 * den2)
+        k = (B + n) * (C - 1.0 + n) * inv
+        return k, (C - 1.0 + n) * inv, (B + n) * inv - k * (den1 + den2) * inv
     den1, den2 = C - 2.0 + 2 * n, C - 1.0 + 2 * n
-    k = n * (C - 1.0 - B + n) / (den1 * den2)
-    dk_b = -n / (den1 * den2)
-    dk_c = n / (den1 * den2) - k * (1.0 / den1 + 1.0 / den2)
-    return k, dk_b, dk_c
+    inv = 1.0 / (den1 * den2)
+    k = n * (C - 1.0 - B + n) * inv
+    return k, -n * inv, n * inv - k * (den1 + den2) * inv
 
 
 @numba.njit(cache=True, nogil=True)
 def _scalar(B: float, C: float, z: float) -> tuple[float, float, float, float]:
     """log 2F1(1, B; C; z) and its derivatives in (B, C, z): 2F1 = 1 / g, g = 1 - k1 z / (1 - k2 z / ...), by
     Lentz on g with a_j = -k_j z, differentiating D_j = 1 / (1 + a_j D_{j-1}), C_j = 1 + a_j / C_{j-1} and
-    log g = sum log(C_j D_j) along; stops when the step and the derivatives' steps are below rounding."""
+    log g = sum log(C_j D_j) along (the three directions written out: no arrays in the inner loop; g itself is
+    a product of the steps, in [1 - z, 1], logged once); stops when the step and the derivatives' steps are
+    below rounding."""
     if z == 0.0:  # g = 1; d log g / dz = -k1 = -B / C
         return 0.0, 0.0, 0.0, B / C
-    log_g = 0.0
+    g = 1.0
     cc, d = 1.0, 0.0
-    dcc = np.zeros(3)  # derivatives of C_{j-1} and D_{j-1} in (B, C, z)
-    dd = np.zeros(3)
-    dlog = np.zeros(3)
-    da = np.zeros(3)
+    # derivatives of C_{j-1} and D_{j-1} in B, C and z, and of log g
+    cb = cc_c = cz = 0.0
+    db = dc = dz = 0.0
+    gb = gc = gz = 0.0
     for j in range(1, _MAX_TERMS):
         k, dk_b, dk_c = _partial_numerator(j, B, C)
         a = -k * z
-        da[0], da[1], da[2] = -dk_b * z, -dk_c * z, -k
+        ab, ac, az = -dk_b * z, -dk_c * z, -k
         d_raw = 1.0 + a * d
         if abs(d_raw) < _TINY:
             d_raw = _TINY
-        c_new = 1.0 + a / cc
+        inv_c = 1.0 / cc
+        c_new = 1.0 + a * inv_c
         if abs(c_new) < _TINY:
             c_new = _TINY
         d_new = 1.0 / d_raw
-        converged = abs(c_new * d_new - 1.0) < _EPS
-        for i in range(3):
-            dd_new = -(da[i] * d + a * dd[i]) * d_new * d_new
-            dc_new = da[i] / cc - a * dcc[i] / (cc * cc)
-            step = dc_new / c_new + dd_new / d_new
-            dlog[i] += step
-            converged = converged and abs(step) <= _EPS * abs(dlog[i])
-            dd[i], dcc[i] = dd_new, dc_new
-        log_g += math.log(c_new * d_new)
+        inv_c_new = 1.0 / c_new
+        d2 = d_new * d_new
+        a_c2 = a * inv_c * inv_c
+        db, dc, dz = -(ab * d + a * db) * d2, -(ac * d + a * dc) * d2, -(az * d + a * dz) * d2
+        cb, cc_c, cz = ab * inv_c - a_c2 * cb, ac * inv_c - a_c2 * cc_c, az * inv_c - a_c2 * cz
+        step_b = cb * inv_c_new + db * d_raw
+        step_c = cc_c * inv_c_new + dc * d_raw
+        step_z = cz * inv_c_new + dz * d_raw
+        gb += step_b
+        gc += step_c
+        gz += step_z
+        delta = c_new * d_new
+        g *= delta
         cc, d = c_new, d_new
-        if converged:
+        if (
+            abs(delta - 1.0) < _EPS
+            and abs(step_b) <= _EPS * abs(gb)
+            and abs(step_c) <= _EPS * abs(gc)
+            and abs(step_z) <= _EPS * abs(gz)
+        ):
             break
-    return -log_g, -dlog[0], -dlog[1], -dlog[2]
+    return -math.log(g), -gb, -gc, -gz
 
 
 @numba.njit(cache=True, nogil=True)
 def log_hyp2f1_one_grad(B: FloatArray, C: FloatArray, z: FloatArray) -> tuple[FloatArray, ...]:
-    """Elementwise log 2F1(1, B; C; z) and its derivatives in B, C and z (arrays of one shape)."""
+    """Elementwise log 2F1(1, B; C; z) and its derivatives in B, C and z (vectors of one length)."""
     n = B.size
     value, d_b, d_c, d_z = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
-        value[i], d_b[i], d_c[i], d_z[i] = _scalar(B.flat[i], C.flat[i], z.flat[i])
+        value[i], d_b[i], d_c[i], d_z[i] = _scalar(B[i], C[i], z[i])
     return value, d_b, d_c, d_z
 
 
