@@ -302,10 +302,56 @@ def test_simulated_purchases_average_to_the_expectation(cls, params, frame):
 # ---------- sampling (slow) ----------
 
 
+def test_auto_falls_back_to_pymc_and_says_why(cdnow_rfm, monkeypatch):
+    """sampler auto: nutpie when it compiles; PyMC's NUTS when nutpie is missing or fails, with the reason in
+    `sampler_note`; sampler nutpie: those are errors."""
+    import arviz as az
+
+    from clv.bayes import fit
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    def pymc_sampler(problem, initial, options, seed, progress):
+        names = {n: np.full((1, options.draws), v) for n, v in initial.items()}
+        idata = az.from_dict(posterior=names, sample_stats={"diverging": np.zeros((1, options.draws), bool)})
+        return fit._Timed(idata, 0.0, 1.5)
+
+    monkeypatch.setattr(fit, "_sample_nutpie", failing)
+    monkeypatch.setattr(fit, "_sample_pymc", pymc_sampler)
+    problem = BetaGeoModel().likelihood_problem(cdnow_rfm)
+    initial = {"r": 0.24, "alpha_rescaled": 1.1, "a": 0.8, "b": 2.4}
+    _, d = fit._nuts(problem, initial, BayesConfig(draws=50), 1, False)
+    assert d.sampler == "pymc" and d.sampler_note is not None
+    assert "nutpie failed (RuntimeError: no compiler here)" in d.sampler_note
+    assert (d.compile_seconds, d.sampling_seconds) == (0.0, 1.5)
+    with pytest.raises(FitError, match="nutpie could not compile or sample the model: no compiler here"):
+        fit._nuts(problem, initial, BayesConfig(draws=50, sampler="nutpie"), 1, False)
+    monkeypatch.setattr(fit, "nutpie_available", lambda: False)
+    _, d = fit._nuts(problem, initial, BayesConfig(draws=50), 1, False)
+    assert d.sampler == "pymc" and d.sampler_note is not None and "nutpie is not installed" in d.sampler_note
+    with pytest.raises(FitError, match="nutpie is not installed"):
+        fit._nuts(problem, initial, BayesConfig(draws=50, sampler="nutpie"), 1, False)
+
+
+def test_a_compiled_model_is_one_per_structure(cdnow_rfm):
+    """The cache key: the model, the free parameters' names (rescaled or not) and their priors; not the data."""
+    from clv.bayes.fit import _structure
+
+    problem = BetaGeoModel().likelihood_problem(cdnow_rfm)
+    half = BetaGeoModel().likelihood_problem(cdnow_rfm.iloc[:1000])
+    assert _structure(problem, {}) == _structure(half, {})
+    assert _structure(problem, {}) != _structure(problem, {"b": PriorConfig(distribution="flat")})
+    other = ModifiedBetaGeoModel().likelihood_problem(cdnow_rfm)
+    assert _structure(problem, {}) != _structure(other, {})
+
+
 @pytest.mark.slow
 def test_nuts_on_cdnow_converges_near_the_mle(cdnow_rfm):
     post = fit_posterior(BetaGeoModel(), cdnow_rfm, BayesConfig(), seed=1)
     d = post.diagnostics
+    assert d.sampler == "nutpie" and d.sampler_note is None  # the compiled path
+    assert d.compile_seconds is not None and d.sampling_seconds is not None and d.ess_bulk_per_second
     assert d.r_hat_max is not None and d.r_hat_max <= 1.01
     assert d.divergences == 0 and d.ess_bulk_min is not None and d.ess_bulk_min > 400
     mean, median = post.mean(), dict(zip(post.param_names, np.median(post.draws, axis=0), strict=True))
@@ -313,13 +359,27 @@ def test_nuts_on_cdnow_converges_near_the_mle(cdnow_rfm):
         assert mean[name] == pytest.approx(value, rel=0.10)  # b's posterior is right-skewed: its mean is ~7% above
         assert median[name] == pytest.approx(value, rel=0.03)
     again = fit_posterior(BetaGeoModel(), cdnow_rfm, BayesConfig(), seed=1)
-    np.testing.assert_array_equal(again.draws, post.draws)  # seeded
+    np.testing.assert_array_equal(again.draws, post.draws)  # seeded, and the same with the compiled model reused
+    assert again.diagnostics.compile_seconds == 0.0
+    # the compiled model takes other data of the same model: a sample of the customers, rows and counts differ
+    half = fit_posterior(BetaGeoModel(), cdnow_rfm.iloc[::2], BayesConfig(chains=2, draws=300, tune=300), seed=1)
+    assert half.diagnostics.compile_seconds == 0.0
+    np.testing.assert_allclose(np.median(half.draws, axis=0), list(half.mle.values()), rtol=0.1)
+
+
+@pytest.mark.slow
+def test_pymcs_sampler_runs_the_same_graph(cdnow_rfm):
+    options = BayesConfig(sampler="pymc", chains=2, draws=300, tune=300, ess_min=100)
+    post = fit_posterior(GammaGammaModel(), cdnow_rfm, options, seed=1)
+    assert post.diagnostics.sampler == "pymc" and post.diagnostics.r_hat_max <= 1.02
+    np.testing.assert_allclose(np.median(post.draws, axis=0), list(post.mle.values()), rtol=0.06)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", [ParetoNBDModel, ModifiedBetaGeoModel, GammaGammaModel])
 def test_nuts_for_the_other_models(cdnow_rfm, cls):
     post = fit_posterior(cls(), cdnow_rfm, BayesConfig(chains=2, draws=500, tune=500, ess_min=100), seed=2)
+    assert post.diagnostics.sampler == "nutpie"
     assert post.diagnostics.r_hat_max is not None and post.diagnostics.r_hat_max <= 1.02
     median = np.median(post.draws, axis=0)
     np.testing.assert_allclose(median, list(post.mle.values()), rtol=0.06)
@@ -329,6 +389,7 @@ def test_nuts_for_the_other_models(cdnow_rfm, cls):
 def test_nuts_for_bgbb(donations):
     options = BayesConfig(chains=2, draws=400, tune=400, ess_min=100)
     post = fit_posterior(BetaGeoBetaBinomModel(), donations, options, 3, weights=donations["weights"])
+    assert post.diagnostics.sampler == "nutpie"
     np.testing.assert_allclose(np.median(post.draws, axis=0), list(ref.BGBB_DONATIONS.values()), rtol=0.05)
 
 

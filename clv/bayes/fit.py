@@ -275,6 +275,13 @@ _COMPILED_LOCK = threading.Lock()
 _JITTER = 1.0
 
 
+#: nutpie adapts a diagonal mass matrix plus a low-rank correction from the draws' and gradients' covariance
+#: (Seyboldt et al., nutpie's "low-rank modified" adaptation): the models' parameters are strongly correlated
+#: (a with b, s with beta), and the correction cuts the leapfrog steps per draw (measured on CDNOW, 2 x 300:
+#: BG/NBD 11.4 -> 5.3, Pareto/NBD 19.2 -> 5.8)
+_LOW_RANK = True
+
+
 @dataclass(frozen=True)
 class _Timed:
     """What a sampler returned, with its compile and sampling seconds."""
@@ -340,6 +347,7 @@ def _sample_nutpie(
         target_accept=options.target_accept,
         progress_bar=progress,
         save_warmup=False,
+        low_rank_modified_mass_matrix=_LOW_RANK,
     )
     sampling = time.perf_counter() - began
     unconstrained = [name for name in idata.posterior.data_vars if str(name).endswith("__")]
