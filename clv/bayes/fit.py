@@ -314,7 +314,9 @@ def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any
                 _COMPILED.popitem(last=False)
         _COMPILED.move_to_end(key)
         seconds = time.perf_counter() - began
-    return compiled.with_data(**_model_data(problem)), seconds
+    # data variables the model does not use (the factors when no parameter is rescaled) are not in it
+    data = {name: value for name, value in _model_data(problem).items() if name in compiled.shared_data}
+    return compiled.with_data(**data), seconds
 
 
 def _jittered(start: FloatArray) -> Callable[[int], FloatArray]:
