@@ -82,7 +82,7 @@ def bench_nuts(
     have_pmm: bool, models: tuple[str, ...] = ("bgnbd", "mbgnbd", "gamma_gamma", "bgbb", "pareto_nbd")
 ) -> None:
     """NUTS per model, 4 chains x 1,000 draws + 1,000 tuning, 2 cores, compile included (a fresh process each):
-    clv (flat priors, nutpie) against pymc-marketing (its default priors, nutpie)."""
+    clv (its default priors, nutpie) against pymc-marketing (its default priors, nutpie)."""
     print("\n== NUTS, 4 chains x 1,000 draws (+1,000 tuning), 2 cores, compile included (CDNOW; BG/BB: donations) ==")
     print(f"{'':<28} {'clv (nutpie)':>23} | {'pymc-marketing (nutpie)':>23} | ratio")
     for model in models:
@@ -94,7 +94,7 @@ def bench_nuts(
             print(
                 f"  clv: {i['sampler']} compile {i['compile']:.1f} s + sampling {i['sampling']:.1f} s; R-hat "
                 f"{i['r_hat']:.4f}, least bulk ESS {i['ess_bulk']:.0f} ({i['ess_per_second']:.0f}/s of sampling), "
-                f"{i['divergences']} divergent; medians within {i['median_vs_mle']:.2%} of the MLE (flat priors)"
+                f"{i['divergences']} divergent; medians within {i['median_vs_mle']:.2%} of the MLE"
             )
 
 

@@ -188,18 +188,21 @@ def prepare_clv_nuts(n: int, model: str = "bgnbd", **_: Any) -> pd.DataFrame:
     return _nuts_data(model)
 
 
-def clv_nuts(rfm: pd.DataFrame, n: int, model: str = "bgnbd", sampler: str = "auto") -> dict[str, Any]:
-    """NUTS, 4 chains x 1,000 draws after 1,000 tuning, flat priors (so that the posterior is the likelihood's):
+def clv_nuts(
+    rfm: pd.DataFrame, n: int, model: str = "bgnbd", sampler: str = "auto", flat: bool = False
+) -> dict[str, Any]:
+    """NUTS, 4 chains x 1,000 draws after 1,000 tuning, the default priors (or flat ones on the parameters):
     compile and sampling seconds, R-hat, least bulk ESS and ESS per second, and how far the medians are from the
-    maximum-likelihood fit."""
+    maximum-likelihood fit. Flat priors make the posterior improper along a model's no-dropout or fixed-p limit
+    (the likelihood tends to a constant there): Pareto/NBD's chains then drift to beta -> infinity."""
     import clv
     from clv.bayes.fit import fit_posterior
     from clv.config import BayesConfig, PriorConfig
 
     cls = getattr(clv, NUTS_MODELS[model][0])
-    flat = {name: PriorConfig(distribution="flat") for name in cls.param_names}
+    priors = {name: PriorConfig(distribution="flat") for name in cls.param_names} if flat else {}
     weights = rfm.get("weights")
-    options = BayesConfig(sampler=sampler, progress=False, priors=flat)
+    options = BayesConfig(sampler=sampler, progress=False, priors=priors)
     post = fit_posterior(cls(), rfm, options, seed=1, weights=weights)
     d = post.diagnostics
     medians = np.median(post.draws, axis=0)
