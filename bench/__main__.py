@@ -4,6 +4,7 @@ python -m bench             # everything
 python -m bench rfm         # transactions -> RFM only
 python -m bench models      # fit + predict + value only
 python -m bench evaluate    # holdout evaluation only
+python -m bench nuts        # NUTS per model only (also part of `bayes`)
 python -m bench --quick     # smaller sizes, for a smoke run
 """
 
@@ -62,13 +63,7 @@ def bench_models(sizes: list[int]) -> None:
 
 def bench_bayes(sizes: list[int]) -> None:
     have_pmm = importlib.util.find_spec("pymc_marketing") is not None
-    print("\n== NUTS for BG/NBD on CDNOW: 4 chains x 1,000 draws (+1,000 tuning), 2 cores ==")
-    print(f"{'':<28} {'clv':>23} | {'pymc-marketing':>23} | ratio")
-    ours = run_task("clv_nuts", n=0)
-    theirs = run_task("pymc_marketing_nuts", n=0) if have_pmm else None
-    print(_row("CDNOW (2,357)", ours, theirs, "pymc-marketing"))
-    if ours:
-        print(f"  clv: R-hat {ours.info['r_hat']:.4f}, least bulk ESS {ours.info['ess_bulk']:.0f}")
+    bench_nuts(have_pmm)
     print("\n== 12-month CLV per customer over 4,000 posterior draws (means and 90% intervals) ==")
     ours = run_task("clv_posterior_clv", n=0)
     theirs = run_task("pymc_marketing_posterior_clv", n=0) if have_pmm else None
@@ -81,6 +76,26 @@ def bench_bayes(sizes: list[int]) -> None:
             print(f"{label:<34} " + (f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB" if m else "failed"))
     if not have_pmm:
         print("  (pymc-marketing is not installed: pip install -e '.[bench]' for its column)")
+
+
+def bench_nuts(
+    have_pmm: bool, models: tuple[str, ...] = ("bgnbd", "mbgnbd", "gamma_gamma", "bgbb", "pareto_nbd")
+) -> None:
+    """NUTS per model, 4 chains x 1,000 draws + 1,000 tuning, 2 cores, compile included (a fresh process each):
+    clv (its default priors, nutpie) against pymc-marketing (its default priors, nutpie)."""
+    print("\n== NUTS, 4 chains x 1,000 draws (+1,000 tuning), 2 cores, compile included (CDNOW; BG/BB: donations) ==")
+    print(f"{'':<28} {'clv (nutpie)':>23} | {'pymc-marketing (nutpie)':>23} | ratio")
+    for model in models:
+        ours = run_task("clv_nuts", n=0, model=model)
+        theirs = run_task("pymc_marketing_nuts", n=0, model=model) if have_pmm else None
+        print(_row(model, ours, theirs, "pymc-marketing"))
+        if ours:
+            i = ours.info
+            print(
+                f"  clv: {i['sampler']} compile {i['compile']:.1f} s + sampling {i['sampling']:.1f} s; R-hat "
+                f"{i['r_hat']:.4f}, least bulk ESS {i['ess_bulk']:.0f} ({i['ess_per_second']:.0f}/s of sampling), "
+                f"{i['divergences']} divergent; medians within {i['median_vs_mle']:.2%} of the MLE"
+            )
 
 
 def bench_evaluate(sizes: list[int]) -> None:
@@ -101,7 +116,7 @@ TRUTH_ITEMS = [("r", 0.25), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes", "evaluate"])
+    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes", "nuts", "evaluate"])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; every cell is a fresh process (seconds of the timed step, peak RSS)")
@@ -112,6 +127,8 @@ def main() -> None:
         bench_models([0, 10_000] if args.quick else [0, 10_000, 100_000, 1_000_000])
     if args.what in ("all", "evaluate"):
         bench_evaluate([100_000] if args.quick else [100_000, 1_000_000])
+    if args.what == "nuts":
+        bench_nuts(importlib.util.find_spec("pymc_marketing") is not None)
     if args.what in ("all", "bayes"):
         bench_bayes([100_000] if args.quick else [100_000, 1_000_000])
 

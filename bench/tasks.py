@@ -166,31 +166,89 @@ def _draws(center: dict[str, float], n: int, scale: float, seed: int) -> np.ndar
     return values * np.exp(np.random.default_rng(seed).normal(0.0, scale, (n, values.size)))
 
 
-def prepare_clv_nuts(n: int) -> pd.DataFrame:
-    return customers(n)
+#: the NUTS rows of the bench: clv's model class, pymc-marketing's, and the data (CDNOW, or BG/BB's donations)
+NUTS_MODELS = {
+    "bgnbd": ("BetaGeoModel", "BetaGeoModel", "cdnow"),
+    "mbgnbd": ("ModifiedBetaGeoModel", "ModifiedBetaGeoModel", "cdnow"),
+    "pareto_nbd": ("ParetoNBDModel", "ParetoNBDModel", "cdnow"),
+    "gamma_gamma": ("GammaGammaModel", "GammaGammaModel", "cdnow"),
+    "bgbb": ("BetaGeoBetaBinomModel", "BetaGeoBetaBinomModel", "donations"),
+}
 
 
-def clv_nuts(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
-    from clv import BetaGeoModel
+def _nuts_data(model: str) -> pd.DataFrame:
+    if NUTS_MODELS[model][2] == "cdnow":
+        return customers(0)
+    from clv.data import load_donations
+
+    return load_donations().rename(columns={"periods": "T"})
+
+
+def prepare_clv_nuts(n: int, model: str = "bgnbd", **_: Any) -> pd.DataFrame:
+    return _nuts_data(model)
+
+
+def clv_nuts(
+    rfm: pd.DataFrame, n: int, model: str = "bgnbd", sampler: str = "auto", flat: bool = False
+) -> dict[str, Any]:
+    """NUTS, 4 chains x 1,000 draws after 1,000 tuning, the default priors (or flat ones on the parameters):
+    compile and sampling seconds, R-hat, least bulk ESS and ESS per second, and how far the medians are from the
+    maximum-likelihood fit. Flat priors make the posterior improper along a model's no-dropout or fixed-p limit
+    (the likelihood tends to a constant there): Pareto/NBD's chains then drift to beta -> infinity."""
+    import clv
     from clv.bayes.fit import fit_posterior
-    from clv.config import BayesConfig
+    from clv.config import BayesConfig, PriorConfig
 
-    post = fit_posterior(BetaGeoModel(), rfm, BayesConfig(sampler="pymc", progress=False), seed=1)
-    return {"mean": post.mean(), "r_hat": post.diagnostics.r_hat_max, "ess_bulk": post.diagnostics.ess_bulk_min}
+    cls = getattr(clv, NUTS_MODELS[model][0])
+    priors = {name: PriorConfig(distribution="flat") for name in cls.param_names} if flat else {}
+    weights = rfm.get("weights")
+    options = BayesConfig(sampler=sampler, progress=False, priors=priors)
+    post = fit_posterior(cls(), rfm, options, seed=1, weights=weights)
+    d = post.diagnostics
+    medians = np.median(post.draws, axis=0)
+    mle = np.array([post.mle[k] for k in post.param_names]) if post.mle else medians
+    return {
+        "sampler": d.sampler,
+        "compile": d.compile_seconds,
+        "sampling": d.sampling_seconds,
+        "r_hat": d.r_hat_max,
+        "ess_bulk": d.ess_bulk_min,
+        "ess_per_second": d.ess_bulk_per_second,
+        "divergences": d.divergences,
+        "median_vs_mle": float(np.max(np.abs(medians / mle - 1.0))),
+    }
 
 
 prepare_pymc_marketing_nuts = prepare_clv_nuts
 
 
-def pymc_marketing_nuts(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
-    from pymc_marketing.clv import BetaGeoModel
+def pymc_marketing_nuts(rfm: pd.DataFrame, n: int, model: str = "bgnbd", sampler: str = "nutpie") -> dict[str, Any]:
+    """pymc-marketing's model with its default priors, the same chains, draws and tuning, on `sampler`."""
+    import pymc_marketing.clv as pmm
 
+    cls = getattr(pmm, NUTS_MODELS[model][1])
+    if model == "gamma_gamma":
+        data = rfm[rfm["frequency"] > 0][["customer_id", "frequency", "monetary_value"]]
+    elif "weights" in rfm:  # pymc-marketing takes no weights: one row per customer
+        data = rfm.loc[rfm.index.repeat(rfm["weights"].astype(int))].reset_index(drop=True)
+        data = data.assign(customer_id=np.arange(len(data)))[["customer_id", "frequency", "recency", "T"]]
+    else:
+        data = rfm[["customer_id", "frequency", "recency", "T"]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = BetaGeoModel(data=rfm[["customer_id", "frequency", "recency", "T"]])
-        model.fit(method="mcmc", chains=4, draws=1000, tune=1000, cores=2, random_seed=1, progressbar=False)
-    posterior = model.idata.posterior
-    return {"mean": {k: float(posterior[k].mean()) for k in ("r", "alpha", "a", "b")}}
+        fitted = cls(data=data)
+        fitted.fit(
+            method="mcmc",
+            chains=4,
+            draws=1000,
+            tune=1000,
+            cores=2,
+            random_seed=1,
+            progressbar=False,
+            nuts_sampler=sampler,
+        )
+    posterior = fitted.idata.posterior
+    return {"sampler": sampler, "mean": {str(k): float(posterior[k].mean()) for k in posterior.data_vars}}
 
 
 def prepare_clv_posterior_clv(n: int) -> Any:

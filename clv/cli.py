@@ -342,6 +342,10 @@ def _print_headline(result: Any) -> None:
 def _diagnostics_line(d: Any) -> str:
     if d.inference == "nuts":
         text = f"R-hat {d.r_hat_max:.3f}, ESS {min(d.ess_bulk_min, d.ess_tail_min):.0f}, {d.divergences} divergent"
+        if d.sampling_seconds is not None:
+            text += f"; {d.sampler}: compile {d.compile_seconds:.1f} s, sampling {d.sampling_seconds:.1f} s"
+        if d.sampler_note:
+            text += f" ({d.sampler_note})"
     elif d.inference in ("laplace", "pathfinder"):
         k = (d.laplace or d.pathfinder or {}).get("pareto_k")
         text = f"{d.inference}, Pareto k {k:.2f}" if k is not None else d.inference

@@ -246,7 +246,9 @@ class BayesConfig(_Section):
         120.0, gt=0, description="inference auto: the longest expected NUTS run before Laplace is used instead"
     )
     sampler: Literal["auto", "pymc", "nutpie"] = Field(
-        "auto", description="NUTS implementation; auto is PyMC's (faster here than nutpie: see clv.bayes.fit)"
+        "auto",
+        description="NUTS implementation; auto is nutpie, or PyMC's sampler when nutpie is missing or fails "
+        "(said in the diagnostics' sampler_note)",
     )
     chains: int = Field(4, ge=1, le=64)
     draws: int = Field(1000, ge=50, description="kept draws per chain (ADVI: chains x draws from the approximation)")

@@ -90,7 +90,9 @@ class FitResult:
 class LikelihoodProblem:
     """What a fit needs, shared by maximum likelihood and the Bayesian fit: the search's `likelihood` on the
     rescaled data at rescaled parameters; natural parameters are the rescaled ones times `factor`; `unscaled`
-    is the per-row log-likelihood of the same rows on the data as given."""
+    is the per-row log-likelihood of the same rows on the data as given. `model_name` and `rows` (the rescaled
+    rows the search runs on, by paper symbol: x, t_x, T, or x, m) are what the Bayesian fit's compiled graph of
+    the same likelihood reads (`clv.bayes.graphs`)."""
 
     param_names: tuple[str, ...]
     likelihood: Likelihood
@@ -98,6 +100,8 @@ class LikelihoodProblem:
     unscaled: LoglikGrad
     n_customers: int
     n_unique: int
+    model_name: str = ""
+    rows: dict[str, FloatArray] = field(default_factory=dict)
 
     @property
     def weights(self) -> FloatArray:

@@ -14,7 +14,6 @@ import pytest
 from clv import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clv.bayes import predict
 from clv.bayes.fit import build_model, fit_posterior
-from clv.bayes.likelihood import LogLikelihood
 from clv.bayes.posterior import Diagnostics, Posterior, warn_or_raise
 from clv.bayes.predict import DrawOptions, ValueOptions
 from clv.config import BayesConfig, PriorConfig
@@ -37,26 +36,24 @@ def spread(center: np.ndarray, n: int, scale: float, seed: int) -> np.ndarray:
     return center * np.exp(np.random.default_rng(seed).normal(0.0, scale, (n, center.size)))
 
 
-# ---------- the likelihood as a PyTensor operation ----------
+# ---------- the PyMC model ----------
 
 
-def test_op_value_and_gradient_are_the_likelihoods(cdnow_rfm):
-    import pytensor
-    import pytensor.tensor as pt
-
+def test_the_models_log_density_is_the_likelihood_plus_the_priors(cdnow_rfm):
+    """The PyMC model's potential is the likelihood graph (tests/test_graphs.py holds it to the numpy function):
+    with flat priors its log density at the rescaled parameters is `problem.total` plus the log-transform's
+    Jacobian, and its gradient is the likelihood's in the log parameters, plus 1. Compiled by Numba, as nutpie
+    compiles it (PyTensor's C backend, which PyMC's own sampler uses, has a digamma good to about 3e-9)."""
     problem = BetaGeoModel().likelihood_problem(cdnow_rfm)
-    theta = pt.dvector("theta")
-    out = LogLikelihood(problem)(theta)
-    f = pytensor.function([theta], [out, pytensor.grad(out, theta)])
+    flat = {name: PriorConfig(distribution="flat") for name in problem.param_names}
+    model = build_model(problem, flat)
     point = np.array([0.3, 1.2, 0.9, 2.0])
-    value, grad = f(point)
-    expected_value, expected_grad = problem.total(point)
-    assert value == pytest.approx(expected_value, rel=1e-12)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-10)
-    # and the gradient is the derivative of the value (central differences)
-    h = 1e-6
-    numeric = [(f(point + h * e)[0] - f(point - h * e)[0]) / (2 * h) for e in np.eye(4)]
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5)
+    values = {f"{v.name}": np.log(p) for v, p in zip(model.value_vars, point, strict=True)}
+    logp = model.compile_logp(jacobian=True, mode="NUMBA")(values)
+    dlogp = model.compile_dlogp(jacobian=True, mode="NUMBA")(values)
+    value, grad = problem.total(point)
+    assert float(logp) == pytest.approx(value + np.log(point).sum(), rel=1e-12)
+    np.testing.assert_allclose(dlogp, grad * point + 1.0, rtol=1e-10)
 
 
 def test_flat_priors_put_the_posterior_mode_at_the_mle(cdnow_rfm):
@@ -305,10 +302,56 @@ def test_simulated_purchases_average_to_the_expectation(cls, params, frame):
 # ---------- sampling (slow) ----------
 
 
+def test_auto_falls_back_to_pymc_and_says_why(cdnow_rfm, monkeypatch):
+    """sampler auto: nutpie when it compiles; PyMC's NUTS when nutpie is missing or fails, with the reason in
+    `sampler_note`; sampler nutpie: those are errors."""
+    import arviz as az
+
+    from clv.bayes import fit
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    def pymc_sampler(problem, initial, options, seed, progress):
+        names = {n: np.full((1, options.draws), v) for n, v in initial.items()}
+        idata = az.from_dict(posterior=names, sample_stats={"diverging": np.zeros((1, options.draws), bool)})
+        return fit._Timed(idata, 0.0, 1.5)
+
+    monkeypatch.setattr(fit, "_sample_nutpie", failing)
+    monkeypatch.setattr(fit, "_sample_pymc", pymc_sampler)
+    problem = BetaGeoModel().likelihood_problem(cdnow_rfm)
+    initial = {"r": 0.24, "alpha_rescaled": 1.1, "a": 0.8, "b": 2.4}
+    _, d = fit._nuts(problem, initial, BayesConfig(draws=50), 1, False)
+    assert d.sampler == "pymc" and d.sampler_note is not None
+    assert "nutpie failed (RuntimeError: no compiler here)" in d.sampler_note
+    assert (d.compile_seconds, d.sampling_seconds) == (0.0, 1.5)
+    with pytest.raises(FitError, match="nutpie could not compile or sample the model: no compiler here"):
+        fit._nuts(problem, initial, BayesConfig(draws=50, sampler="nutpie"), 1, False)
+    monkeypatch.setattr(fit, "nutpie_available", lambda: False)
+    _, d = fit._nuts(problem, initial, BayesConfig(draws=50), 1, False)
+    assert d.sampler == "pymc" and d.sampler_note is not None and "nutpie is not installed" in d.sampler_note
+    with pytest.raises(FitError, match="nutpie is not installed"):
+        fit._nuts(problem, initial, BayesConfig(draws=50, sampler="nutpie"), 1, False)
+
+
+def test_a_compiled_model_is_one_per_structure(cdnow_rfm):
+    """The cache key: the model, the free parameters' names (rescaled or not) and their priors; not the data."""
+    from clv.bayes.fit import _structure
+
+    problem = BetaGeoModel().likelihood_problem(cdnow_rfm)
+    half = BetaGeoModel().likelihood_problem(cdnow_rfm.iloc[:1000])
+    assert _structure(problem, {}) == _structure(half, {})
+    assert _structure(problem, {}) != _structure(problem, {"b": PriorConfig(distribution="flat")})
+    other = ModifiedBetaGeoModel().likelihood_problem(cdnow_rfm)
+    assert _structure(problem, {}) != _structure(other, {})
+
+
 @pytest.mark.slow
 def test_nuts_on_cdnow_converges_near_the_mle(cdnow_rfm):
     post = fit_posterior(BetaGeoModel(), cdnow_rfm, BayesConfig(), seed=1)
     d = post.diagnostics
+    assert d.sampler == "nutpie" and d.sampler_note is None  # the compiled path
+    assert d.compile_seconds is not None and d.sampling_seconds is not None and d.ess_bulk_per_second
     assert d.r_hat_max is not None and d.r_hat_max <= 1.01
     assert d.divergences == 0 and d.ess_bulk_min is not None and d.ess_bulk_min > 400
     mean, median = post.mean(), dict(zip(post.param_names, np.median(post.draws, axis=0), strict=True))
@@ -316,13 +359,27 @@ def test_nuts_on_cdnow_converges_near_the_mle(cdnow_rfm):
         assert mean[name] == pytest.approx(value, rel=0.10)  # b's posterior is right-skewed: its mean is ~7% above
         assert median[name] == pytest.approx(value, rel=0.03)
     again = fit_posterior(BetaGeoModel(), cdnow_rfm, BayesConfig(), seed=1)
-    np.testing.assert_array_equal(again.draws, post.draws)  # seeded
+    np.testing.assert_array_equal(again.draws, post.draws)  # seeded, and the same with the compiled model reused
+    assert again.diagnostics.compile_seconds == 0.0
+    # the compiled model takes other data of the same model: a sample of the customers, rows and counts differ
+    half = fit_posterior(BetaGeoModel(), cdnow_rfm.iloc[::2], BayesConfig(chains=2, draws=300, tune=300), seed=1)
+    assert half.diagnostics.compile_seconds == 0.0
+    np.testing.assert_allclose(np.median(half.draws, axis=0), list(half.mle.values()), rtol=0.1)
+
+
+@pytest.mark.slow
+def test_pymcs_sampler_runs_the_same_graph(cdnow_rfm):
+    options = BayesConfig(sampler="pymc", chains=2, draws=300, tune=300, ess_min=100)
+    post = fit_posterior(GammaGammaModel(), cdnow_rfm, options, seed=1)
+    assert post.diagnostics.sampler == "pymc" and post.diagnostics.r_hat_max <= 1.02
+    np.testing.assert_allclose(np.median(post.draws, axis=0), list(post.mle.values()), rtol=0.06)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cls", [ParetoNBDModel, ModifiedBetaGeoModel, GammaGammaModel])
 def test_nuts_for_the_other_models(cdnow_rfm, cls):
     post = fit_posterior(cls(), cdnow_rfm, BayesConfig(chains=2, draws=500, tune=500, ess_min=100), seed=2)
+    assert post.diagnostics.sampler == "nutpie"
     assert post.diagnostics.r_hat_max is not None and post.diagnostics.r_hat_max <= 1.02
     median = np.median(post.draws, axis=0)
     np.testing.assert_allclose(median, list(post.mle.values()), rtol=0.06)
@@ -332,6 +389,7 @@ def test_nuts_for_the_other_models(cdnow_rfm, cls):
 def test_nuts_for_bgbb(donations):
     options = BayesConfig(chains=2, draws=400, tune=400, ess_min=100)
     post = fit_posterior(BetaGeoBetaBinomModel(), donations, options, 3, weights=donations["weights"])
+    assert post.diagnostics.sampler == "nutpie"
     np.testing.assert_allclose(np.median(post.draws, axis=0), list(ref.BGBB_DONATIONS.values()), rtol=0.05)
 
 

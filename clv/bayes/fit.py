@@ -1,11 +1,18 @@
-"""Bayesian fits in PyMC: priors, NUTS or ADVI, and ArviZ diagnostics.
+"""Bayesian fits in PyMC: priors, NUTS (nutpie or PyMC's sampler), Laplace, Pathfinder or ADVI, and ArviZ
+diagnostics.
 
-The likelihood is the maximum-likelihood one (`clv.bayes.likelihood`), on the same rescaled data: time divided
-by max(T) / 10, spend by its mean. Priors are placed on the rescaled parameters, so measuring time in days
+The likelihood is the maximum-likelihood one, on the same rescaled data (time divided by max(T) / 10, spend by
+its mean), written as a PyTensor graph over the unique histories with their weights (`clv.bayes.graphs`), which
+the samplers compile to machine code. Priors are placed on the rescaled parameters, so measuring time in days
 instead of weeks gives the same posterior with alpha (and beta, v) scaled: the default prior, LogNormal(0, 2) on
 each rescaled parameter, puts 95% of its mass between 0.02 and 50 and does not depend on the units. With
 `flat` priors the posterior density is the likelihood, and its mode (PyMC's `find_MAP`, which maximises in the
 natural parameters) is the maximum-likelihood fit. Sampling starts from the maximum-likelihood fit.
+
+NUTS runs on nutpie (`bayes.sampler: auto`, the default, or `nutpie`), which compiles the model with Numba:
+a model is compiled once per structure (model, priors, which parameters are rescaled) in a process and reused
+for every data set, its data being variables of the graph (`nutpie`'s `with_data`). When nutpie is not installed
+or cannot compile the model, `auto` samples with PyMC's NUTS instead and says so (`Diagnostics.sampler_note`).
 """
 
 from __future__ import annotations
@@ -15,22 +22,23 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
-import pytensor.tensor as pt
 from numpy.typing import ArrayLike, NDArray
 
 from clv.bayes.budget import choose_inference
-from clv.bayes.likelihood import LogLikelihood
+from clv.bayes.graphs import graph_data, total_log_likelihood
 from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
 from clv.config import BayesConfig, PriorConfig
-from clv.errors import ConfigError, FitError
+from clv.errors import ClvError, ConfigError, FitError
 from clv.mle import damped_step, maximize_likelihood
 from clv.model import FittedModel, LikelihoodProblem
 
@@ -63,23 +71,34 @@ def _rescaled_name(name: str, factor: float) -> str:
 
 
 def build_model(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> pm.Model:
-    """The PyMC model: a prior per rescaled parameter and the likelihood as a potential; natural-scale
-    parameters as deterministics under the papers' names."""
+    """The PyMC model: a prior per rescaled parameter, the likelihood graph of `clv.bayes.graphs` as a potential,
+    and natural-scale parameters as deterministics under the papers' names. The data (rows, weights and the
+    rescaling factors) are data variables, so that a compiled model can take another data set."""
+    _check_priors(problem, priors)
+    with pm.Model() as model:
+        data = {name: pm.Data(name, value) for name, value in _model_data(problem).items()}
+        free = []
+        for j, (name, factor) in enumerate(zip(problem.param_names, problem.factor, strict=True)):
+            variable = _prior(_rescaled_name(name, float(factor)), priors.get(name, DEFAULT_PRIOR))
+            free.append(variable)
+            if factor != 1.0:
+                pm.Deterministic(name, variable * data["factor"][j])
+        pm.Potential("log_likelihood", total_log_likelihood(problem, free, data))
+    return model
+
+
+def _check_priors(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> None:
     unknown = sorted(set(priors) - set(problem.param_names))
     if unknown:
         raise ConfigError(
             f"bayes.priors names {', '.join(unknown)}, which the model does not have "
             f"(its parameters: {', '.join(problem.param_names)})"
         )
-    with pm.Model() as model:
-        free = []
-        for name, factor in zip(problem.param_names, problem.factor, strict=True):
-            variable = _prior(_rescaled_name(name, float(factor)), priors.get(name, DEFAULT_PRIOR))
-            free.append(variable)
-            if factor != 1.0:
-                pm.Deterministic(name, variable * float(factor))
-        pm.Potential("log_likelihood", LogLikelihood(problem)(pt.stack(free)))
-    return model
+
+
+def _model_data(problem: LikelihoodProblem) -> dict[str, NDArray[Any]]:
+    """The values of the model's data variables: the graph's, and the rescaling factors."""
+    return {**graph_data(problem), "factor": np.asarray(problem.factor, dtype=float)}
 
 
 def _mle_start(model: FittedModel, problem: LikelihoodProblem, seed: int) -> FloatArray:
@@ -101,9 +120,9 @@ def fit_posterior(
     start = _mle_start(model, problem, seed)
     names = [_rescaled_name(n, float(f)) for n, f in zip(problem.param_names, problem.factor, strict=True)]
     initial = dict(zip(names, map(float, start), strict=True))
-    pm_model = build_model(problem, options.priors)
+    _check_priors(problem, options.priors)
     began = time.perf_counter()
-    idata, diagnostics = _infer(model.name, problem, pm_model, initial, options, start, seed, progress)
+    idata, diagnostics = _infer(model.name, problem, initial, options, start, seed, progress)
     diagnostics.seconds = round(time.perf_counter() - began, 3)
     stacked = idata.posterior.stack(sample=("chain", "draw"))  # type: ignore[attr-defined]
     draws = np.column_stack([np.asarray(stacked[n].values, dtype=float) for n in problem.param_names])
@@ -122,7 +141,6 @@ def fit_posterior(
 def _infer(
     name: str,
     problem: LikelihoodProblem,
-    pm_model: pm.Model,
     initial: dict[str, float],
     options: BayesConfig,
     start: FloatArray,
@@ -142,10 +160,10 @@ def _infer(
             shown = "not computed" if k is None else f"{k:.2f} > {_PARETO_K_MAX}"
             reason += f"; Laplace's Pareto k {shown}: NUTS instead"
             idata, diagnostics = _sample(
-                pm_model, initial, chosen.model_copy(update={"inference": "nuts"}), seed, progress
+                problem, initial, chosen.model_copy(update={"inference": "nuts"}), seed, progress
             )
     else:
-        idata, diagnostics = _sample(pm_model, initial, chosen, seed, progress)
+        idata, diagnostics = _sample(problem, initial, chosen, seed, progress)
     diagnostics.choice = reason
     return idata, diagnostics
 
@@ -180,17 +198,17 @@ def _interrupt_kept() -> Iterator[None]:
 
 
 def _sample(
-    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
 ) -> tuple[az.InferenceData, Diagnostics]:
     with warnings.catch_warnings(), _interrupt_kept():
         warnings.filterwarnings("ignore", category=UserWarning)
         warnings.filterwarnings("ignore", category=RuntimeWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
         if options.inference == "advi":
-            return _advi(pm_model, initial, options, seed, progress)
+            return _advi(build_model(problem, options.priors), initial, options, seed, progress)
         if options.inference == "pathfinder":
-            return _pathfinder(pm_model, initial, options, seed, progress)
-        return _nuts(pm_model, initial, options, seed, progress)
+            return _pathfinder(build_model(problem, options.priors), initial, options, seed, progress)
+        return _nuts(problem, initial, options, seed, progress)
 
 
 def _log_prior(spec: PriorConfig, theta: float) -> tuple[float, float, float]:
@@ -275,15 +293,105 @@ def _laplace(
     return idata, diagnostics
 
 
-def _nuts(
-    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
-) -> tuple[az.InferenceData, Diagnostics]:
-    # auto is PyMC's sampler: nutpie compiles a model's graph to gain its speed, but our likelihood is a Python
-    # operation it must call back into at every gradient (measured on CDNOW, 4 x 1,000: 71 s against 20 s)
-    sampler = "pymc" if options.sampler == "auto" else options.sampler
-    if sampler == "nutpie" and not nutpie_available():
-        raise FitError("bayes.sampler=nutpie, but nutpie is not installed", hint="pip install 'clv[nutpie]'")
-    with pm_model:
+#: The one piece of module state: nutpie's compiled models by structure (`_structure`), reused for every data set
+#: of that structure in this process, since compiling takes seconds and sampling a small model less. The least
+#: recently used is dropped beyond `_COMPILED_MAX`; the lock keeps fits in threads from compiling one twice.
+_COMPILED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_COMPILED_MAX = 8
+_COMPILED_LOCK = threading.Lock()
+
+#: NUTS starts from the maximum-likelihood fit, each chain moved by U(-1, 1) on the log scale (as PyMC's
+#: jitter+adapt_diag), so that R-hat compares chains that did not start at one point
+_JITTER = 1.0
+
+
+#: nutpie adapts a diagonal mass matrix plus a low-rank correction from the draws' and gradients' covariance
+#: (Seyboldt et al., nutpie's "low-rank modified" adaptation): the models' parameters are strongly correlated
+#: (a with b, s with beta), and the correction cuts the leapfrog steps per draw (measured on CDNOW, 2 x 300:
+#: BG/NBD 11.4 -> 5.3, Pareto/NBD 19.2 -> 5.8)
+_LOW_RANK = True
+
+
+@dataclass(frozen=True)
+class _Timed:
+    """What a sampler returned, with its compile and sampling seconds."""
+
+    idata: az.InferenceData
+    compile_seconds: float
+    sampling_seconds: float
+
+
+def _structure(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> tuple[Any, ...]:
+    """What fixes a compiled model: the model, each free parameter's name (rescaled or not) and prior."""
+    names = (_rescaled_name(n, float(f)) for n, f in zip(problem.param_names, problem.factor, strict=True))
+    specs = (tuple(sorted(priors.get(n, DEFAULT_PRIOR).model_dump().items())) for n in problem.param_names)
+    return (problem.model_name, *zip(names, specs, strict=True))
+
+
+def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any, float]:
+    """nutpie's compiled model for `problem`'s structure, with `problem`'s data, and the seconds spent
+    compiling (0 when this process had compiled it already)."""
+    import nutpie
+
+    key = _structure(problem, options.priors)
+    with _COMPILED_LOCK:
+        compiled = _COMPILED.get(key)
+        began = time.perf_counter()
+        if compiled is None:
+            compiled = nutpie.compile_pymc_model(build_model(problem, options.priors))
+            _COMPILED[key] = compiled
+            while len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+        _COMPILED.move_to_end(key)
+        seconds = time.perf_counter() - began
+    # data variables the model does not use (the factors when no parameter is rescaled) are not in it
+    data = {name: value for name, value in _model_data(problem).items() if name in compiled.shared_data}
+    return compiled.with_data(**data), seconds
+
+
+def _jittered(start: FloatArray) -> Callable[[int], FloatArray]:
+    """nutpie's initial point function: log(start) moved by the seeded jitter (the free variables are the log
+    of the rescaled parameters, in the order of the parameters)."""
+    center = np.log(start)
+
+    def initial(seed: int) -> FloatArray:
+        return np.asarray(center + np.random.default_rng(seed).uniform(-_JITTER, _JITTER, center.size), dtype=float)
+
+    return initial
+
+
+def _sample_nutpie(
+    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> _Timed:
+    import nutpie
+
+    compiled, compile_seconds = _nutpie_model(problem, options)
+    start = np.array(list(initial.values()), dtype=float)
+    compiled = replace(compiled, initial_point_func=_jittered(start))
+    began = time.perf_counter()
+    idata = nutpie.sample(
+        compiled,
+        draws=options.draws,
+        tune=options.tune,
+        chains=options.chains,
+        cores=min(options.cores, options.chains),
+        seed=seed,
+        target_accept=options.target_accept,
+        progress_bar=progress,
+        save_warmup=False,
+        low_rank_modified_mass_matrix=_LOW_RANK,
+    )
+    sampling = time.perf_counter() - began
+    unconstrained = [name for name in idata.posterior.data_vars if str(name).endswith("__")]
+    idata.posterior = idata.posterior.drop_vars(unconstrained)
+    return _Timed(idata, compile_seconds, sampling)
+
+
+def _sample_pymc(
+    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> _Timed:
+    began = time.perf_counter()
+    with build_model(problem, options.priors):
         idata = pm.sample(
             draws=options.draws,
             tune=options.tune,
@@ -292,15 +400,44 @@ def _nuts(
             random_seed=seed,
             target_accept=options.target_accept,
             initvals=initial,
-            nuts_sampler=sampler,
             progressbar=progress,
             compute_convergence_checks=False,
             idata_kwargs={"log_likelihood": False},
         )
+    # PyMC compiles as it starts sampling: its seconds are one figure
+    return _Timed(idata, 0.0, time.perf_counter() - began)
+
+
+def _nuts(
+    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+) -> tuple[az.InferenceData, Diagnostics]:
+    """NUTS on nutpie (auto, nutpie) or PyMC's sampler (pymc, or auto when nutpie is missing or cannot compile
+    the model: the reason is kept in the diagnostics' `sampler_note`)."""
+    sampler, note = options.sampler, None
+    if sampler == "nutpie" and not nutpie_available():
+        raise FitError("bayes.sampler=nutpie, but nutpie is not installed", hint="pip install nutpie")
+    if sampler == "auto" and not nutpie_available():
+        sampler, note = "pymc", "nutpie is not installed: sampled with PyMC's NUTS (pip install nutpie)"
+    timed = None
+    if sampler in ("auto", "nutpie"):
+        try:
+            timed = _sample_nutpie(problem, initial, options, seed, progress)
+            sampler = "nutpie"
+        except (KeyboardInterrupt, ClvError):
+            raise
+        except Exception as exc:  # any failure of the compiler or sampler: fall back, and say why
+            if sampler == "nutpie":
+                raise FitError(f"nutpie could not compile or sample the model: {exc}") from exc
+            sampler, note = "pymc", f"nutpie failed ({type(exc).__name__}: {exc}): sampled with PyMC's NUTS"
+    if timed is None:
+        timed = _sample_pymc(problem, initial, options, seed, progress)
     diagnostics = Diagnostics("nuts", sampler, options.chains, options.draws, options.tune, 0.0)
-    diverging = idata.sample_stats.get("diverging")
+    diagnostics.compile_seconds = round(timed.compile_seconds, 3)
+    diagnostics.sampling_seconds = round(timed.sampling_seconds, 3)
+    diagnostics.sampler_note = note
+    diverging = timed.idata.sample_stats.get("diverging")  # type: ignore[attr-defined]
     diagnostics.divergences = int(diverging.values.sum()) if diverging is not None else 0
-    return idata, diagnostics
+    return timed.idata, diagnostics
 
 
 def _pathfinder(
@@ -399,6 +536,8 @@ def _check_diagnostics(
     diagnostics.r_hat_max = max(v["r_hat"] for v in values)
     diagnostics.ess_bulk_min = min(v["ess_bulk"] for v in values)
     diagnostics.ess_tail_min = min(v["ess_tail"] for v in values)
+    if diagnostics.sampling_seconds:
+        diagnostics.ess_bulk_per_second = round(diagnostics.ess_bulk_min / diagnostics.sampling_seconds, 1)
     if not np.isfinite(diagnostics.r_hat_max) or diagnostics.r_hat_max > options.r_hat_max:
         diagnostics.problems.append(f"R-hat {diagnostics.r_hat_max:.4f} > {options.r_hat_max}")
     low_ess = min(diagnostics.ess_bulk_min, diagnostics.ess_tail_min)

@@ -42,6 +42,13 @@ class Diagnostics:
     laplace: dict[str, Any] | None = None
     #: how the inference was chosen (`clv.bayes.budget.choose_inference`), and any fallback to NUTS
     choice: str | None = None
+    #: NUTS: seconds compiling the model (0: compiled earlier in this process; PyMC's sampler compiles as it
+    #: samples, so its time is all `sampling_seconds`), seconds sampling, and why `sampler` is not the one asked
+    compile_seconds: float | None = None
+    sampling_seconds: float | None = None
+    sampler_note: str | None = None
+    #: NUTS: the least bulk effective sample size per second of sampling (compile excluded)
+    ess_bulk_per_second: float | None = None
     per_param: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 

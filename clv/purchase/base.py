@@ -114,6 +114,8 @@ class PurchaseModel(FittedModel):
             unscaled=lambda p: self._loglik_grad(p, ux, ut, uT),
             n_customers=int(x.size),
             n_unique=int(ux.size),
+            model_name=self.name,
+            rows={"x": sx, "t_x": st, "T": sT},
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:

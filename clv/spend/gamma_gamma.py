@@ -191,6 +191,8 @@ class GammaGammaModel(FittedModel):
             unscaled=lambda p: loglik_grad(p, x, m),
             n_customers=int(x.size),
             n_unique=int(x.size),
+            model_name=self.name,
+            rows={"x": x, "m": sm},
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:

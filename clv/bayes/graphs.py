@@ -1,0 +1,234 @@
+"""The models' log-likelihoods as PyTensor graphs over the compressed weighted rows, for the samplers' compilers.
+
+Each graph is the maximum-likelihood function of its model (the `LikelihoodProblem` of the fit: unique histories
+on the rescaled data, with weights), written with the same numerical care: log space throughout (`gammaln`,
+log-sum-exp with the maximum taken out), terms that depend on the purchase count alone computed once per count
+and gathered, Euler's transformation and the bounded continued fraction for the Pareto/NBD hypergeometric terms
+(`clv.bayes.hyp2f1_op`). Branches that a row does not take are evaluated at safe arguments and masked, so that
+values and gradients are finite everywhere on the valid domain. Gradients are PyTensor's exact reverse-mode
+derivatives of the graph.
+
+The numpy functions stay the source of the formulas (their docstrings carry the papers' equations); the
+equality test (tests/test_graphs.py) holds every graph and its gradient to them to 1e-10 relative at random
+points and at the extreme inputs of the maximum-likelihood tests.
+
+A graph takes its data as named variables (`graph_data` gives their values), so that one compiled model serves
+every data set of the same model: the data's sizes are not part of the graph.
+"""
+
+# PyTensor's graph functions are untyped, and an Op's call returns a variable or a list of them.
+# mypy: disable-error-code="no-untyped-call,index"
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pytensor.tensor as pt
+from numpy.typing import NDArray
+from pytensor.gradient import disconnected_grad
+
+from clv.bayes.hyp2f1_op import LogHyp2F1One
+from clv.errors import ClvError
+from clv.model import LikelihoodProblem
+
+__all__ = ["GRAPHS", "graph_data", "total_log_likelihood"]
+
+FloatArray = NDArray[np.float64]
+Tensor = Any  # pytensor.tensor.TensorVariable (PyTensor's operators are untyped)
+#: (parameters as scalars, data variables by name) -> per-row log-likelihood
+RowGraph = Callable[[Sequence[Tensor], Mapping[str, Tensor]], Tensor]
+
+
+def _betaln(a: Tensor, b: Tensor) -> Tensor:
+    return pt.gammaln(a) + pt.gammaln(b) - pt.gammaln(a + b)
+
+
+def _logaddexp(u: Tensor, v: Tensor) -> Tensor:
+    """log(e^u + e^v) with the maximum taken out (its gradient cancels, so it is not differentiated)."""
+    top = disconnected_grad(pt.maximum(u, v))
+    return top + pt.log(pt.exp(u - top) + pt.exp(v - top))
+
+
+def _logsumexp_rows(terms: Tensor) -> Tensor:
+    top = disconnected_grad(pt.max(terms, axis=1, keepdims=True))
+    return top[:, 0] + pt.log(pt.sum(pt.exp(terms - top), axis=1))
+
+
+def _by_count(k: FloatArray, x: FloatArray) -> dict[str, FloatArray]:
+    """The grid of purchase counts 0..max(x) and each row's index into it (see `beta_geometric._by_count`)."""
+    return {"k": k, "index": x.astype(np.int64)}
+
+
+# ---------- BG/NBD and MBG/NBD ----------
+
+
+def beta_geometric(c: int) -> RowGraph:
+    """The BG/NBD (c = 0) or MBG/NBD (c = 1) per-row log-likelihood (FHL 2005, Eq. 6; Batislam et al. 2007):
+    `clv.purchase.beta_geometric.loglik` as a graph."""
+
+    def graph(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+        r, alpha, a, b = params
+        x, t_x, T, k, index = (data[n] for n in ("x", "t_x", "T", "k", "index"))
+        common_k = pt.gammaln(r + k) - pt.gammaln(r) + r * pt.log(alpha) - _betaln(a, b)
+        # only used where k + c > 0, where it equals b + k + c - 1 (as in `beta_geometric._terms`)
+        b_drop_k = pt.maximum(b + k + c - 1.0, b)
+        alive = (common_k + _betaln(a, b + k + c))[index] - (r + x) * pt.log(alpha + T)
+        if c > 0:  # every row has a drop-out term
+            drop = (common_k + _betaln(a + 1.0, b_drop_k))[index] - (r + x) * pt.log(alpha + t_x)
+            return _logaddexp(alive, drop)
+        # rows with x = 0 have none: the term is computed at t_x (finite) and masked
+        drop = (common_k + _betaln(a + 1.0, b_drop_k))[index] - (r + x) * pt.log(alpha + t_x)
+        return pt.switch(x > 0, _logaddexp(alive, drop), alive)
+
+    return graph
+
+
+def _purchase_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
+    rows = problem.rows
+    x = rows["x"]
+    k = np.arange(int(x.max(initial=0)) + 1, dtype=float)
+    return {"x": x, "t_x": rows["t_x"], "T": rows["T"], **_by_count(k, x)}
+
+
+# ---------- Pareto/NBD ----------
+
+_LOG_HYP = LogHyp2F1One()
+
+
+def _log_hyp(B: Tensor, C: Tensor, z: Tensor) -> Tensor:
+    return _LOG_HYP(B + pt.zeros_like(z), C + pt.zeros_like(z), z)[0]
+
+
+def _log_hyp_term(r: Tensor, alpha: Tensor, s: Tensor, beta: Tensor, x: Tensor, t: Tensor) -> Tensor:
+    """`clv.purchase.pareto_nbd._log_hyp_term` as a graph: both of Euler's branches, the one not taken at z = 0
+    (where 2F1 = 1 at once, and nothing is differentiated through a large |z|)."""
+    c = r + s + x + 1.0
+    first = alpha >= beta
+    z1 = pt.switch(first, (alpha - beta) / (alpha + t), 0.0)
+    z2 = pt.switch(first, 0.0, (beta - alpha) / (beta + t))
+    log_at, log_bt = pt.log(alpha + t), pt.log(beta + t)
+    term1 = _log_hyp(r + x, c, z1) - (r + x) * log_at - s * log_bt
+    term2 = _log_hyp(s + 1.0, c, z2) - (r + x - 1.0) * log_at - (s + 1.0) * log_bt
+    return pt.switch(first, term1, term2)
+
+
+def pareto_nbd(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+    """The Pareto/NBD per-row log-likelihood (Fader & Hardie 2005, Eq. 22): `clv.purchase.pareto_nbd.loglik`
+    as a graph. A_0 = term(t_x) - term(T) is taken as e^u1 (1 - e^(u2 - u1)); where it is 0 (t_x = T, or equal to
+    rounding) the row's bracket is the alive term alone."""
+    r, alpha, s, beta = params
+    x, t_x, T, k, index = (data[n] for n in ("x", "t_x", "T", "k", "index"))
+    log_alive = -(r + x) * pt.log(alpha + T) - s * pt.log(beta + T)
+    u1 = _log_hyp_term(r, alpha, s, beta, x, t_x)
+    u2 = _log_hyp_term(r, alpha, s, beta, x, T)
+    empty = (t_x >= T) | (u2 >= u1)
+    diff = pt.switch(empty, -1.0, u2 - u1)
+    second = pt.log(s) - pt.log(r + s + x) + u1 + pt.log(-pt.expm1(diff))
+    bracket = pt.switch(empty, log_alive, _logaddexp(log_alive, second))
+    return (pt.gammaln(r + k) - pt.gammaln(r))[index] + r * pt.log(alpha) + s * pt.log(beta) + bracket
+
+
+# ---------- BG/BB ----------
+
+
+def bgbb(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+    """The BG/BB per-row log-likelihood (Fader, Hardie & Shang 2010, Eq. 5): `clv.purchase.bgbb._terms` as a
+    graph, the terms of opportunities a row does not have masked out of the log-sum-exp."""
+    al, be, ga, de = params
+    x, t_x, n, i = data["x"], data["t_x"], data["T"], data["i"]
+    base = -_betaln(al, be) - _betaln(ga, de)
+    alive = base + _betaln(al + x, be + n - x) + _betaln(ga, de + n)
+    died = base + _betaln(al + x[:, None], be + (t_x - x)[:, None] + i[None, :])
+    died = died + _betaln(ga + 1.0, de + t_x[:, None] + i[None, :])
+    used = i[None, :] < (n - t_x)[:, None]
+    terms = pt.concatenate([alive[:, None], pt.switch(used, died, -np.inf)], axis=1)
+    return _logsumexp_rows(terms)
+
+
+def _bgbb_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
+    rows = problem.rows
+    x, t_x, n = rows["x"], rows["t_x"], rows["T"]
+    width = int(np.max(n - t_x)) if n.size else 0
+    return {"x": x, "t_x": t_x, "T": n, "i": np.arange(width, dtype=float)}
+
+
+# ---------- Gamma-Gamma ----------
+
+
+def gamma_gamma_total(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+    """The Gamma-Gamma weighted total log-likelihood (Fader & Hardie 2013, Eq. 5), reduced as in
+    `clv.spend.gamma_gamma.SpendStatistics`: the gamma functions per purchase count, ln(v + m x) per row."""
+    p, q, v = params
+    k, w_k = data["k"], data["w_k"]
+    w, wx, mx = data["weights"], data["wx"], data["mx"]
+    total = pt.sum(w)
+    log_vmx = pt.log(v + mx)
+    value = pt.dot(w_k, pt.gammaln(p * k + q) - pt.gammaln(p * k)) - total * pt.gammaln(q)
+    value = value + q * pt.log(v) * total + p * data["constant_p"][0] + data["constant"][0]
+    return value - p * pt.dot(wx, log_vmx) - q * pt.dot(w, log_vmx)
+
+
+def _spend_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
+    x, m, w = problem.rows["x"], problem.rows["m"], problem.weights
+    counts = np.bincount(x.astype(np.intp), weights=w)
+    k = np.flatnonzero(counts).astype(float)
+    log_m, log_x = np.log(m), np.log(x)
+    return {
+        "k": k,
+        "w_k": counts[k.astype(np.intp)],
+        "weights": w,
+        "wx": w * x,
+        "mx": m * x,
+        "constant_p": np.array([float((w * x) @ (log_m + log_x))]),
+        "constant": np.array([-float(w @ log_m)]),
+    }
+
+
+def _weighted(rows: RowGraph) -> Callable[[Sequence[Tensor], Mapping[str, Tensor]], Tensor]:
+    def total(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+        return pt.dot(data["weights"], rows(params, data))
+
+    return total
+
+
+def _with_weights(
+    rows: Callable[[LikelihoodProblem], dict[str, FloatArray]],
+) -> Callable[[LikelihoodProblem], dict[str, FloatArray]]:
+    return lambda problem: {**rows(problem), "weights": problem.weights}
+
+
+#: model name -> (the graph of the weighted total log-likelihood, the values of its data variables)
+GRAPHS: dict[
+    str,
+    tuple[
+        Callable[[Sequence[Tensor], Mapping[str, Tensor]], Tensor], Callable[[LikelihoodProblem], dict[str, FloatArray]]
+    ],
+] = {
+    "bgnbd": (_weighted(beta_geometric(0)), _with_weights(_purchase_rows)),
+    "mbgnbd": (_weighted(beta_geometric(1)), _with_weights(_purchase_rows)),
+    "pareto_nbd": (_weighted(pareto_nbd), _with_weights(_purchase_rows)),
+    "bgbb": (_weighted(bgbb), _with_weights(_bgbb_rows)),
+    "gamma_gamma": (gamma_gamma_total, _spend_rows),
+}
+
+
+def _entry(
+    problem: LikelihoodProblem,
+) -> tuple[
+    Callable[[Sequence[Tensor], Mapping[str, Tensor]], Tensor], Callable[[LikelihoodProblem], dict[str, FloatArray]]
+]:
+    if problem.model_name not in GRAPHS:
+        raise ClvError(f"no likelihood graph for model {problem.model_name!r} (known: {', '.join(GRAPHS)})")
+    return GRAPHS[problem.model_name]
+
+
+def graph_data(problem: LikelihoodProblem) -> dict[str, FloatArray]:
+    """The values of the graph's data variables for `problem` (rescaled unique rows, weights, count grids)."""
+    return _entry(problem)[1](problem)
+
+
+def total_log_likelihood(problem: LikelihoodProblem, params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+    """The weighted total log-likelihood of `problem`'s model as a graph of its rescaled parameters (scalars)
+    and data variables (named as `graph_data`'s keys): `problem.total` as a graph."""
+    return _entry(problem)[0](params, data)
