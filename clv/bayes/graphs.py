@@ -28,6 +28,7 @@ import pytensor.tensor as pt
 from numpy.typing import NDArray
 from pytensor.gradient import disconnected_grad
 
+from clv.bayes import psi_numba  # noqa: F401  (registers psi for the Numba backend)
 from clv.bayes.hyp2f1_op import LogHyp2F1One
 from clv.errors import ClvError
 from clv.model import LikelihoodProblem
