@@ -34,6 +34,7 @@ import pandas as pd
 import pymc as pm
 from numpy.typing import ArrayLike, NDArray
 
+from clv.bayes import nutpie_cache
 from clv.bayes.budget import choose_inference
 from clv.bayes.graphs import graph_data, total_log_likelihood
 from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
@@ -294,8 +295,9 @@ def _laplace(
 
 
 #: The one piece of module state: nutpie's compiled models by structure (`_structure`), reused for every data set
-#: of that structure in this process, since compiling takes seconds and sampling a small model less. The least
-#: recently used is dropped beyond `_COMPILED_MAX`; the lock keeps fits in threads from compiling one twice.
+#: of that structure in this process, since compiling takes seconds and sampling a small model less (across
+#: processes, `clv.bayes.nutpie_cache` keeps the machine code on disk). The least recently used is dropped beyond
+#: `_COMPILED_MAX`; the lock keeps fits in threads from compiling one twice.
 _COMPILED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _COMPILED_MAX = 8
 _COMPILED_LOCK = threading.Lock()
@@ -331,22 +333,21 @@ def _structure(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> tu
 def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any, float]:
     """nutpie's compiled model for `problem`'s structure, with `problem`'s data, and the seconds spent
     compiling (0 when this process had compiled it already)."""
-    import nutpie
 
     key = _structure(problem, options.priors)
     with _COMPILED_LOCK:
-        compiled = _COMPILED.get(key)
+        entry = _COMPILED.get(key)
         began = time.perf_counter()
-        if compiled is None:
-            compiled = nutpie.compile_pymc_model(build_model(problem, options.priors))
-            _COMPILED[key] = compiled
+        if entry is None:
+            entry = nutpie_cache.compile_model(build_model(problem, options.priors), repr(key))
+            _COMPILED[key] = entry
             while len(_COMPILED) > _COMPILED_MAX:
                 _COMPILED.popitem(last=False)
         _COMPILED.move_to_end(key)
         seconds = time.perf_counter() - began
     # data variables the model does not use (the factors when no parameter is rescaled) are not in it
-    data = {name: value for name, value in _model_data(problem).items() if name in compiled.shared_data}
-    return compiled.with_data(**data), seconds
+    data = {name: value for name, value in _model_data(problem).items() if name in entry.shared_data}
+    return nutpie_cache.with_data(entry, data), seconds
 
 
 def _jittered(start: FloatArray) -> Callable[[int], FloatArray]:

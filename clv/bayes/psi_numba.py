@@ -15,7 +15,7 @@ left is not needed by any likelihood here: the graphs' arguments are positive). 
 equal to scipy.special.psi.
 """
 
-# mypy: disable-error-code="untyped-decorator,no-untyped-call"
+# mypy: disable-error-code="untyped-decorator,no-untyped-call,type-arg"
 from __future__ import annotations
 
 import math
