@@ -188,3 +188,18 @@ def test_the_hypergeometric_kernel_and_its_derivatives():
         inside = z > 0  # the fraction takes z = 0 as 2F1 = 1 without looking at its imaginary part
         np.testing.assert_allclose(got[inside], step[inside], rtol=1e-10)
     assert d_z[-1] == pytest.approx(B[-1] / C[-1], rel=1e-15)
+
+
+def test_the_numba_digamma_is_scipys():
+    """The psi the compiled gradients use (`clv.bayes.psi_numba`): equal to scipy.special.psi over the positive
+    arguments the likelihoods meet, near 0 and far out, and on the negative side away from the poles."""
+    from scipy.special import psi
+
+    from clv.bayes.psi_numba import digamma
+
+    xs = np.concatenate([np.logspace(-10, 10, 4001), [1.0, 2.0, 9.999999, 10.0, 10.000001]])
+    ours = np.array([digamma(x) for x in xs])
+    np.testing.assert_allclose(ours, psi(xs), rtol=2e-14, atol=1e-14)
+    negative = -np.linspace(0.05, 20.95, 300)
+    np.testing.assert_allclose([digamma(x) for x in negative], psi(negative), rtol=1e-12)
+    assert np.isnan(digamma(0.0)) and np.isnan(digamma(-3.0)) and np.isnan(digamma(np.nan))
