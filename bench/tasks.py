@@ -185,6 +185,8 @@ def _nuts_data(model: str) -> pd.DataFrame:
 
 
 def prepare_clv_nuts(n: int, model: str = "bgnbd", **_: Any) -> pd.DataFrame:
+    import clv.bayes.fit  # noqa: F401 - imported untimed (as pymc-marketing is), as a long-running service has it
+
     return _nuts_data(model)
 
 
@@ -219,7 +221,44 @@ def clv_nuts(
     }
 
 
-prepare_pymc_marketing_nuts = prepare_clv_nuts
+def prepare_pymc_marketing_nuts(n: int, model: str = "bgnbd", **_: Any) -> pd.DataFrame:
+    import pymc_marketing.clv  # noqa: F401 - imported untimed, as clv is
+
+    return _nuts_data(model)
+
+
+def prepare_clv_nuts_fit(n: int) -> pd.DataFrame:
+    import clv.bayes.fit  # noqa: F401
+
+    return customers(n)
+
+
+def clv_nuts_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    """NUTS for BG/NBD and Gamma-Gamma on n customers with the default settings (4 chains x 1,000 draws after
+    1,000 tuning, nutpie), compile included."""
+    from clv import BetaGeoModel, GammaGammaModel
+    from clv.bayes.fit import fit_posterior
+    from clv.config import BayesConfig
+
+    options = BayesConfig(inference="nuts", progress=False)
+    out: dict[str, Any] = {}
+    for name, model, seed in (("bgnbd", BetaGeoModel(), 1), ("gamma_gamma", GammaGammaModel(), 2)):
+        d = fit_posterior(model, rfm, options, seed=seed).diagnostics
+        out[name] = {"compile": d.compile_seconds, "sampling": d.sampling_seconds, "r_hat": d.r_hat_max}
+    return out
+
+
+def prepare_pymc_marketing_nuts_fit(n: int) -> pd.DataFrame:
+    import pymc_marketing.clv  # noqa: F401
+
+    return customers(n)
+
+
+def pymc_marketing_nuts_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    """pymc-marketing's BG/NBD and Gamma-Gamma by NUTS on nutpie, the same chains, draws and tuning."""
+    bg = pymc_marketing_nuts(rfm.assign(customer_id=np.arange(len(rfm))), n, model="bgnbd")
+    gg = pymc_marketing_nuts(rfm.assign(customer_id=np.arange(len(rfm))), n, model="gamma_gamma")
+    return {"bgnbd": bg["mean"], "gamma_gamma": gg["mean"]}
 
 
 def pymc_marketing_nuts(rfm: pd.DataFrame, n: int, model: str = "bgnbd", sampler: str = "nutpie") -> dict[str, Any]:
@@ -303,23 +342,25 @@ def prepare_clv_bayes_run(n: int, **_: Any) -> pd.DataFrame:
     return customers(n)
 
 
-def clv_bayes_run(rfm: pd.DataFrame, n: int, inference: str = "laplace", draws: int = 500) -> dict[str, Any]:
-    """The whole Bayesian run from the RFM table: fit both models, per-customer credible and predictive
-    intervals, the monthly revenue distribution, and each customer's tier probabilities."""
+def clv_bayes_run(rfm: pd.DataFrame, n: int, inference: str = "auto", draws: int = 500) -> dict[str, Any]:
+    """The whole Bayesian run from the RFM table with the default settings (`bayes.inference: auto`, 4 chains x
+    1,000 draws, 500 prediction draws): fit both models, per-customer credible and predictive intervals, the
+    monthly revenue distribution, and each customer's tier probabilities."""
     from clv import BetaGeoModel, GammaGammaModel
     from clv.bayes.fit import fit_posterior
     from clv.bayes.predict import DrawOptions, ValueOptions, value_posterior
     from clv.config import BayesConfig, TiersConfig
     from clv.tiers import tier_probabilities
 
-    options = BayesConfig(inference=inference, chains=1, draws=2000, progress=False)
+    options = BayesConfig(inference=inference, progress=False)
     bg = fit_posterior(BetaGeoModel(), rfm, options, seed=1)
     gg = fit_posterior(GammaGammaModel(), rfm, options, seed=2)
     value = value_posterior(BetaGeoModel, bg, gg, rfm, ValueOptions(52.0, 0.10, 1.0, "W", DrawOptions(0.9, draws, 3)))
     tiers = tier_probabilities(value.clv_draws, value.clv_index, TiersConfig())
     return {
+        "inference": [bg.diagnostics.inference, gg.diagnostics.inference],
+        "choice": bg.diagnostics.choice,
         "bgnbd": bg.mean(),
-        "pareto_k": bg.diagnostics.to_dict().get("laplace"),
         "draws": value.n_draws,
         "revenue_p10_p90": [value.totals["expected_revenue"]["p10"], value.totals["expected_revenue"]["p90"]],
         "top_tier_mean_probability": float(tiers[:, 0].mean()),

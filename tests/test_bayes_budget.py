@@ -48,12 +48,13 @@ class _SampledError(Exception):
 
 
 def test_auto_falls_back_to_nuts_when_laplace_fails_its_check(cdnow_rfm, monkeypatch):
-    """A Laplace fit whose Pareto k is 0.9 sends auto to NUTS (a stand-in sampler records the call)."""
+    """A Laplace fit whose Pareto k is 0.9 with unequal weights sends auto to NUTS (a stand-in sampler records
+    the call)."""
     real_laplace = bayes_fit._laplace
 
     def bad_laplace(*args, **kwargs):
         idata, diagnostics = real_laplace(*args, **kwargs)
-        diagnostics.laplace = {**(diagnostics.laplace or {}), "pareto_k": 0.9}
+        diagnostics.laplace = {**(diagnostics.laplace or {}), "pareto_k": 0.9, "importance_ess_share": 0.6}
         return idata, diagnostics
 
     def fake_sample(pm_model, initial, options, seed, progress):
@@ -67,3 +68,21 @@ def test_auto_falls_back_to_nuts_when_laplace_fails_its_check(cdnow_rfm, monkeyp
     # a configured laplace keeps its result (the failed check is a diagnostics problem, not a fallback)
     post = fit_posterior(BetaGeoModel(), cdnow_rfm, options.model_copy(update={"inference": "laplace"}), 3)
     assert post.diagnostics.inference == "laplace" and not post.diagnostics.passed
+
+
+def test_nearly_equal_importance_weights_pass_laplaces_check():
+    """k above 0.7 of weights within a few percent of each other (Gamma-Gamma on 200k customers: k 0.81, log
+    weights of standard deviation 0.02) is no failure; the same k with unequal weights, or no k, is."""
+    from clv.bayes.posterior import Diagnostics
+
+    def check(laplace):
+        d = Diagnostics("laplace", "clv", 1, 100, 0, 0.0)
+        d.laplace = laplace
+        return bayes_fit._unreliable(d)
+
+    assert check({"pareto_k": 0.81, "importance_ess_share": 0.9996}) is None
+    assert check({"pareto_k": 0.5, "importance_ess_share": 0.2}) is None
+    assert (
+        check({"pareto_k": 0.81, "importance_ess_share": 0.9}) == "Pareto k 0.81 > 0.7, importance ESS 90.0% of draws"
+    )
+    assert check({"pareto_k": None}) == "Pareto k not computed"

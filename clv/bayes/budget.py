@@ -2,10 +2,11 @@
 `bayes.inference: auto` and the warnings of `clv evaluate` before a slow candidate.
 
 A fit's cost is that of its gradient evaluations, and a gradient costs one pass over the unique (frequency,
-recency, T) rows (customers sharing a history share a row) plus a fixed overhead per call. The figures below
-were measured on a 2-core machine with the likelihoods as PyTensor operations that call back into NumPy
-(`clv.bayes.likelihood`): they are estimates for a decision and a warning (within a factor of about 2), not
-promises; a faster likelihood path only needs new figures here.
+recency, T) rows (customers sharing a history share a row) plus a fixed overhead per call. The NUTS figures below
+were measured on a 2-core machine with the compiled likelihood graphs sampled by nutpie (`clv.bayes.graphs`,
+`clv.bayes.nutpie_cache`): BG/NBD 400 s on 37,801 unique rows and 2.6 s on CDNOW's 1,016, Gamma-Gamma 100 s on
+46,885, Pareto/NBD 32 s on CDNOW, 4 chains x 2,000 iterations. They are estimates for a decision and a warning
+(within a factor of about 2), not promises. The maximum-likelihood figures are those of the NumPy likelihoods.
 """
 
 from __future__ import annotations
@@ -18,21 +19,30 @@ from clv.config import BayesConfig
 
 __all__ = ["InferenceChoice", "choose_inference", "mle_seconds", "nuts_seconds"]
 
-#: seconds per unique row of one gradient evaluation of the log-likelihood, by model (measured: 200,000 rows)
+#: seconds per unique row of one gradient evaluation of the log-likelihood, by model: the compiled graph under
+#: nutpie (NUTS), and the NumPy likelihood (maximum likelihood; measured on 200,000 rows)
 _ROW_SECONDS = {
+    "bgnbd": 0.35e-6,
+    "mbgnbd": 0.35e-6,
+    "pareto_nbd": 1.3e-6,
+    "bgbb": 0.35e-6,
+    "gamma_gamma": 0.08e-6,
+}
+_MLE_ROW_SECONDS = {
     "bgnbd": 0.35e-6,
     "mbgnbd": 0.3e-6,
     "pareto_nbd": 0.7e-6,
     "bgbb": 0.35e-6,
     "gamma_gamma": 0.25e-6,
 }
-#: the sampler's fixed cost per gradient (PyMC's step and the call into NumPy), seconds
-_CALL_SECONDS = 0.7e-3
-#: leapfrog steps per NUTS iteration (tree depth 3 for most models; Pareto/NBD's posterior is more curved)
-_LEAPFROGS = {"pareto_nbd": 31}
-_DEFAULT_LEAPFROGS = 7
-#: building and compiling the model before the first draw, seconds
-_SETUP_SECONDS = 5.0
+#: the sampler's fixed cost per gradient (nutpie's step and the call into the compiled function), seconds
+_CALL_SECONDS = 20e-6
+#: leapfrog steps per NUTS iteration with nutpie's low-rank mass matrix (measured on CDNOW: 5.3 to 5.8)
+_LEAPFROGS: dict[str, int] = {}
+_DEFAULT_LEAPFROGS = 6
+#: building the model and loading its compiled code before the first draw, seconds (compiling it the first time
+#: on a machine takes 10-20 s more: `clv.bayes.nutpie_cache`)
+_SETUP_SECONDS = 3.0
 #: gradient evaluations of a maximum-likelihood fit (a few starts on a sample, Newton on all rows)
 _MLE_EVALUATIONS = {"pareto_nbd": 60}
 _DEFAULT_MLE_EVALUATIONS = 40
@@ -54,7 +64,7 @@ def nuts_seconds(model: str, n_unique: int, options: BayesConfig) -> float:
 def mle_seconds(model: str, n_unique: int) -> float:
     """Expected seconds of a maximum-likelihood fit (`clv.mle.maximize_likelihood`)."""
     evaluations = _MLE_EVALUATIONS.get(model, _DEFAULT_MLE_EVALUATIONS)
-    return evaluations * n_unique * _ROW_SECONDS.get(model, max(_ROW_SECONDS.values()))
+    return evaluations * n_unique * _MLE_ROW_SECONDS.get(model, max(_MLE_ROW_SECONDS.values()))
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,11 @@ __all__ = ["build_model", "fit_posterior", "nutpie_available"]
 FloatArray = NDArray[np.float64]
 #: Pareto-smoothed importance sampling's threshold: k above it, the approximation is unreliable (Vehtari et al.)
 _PARETO_K_MAX = 0.7
+#: Laplace's check draws: importance weights this close to equal (effective sample size over draws, Kong 1992)
+#: say the normal is the posterior on those draws, whatever the Pareto k: k of nearly equal weights describes the
+#: shape of deviations of a few percent (seen on Gamma-Gamma with 200k customers: k 0.81 with log weights of
+#: standard deviation 0.02), not a tail that the normal misses
+_LAPLACE_ESS_SHARE = 0.99
 
 
 def nutpie_available() -> bool:
@@ -156,10 +161,9 @@ def _infer(
     reason = choice.reason
     if chosen.inference == "laplace":
         idata, diagnostics = _laplace(problem, chosen, start, seed)
-        k = (diagnostics.laplace or {}).get("pareto_k")
-        if options.inference == "auto" and (k is None or not k <= _PARETO_K_MAX):
-            shown = "not computed" if k is None else f"{k:.2f} > {_PARETO_K_MAX}"
-            reason += f"; Laplace's Pareto k {shown}: NUTS instead"
+        failed = _unreliable(diagnostics)
+        if options.inference == "auto" and failed:
+            reason += f"; Laplace's {failed}: NUTS instead"
             idata, diagnostics = _sample(
                 problem, initial, chosen.model_copy(update={"inference": "nuts"}), seed, progress
             )
@@ -167,6 +171,21 @@ def _infer(
         idata, diagnostics = _sample(problem, initial, chosen, seed, progress)
     diagnostics.choice = reason
     return idata, diagnostics
+
+
+def _unreliable(diagnostics: Diagnostics) -> str | None:
+    """Why an approximation's importance-sampling check failed (Pareto k above 0.7, or not computed), or None:
+    Laplace passes too when its check draws' weights are nearly equal (`_LAPLACE_ESS_SHARE`)."""
+    check = diagnostics.laplace or diagnostics.pathfinder or {}
+    k = check.get("pareto_k")
+    if k is None:
+        return "Pareto k not computed"
+    if k <= _PARETO_K_MAX:
+        return None
+    share = check.get("importance_ess_share")
+    if share is not None and share >= _LAPLACE_ESS_SHARE:
+        return None
+    return f"Pareto k {k:.2f} > {_PARETO_K_MAX}" + (f", importance ESS {share:.1%} of draws" if share else "")
 
 
 @contextmanager
@@ -282,12 +301,16 @@ def _laplace(
     check = thetas[: min(n, 300)]
     log_q = -0.5 * np.sum(z[: check.shape[0]] ** 2, axis=1)
     log_p = np.array([_log_posterior(problem, specs, t)[0] for t in check]) - value
-    _, k = az.psislw(log_p - log_q)  # type: ignore[no-untyped-call]
+    log_w = log_p - log_q
+    _, k = az.psislw(log_w)  # type: ignore[no-untyped-call]
+    w = np.exp(log_w - log_w.max())
+    ess_share = float(w.sum() ** 2 / (w.size * (w * w).sum()))
     natural = np.exp(thetas) * problem.factor
     idata = az.from_dict(posterior={name: natural[None, :, j] for j, name in enumerate(problem.param_names)})
     diagnostics = Diagnostics("laplace", "clv", 1, n, 0, 0.0)
     diagnostics.laplace = {
         "pareto_k": float(k),
+        "importance_ess_share": round(ess_share, 6),
         "mode": dict(zip(problem.param_names, map(float, np.exp(theta) * problem.factor), strict=True)),
         "gradient_norm": float(np.linalg.norm(grad)),
     }
@@ -517,12 +540,10 @@ def _check_diagnostics(
             )
         return
     if diagnostics.inference in ("pathfinder", "laplace"):
-        k = (diagnostics.pathfinder or diagnostics.laplace or {}).get("pareto_k")
-        if k is not None and k > _PARETO_K_MAX:
-            diagnostics.problems.append(
-                f"{diagnostics.inference}: Pareto k {k:.2f} > {_PARETO_K_MAX}: the approximation is unreliable "
-                "(use NUTS)"
-            )
+        failed = _unreliable(diagnostics)
+        if failed and failed != "Pareto k not computed":
+            problem = f"{diagnostics.inference}: {failed}: the approximation is unreliable (use NUTS)"
+            diagnostics.problems.append(problem)
         return
     table: Any = az.summary(idata, var_names=free, kind="diagnostics", round_to="none")
     for name, free_name in zip(param_names, free, strict=True):
