@@ -430,10 +430,13 @@ def _draw_step(histories: int, points: int) -> int:
 
 
 def _group_sums(values: FloatArray, group: NDArray[np.intp], groups: int) -> FloatArray:
-    """Sums of values (draws, rows) over the rows of each group, shape (draws, groups)."""
-    one_hot = np.zeros((group.size, groups))
-    one_hot[np.arange(group.size), group] = 1.0
-    return np.asarray(values @ one_hot)
+    """Sums of values (draws, rows) over the rows of each group, shape (draws, groups): one `bincount` over
+    (draw, group) cells. Not a product with a one-hot matrix: OpenBLAS runs products of this size on threads,
+    which on a loaded machine wait for each other (16 ms a product on 2 busy cores, 0.1 ms on one thread)."""
+    draws = values.shape[0]
+    cells = (np.arange(draws)[:, None] * groups + group[None, :]).ravel()
+    sums = np.bincount(cells, weights=values.ravel(), minlength=draws * groups)
+    return sums.reshape(draws, groups)
 
 
 def _gather(
