@@ -8,6 +8,7 @@ import pytest
 
 from clv import BetaGeoBetaBinomModel, BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clv.config import TiersConfig
+from clv.errors import DataError, UsageError
 from clv.purchase import beta_geometric as bg
 from clv.tiers import _share_boundaries, tier_probabilities
 
@@ -211,3 +212,69 @@ def test_pareto_nbd_simulation_under_many_draws_averages_to_the_expectation():
         share = (sims == n).mean(axis=0)
         p = model.probability_of_purchases(frame, n, 39.0)
         assert np.all(np.abs(share - p) < 4.5 * np.sqrt(p * (1 - p) / sims.shape[0]) + 1e-12), n
+
+
+def _bgbb_draws() -> np.ndarray:
+    """Draws around FHS 2010's estimates, one with gamma = 1 and one with small alpha and beta."""
+    params = BGBB_PUBLISHED * np.exp(np.random.default_rng(8).normal(0.0, 0.15, (6, 4)))
+    params[0, 2] = 1.0
+    params[1, :2] = 0.05, 0.08
+    return params
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("probability_alive", {}),
+        ("probability_alive", {"at": 3}),
+        ("expected_purchases", {"horizon": 5}),
+        ("probability_of_purchases", {"n": 0, "horizon": 5}),
+        ("probability_of_purchases", {"n": 2, "horizon": 5}),
+        ("expected_residual_purchases", {"discount_rate": 0.1}),
+    ],
+)
+def test_bgbb_predictions_under_many_draws_equal_draw_by_draw(donations, method, kwargs):
+    params = _bgbb_draws()
+    got = BetaGeoBetaBinomModel.predict_draws(params, donations, method, **kwargs)
+    want = _per_draw(BetaGeoBetaBinomModel, params, donations, method, kwargs)
+    assert got.shape == want.shape
+    assert _relative(got, want) < 1e-12
+
+
+def test_bgbb_curve_under_many_draws_equals_draw_by_draw(donations):
+    params = _bgbb_draws()
+    x, t_x, n = (donations[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    horizons = np.array([0.0, 1.0, 5.0, 12.0, 3.0])
+    alive, group, curve = BetaGeoBetaBinomModel.alive_curve_draws(params, x, t_x, n, horizons)
+    for d, row in enumerate(params):
+        model = _model(BetaGeoBetaBinomModel, row)
+        assert _relative(alive[d], model.probability_alive(donations)) < 1e-12
+        want = np.stack([model.expected_purchases(donations, h) for h in horizons], axis=1)
+        assert _relative(alive[d][:, None] * curve[d, group], want) < 1e-12
+        assert _relative(model.expected_purchases_curve(donations, horizons), want) < 1e-12
+
+
+def test_bgbb_draws_refuse_fractional_horizons_and_histories(donations):
+    x, t_x, n = (donations[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    params = _bgbb_draws()
+    with pytest.raises(UsageError, match="whole numbers of opportunities"):
+        BetaGeoBetaBinomModel.alive_curve_draws(params, x, t_x, n, np.array([1.0, 2.5]))
+    with pytest.raises(DataError, match="whole-number recency"):
+        BetaGeoBetaBinomModel.simulate_purchases_draws(params, x, t_x + 0.5, n + 0.5, 3.0, np.random.default_rng(0))
+
+
+def test_bgbb_simulation_under_many_draws_has_the_models_distribution():
+    params = np.tile(BGBB_PUBLISHED, (4, 1))
+    x, t_x, n = np.array([0.0, 3.0, 6.0, 1.0]), np.array([0.0, 4.0, 6.0, 1.0]), np.array([6.0, 6.0, 6.0, 6.0])
+    copies = 20_000
+    xs, ts, ns = (np.tile(v, copies) for v in (x, t_x, n))
+    sims = BetaGeoBetaBinomModel.simulate_purchases_draws(params, xs, ts, ns, 5.0, np.random.default_rng(2))
+    sims = sims.reshape(4 * copies, x.size)
+    frame = pd.DataFrame({"frequency": x, "recency": t_x, "T": n})
+    model = _model(BetaGeoBetaBinomModel, BGBB_PUBLISHED)
+    se = sims.std(axis=0) / np.sqrt(sims.shape[0])
+    assert np.all(np.abs(sims.mean(axis=0) - model.expected_purchases(frame, 5)) < 4.5 * se)
+    for k in (0, 1, 3, 5):
+        share = (sims == k).mean(axis=0)
+        p = model.probability_of_purchases(frame, k, 5)
+        assert np.all(np.abs(share - p) < 4.5 * np.sqrt(p * (1 - p) / sims.shape[0]) + 1e-12), k
