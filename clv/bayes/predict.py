@@ -436,7 +436,7 @@ def _group_sums(values: FloatArray, group: NDArray[np.intp], groups: int) -> Flo
     draws = values.shape[0]
     cells = (np.arange(draws)[:, None] * groups + group[None, :]).ravel()
     sums = np.bincount(cells, weights=values.ravel(), minlength=draws * groups)
-    return sums.reshape(draws, groups)
+    return np.asarray(sums, dtype=float).reshape(draws, groups)
 
 
 def _gather(

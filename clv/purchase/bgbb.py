@@ -160,7 +160,7 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         """`expected_purchases_curve` factored as P(alive) per row times an alive customer's expected purchases
         (FHS Eq. 13 without P(alive)) per unique (frequency, T), which is all they depend on."""
         x, t_x, n = self._discrete(rfm)
-        alive, inverse, curve = self.alive_curve_draws(np.array([self._p()]), x, t_x, n, horizons)
+        alive, inverse, curve = self.alive_curve_draws(np.array([self._p()]), x, t_x, n, np.asarray(horizons, float))
         return alive[0], inverse, curve[0]
 
     @classmethod

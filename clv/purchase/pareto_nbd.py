@@ -169,7 +169,7 @@ def _one_minus_exp_over(y: FloatArray) -> FloatArray:
     return np.where(small, 1.0 - y / 2.0, -np.expm1(-safe) / safe)
 
 
-def _expected_alive(t: float | FloatArray, r: FloatArray, alpha: FloatArray, s: float, beta: FloatArray) -> FloatArray:
+def _expected_alive(t: float | FloatArray, r: FloatArray, alpha: FloatArray, s: Param, beta: FloatArray) -> FloatArray:
     """E[X(t)] of a customer alive at the start, with parameters (r, alpha, s, beta):
     r beta / (alpha (s-1)) [1 - (beta/(beta+t))^(s-1)] (SMC 1987, Eq. 17; the note, Eq. 27),
     written as (r/alpha) beta L (1 - e^-((s-1)L)) / ((s-1)L) with L = log(1 + t/beta)."""
