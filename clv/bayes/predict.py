@@ -316,7 +316,8 @@ class _ValueJob:
         out.p_alive[:, draws] = alive.T
         out.expected_purchases[:, draws] = (alive * curve[:, group, e - 1]).T
         out.discounted_purchases[:, draws] = (alive * discounted.sum(axis=-1)[:, group]).T
-        out.simulated_purchases[:, draws] = self.cls.simulate_purchases_draws(params, x, t_x, T, self.horizon, rng).T
+        simulated = self.cls.simulate_purchases_draws(params, x, t_x, T, self.horizon, rng, p_alive=alive)
+        out.simulated_purchases[:, draws] = simulated.T
         groups = curve.shape[1]
         weights = _group_sums(self.counts[rows] * alive, group, groups)
         out.monthly_purchases[draws] += np.einsum("dg,dgm->dm", weights, per_month)
@@ -561,5 +562,5 @@ def _expected_and_simulated(
         draws = slice(d0, d0 + step)
         alive, group, curve = cls.alive_curve_draws(params[draws], x, t_x, T, np.array([horizon]))
         expected[:, draws] = (alive * curve[:, group, 0]).T
-        simulated[:, draws] = cls.simulate_purchases_draws(params[draws], x, t_x, T, horizon, rng).T
+        simulated[:, draws] = cls.simulate_purchases_draws(params[draws], x, t_x, T, horizon, rng, p_alive=alive).T
     return expected, simulated

@@ -219,17 +219,22 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         T: FloatArray,
         horizon: float,
         rng: np.random.Generator,
+        p_alive: FloatArray | None = None,
     ) -> FloatArray:
         """`simulate_purchases` under every draw at once, shape (draws, rows): the same draws, taken for all
-        (draw, row) cells at once (so the random stream is consumed in another order than draw by draw)."""
+        (draw, row) cells at once (so the random stream is consumed in another order than draw by draw); P(alive)
+        as given, if it is."""
         h = _whole(horizon)
         _check_discrete(x, t_x, T, None)
-        log_alive, al2, be2, de2, ga = _posterior_draws(params, x, t_x, T)
+        if p_alive is None:
+            p_alive = np.exp(_posterior_draws(params, x, t_x, T)[0])
+        al, be, ga, de = (params[:, j : j + 1] for j in range(4))
+        al2, be2, de2 = al + x, be + T - x, de + T
         p = rng.beta(al2, be2)
         theta = np.clip(rng.beta(np.broadcast_to(ga, de2.shape), de2), 1e-300, 1.0)
         survived = np.minimum(rng.geometric(theta) - 1, h)
         purchases = rng.binomial(survived, p)
-        alive = rng.random(p.shape) < np.exp(log_alive)
+        alive = rng.random(p.shape) < p_alive
         return np.where(alive, purchases, 0).astype(float)
 
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:

@@ -329,11 +329,16 @@ class ParetoNBDModel(FactoredCurveModel):
         T: FloatArray,
         horizon: float,
         rng: np.random.Generator,
+        p_alive: FloatArray | None = None,
     ) -> FloatArray:
         """`simulate_purchases` under every draw at once, shape (draws, rows): the same draws, taken for all
-        (draw, row) cells at once (so the random stream is consumed in another order than draw by draw)."""
+        (draw, row) cells at once (so the random stream is consumed in another order than draw by draw); P(alive)
+        as given, if it is."""
         horizon = check_horizon(horizon)
-        p_alive, r2, alpha2, beta2, s = cls._alive_draws(params, x, t_x, T)
+        if p_alive is None:
+            p_alive = cls._alive_draws(params, x, t_x, T)[0]
+        r, alpha, s, beta = (params[:, j : j + 1] for j in range(4))
+        r2, alpha2, beta2 = r + x, alpha + T, beta + T
         shape = p_alive.shape
         lam = rng.gamma(r2, 1.0 / alpha2)
         mu = rng.gamma(np.broadcast_to(s, shape), 1.0 / beta2)
