@@ -254,11 +254,8 @@ def expected_new_curve_draws(
         return out
     ok = np.ones((r.size, x.size), dtype=np.bool_)
     order = np.lexsort((T, x))  # runs of equal x share the series' coefficients
-    curve = np.empty_like(out)
     ascending = np.argsort(times, kind="stable")  # the Horner sums run on tails of ascending times
-    _compiled_series()(r, alpha, a, b, x[order], T[order], times[ascending], curve, ok)
-    out[:, order[:, None], ascending[None, :]] = curve
-    ok[:, order] = ok.copy()
+    _compiled_series()(r, alpha, a, b, x[order], T[order], times[ascending], order, ascending, out, ok)
     for d in np.flatnonzero(~ok.all(axis=1)):
         rows = np.flatnonzero(~ok[d])
         out[d, rows] = expected_new_curve(times, r[d] + x[rows], alpha[d] + T[rows], float(a[d]), b[d] + x[rows])
@@ -353,11 +350,14 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
     x: FloatArray,
     T: FloatArray,
     times: FloatArray,
+    rows_at: NDArray[np.intp],
+    times_at: NDArray[np.intp],
     out: FloatArray,
     ok: NDArray[np.bool_],
 ) -> None:
-    """Fill out[d, i, :] with the series of `expected_new_curve_draws` for rows sorted by x; ok[d, i] False
-    where the series is not used. Coefficients: d_k = (C')_k (a)_k / ((a+b')_k k!), C' = a+b'-r'-1, and
+    """Fill out[d, rows_at[i], times_at[j]] with the series of `expected_new_curve_draws` at rows i sorted by x
+    and times j ascending (rows_at, times_at: their places in the caller's order); ok[d, rows_at[i]] False where
+    the series is not used. Coefficients: d_k = (C')_k (a)_k / ((a+b')_k k!), C' = a+b'-r'-1, and
     s_m = (2-a)_m / m!; e_n = sum_k d_k s_(n-k), all positive where a <= 2 and C' >= 0 (no cancellation; other
     draws and counts are left to the quadrature). Each time point sums the terms it needs at the run's largest z
     (z^n falls to z_max^N at n = N log z_max / log z), plus a margin of 12."""
@@ -378,7 +378,8 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
             z_max = t_max / (al + T[i0] + t_max)  # rows sorted by T within x: the first has the largest z
             n_terms = 0 if aa > 2.0 or cp < 0.0 else _series_coefficients(cp, aa, b2, z_max, dk, sm, cn)
             if n_terms == 0:
-                ok[di, i0:i1] = False
+                for i in range(i0, i1):
+                    ok[di, rows_at[i]] = False
                 i0 = i1
                 continue
             rows = i1 - i0
@@ -393,7 +394,7 @@ def _series_curve(  # pragma: no cover - runs compiled; tested through expected_
             _horner(cn, need[:m], zs[:m], acc[:m])
             for j in range(n_times):
                 for i in range(rows):
-                    out[di, i0 + i, j] = r2 * zs[j * rows + i] * acc[j * rows + i]
+                    out[di, rows_at[i0 + i], times_at[j]] = r2 * zs[j * rows + i] * acc[j * rows + i]
             i0 = i1
 
 
