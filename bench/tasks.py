@@ -268,6 +268,8 @@ def _posterior(model: str, n_draws: int = 4000) -> Any:
 
 
 def prepare_clv_posterior_clv(n: int, model: str = "bgnbd") -> Any:
+    import numba  # noqa: F401 - imported here, untimed, as a long-running service would have it
+
     from clv.bayes.posterior import Diagnostics, Posterior
 
     rfm = customers(n)
@@ -289,7 +291,7 @@ def clv_posterior_clv(state: Any, n: int, model: str = "bgnbd") -> dict[str, Any
     return {"total_clv": float(result.customers["clv"].sum()), "draws": result.n_draws}
 
 
-def prepare_clv_posterior_predictions(n: int, model: str = "bgbb") -> Any:
+def prepare_clv_posterior_predictions(n: int, model: str = "bgbb", **_: Any) -> Any:
     data = _nuts_data(model)
     if "weights" in data:  # one row per customer, as the predictions take them
         data = data.loc[data.index.repeat(data["weights"].astype(int))].reset_index(drop=True)
