@@ -278,3 +278,48 @@ def test_bgbb_simulation_under_many_draws_has_the_models_distribution():
         share = (sims == k).mean(axis=0)
         p = model.probability_of_purchases(frame, k, 5)
         assert np.all(np.abs(share - p) < 4.5 * np.sqrt(p * (1 - p) / sims.shape[0]) + 1e-12), k
+
+
+@pytest.mark.parametrize(
+    ("cls", "method", "kwargs"),
+    [
+        (BetaGeoBetaBinomModel, "probability_alive", {}),
+        (BetaGeoBetaBinomModel, "expected_purchases", {"horizon": 5}),
+        (BetaGeoBetaBinomModel, "probability_of_purchases", {"n": 2, "horizon": 5}),
+        (BetaGeoBetaBinomModel, "expected_residual_purchases", {"discount_rate": 0.1}),
+        (ParetoNBDModel, "probability_of_purchases", {"n": 2, "horizon": 13.0}),
+    ],
+)
+def test_memory_chunks_do_not_change_the_answer(donations, cdnow_rfm, monkeypatch, cls, method, kwargs):
+    """The draws-axis forms cut their (draws x rows x terms) arrays into chunks of draws: tiny chunks give the
+    same numbers."""
+    from clv.purchase import bgbb, pareto_nbd
+
+    rfm, params = (donations, _bgbb_draws()) if cls is BetaGeoBetaBinomModel else (cdnow_rfm, _pareto_draws())
+    whole = cls.predict_draws(params, rfm, method, **kwargs)
+    monkeypatch.setattr(bgbb, "_TERM_FLOATS", 40)
+    monkeypatch.setattr(pareto_nbd, "_PMF_FLOATS", 1000)
+    np.testing.assert_allclose(cls.predict_draws(params, rfm, method, **kwargs), whole, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("cls", [ParetoNBDModel, BetaGeoBetaBinomModel, BetaGeoModel, ModifiedBetaGeoModel])
+def test_no_model_runs_draw_by_draw(cls, donations, cdnow_rfm, monkeypatch):
+    """The curve, the simulation and the usual predictions never build a model per draw (the generic
+    fallbacks do, through `_from_row`)."""
+
+    def per_draw(row):
+        raise AssertionError("a model built per draw")
+
+    monkeypatch.setattr(cls, "_from_row", per_draw)
+    discrete = cls is BetaGeoBetaBinomModel
+    rfm = donations if discrete else cdnow_rfm
+    params = {BetaGeoBetaBinomModel: _bgbb_draws(), ParetoNBDModel: _pareto_draws()}.get(cls, np.tile(BG_PUBLISHED, (3, 1)))
+    x, t_x, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    cls.alive_curve_draws(params, x, t_x, T, np.array([1.0, 4.0]))
+    cls.simulate_purchases_draws(params, x, t_x, T, 4.0, np.random.default_rng(0))
+    for method, kwargs in [
+        ("probability_alive", {}),
+        ("expected_purchases", {"horizon": 4}),
+        ("probability_of_purchases", {"n": 1, "horizon": 4}),
+    ]:
+        cls.predict_draws(params, rfm, method, **kwargs)

@@ -25,7 +25,7 @@ __all__ = ["BetaGeoBetaBinomModel"]
 FloatArray = NDArray[np.float64]
 #: a parameter: one value, or one per posterior draw as an array of shape (draws, 1) broadcasting against rows
 Param = float | FloatArray
-_TERM_FLOATS = 2_000_000  # floats per (draws x rows x terms) array of the draws-axis forms (16 MB)
+_TERM_FLOATS = 2_000_000  # floats per (draws x rows x terms or opportunities) array of the draws-axis forms (16 MB)
 
 
 def _terms(
@@ -177,9 +177,13 @@ class BetaGeoBetaBinomModel(PurchaseModel):
         al, be, de = (params[:, j : j + 1] for j in (0, 1, 3))
         al2, be2, de2 = al + ux, be + un - ux, de + un
         k = np.arange(1, int(steps.max(initial=0)) + 1, dtype=float)
-        survival = _survival_draws(ga, de2, k)  # (draws, groups, k)
-        cumulative = np.concatenate([np.zeros((*de2.shape, 1)), np.cumsum(survival, axis=-1)], axis=-1)
-        curve = (al2 / (al2 + be2))[..., None] * cumulative[..., steps]
+        curve = np.empty((*de2.shape, steps.size))
+        step = max(1, _TERM_FLOATS // max(ux.size * (k.size + 1), 1))  # (draws x groups x k) arrays
+        for d0 in range(0, de2.shape[0], step):
+            d = slice(d0, d0 + step)
+            survival = _survival_draws(ga[d], de2[d], k)
+            cumulative = np.concatenate([np.zeros((*de2[d].shape, 1)), np.cumsum(survival, axis=-1)], axis=-1)
+            curve[d] = (al2[d] / (al2[d] + be2[d]))[..., None] * cumulative[..., steps]
         return np.exp(log_alive), inverse, curve
 
     @classmethod
@@ -203,7 +207,11 @@ class BetaGeoBetaBinomModel(PurchaseModel):
             return check_output(value, "P(alive)", rfm)
         if method == "probability_of_purchases":
             count, steps = check_count(kwargs["n"]), _whole(kwargs["horizon"])
-            alive_part = _alive_pmf(count, steps, al2, be2, ga, de2)
+            alive_part = np.empty(de2.shape)
+            step = max(1, _TERM_FLOATS // max(x.size * (steps + 1), 1))  # (draws x rows x opportunities) arrays
+            for d0 in range(0, de2.shape[0], step):
+                d = slice(d0, d0 + step)
+                alive_part[d] = _alive_pmf(count, steps, al2[d], be2[d], ga[d], de2[d])
             value = np.exp(log_alive) * alive_part + (1.0 - np.exp(log_alive)) * (count == 0)
             return check_output(value, "P(n purchases)", rfm)
         rate = check_rate(kwargs["discount_rate"])
