@@ -313,7 +313,8 @@ def test_no_model_runs_draw_by_draw(cls, donations, cdnow_rfm, monkeypatch):
     monkeypatch.setattr(cls, "_from_row", per_draw)
     discrete = cls is BetaGeoBetaBinomModel
     rfm = donations if discrete else cdnow_rfm
-    params = {BetaGeoBetaBinomModel: _bgbb_draws(), ParetoNBDModel: _pareto_draws()}.get(cls, np.tile(BG_PUBLISHED, (3, 1)))
+    draws = {BetaGeoBetaBinomModel: _bgbb_draws(), ParetoNBDModel: _pareto_draws()}
+    params = draws.get(cls, np.tile(BG_PUBLISHED, (3, 1)))
     x, t_x, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     cls.alive_curve_draws(params, x, t_x, T, np.array([1.0, 4.0]))
     cls.simulate_purchases_draws(params, x, t_x, T, 4.0, np.random.default_rng(0))
