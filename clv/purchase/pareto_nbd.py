@@ -77,8 +77,9 @@ def log_bracket(
     (alpha+T)^-(r+x) (beta+T)^-s + s/(r+s+x) A_0, where A_0 = term(t_x) - term(T) >= 0. Parameters as in
     `_log_hyp_term` (numbers, or (draws, 1) arrays giving (draws, rows) results)."""
     log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    u1 = _log_hyp_term(r, alpha, s, beta, x, t_x)
-    u2 = _log_hyp_term(r, alpha, s, beta, x, T)
+    n = np.shape(x)[0]
+    u = _log_hyp_term(r, alpha, s, beta, np.concatenate([x, x]), np.concatenate([t_x, T]))  # one 2F1 call
+    u1, u2 = u[..., :n], u[..., n:]
     with np.errstate(divide="ignore"):
         log_a0 = u1 + np.log(np.maximum(-np.expm1(u2 - u1), 0.0))  # A_0 = e^u1 - e^u2, never negative
     return log_alive, np.logaddexp(log_alive, np.log(s) - np.log(r + s + x) + log_a0)
