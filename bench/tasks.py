@@ -290,24 +290,70 @@ def pymc_marketing_nuts(rfm: pd.DataFrame, n: int, model: str = "bgnbd", sampler
     return {"sampler": sampler, "mean": {str(k): float(posterior[k].mean()) for k in posterior.data_vars}}
 
 
-def prepare_clv_posterior_clv(n: int) -> Any:
+#: centres of the stand-in posteriors: the published CDNOW (weeks) and donations estimates
+POSTERIOR_CENTRES = {
+    "bgnbd": BG_CDNOW,
+    "pareto_nbd": {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669},
+    "bgbb": {"alpha": 1.204, "beta": 0.750, "gamma": 0.657, "delta": 2.783},
+}
+
+
+def _posterior(model: str, n_draws: int = 4000) -> Any:
+    from clv.bayes.posterior import Diagnostics, Posterior
+
+    diag = Diagnostics("nuts", "pymc", 4, 1000, 1000, 0.0)
+    centre = POSTERIOR_CENTRES[model]
+    return Posterior(model, tuple(centre), _draws(centre, n_draws, 0.05, 1), diag, {})
+
+
+def prepare_clv_posterior_clv(n: int, model: str = "bgnbd") -> Any:
+    import numba  # noqa: F401 - imported here, untimed, as a long-running service would have it
+
     from clv.bayes.posterior import Diagnostics, Posterior
 
     rfm = customers(n)
     diag = Diagnostics("nuts", "pymc", 4, 1000, 1000, 0.0)
-    bg = Posterior("bgnbd", ("r", "alpha", "a", "b"), _draws(BG_CDNOW, 4000, 0.05, 1), diag, {})
     gg = Posterior("gamma_gamma", ("p", "q", "v"), _draws(GG_CDNOW, 4000, 0.05, 2), diag, {})
-    return rfm, bg, gg
+    return rfm, _posterior(model), gg
 
 
-def clv_posterior_clv(state: Any, n: int) -> dict[str, Any]:
-    """12-month CLV per customer over all 4,000 draws: means, 90% intervals, predictive intervals, forecast."""
-    from clv import BetaGeoModel
+def clv_posterior_clv(state: Any, n: int, model: str = "bgnbd") -> dict[str, Any]:
+    """12-month CLV per customer over all 4,000 draws: means, 90% intervals, predictive intervals, forecast
+    (`model`: bgnbd or pareto_nbd, with Gamma-Gamma spend)."""
+    import clv
     from clv.bayes.predict import DrawOptions, ValueOptions, value_posterior
 
-    rfm, bg, gg = state
-    result = value_posterior(BetaGeoModel, bg, gg, rfm, ValueOptions(52.0, 0.10, 1.0, "W", DrawOptions(0.9, 4000, 1)))
+    rfm, purchase, gg = state
+    cls = getattr(clv, NUTS_MODELS[model][0])
+    options = ValueOptions(52.0, 0.10, 1.0, "W", DrawOptions(0.9, 4000, 1))
+    result = value_posterior(cls, purchase, gg, rfm, options)
     return {"total_clv": float(result.customers["clv"].sum()), "draws": result.n_draws}
+
+
+def prepare_clv_posterior_predictions(n: int, model: str = "bgbb", **_: Any) -> Any:
+    data = _nuts_data(model)
+    if "weights" in data:  # one row per customer, as the predictions take them
+        data = data.loc[data.index.repeat(data["weights"].astype(int))].reset_index(drop=True)
+    return data, _posterior(model)
+
+
+def clv_posterior_predictions(state: Any, n: int, model: str = "bgbb", horizon: float = 5.0) -> dict[str, Any]:
+    """Per customer over 4,000 draws: P(alive), expected purchases over `horizon` (5 opportunities for BG/BB)
+    with credible intervals, and the predictive interval of the purchases (the holdout check's predictions)."""
+    import clv
+    from clv.bayes.predict import DrawOptions, posterior_predict, predictive_purchases
+
+    rfm, purchase = state
+    cls = getattr(clv, NUTS_MODELS[model][0])
+    draws = DrawOptions(0.9, 4000, 1)
+    alive = posterior_predict(cls, purchase, rfm, "probability_alive", draws)
+    expected = posterior_predict(cls, purchase, rfm, "expected_purchases", draws, horizon=horizon)
+    _, total = predictive_purchases(cls, purchase, rfm, horizon, draws)
+    return {
+        "p_alive": float(alive["mean"].mean()),
+        "expected": float(expected["mean"].sum()),
+        "predicted_total": total["p50"],
+    }
 
 
 def prepare_pymc_marketing_posterior_clv(n: int) -> Any:

@@ -8,14 +8,13 @@ few distinct (a, b, n).
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import linalg, special
 
-__all__ = ["beta_rule", "beta_rules", "nodes_for_pole", "unit_legendre_rule"]
+__all__ = ["beta_rule", "beta_rules", "nodes_for_pole", "nodes_for_poles", "unit_legendre_rule"]
 
 FloatArray = NDArray[np.float64]
 
@@ -96,6 +95,11 @@ def nodes_for_pole(distance: float, lo: int = 24, hi: int = 400) -> int:
     The error of an n-point rule decays like rho^(-2n), rho the Bernstein ellipse parameter of the pole
     (Trefethen, "Approximation Theory and Approximation Practice", Thm 19.3).
     """
-    x0 = 1.0 + 2.0 * max(distance, 1e-12)
-    rho = x0 + math.sqrt(x0 * x0 - 1.0)
-    return int(min(hi, max(lo, math.ceil(18.0 / math.log(rho)))))
+    return int(nodes_for_poles(np.array([distance]), lo, hi)[0])
+
+
+def nodes_for_poles(distances: FloatArray, lo: int = 24, hi: int = 400) -> NDArray[np.int64]:
+    """`nodes_for_pole` of each distance of an array (one per posterior draw, say)."""
+    x0 = 1.0 + 2.0 * np.maximum(distances, 1e-12)
+    rho = x0 + np.sqrt(x0 * x0 - 1.0)
+    return np.clip(np.ceil(18.0 / np.log(rho)), lo, hi).astype(np.int64)

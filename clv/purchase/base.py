@@ -237,9 +237,11 @@ class PurchaseModel(FittedModel):
         T: FloatArray,
         horizon: float,
         rng: np.random.Generator,
+        p_alive: FloatArray | None = None,
     ) -> FloatArray:
         """`simulate_purchases` under each parameter draw (rows of `params`), shape (draws, rows); this generic
-        form runs draw by draw."""
+        form runs draw by draw. `p_alive`: P(alive) (draws, rows) when the caller has it already (from
+        `alive_curve_draws`), so that the vectorised forms need not compute it again."""
         frame = pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
         return np.stack([cls._from_row(row).simulate_purchases(frame, horizon, rng) for row in params])
 

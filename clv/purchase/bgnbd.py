@@ -179,11 +179,13 @@ class BetaGeoModel(FactoredCurveModel):
         T: FloatArray,
         horizon: float,
         rng: np.random.Generator,
+        p_alive: FloatArray | None = None,
     ) -> FloatArray:
-        """`simulate_purchases` under every draw at once, shape (draws, rows)."""
+        """`simulate_purchases` under every draw at once, shape (draws, rows) (P(alive) as given, if it is)."""
         horizon = check_horizon(horizon)
         r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
-        p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
+        if p_alive is None:
+            p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
         shape = p_alive.shape
         lam = rng.gamma(np.broadcast_to(r + x, shape), 1.0 / np.broadcast_to(alpha + T, shape))
         p = rng.beta(np.broadcast_to(a, shape), np.broadcast_to(b + x + cls._c, shape))

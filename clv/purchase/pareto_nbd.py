@@ -8,7 +8,7 @@ mu ~ Gamma(s, beta). Parameters r, alpha, s, beta; alpha and beta are in the run
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,17 +30,23 @@ from clv.purchase.base import (
     rfm_arrays,
 )
 from clv.purchase.beta_geometric import scaled_expint
-from clv.quadrature import nodes_for_pole, unit_legendre_rule
+from clv.quadrature import nodes_for_poles, unit_legendre_rule
 
 __all__ = ["ParetoNBDModel", "log_bracket", "loglik", "loglik_grad"]
 
 FloatArray = NDArray[np.float64]
+#: a parameter: one value, or one per posterior draw as an array of shape (draws, 1) broadcasting against rows
+Param = float | FloatArray
+
+#: the predictions `ParetoNBDModel.predict_draws` computes under all draws at once
+_PMF_FLOATS = 2_000_000  # floats per (draws x rows x nodes) array of `_pmf_alive_draws` (16 MB)
+_DRAWS_METHODS = ("probability_alive", "expected_purchases", "probability_of_purchases", "expected_residual_purchases")
 
 #: the largest alpha and beta of the search, in time units of max(T) / 10
 RATE_SCALE_BOUND = 1e3
 
 
-def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray) -> FloatArray:
+def _log_hyp_term(r: Param, alpha: Param, s: Param, beta: Param, x: FloatArray, t: FloatArray) -> FloatArray:
     """log of 2F1(r+s+x, b; r+s+x+1; z) / (max(alpha, beta) + t)^(r+s+x), the pieces of A_0 (note, Eq. 22).
 
     Euler's transformation 2F1(a, b; c; z) = (1-z)^(c-a-b) 2F1(c-a, c-b; c; z) (DLMF 15.8.1) with c = a + 1 turns
@@ -50,27 +56,30 @@ def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: FloatArray, 
       alpha >= beta: G(z) (alpha+t)^-(r+x) (beta+t)^-s,      G = 2F1(1, r+x; r+s+x+1; (alpha-beta)/(alpha+t)),
       alpha <  beta: H(z) (alpha+t)^-(r+x-1) (beta+t)^-(s+1), H = 2F1(1, s+1; r+s+x+1; (beta-alpha)/(beta+t)).
     At alpha = beta, z = 0 and the hypergeometric factor is 1: the removable singularity of other forms is absent.
-    The term depends on the row only through (x, t): it is evaluated once per distinct pair.
+    The term depends on the row only through (x, t): it is evaluated once per distinct pair. The parameters are
+    numbers, or arrays of shape (draws, 1) (one per posterior draw, the branch chosen per draw): then the result
+    is (draws, rows), from one `hyp2f1_one` call over (draws, distinct pairs).
     """
     (px, pt), inverse, _ = unique_rows(np.asarray(x, dtype=float), np.asarray(t, dtype=float))
     c = r + s + px + 1.0
-    if alpha >= beta:
-        hyp = hyp2f1_one(r + px, c, (alpha - beta) / (alpha + pt))
-        u = np.log(hyp) - (r + px) * np.log(alpha + pt) - s * np.log(beta + pt)
-    else:
-        hyp = hyp2f1_one(s + 1.0, c, (beta - alpha) / (beta + pt))
-        u = np.log(hyp) - (r + px - 1.0) * np.log(alpha + pt) - (s + 1.0) * np.log(beta + pt)
-    return np.asarray(u[inverse], dtype=float)
+    ge = np.asarray(alpha >= beta)
+    z = np.where(ge, (alpha - beta) / (alpha + pt), (beta - alpha) / (beta + pt))
+    hyp = hyp2f1_one(np.where(ge, r + px, s + 1.0), c, z)
+    power_a, power_b = np.where(ge, r + px, r + px - 1.0), np.where(ge, s, s + 1.0)
+    u = np.log(hyp) - power_a * np.log(alpha + pt) - power_b * np.log(beta + pt)
+    return np.asarray(u[..., inverse], dtype=float)
 
 
 def log_bracket(
-    r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: FloatArray, T: FloatArray
+    r: Param, alpha: Param, s: Param, beta: Param, x: FloatArray, t_x: FloatArray, T: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """log of the 'alive' term (alpha+T)^-(r+x) (beta+T)^-s and log of the whole bracket of the note's Eq. (22):
-    (alpha+T)^-(r+x) (beta+T)^-s + s/(r+s+x) A_0, where A_0 = term(t_x) - term(T) >= 0."""
+    (alpha+T)^-(r+x) (beta+T)^-s + s/(r+s+x) A_0, where A_0 = term(t_x) - term(T) >= 0. Parameters as in
+    `_log_hyp_term` (numbers, or (draws, 1) arrays giving (draws, rows) results)."""
     log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    u1 = _log_hyp_term(r, alpha, s, beta, x, t_x)
-    u2 = _log_hyp_term(r, alpha, s, beta, x, T)
+    n = np.shape(x)[0]
+    u = _log_hyp_term(r, alpha, s, beta, np.concatenate([x, x]), np.concatenate([t_x, T]))  # one 2F1 call
+    u1, u2 = u[..., :n], u[..., n:]
     with np.errstate(divide="ignore"):
         log_a0 = u1 + np.log(np.maximum(-np.expm1(u2 - u1), 0.0))  # A_0 = e^u1 - e^u2, never negative
     return log_alive, np.logaddexp(log_alive, np.log(s) - np.log(r + s + x) + log_a0)
@@ -161,7 +170,7 @@ def _one_minus_exp_over(y: FloatArray) -> FloatArray:
     return np.where(small, 1.0 - y / 2.0, -np.expm1(-safe) / safe)
 
 
-def _expected_alive(t: float | FloatArray, r: FloatArray, alpha: FloatArray, s: float, beta: FloatArray) -> FloatArray:
+def _expected_alive(t: float | FloatArray, r: FloatArray, alpha: FloatArray, s: Param, beta: FloatArray) -> FloatArray:
     """E[X(t)] of a customer alive at the start, with parameters (r, alpha, s, beta):
     r beta / (alpha (s-1)) [1 - (beta/(beta+t))^(s-1)] (SMC 1987, Eq. 17; the note, Eq. 27),
     written as (r/alpha) beta L (1 - e^-((s-1)L)) / ((s-1)L) with L = log(1 + t/beta)."""
@@ -262,6 +271,83 @@ class ParetoNBDModel(FactoredCurveModel):
         curve = _expected_alive(times[None, :], ur[:, None], ua[:, None], s, ub[:, None])
         return p_alive, inverse, curve
 
+    @staticmethod
+    def _alive_draws(
+        params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """`_alive` under every draw (rows of `params`) at once: P(alive) and the updated parameters, shape
+        (draws, rows), and s per draw, shape (draws, 1); the same formulas with parameters of shape (draws, 1)."""
+        r, alpha, s, beta = (params[:, j : j + 1] for j in range(4))
+        log_alive, bracket = log_bracket(r, alpha, s, beta, x, t_x, T)
+        return np.exp(log_alive - bracket), r + x, alpha + T, beta + T, s
+
+    @classmethod
+    def alive_curve_draws(
+        cls, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, horizons: FloatArray
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`alive_curve` under every draw at once: P(alive) (draws, rows), each row's group of equal (frequency,
+        T), and the alive customer's expected purchases per group (draws, groups, len(horizons)) in closed form."""
+        times = check_horizons(horizons)
+        p_alive = cls._alive_draws(params, x, t_x, T)[0]
+        (ux, uT), inverse, _ = unique_rows(x, T)
+        r, alpha, s, beta = (params[:, j, None, None] for j in range(4))
+        curve = _expected_alive(times[None, None, :], r + ux[:, None], alpha + uT[:, None], s, beta + uT[:, None])
+        return p_alive, inverse, curve
+
+    @classmethod
+    def predict_draws(cls, params: FloatArray, rfm: pd.DataFrame, method: str, **kwargs: Any) -> FloatArray:
+        """`probability_alive`, `expected_purchases`, `probability_of_purchases` and
+        `expected_residual_purchases` under every draw at once, shape (draws, rows): the methods' formulas with
+        parameters of shape (draws, 1); other predictions draw by draw."""
+        x, t_x, T = rfm_arrays(rfm)
+        if method not in _DRAWS_METHODS:
+            return super().predict_draws(params, rfm, method, **kwargs)
+        p_alive, r2, alpha2, beta2, s = cls._alive_draws(params, x, t_x, T)
+        if method == "probability_alive":
+            at = check_horizon(kwargs.get("at", 0.0))
+            return check_output(p_alive * np.exp(-s * np.log1p(at / beta2)), "P(alive)", rfm)
+        if method == "expected_purchases":
+            horizon = check_horizon(kwargs["horizon"])
+            return check_output(p_alive * _expected_alive(horizon, r2, alpha2, s, beta2), "expected purchases", rfm)
+        if method == "expected_residual_purchases":
+            delta = check_rate(kwargs["discount_rate"])
+            value = p_alive * (r2 / alpha2) * beta2 * scaled_expint(np.broadcast_to(s, beta2.shape), delta * beta2)
+            return check_output(value, "discounted expected residual purchases", rfm)
+        n, horizon = check_count(kwargs["n"]), check_horizon(kwargs["horizon"])
+        if horizon == 0:
+            return np.full(p_alive.shape, 1.0 if n == 0 else 0.0)
+        pmf = p_alive * _pmf_alive_draws(n, horizon, r2, alpha2, s[:, 0], beta2)
+        if n == 0:
+            pmf = pmf + (1.0 - p_alive)
+        return check_output(pmf, "P(n purchases)", rfm)
+
+    @classmethod
+    def simulate_purchases_draws(
+        cls,
+        params: FloatArray,
+        x: FloatArray,
+        t_x: FloatArray,
+        T: FloatArray,
+        horizon: float,
+        rng: np.random.Generator,
+        p_alive: FloatArray | None = None,
+    ) -> FloatArray:
+        """`simulate_purchases` under every draw at once, shape (draws, rows): the same draws, taken for all
+        (draw, row) cells at once (so the random stream is consumed in another order than draw by draw); P(alive)
+        as given, if it is."""
+        horizon = check_horizon(horizon)
+        if p_alive is None:
+            p_alive = cls._alive_draws(params, x, t_x, T)[0]
+        r, alpha, s, beta = (params[:, j : j + 1] for j in range(4))
+        r2, alpha2, beta2 = r + x, alpha + T, beta + T
+        shape = p_alive.shape
+        lam = rng.gamma(r2, 1.0 / alpha2)
+        mu = rng.gamma(np.broadcast_to(s, shape), 1.0 / beta2)
+        lifetime = rng.exponential(1.0, shape) / np.maximum(mu, 1e-300)
+        purchases = rng.poisson(lam * np.minimum(lifetime, horizon))
+        alive = rng.random(shape) < p_alive
+        return np.where(alive, purchases, 0).astype(float)
+
     def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
         """Alive with probability P(alive); then lambda ~ Gamma(r + x, alpha + T) and mu ~ Gamma(s, beta + T)
         (the posteriors given the history and being alive; SMC 1987), a remaining lifetime ~ Exp(mu), and
@@ -317,6 +403,22 @@ class ParetoNBDModel(FactoredCurveModel):
 
 def _pmf_alive(n: int, t: float, r: FloatArray, alpha: FloatArray, s: float, beta: FloatArray) -> FloatArray:
     """P(X(t) = n) of a customer alive at the start (see ParetoNBDModel.probability_of_purchases)."""
+    nodes = _pmf_nodes(n, t, r[None, :], alpha[None, :], beta[None, :])
+    return _pmf_alive_rule(n, t, r, alpha, s, beta, int(nodes[0]))
+
+
+def _pmf_nodes(n: int, t: float, r: FloatArray, alpha: FloatArray, beta: FloatArray) -> NDArray[np.int64]:
+    """Gauss-Legendre nodes of `_pmf_alive_rule` per draw (rows of the (draws, rows) arrays): the integrand has
+    poles at u = -alpha and u = -beta and, for large r, a peak of width ~ sqrt(n) alpha / r."""
+    nodes = nodes_for_poles(np.minimum(np.min(alpha, axis=-1), np.min(beta, axis=-1)) / t, lo=64, hi=800)
+    extra = 2 * n + (4.0 * np.sqrt(np.max(r * t / alpha, axis=-1))).astype(np.int64)
+    return np.minimum(nodes + extra, 1000)
+
+
+def _pmf_alive_rule(
+    n: int, t: float, r: FloatArray, alpha: FloatArray, s: Param, beta: FloatArray, nodes: int
+) -> FloatArray:
+    """`_pmf_alive` by an n-node rule; r, alpha, beta (..., rows) and s a number or (..., 1) broadcasting."""
 
     def log_nb(u: FloatArray, r_: FloatArray, alpha_: FloatArray) -> FloatArray:
         with np.errstate(divide="ignore"):
@@ -329,11 +431,24 @@ def _pmf_alive(n: int, t: float, r: FloatArray, alpha: FloatArray, s: float, bet
             )
 
     survive = log_nb(np.full(r.shape, t), r, alpha) - s * np.log1p(t / beta)
-    # the integrand has poles at u = -alpha and u = -beta and, for large r, a peak of width ~ sqrt(n) alpha / r
-    nodes = nodes_for_pole(float(min(np.min(alpha), np.min(beta))) / t, lo=64, hi=800)
-    extra = 2 * n + int(4.0 * np.sqrt(float(np.max(r * t / alpha))))
-    u01, w01 = unit_legendre_rule(min(nodes + extra, 1000))
-    u = t * u01[None, :]
-    log_density = np.log(s) + s * np.log(beta[:, None]) - (s + 1.0) * np.log(beta[:, None] + u)
-    integrand = np.exp(log_density + log_nb(u, r[:, None], alpha[:, None]))
-    return np.exp(survive) + t * (integrand @ w01)
+    u01, w01 = unit_legendre_rule(nodes)
+    u = t * u01
+    s_ = np.asarray(s)[..., None]
+    log_density = np.log(s_) + s_ * np.log(beta[..., None]) - (s_ + 1.0) * np.log(beta[..., None] + u)
+    integrand = np.exp(log_density + log_nb(u, r[..., None], alpha[..., None]))
+    return np.asarray(np.exp(survive) + t * np.einsum("...k,k->...", integrand, w01), dtype=float)
+
+
+def _pmf_alive_draws(n: int, t: float, r: FloatArray, alpha: FloatArray, s: FloatArray, beta: FloatArray) -> FloatArray:
+    """`_pmf_alive` under every draw: r, alpha, beta (draws, rows), s (draws,). Each draw gets the node count it
+    would get alone; the draws that share a count are computed together, in chunks of (draws x rows x nodes)
+    under `_PMF_FLOATS` floats."""
+    nodes = _pmf_nodes(n, t, r, alpha, beta)
+    out = np.empty(r.shape)
+    for count in np.unique(nodes):
+        draws = np.flatnonzero(nodes == count)
+        step = max(1, _PMF_FLOATS // (r.shape[1] * int(count)))
+        for d0 in range(0, draws.size, step):
+            d = draws[d0 : d0 + step]
+            out[d] = _pmf_alive_rule(n, t, r[d], alpha[d], s[d, None], beta[d], int(count))
+    return out
