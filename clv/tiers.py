@@ -23,6 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clv.config import TiersConfig
+from clv.draw_store import DrawStore
 from clv.errors import DataError
 from clv.units import Duration, TimeUnit
 
@@ -188,7 +189,7 @@ def rfm_scores(rfm: pd.DataFrame) -> pd.DataFrame:
 
 
 def tier_probabilities(
-    clv_draws: NDArray[np.float32],
+    clv_draws: DrawStore | NDArray[np.floating],
     clv_index: NDArray[np.intp],
     config: TiersConfig,
     block: int = 50_000,
@@ -197,18 +198,22 @@ def tier_probabilities(
     """P(tier k) per customer from CLV draws of value rows (customer i is row clv_index[i]), shape
     (customers, tiers). Share tiers: in each draw, the tier cut-offs are that draw's CLV order statistics over all
     customers; threshold tiers: the configured thresholds."""
+    if not isinstance(clv_draws, DrawStore):
+        clv_draws = DrawStore.of(clv_draws)
     n_tiers = len(config.levels)
     draws = clv_draws.shape[1]
     if config.levels[0].share is not None:
-        cut = _share_cut_offs(clv_draws, clv_index, config, max(1, 40 * block // max(clv_index.size, 1)), workers)
+        # draws per partition step: 8M float32 values (32 MB) at a time, each step one pass over the stored draws
+        cut = _share_cut_offs(clv_draws, clv_index, config, max(1, 160 * block // max(clv_index.size, 1)), workers)
     else:
         thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
         cut = np.repeat(thresholds[:, None], draws, axis=1)
     rows = clv_draws.shape[0]
     out = np.zeros((rows, n_tiers))
-    step = max(1, (block * 64) // max(draws * n_tiers, 1))  # rows per step: (rows x tiers x draws) int8 bounded
+    # rows per step: (rows x tiers x draws) booleans bounded (50M at the default block), and few reads of a store
+    step = max(1, (block * 1024) // max(draws * n_tiers, 1))
     for r0 in range(0, rows, step):
-        values = np.asarray(clv_draws[r0 : r0 + step], dtype=float)
+        values = np.asarray(clv_draws.read_rows(r0, min(r0 + step, rows)), dtype=float)
         # a customer is in the first tier whose cut-off the CLV reaches: tier = number of cut-offs not reached
         tier = (n_tiers - 1) - (values[:, None, :] >= cut[None, :, :]).sum(axis=1)
         for k in range(n_tiers):
@@ -217,7 +222,7 @@ def tier_probabilities(
 
 
 def _share_cut_offs(
-    clv_draws: NDArray[np.float32], clv_index: NDArray[np.intp], config: TiersConfig, step: int, workers: int
+    clv_draws: DrawStore, clv_index: NDArray[np.intp], config: TiersConfig, step: int, workers: int
 ) -> FloatArray:
     """Per draw (columns), the least CLV inside each share tier but the last: order statistics of the draw's CLV
     over all customers, found for `step` draws at a time by one partition along the customers."""
@@ -226,8 +231,10 @@ def _share_cut_offs(
     cut = np.empty((positions.size, draws))
 
     def cut_offs(d0: int) -> None:
-        columns = np.asarray(clv_draws[:, d0 : d0 + step], dtype=float)[clv_index]
-        cut[:, d0 : d0 + step] = np.partition(columns, positions, axis=0)[positions]
+        # each draw's customers contiguous (a partition along strided columns is several times slower), in the
+        # draws' own float32: the order statistics are the same numbers
+        columns = clv_draws.read_draws(d0, min(d0 + step, draws))[:, clv_index]
+        cut[:, d0 : d0 + step] = np.partition(columns, positions, axis=1)[:, positions].T
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # partitions release the GIL
         list(pool.map(cut_offs, range(0, draws, step)))

@@ -2,7 +2,7 @@
 
 Every quantity is computed per posterior draw on unique (frequency, recency, T) histories, a block of them at
 a time, and summarised before the next block: memory is (block x draws), never customers x draws (the CLV draws
-that tier probabilities need are written to a memory-mapped file when they are large).
+that tier probabilities need are written to a temporary file when they are large: `clv.draw_store`).
 
 - Credible intervals (parameter uncertainty): P(alive), expected purchases, expected spend and CLV per draw,
   then their mean and central quantiles.
@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +35,7 @@ from numpy.typing import NDArray
 from clv import seeds
 from clv.bayes.posterior import Posterior
 from clv.compress import unique_rows
+from clv.draw_store import DrawStore
 from clv.model import check_finite_frame
 from clv.purchase.base import PurchaseModel, rfm_arrays
 from clv.units import TimeUnit, continuous_rate_per_unit
@@ -48,7 +47,6 @@ FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block, at most
 _FLOATS = 1_250_000  # floats per (histories x draws) array of a block (10 MB)
 _STEP_FLOATS = 250_000  # floats per (draws x histories x points) array of a step of draws (2 MB)
-_IN_MEMORY_BYTES = 256 * 2**20  # CLV draws larger than this go to a memory-mapped file
 
 
 @dataclass(frozen=True)
@@ -138,8 +136,9 @@ class BayesValue:
     customers: pd.DataFrame
     forecast: pd.DataFrame
     totals: dict[str, Any]
-    #: CLV per draw of each value row (customers sharing a history and mean spend); customer i is row clv_index[i]
-    clv_draws: NDArray[np.float32]
+    #: CLV per draw of each value row (customers sharing a history and mean spend), the rows in the order of their
+    #: histories; customer i is row clv_index[i]
+    clv_draws: DrawStore
     clv_index: NDArray[np.intp]
     level: float
     n_draws: int
@@ -149,7 +148,6 @@ class BayesValue:
     schedule_slope: FloatArray
     history: NDArray[np.intp]
     mean_spend: FloatArray
-    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def schedule(self) -> pd.DataFrame:
         """Posterior mean of expected revenue (purchases without a spend model) per customer and future month."""
@@ -157,14 +155,6 @@ class BayesValue:
         frame = pd.DataFrame(values, columns=schedule_columns(self.forecast))
         frame.insert(0, "customer_id", self.customers["customer_id"].to_numpy())
         return frame
-
-
-def _clv_storage(customers: int, draws: int) -> tuple[NDArray[np.float32], tempfile.TemporaryDirectory[str] | None]:
-    if customers * draws * 4 <= _IN_MEMORY_BYTES:
-        return np.empty((customers, draws), dtype=np.float32), None
-    tmp = tempfile.TemporaryDirectory(prefix="clv-draws-")
-    path = Path(tmp.name) / "clv_draws.npy"
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(customers, draws)), tmp
 
 
 class _Accumulator:
@@ -298,7 +288,7 @@ class _ValueJob:
         self.months = self.edges.size - 1
         self.schedule = np.zeros((2, self.ux.size, self.months))
         self.acc = _Accumulator(self.vh.size)
-        self.clv_draws, self.tmp = _clv_storage(self.vh.size, n)
+        self.clv_draws = DrawStore(self.vh.size, n)
         self.horizon = options.horizon
         self.block_size = _history_block(self.ux.size, n, max(1, options.workers))
 
@@ -359,31 +349,33 @@ class _ValueJob:
             out.monthly_revenue,
             out.monthly_profit,
             float(self.counts[u0:u1] @ spread),
-            self._value_rows(rows, local, out, ratio),
+            self._value_rows(rows, local, out, ratio, int(self.first[u0])),
         )
 
     def _value_rows(
-        self, rows: NDArray[np.intp], local: NDArray[np.intp], out: _BlockDraws, ratio: FloatArray | None
+        self, rows: NDArray[np.intp], local: NDArray[np.intp], out: _BlockDraws, ratio: FloatArray | None, at: int
     ) -> float:
         """CLV (and with a spend model, spend and predictive revenue from the spend ratios) of a block's value
-        rows, `local` their histories in the block; returns their process variance of revenue."""
+        rows, `local` their histories in the block, `at` the first one's place in history order (where their CLV
+        draws are stored); returns their process variance of revenue."""
         revenue_variance = 0.0
         step = max(64, _FLOATS // (4 * max(self.n, 1)))  # value rows per chunk: their (rows x draws) arrays stay small
         for c0 in range(0, rows.size, step):
             block, lb = rows[c0 : c0 + step], local[c0 : c0 + step]
             if ratio is None:
                 self.acc.put(block, "clv", _summaries(out.discounted_purchases[lb], self.level))
-                self.clv_draws[block] = out.discounted_purchases[lb]
+                self.clv_draws.write(at + c0, out.discounted_purchases[lb])
                 continue
-            variance = self._spend_rows(block, out.discounted_purchases[lb], out.expected_purchases[lb], ratio[lb])
+            variance, clv = self._spend_rows(block, out.discounted_purchases[lb], out.expected_purchases[lb], ratio[lb])
+            self.clv_draws.write(at + c0, clv)
             revenue_variance += float(self.v_counts[block] @ variance)
         return revenue_variance
 
     def _spend_rows(
         self, rows: NDArray[np.intp], discounted: FloatArray, expected: FloatArray, ratio: FloatArray
-    ) -> FloatArray:
+    ) -> tuple[FloatArray, FloatArray]:
         """Spend, CLV and predictive revenue of value rows over the draws, given their discounted and expected
-        purchases and spend ratios per draw; returns their process variance of revenue."""
+        purchases and spend ratios per draw; returns their process variance of revenue, and their CLV draws."""
         assert self.s_draws is not None  # value rows have spend only with a spend model
         p, q, v = (self.s_draws[:, j][None, :] for j in range(3))
         xi, mi = self.vx[rows][:, None], self.vm[rows][:, None]
@@ -394,9 +386,8 @@ class _ValueJob:
         self.acc.put(rows, "expected_spend", _summaries(spend, self.level))
         self.acc.put(rows, "clv", _summaries(clv, self.level))
         self.acc.put(rows, "revenue_predicted", _summaries(revenue, self.level))
-        self.clv_draws[rows] = clv
         expected_revenue = spend * expected
-        return np.maximum(revenue.var(axis=1) - expected_revenue.var(axis=1), 0.0)
+        return np.maximum(revenue.var(axis=1) - expected_revenue.var(axis=1), 0.0), clv
 
     def finish(self, portfolio: _Portfolio) -> BayesValue:
         self.acc.expand(self.vinv)
@@ -406,14 +397,13 @@ class _ValueJob:
             forecast=_forecast_frame(portfolio, self.month_frame, has_spend),
             totals=_totals(portfolio, self.options.draws, self.n, has_spend),
             clv_draws=self.clv_draws,
-            clv_index=self.vinv,
+            clv_index=np.argsort(self.order)[self.vinv],  # value row -> its place in history order
             level=self.level,
             n_draws=self.n,
             schedule_base=self.schedule[0] / self.n,
             schedule_slope=self.schedule[1] / self.n,
             history=self.inverse,
             mean_spend=self.m_all,
-            _tmp=self.tmp,
         )
 
 
@@ -460,10 +450,14 @@ def _sorted_histories(
 
 def _spend_ratio(sims: FloatArray, xu: FloatArray, s_draws: FloatArray, rng: np.random.Generator) -> FloatArray:
     """G1 / G2 per history and draw: the predictive revenue is (v + x m) times it (module docstring)."""
-    p, q = s_draws[:, 0][None, :], s_draws[:, 1][None, :]
-    g1 = rng.gamma(np.maximum(sims * p, 1e-300)) * (sims > 0)
-    g2 = rng.gamma(p * xu[:, None] + q)
-    return np.asarray(g1 / g2, dtype=float)
+    p, q = s_draws[:, 0], s_draws[:, 1]
+    ratio = np.zeros(sims.shape)
+    buying = np.flatnonzero(sims)  # no purchases, no revenue: only the cells with some draw the two gammas
+    h, d = np.divmod(buying, sims.shape[1])
+    g1 = rng.gamma(sims.reshape(-1)[buying] * p[d])
+    g2 = rng.gamma(p[d] * xu[h] + q[d])
+    ratio.reshape(-1)[buying] = g1 / g2
+    return ratio
 
 
 def _quantiles(values: FloatArray) -> dict[str, float]:

@@ -186,13 +186,21 @@ class BetaGeoModel(FactoredCurveModel):
         r, alpha, a, b = (params[:, j : j + 1] for j in range(4))
         if p_alive is None:
             p_alive = np.exp(bg.log_p_alive(r, alpha, a, b, x, t_x, T, cls._c))
-        shape = p_alive.shape
-        lam = rng.gamma(np.broadcast_to(r + x, shape), 1.0 / np.broadcast_to(alpha + T, shape))
-        p = rng.beta(np.broadcast_to(a, shape), np.broadcast_to(b + x + cls._c, shape))
+        # only the cells that need them draw their variates: the alive ones a rate and a count of chances to buy,
+        # those with a chance a dropout probability and the purchase at which they drop (a fifth of the work of
+        # drawing every variate in every cell on CDNOW-like data, where most customers are quiet)
+        rows = p_alive.shape[1]
+        alive = np.flatnonzero(rng.random(p_alive.shape) < p_alive)
+        d, j = np.divmod(alive, rows)
+        lam = rng.gamma(r[d, 0] + x[j], 1.0 / (alpha[d, 0] + T[j]))
         chances = rng.poisson(lam * horizon)
+        buying = np.flatnonzero(chances)
+        db, jb = d[buying], j[buying]
+        p = rng.beta(a[db, 0], b[db, 0] + x[jb] + cls._c)
         until_drop = rng.geometric(np.clip(p, 1e-300, 1.0))
-        alive = rng.random(shape) < p_alive
-        return np.where(alive, np.minimum(chances, until_drop), 0).astype(float)
+        counts = np.zeros(p_alive.shape)
+        counts.reshape(-1)[alive[buying]] = np.minimum(chances[buying], until_drop)
+        return counts
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the
