@@ -87,7 +87,7 @@ def bench_nuts(
     print(f"{'':<28} {'clv (nutpie)':>23} | {'pymc-marketing (nutpie)':>23} | ratio")
     for model in models:
         ours = run_task("clv_nuts", n=0, model=model)
-        theirs = run_task("pymc_marketing_nuts", n=0, model=model) if have_pmm else None
+        theirs = run_task("pymc_marketing_nuts", n=0, model=model, timeout=600) if have_pmm else None
         print(_row(model, ours, theirs, "pymc-marketing"))
         if ours:
             i = ours.info
@@ -96,6 +96,17 @@ def bench_nuts(
                 f"{i['r_hat']:.4f}, least bulk ESS {i['ess_bulk']:.0f} ({i['ess_per_second']:.0f}/s of sampling), "
                 f"{i['divergences']} divergent; medians within {i['median_vs_mle']:.2%} of the MLE"
             )
+
+
+def bench_scale() -> None:
+    """The maximum-likelihood rows of the Bayesian engine's issue: Pareto/NBD on 1M customers, and `clv evaluate`
+    with its default candidates on a 2M-row log."""
+    print("\n== Pareto/NBD maximum likelihood; clv evaluate, default candidates (clv only) ==")
+    m = run_task("clv_pareto_fit", n=1_000_000)
+    print(f"{'Pareto/NBD fit, 1M customers':<34} " + (f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB" if m else "failed"))
+    m = run_task("clv_evaluate_log", n=2_000_000)
+    label = "clv evaluate, 2M-row log"
+    print(f"{label:<34} " + (f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB  {m.info}" if m else "failed"))
 
 
 def bench_evaluate(sizes: list[int]) -> None:
@@ -127,6 +138,8 @@ def main() -> None:
         bench_models([0, 10_000] if args.quick else [0, 10_000, 100_000, 1_000_000])
     if args.what in ("all", "evaluate"):
         bench_evaluate([100_000] if args.quick else [100_000, 1_000_000])
+        if not args.quick:
+            bench_scale()
     if args.what == "nuts":
         bench_nuts(importlib.util.find_spec("pymc_marketing") is not None)
     if args.what in ("all", "bayes"):

@@ -477,6 +477,40 @@ def clv_evaluate(config: Any, n: int) -> dict[str, Any]:
     return {"customers": m["customers"], "predicted": round(m["predicted_purchases"], 1), "mae": m["mae_purchases"]}
 
 
+def prepare_clv_evaluate_log(n: int) -> Any:
+    """The default candidates (`evaluation.models` unset) on the uniform synthetic log of n rows (2M: 147k
+    customers who never drop out), calibration to 2021-06-30, holdout to 2021-12-31."""
+    from clv.config import parse_config
+
+    path = transactions_file(n)
+    data = {"source": str(path), "returns": "drop"}
+    return parse_config({"name": "bench", "data": data, "time": {"unit": "W", **HOLDOUT, "allow_gap": True}})
+
+
+def clv_evaluate_log(config: Any, n: int) -> dict[str, Any]:
+    """`clv evaluate` with its default candidates, files not written."""
+    from clv.evaluate.job import evaluate
+
+    ev = evaluate(config)
+    return {r.name: round(float(r.score.metrics["mae_purchases"]), 4) for r in ev.results}
+
+
+def prepare_clv_pareto_fit(n: int) -> pd.DataFrame:
+    import clv.purchase.pareto_nbd  # noqa: F401
+
+    return customers(n)
+
+
+def clv_pareto_fit(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
+    """Pareto/NBD by maximum likelihood on n customers (the analytic gradient, Newton on a weighted sample)."""
+    from clv import ParetoNBDModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ParetoNBDModel().fit(rfm)
+    return {"params": {k: round(v, 4) for k, v in model.params_.items()}, "unique_rows": model.n_unique_}
+
+
 def prepare_lifetimes_holdout(n: int) -> pd.DataFrame:
     """The calibration / holdout RFM table (lifetimes' own calibration_and_holdout_data fails on pandas 2)."""
     from clv.data import load_transactions, rfm_summary
