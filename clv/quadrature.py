@@ -101,5 +101,6 @@ def nodes_for_pole(distance: float, lo: int = 24, hi: int = 400) -> int:
 def nodes_for_poles(distances: FloatArray, lo: int = 24, hi: int = 400) -> NDArray[np.int64]:
     """`nodes_for_pole` of each distance of an array (one per posterior draw, say)."""
     x0 = 1.0 + 2.0 * np.maximum(distances, 1e-12)
-    rho = x0 + np.sqrt(x0 * x0 - 1.0)
+    with np.errstate(over="ignore"):  # a pole beyond 1e154: rho = inf, and the fewest nodes, as it should be
+        rho = x0 + np.sqrt(x0 * x0 - 1.0)
     return np.clip(np.ceil(18.0 / np.log(rho)), lo, hi).astype(np.int64)
