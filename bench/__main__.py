@@ -68,12 +68,20 @@ def bench_bayes(sizes: list[int]) -> None:
     ours = run_task("clv_posterior_clv", n=0)
     theirs = run_task("pymc_marketing_posterior_clv", n=0) if have_pmm else None
     print(_row("CDNOW (2,357)", ours, theirs, "pymc-marketing"))
-    print("\n== The whole Bayesian run: fit (Laplace) + intervals + revenue distribution + tier probabilities ==")
+    print("\n== NUTS, BG/NBD + Gamma-Gamma, 4 x 1,000 draws + 1,000 tuning, synthetic customers ==")
+    for n in sizes[:1]:
+        ours = run_task("clv_nuts_fit", n=n, timeout=3600)
+        theirs = run_task("pymc_marketing_nuts_fit", n=n, timeout=3600) if have_pmm else None
+        print(_row(f"{n:,} synthetic", ours, theirs, "pymc-marketing"))
+        if ours:
+            print(f"  clv: {ours.info}")
+    print("\n== The whole Bayesian run, default settings (inference auto; 500 prediction draws) ==")
+    print("   both fits, per-customer credible and predictive intervals, revenue distribution, tier probabilities")
     for n in sizes:
-        for draws in (200, 500):  # 500 is the default bayes.prediction_draws
-            m = run_task("clv_bayes_run", n=n, draws=draws)
-            label = f"{n:,} synthetic, {draws} draws"
-            print(f"{label:<34} " + (f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB" if m else "failed"))
+        m = run_task("clv_bayes_run", n=n)
+        label = f"{n:,} synthetic"
+        cell = f"{m.seconds:8.1f} s {m.peak_mb:8.0f} MB  {m.info.get('inference')}" if m else "failed"
+        print(f"{label:<34} {cell}")
     if not have_pmm:
         print("  (pymc-marketing is not installed: pip install -e '.[bench]' for its column)")
 
