@@ -492,7 +492,7 @@ def clv_evaluate_log(config: Any, n: int) -> dict[str, Any]:
     from clv.evaluate.job import evaluate
 
     ev = evaluate(config)
-    return {r.name: round(float(r.score.metrics["mae_purchases"]), 4) for r in ev.results}
+    return {r.candidate.key: round(float(r.score.metrics["mae_purchases"]), 4) for r in ev.results}
 
 
 def prepare_clv_pareto_fit(n: int) -> pd.DataFrame:
