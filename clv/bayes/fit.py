@@ -17,6 +17,7 @@ or cannot compile the model, `auto` samples with PyMC's NUTS instead and says so
 
 from __future__ import annotations
 
+import inspect
 import math
 import signal
 import threading
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
 import arviz as az
@@ -353,6 +355,12 @@ def _structure(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> tu
     return (problem.model_name, *zip(names, specs, strict=True))
 
 
+@cache
+def _builder_source() -> str:
+    """The source of what builds the PyMC model (part of the compiled model's disk-cache key)."""
+    return "\n".join(inspect.getsource(f) for f in (build_model, _prior, _rescaled_name, _model_data))
+
+
 def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any, float]:
     """nutpie's compiled model for `problem`'s structure, with `problem`'s data, and the seconds spent
     compiling (0 when this process had compiled it already)."""
@@ -362,7 +370,7 @@ def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any
         entry = _COMPILED.get(key)
         began = time.perf_counter()
         if entry is None:
-            entry = nutpie_cache.compile_model(build_model(problem, options.priors), repr(key))
+            entry = nutpie_cache.compile_model(build_model(problem, options.priors), f"{key!r}\n{_builder_source()}")
             _COMPILED[key] = entry
             while len(_COMPILED) > _COMPILED_MAX:
                 _COMPILED.popitem(last=False)

@@ -43,7 +43,7 @@ __all__ = ["compile_model", "with_data"]
 _VERSION = "3"
 #: the libraries and clv's modules the compiled code depends on: their versions and sources are in the key
 _LIBRARIES = ("pytensor", "pymc", "nutpie", "numba", "llvmlite", "numpy")
-_SOURCES = ("fit.py", "graphs.py", "hyp2f1_op.py", "psi_numba.py", "nutpie_cache.py")
+_SOURCES = ("graphs.py", "hyp2f1_op.py", "psi_numba.py", "nutpie_cache.py")
 
 
 @intrinsic
@@ -170,8 +170,9 @@ def _user_data(layout: list[str], arrays: dict[str, NDArray[Any]]) -> NDArray[np
 
 def compile_model(pm_model: pm.Model, structure: str) -> Any:
     """nutpie's `CompiledPyMCModel` for `pm_model`, its callbacks cached on disk (see the module's text) under a
-    key made of `structure` (what fixes the model's graph: the model, its parameters and priors), the versions
-    and sources of `_code_key`, and the callback's source."""
+    key made of `structure` (what fixes the model's graph: the model, its parameters and priors, and the source
+    of the code that builds the PyMC model), the versions and sources of `_code_key`, and the callback's
+    source."""
     from nutpie import compile_pymc as nutpie_pymc
     from pymc.initial_point import make_initial_point_fn
 
