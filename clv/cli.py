@@ -63,6 +63,9 @@ def _errors(verbose: bool) -> Iterator[None]:
     except ClvError as exc:
         if verbose:
             raise
+        if _INTERRUPT_SEEN.is_set():  # an error that followed a Ctrl-C (e.g. a sampler's cut-short draws)
+            err.print("interrupted", highlight=False)
+            raise typer.Exit(INTERRUPTED) from None
         _error(exc.message, exc.hint)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:

@@ -382,15 +382,17 @@ def test_ctrl_c_while_pymc_samples_is_not_a_finished_run(run_folders):
     config, models, reports = run_folders
     before_models, before_reports = snapshot(models), snapshot(reports)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "clv.cli", "run", str(config), "--set", "model.method=bayes"]
+    # many draws, so that the sampler (nutpie, compiled in a few seconds) is still running when Ctrl-C comes
+    long = ["--set", "model.method=bayes", "--set", "bayes.inference=nuts", "--set", "bayes.draws=50000"]
+    args = [sys.executable, "-m", "clv.cli", "run", str(config), *long]
     process = subprocess.Popen(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
     seen = []
     for line in process.stderr:
         seen.append(line)
-        if line.startswith("NUTS:"):
+        if "read, validate and summarise" in line:
             break
-    time.sleep(3)
+    time.sleep(12)
     process.send_signal(signal.SIGINT)
     out, rest = process.communicate(timeout=120)
     err = "".join(seen) + rest

@@ -194,17 +194,19 @@ def _unreliable(diagnostics: Diagnostics) -> str | None:
 def _interrupt_kept() -> Iterator[None]:
     """PyMC catches Ctrl-C while it samples and returns the draws it has so far (`except KeyboardInterrupt:
     pass` in pymc.sampling.mcmc, and in its variational fits), or fails with another error when it has none;
-    a run must not go on with a cut-short posterior and exit 0, so the interrupt is noted and raised again once
-    PyMC returns. Only where Ctrl-C raises KeyboardInterrupt (Python's default handler, in the main thread)."""
-    main = threading.current_thread() is threading.main_thread()
-    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    nutpie stops and returns a trace whose undrawn part is NaN. A run must not go on with a cut-short posterior,
+    so the interrupt is noted and raised again once the sampler returns. The SIGINT handler in place (Python's
+    default, or the CLI's) still runs first; only in the main thread, where Python handles signals."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield
         return
     seen: list[int] = []
 
-    def noted(signum: int, frame: object) -> None:
+    def noted(signum: int, frame: Any) -> None:
         seen.append(signum)
-        raise KeyboardInterrupt
+        previous(signum, frame)
+        raise KeyboardInterrupt  # a handler that did not raise: the sampler must still stop
 
     signal.signal(signal.SIGINT, noted)
     try:
@@ -214,7 +216,7 @@ def _interrupt_kept() -> Iterator[None]:
             raise KeyboardInterrupt from None
         raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous)
     if seen:
         raise KeyboardInterrupt
 
