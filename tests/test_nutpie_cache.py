@@ -55,7 +55,8 @@ def test_the_callbacks_are_the_log_posterior_of_the_data_given(cdnow_rfm, cls, p
     other = theta + 0.1
     for frame in frames:
         problem = cls().likelihood_problem(frame)
-        compiled, _ = _nutpie_model(problem, options)
+        compiled, _, note = _nutpie_model(problem, options)
+        assert note is None
         specs = [options.priors.get(n, DEFAULT_PRIOR) for n in problem.param_names]
         code, value, grad = call_logp(compiled, theta)
         _, value2, _ = call_logp(compiled, other)
@@ -69,3 +70,24 @@ def test_the_callbacks_are_the_log_posterior_of_the_data_given(cdnow_rfm, cls, p
             names = list(compiled.shape_info[0])
             assert natural[names.index(name)] == pytest.approx(np.exp(t) * factor, rel=1e-12)
     assert call_logp(compiled, np.zeros(theta.size + 1))[0] == -1
+
+
+def test_without_the_cache_nutpie_compiles_the_model_itself_and_says_so(cdnow_rfm, monkeypatch):
+    """The cached build uses nutpie's internals: if they fail, nutpie's own compiler makes the model (the same
+    log posterior), and the sampler's note says why."""
+    from clv.bayes import fit, nutpie_cache
+
+    def broken(*args, **kwargs):
+        raise AttributeError("module 'nutpie.compile_pymc' has no attribute '_make_functions'")
+
+    monkeypatch.setattr(nutpie_cache, "compile_model", broken)
+    monkeypatch.setattr(fit, "_COMPILED", type(fit._COMPILED)())
+    frame = cdnow_rfm[cdnow_rfm["frequency"] > 0]
+    problem = GammaGammaModel().likelihood_problem(frame)
+    compiled, _, note = _nutpie_model(problem, BayesConfig())
+    assert note is not None and "without the disk cache (AttributeError" in note
+    theta = np.log([6.2, 3.7, 0.5])
+    code, _, grad = call_logp(compiled, theta)
+    _, ours, _ = _log_posterior(problem, [DEFAULT_PRIOR] * 3, theta)
+    assert code == 0
+    np.testing.assert_allclose(grad, ours, rtol=1e-9)

@@ -325,7 +325,7 @@ def _laplace(
 #: of that structure in this process, since compiling takes seconds and sampling a small model less (across
 #: processes, `clv.bayes.nutpie_cache` keeps the machine code on disk). The least recently used is dropped beyond
 #: `_COMPILED_MAX`; the lock keeps fits in threads from compiling one twice.
-_COMPILED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_COMPILED: OrderedDict[tuple[Any, ...], tuple[Any, str | None]] = OrderedDict()
 _COMPILED_MAX = 8
 _COMPILED_LOCK = threading.Lock()
 
@@ -348,6 +348,8 @@ class _Timed:
     idata: az.InferenceData
     compile_seconds: float
     sampling_seconds: float
+    #: what the sampler's notes should say of this run (nutpie's model compiled without the disk cache)
+    note: str | None = None
 
 
 def _structure(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> tuple[Any, ...]:
@@ -363,24 +365,39 @@ def _builder_source() -> str:
     return "\n".join(inspect.getsource(f) for f in (build_model, _prior, _rescaled_name, _model_data))
 
 
-def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any, float]:
-    """nutpie's compiled model for `problem`'s structure, with `problem`'s data, and the seconds spent
-    compiling (0 when this process had compiled it already)."""
-
+def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any, float, str | None]:
+    """nutpie's compiled model for `problem`'s structure, with `problem`'s data, the seconds spent compiling
+    (0 when this process had compiled it already), and a note when the disk-cached build
+    (`clv.bayes.nutpie_cache`, which uses nutpie's internals) failed and nutpie compiled it its own way."""
     key = _structure(problem, options.priors)
     with _COMPILED_LOCK:
         entry = _COMPILED.get(key)
         began = time.perf_counter()
         if entry is None:
-            entry = nutpie_cache.compile_model(build_model(problem, options.priors), f"{key!r}\n{_builder_source()}")
+            entry = _compile_nutpie(problem, options, f"{key!r}\n{_builder_source()}")
             _COMPILED[key] = entry
             while len(_COMPILED) > _COMPILED_MAX:
                 _COMPILED.popitem(last=False)
         _COMPILED.move_to_end(key)
         seconds = time.perf_counter() - began
+    compiled, note = entry
     # data variables the model does not use (the factors when no parameter is rescaled) are not in it
-    data = {name: value for name, value in _model_data(problem).items() if name in entry.shared_data}
-    return nutpie_cache.with_data(entry, data), seconds
+    data = {name: value for name, value in _model_data(problem).items() if name in compiled.shared_data}
+    with_data = compiled.with_data(**data) if note else nutpie_cache.with_data(compiled, data)
+    return with_data, seconds, note
+
+
+def _compile_nutpie(problem: LikelihoodProblem, options: BayesConfig, key: str) -> tuple[Any, str | None]:
+    import nutpie
+
+    pm_model = build_model(problem, options.priors)
+    try:
+        return nutpie_cache.compile_model(pm_model, key), None
+    except (KeyboardInterrupt, ClvError):
+        raise
+    except Exception as exc:  # nutpie's internals moved: its own compiler, without the cache
+        note = f"nutpie's model compiled without the disk cache ({type(exc).__name__}: {exc})"
+        return nutpie.compile_pymc_model(pm_model), note
 
 
 def _jittered(start: FloatArray) -> Callable[[int], FloatArray]:
@@ -399,7 +416,7 @@ def _sample_nutpie(
 ) -> _Timed:
     import nutpie
 
-    compiled, compile_seconds = _nutpie_model(problem, options)
+    compiled, compile_seconds, note = _nutpie_model(problem, options)
     start = np.array(list(initial.values()), dtype=float)
     compiled = replace(compiled, initial_point_func=_jittered(start))
     began = time.perf_counter()
@@ -418,7 +435,7 @@ def _sample_nutpie(
     sampling = time.perf_counter() - began
     unconstrained = [name for name in idata.posterior.data_vars if str(name).endswith("__")]
     idata.posterior = idata.posterior.drop_vars(unconstrained)
-    return _Timed(idata, compile_seconds, sampling)
+    return _Timed(idata, compile_seconds, sampling, note)
 
 
 def _sample_pymc(
@@ -468,7 +485,7 @@ def _nuts(
     diagnostics = Diagnostics("nuts", sampler, options.chains, options.draws, options.tune, 0.0)
     diagnostics.compile_seconds = round(timed.compile_seconds, 3)
     diagnostics.sampling_seconds = round(timed.sampling_seconds, 3)
-    diagnostics.sampler_note = note
+    diagnostics.sampler_note = note or timed.note
     diverging = timed.idata.sample_stats.get("diverging")  # type: ignore[attr-defined]
     diagnostics.divergences = int(diverging.values.sum()) if diverging is not None else 0
     return timed.idata, diagnostics
