@@ -6,7 +6,9 @@ recency, T) rows (customers sharing a history share a row) plus a fixed overhead
 were measured on a 2-core machine with the compiled likelihood graphs sampled by nutpie (`clv.bayes.graphs`,
 `clv.bayes.nutpie_cache`): BG/NBD 400 s on 37,801 unique rows and 2.6 s on CDNOW's 1,016, Gamma-Gamma 100 s on
 46,885, Pareto/NBD 32 s on CDNOW, 4 chains x 2,000 iterations. They are estimates for a decision and a warning
-(within a factor of about 2), not promises. The maximum-likelihood figures are those of the NumPy likelihoods.
+(within a factor of about 2 where the parameters are like CDNOW's), not promises: Pareto/NBD at its no-dropout
+limit (the online retail export: s 0.04, beta 675) sampled for 350 s against 76 s estimated, its 2F1 fraction
+being long there and its trajectories longer. The maximum-likelihood figures are those of the NumPy likelihoods.
 """
 
 from __future__ import annotations
