@@ -154,10 +154,10 @@ def _code_key() -> str:
     return "\n".join(parts)
 
 
-def _layout(model: Any) -> list[str]:
+def _layout(logp_fn: Any, expand_fn: Any) -> list[str]:
     """The data variables in the user data's order: the log density's, then the expansion's others."""
-    names = [v.name for v in model.logp_func.get_shared()]
-    return names + [v.name for v in model.expand_func.get_shared() if v.name not in names]
+    names = [v.name for v in logp_fn.get_shared()]
+    return names + [v.name for v in expand_fn.get_shared() if v.name not in names]
 
 
 def _user_data(layout: list[str], arrays: dict[str, NDArray[Any]]) -> NDArray[np.int64]:
@@ -184,7 +184,7 @@ def compile_model(pm_model: pm.Model, structure: str) -> Any:
     )
     logp_names = [v.name for v in logp_pt.get_shared()]
     expand_names = [v.name for v in expand_pt.get_shared()]
-    layout = logp_names + [name for name in expand_names if name not in logp_names]
+    layout = _layout(logp_pt, expand_pt)
     shared = {v.name: v for v in [*logp_pt.get_shared(), *expand_pt.get_shared()]}
     arrays = {name: np.ascontiguousarray(np.asarray(v.get_value())) for name, v in shared.items()}
     sizes = (n_dim, n_expanded)
@@ -218,4 +218,5 @@ def with_data(model: Any, updates: dict[str, NDArray[Any]]) -> Any:
         if new.ndim != old.ndim:
             raise ValueError(f"data variable {name} must have rank {old.ndim}")
         arrays[name] = new
-    return dataclasses.replace(model, shared_data=arrays, user_data=_user_data(_layout(model), arrays))
+    layout = _layout(model.logp_func, model.expand_func)
+    return dataclasses.replace(model, shared_data=arrays, user_data=_user_data(layout, arrays))
