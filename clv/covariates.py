@@ -139,17 +139,23 @@ def _learn_column(
         reference = categorical.get(name) or levels[0]
         reference = _level_text(reference)
         if reference not in levels:
-            raise UsageError(f"covariate {name!r}: reference level {reference!r} is not in the data ({', '.join(levels)})")
+            raise UsageError(
+                f"covariate {name!r}: reference level {reference!r} is not in the data ({', '.join(levels)})"
+            )
         if len(levels) < 2:
             raise DataError(f"covariate {name!r} has one level only ({levels[0]!r}): it cannot explain differences")
         return CovariateColumn(name, "categorical", levels=tuple(levels), reference=reference)
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(numbers)):
         bad = ~np.isfinite(numbers)
-        raise DataError(f"covariate {name!r} must be finite; {int(bad.sum())} customers are not (first ids: {_ids(frame, bad)})")
+        raise DataError(
+            f"covariate {name!r} must be finite; {int(bad.sum())} customers are not (first ids: {_ids(frame, bad)})"
+        )
     sd = float(np.std(numbers))
     if sd == 0.0:
-        raise DataError(f"covariate {name!r} is the same ({numbers[0]:g}) for every customer: it cannot explain differences")
+        raise DataError(
+            f"covariate {name!r} is the same ({numbers[0]:g}) for every customer: it cannot explain differences"
+        )
     if standardise:
         return CovariateColumn(name, "numeric", center=float(np.mean(numbers)), scale=sd)
     return CovariateColumn(name, "numeric")

@@ -20,8 +20,25 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from clv.covariate_fit import (
+    CoefficientLayout,
+    CovariateOptions,
+    compressed_rows,
+    covariate_row_likelihood,
+)
+from clv.covariates import CovariateSet, Effect, row_parameters
 from clv.errors import ClvError, ConvergenceWarning, FitError, NotFittedError, first_ids, plain_number
-from clv.mle import Likelihood, LoglikGrad, MleResult, Stop, central_difference_hessian, maximize_likelihood
+from clv.mle import (
+    Likelihood,
+    LogBounds,
+    LoglikGrad,
+    MleResult,
+    RowLikelihood,
+    Stop,
+    central_difference_hessian,
+    default_log_bounds,
+    maximize_likelihood,
+)
 
 __all__ = [
     "DROPOUT",
@@ -84,6 +101,11 @@ class FitResult:
     n_customers: int | None = None
     #: what the data cannot tell, by key of `NOT_IDENTIFIED`, with the sentence that says so
     not_identified: dict[str, str] = field(default_factory=dict)
+    #: covariate coefficients by process and design column ({} without covariates), their standard errors,
+    #: and the covariates' encoding learned from the fitting data (`clv.covariates`)
+    coefficients: dict[str, dict[str, float]] = field(default_factory=dict)
+    coefficient_standard_errors: dict[str, dict[str, float]] | None = None
+    covariates: CovariateSet | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,11 @@ class LikelihoodProblem:
     n_unique: int
     model_name: str = ""
     rows: dict[str, FloatArray] = field(default_factory=dict)
+    #: with covariates: the coefficient slots that follow the base parameters (each entering as e^g, see
+    #: `clv.covariate_fit`), the covariates' encoding, and each process's design matrix on `rows`
+    layout: CoefficientLayout | None = None
+    covariates: CovariateSet | None = None
+    designs: dict[str, FloatArray] = field(default_factory=dict)
 
     @property
     def weights(self) -> FloatArray:
@@ -134,12 +161,19 @@ class FittedModel(ABC):
 
     name: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]]
+    #: per process, the parameters its covariates move and the sign of the move on the log scale
+    #: (`clv.covariates.row_parameters`); {}: the model takes no covariates
+    covariate_effects: ClassVar[dict[str, tuple[Effect, ...]]] = {}
     result_: FitResult
 
-    def __init__(self, starts: int = 4, seed: int = 42, max_iter: int = 2000) -> None:
+    def __init__(
+        self, starts: int = 4, seed: int = 42, max_iter: int = 2000, covariates: CovariateOptions | None = None
+    ) -> None:
         self.starts = starts
         self.seed = seed
         self.max_iter = max_iter
+        self.covariate_options = covariates if covariates is not None else CovariateOptions()
+        self.covariate_options.check(type(self).__name__, self.covariate_effects)
 
     @classmethod
     def from_result(cls, result: FitResult) -> Self:
@@ -194,6 +228,41 @@ class FittedModel(ABC):
         return self.fit_result.n_customers
 
     @property
+    def covariates_(self) -> CovariateSet | None:
+        """The covariates the model was fitted with and their encoding; None without covariates (or unfitted)."""
+        return self.result_.covariates if self.is_fitted else None
+
+    @property
+    def coefficients_(self) -> dict[str, dict[str, float]]:
+        """Covariate coefficients by process ("purchase", "dropout" or "spend") and design column, on the log
+        scale of the parameters they move (`covariate_effects`); {} without covariates."""
+        return {p: dict(c) for p, c in self.fit_result.coefficients.items()}
+
+    @property
+    def coefficient_standard_errors_(self) -> dict[str, dict[str, float]] | None:
+        """Standard errors of `coefficients_`, in the same shape; None when the information matrix is singular."""
+        se = self.fit_result.coefficient_standard_errors
+        return None if se is None else {p: dict(c) for p, c in se.items()}
+
+    def row_params(self, frame: pd.DataFrame) -> FloatArray:
+        """Each customer's parameters (rows, len(param_names)) from their covariates (the base parameters on
+        every row for a model without covariates)."""
+        base = np.array(self._p())
+        covariates = self.covariates_
+        if covariates is None:
+            return np.tile(base, (len(frame), 1))
+        designs = {p: covariates.design(frame, p) for p in covariates.processes}
+        coefs = {
+            p: np.array([self.fit_result.coefficients[p][n] for n in covariates.design_names(p)])
+            for p in covariates.processes
+        }
+        return row_parameters(base, self.param_names, self.covariate_effects, designs, coefs)
+
+    def pattern_model(self, params: FloatArray) -> Self:
+        """The model without covariates at one covariate pattern's parameters (see `row_params`)."""
+        return type(self).from_params(**dict(zip(self.param_names, map(float, params), strict=True)))
+
+    @property
     def not_identified_(self) -> dict[str, str]:
         """What the data cannot tell (see `FitResult.not_identified`); empty when nothing."""
         return dict(self.fit_result.not_identified)
@@ -210,12 +279,90 @@ class FittedModel(ABC):
     def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
         """The data of a fit and its log-likelihood, as both estimation methods use them."""
 
+    def _search_bounds(self) -> LogBounds | None:
+        """Bounds of the log-parameters (rescaled) in the maximum-likelihood search; None: [-25, 25] each."""
+        return None
+
+    def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Per-row log-likelihood and gradient when each row has its own parameters (rows of P); models with
+        covariates define it."""
+        raise NotImplementedError
+
+    def _covariate_problem(
+        self,
+        frame: pd.DataFrame,
+        scaled: tuple[FloatArray, ...],
+        unscaled: tuple[FloatArray, ...],
+        weights: FloatArray,
+        factor: FloatArray,
+        rows: tuple[str, ...],
+    ) -> LikelihoodProblem:
+        """The likelihood problem with covariates: the covariates' encoding learned from `frame` (one row per
+        data row), rows with the same data and covariate values compressed to one weighted row, and the
+        coefficient slots after the base parameters (`clv.covariate_fit`). `scaled` are the data columns the
+        search runs on, `unscaled` the same as given; `factor` the base parameters' rescaling; `rows` the
+        columns' paper symbols."""
+        options = self.covariate_options
+        covariates = CovariateSet.learn(frame, options.processes, options.categorical, options.standardise)
+        layout = CoefficientLayout.of(covariates, options.constrained)
+        designs = [covariates.design(frame, p) for p in covariates.processes]
+        k = len(self.param_names)
+        both = tuple(scaled) + tuple(unscaled)
+        data, z, w = compressed_rows(both, designs, weights)
+        scaled_rows, unscaled_rows = tuple(data[: len(scaled)]), tuple(data[len(scaled) :])
+        fn = covariate_row_likelihood(
+            self._row_loglik_grad, self.param_names, self.covariate_effects, layout, options.penalty
+        )
+        base_bounds = self._search_bounds() or default_log_bounds(k)
+        lower, upper = default_log_bounds(layout.size)
+        bounds = (np.concatenate([base_bounds[0], lower]), np.concatenate([base_bounds[1], upper]))
+        return LikelihoodProblem(
+            param_names=self.param_names + layout.names,
+            likelihood=RowLikelihood.of_arrays(fn, scaled_rows + tuple(z), weights=w, log_bounds=bounds),
+            factor=np.concatenate([factor, np.ones(layout.size)]),
+            unscaled=lambda p: fn(p, *unscaled_rows, *z),
+            n_customers=len(frame),
+            n_unique=int(w.size),
+            model_name=self.name,
+            rows=dict(zip(rows, scaled_rows, strict=True)),
+            layout=layout,
+            covariates=covariates,
+            designs=dict(zip(covariates.processes, z, strict=True)),
+        )
+
+    def _split_covariates(
+        self, problem: LikelihoodProblem, params: FloatArray, se: FloatArray | None
+    ) -> tuple[FitResult, FloatArray, FloatArray | None]:
+        """The coefficients of a covariate fit (g = log of the search's e^g, standard error se(e^g) / e^g by the
+        delta method) as a partial FitResult, and the base parameters with their standard errors."""
+        k = len(self.param_names)
+        layout, covariates = problem.layout, problem.covariates
+        if layout is None or covariates is None:
+            return FitResult(params={}), params, se
+        g = np.log(params[k:])
+        g_se = None if se is None else se[k:] / params[k:]
+        coefs, coef_se = {}, {}
+        for process, index in layout.slots.items():
+            names = covariates.design_names(process)
+            coefs[process] = {n: float(g[i]) for n, i in zip(names, index, strict=True)}
+            if g_se is not None:
+                coef_se[process] = {n: float(g_se[i]) for n, i in zip(names, index, strict=True)}
+        partial = FitResult(
+            params={},
+            coefficients=coefs,
+            coefficient_standard_errors=coef_se if g_se is not None else None,
+            covariates=covariates,
+        )
+        return partial, params[:k], None if se is None else se[:k]
+
     def _fit_problem(self, problem: LikelihoodProblem, stop: Stop | None = None) -> None:
         """Maximum likelihood from the central start and `starts - 1` seeded perturbations of it (`stop`: the
         model's rule that ends the search at a limit, see `clv.mle.maximize_likelihood`); parameters back to their
         natural scale; stored as the fit's result, with its warnings."""
         rng = np.random.default_rng(self.seed)
         base = self.start_point()
+        if problem.layout is not None:
+            base = np.concatenate([base, np.ones(problem.layout.size)])  # coefficients start at 0 (e^0)
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
         found = maximize_likelihood(problem.likelihood, starts, self.max_iter, seed=self.seed, stop=stop)
         params = found.params * problem.factor
@@ -225,8 +372,10 @@ class FittedModel(ABC):
         if not np.isfinite(found.log_likelihood):
             label = type(self).__name__
             raise FitError(f"{label}: the likelihood is not finite at every start; the data cannot identify the model")
+        partial, params, se = self._split_covariates(problem, params, se)
         named = dict(zip(self.param_names, map(float, params), strict=True))
-        result = FitResult(
+        result = replace(
+            partial,
             params=named,
             standard_errors=None if se is None else dict(zip(self.param_names, map(float, se), strict=True)),
             log_likelihood=float(found.log_likelihood),
@@ -280,4 +429,7 @@ class FittedModel(ABC):
             "gradient_norm": result.gradient_norm if result else None,
             "not_identified": dict(result.not_identified) if result else None,
             "n_customers": result.n_customers if result else None,
+            "coefficients": self.coefficients_ if result and result.coefficients else None,
+            "coefficient_standard_errors": result.coefficient_standard_errors if result else None,
+            "covariates": result.covariates.to_dict() if result and result.covariates else None,
         }

@@ -183,10 +183,9 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
     """Fit the configured purchase model, and Gamma-Gamma when the data has amounts, by the configured method
     (the spend model on the rows that `model.spend_outliers` leaves it, see `clv.spend.outliers`)."""
     seed = config.model.seed
-    options = {"starts": config.model.starts, "seed": seed}
-    purchase = PURCHASE_MODELS[config.model.purchase](**options)
+    purchase = PURCHASE_MODELS[config.model.purchase](starts=config.model.starts, seed=seed)
     outliers = spend_outliers(config, rfm)
-    spend = GammaGammaModel(**options) if outliers is not None else None
+    spend = GammaGammaModel(starts=config.model.starts, seed=seed) if outliers is not None else None
     spend_rfm = spend_fit_frame(rfm, outliers) if outliers is not None else rfm
     if config.model.method == "mle":
         purchase, spend = fit_together(purchase, spend, rfm, spend_rfm)

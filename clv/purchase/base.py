@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -16,9 +17,10 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
+from clv.covariate_fit import CovariateOptions, by_covariate_pattern, grouped_loglik_grad
 from clv.data.rfm import validate_rfm
 from clv.errors import ClvError, DataError, UsageError
-from clv.mle import Hessian, LogBounds, MleResult, RowLikelihood, Stop
+from clv.mle import Hessian, MleResult, RowLikelihood, Stop
 from clv.model import DROPOUT, FitResult, FittedModel, LikelihoodProblem, check_output
 from clv.purchase import nbd
 
@@ -69,11 +71,45 @@ class PurchaseModel(FittedModel):
     #: the time rescaling of the last fit: max(T) / 10 (the search runs on time divided by it)
     time_scale_: float
 
+    def __init__(
+        self,
+        *,
+        purchase_covariates: Sequence[str] | None = None,
+        dropout_covariates: Sequence[str] | None = None,
+        constrained_covariates: Sequence[str] = (),
+        covariate_penalty: Mapping[str, float] | None = None,
+        categorical: Mapping[str, str | None] | None = None,
+        standardise: bool = False,
+        starts: int = 4,
+        seed: int = 42,
+        max_iter: int = 2000,
+    ) -> None:
+        """Options only. Covariates (columns of the frame given to `fit` and to every prediction):
+        `purchase_covariates` move the purchase rate, `dropout_covariates` the dropout process, each customer's
+        parameters as in CLVTools (see the model's `covariate_effects`); `constrained_covariates` have one
+        coefficient in both processes; `covariate_penalty` is the L2 weight per process ({"purchase": 0.1}, as
+        CLVTools' `reg.lambdas`); `categorical` names columns to dummy-code with their reference level (None:
+        the first); `standardise` takes numeric columns as (z - mean) / sd."""
+        processes = {"purchase": tuple(purchase_covariates or ()), "dropout": tuple(dropout_covariates or ())}
+        options = CovariateOptions(
+            processes={k: v for k, v in processes.items() if v},
+            constrained=tuple(constrained_covariates),
+            penalty=dict(covariate_penalty or {}),
+            categorical=dict(categorical or {}),
+            standardise=standardise,
+        )
+        super().__init__(starts=starts, seed=seed, max_iter=max_iter, covariates=options)
+
     @abstractmethod
     def _loglik_grad(
         self, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
         """Per-row log-likelihood and its gradient in the natural parameters."""
+
+    def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Per-row log-likelihood and gradient with each row's own parameters (rows of P), by the model's scalar
+        function per group of rows that share parameters (models with a vectorised form override it)."""
+        return grouped_loglik_grad(self._loglik_grad, P, *columns)
 
     def _hessian_function(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> Hessian | None:
         """(params, weights) -> weighted Hessian of the log-likelihood, where the model has it analytically."""
@@ -82,10 +118,6 @@ class PurchaseModel(FittedModel):
     @abstractmethod
     def start_point(self) -> FloatArray:
         """A central starting point, for data with time rescaled so that max(T) = 10."""
-
-    def _search_bounds(self) -> LogBounds | None:
-        """Bounds of the log-parameters (rescaled) in the maximum-likelihood search; None: [-25, 25] each."""
-        return None
 
     def _time_scale(self, T: FloatArray) -> float:
         top = float(np.max(T))
@@ -96,6 +128,10 @@ class PurchaseModel(FittedModel):
         time rescaled so that max(T) = 10, and the log-likelihood on those rows."""
         x, t_x, T = rfm_arrays(rfm)
         w = _weights(weights, x.size)
+        if self.covariate_options.active:
+            scale = self._time_scale(T)
+            factor = np.array([scale if k in self.time_params else 1.0 for k in self.param_names])
+            return self._covariate_problem(rfm, (x, t_x / scale, T / scale), (x, t_x, T), w, factor, ("x", "t_x", "T"))
         (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
         uw = np.bincount(inverse, weights=w).astype(float)
         scale = self._time_scale(uT)
@@ -123,7 +159,8 @@ class PurchaseModel(FittedModel):
         with dropout are compared with their no-dropout limit (see `_identification`)."""
         problem = self.likelihood_problem(rfm, weights)
         stop = None
-        if self.has_no_dropout_limit:
+        self.time_scale_ = self._time_scale(rfm["T"].to_numpy(dtype=float))
+        if self.has_no_dropout_limit and problem.layout is None:
             self.no_dropout_log_likelihood_, stop = self._no_dropout_limit(rfm, weights)
         self._fit_problem(problem, stop)
         self.n_unique_ = problem.n_unique
@@ -168,6 +205,8 @@ class PurchaseModel(FittedModel):
         """Dropout is not identified when the fit is no better than the no-dropout NBD: the likelihood-ratio
         statistic 2 (LL - LL_NBD) under 3.84, the 5% point of chi-square(1) (the NBD is the model's limit as the
         dropout parameters go to a boundary), or the search ended at that limit."""
+        if result.coefficients:
+            return self._covariate_dropout_boundary(result)
         if not self.has_no_dropout_limit:
             return {}
         limit = self.no_dropout_log_likelihood_
@@ -188,6 +227,30 @@ class PurchaseModel(FittedModel):
             )
         }
 
+    def _dropout_degenerate(self, params: dict[str, float]) -> str | None:
+        """Where the dropout parameters of a fit went to a limit at which the dropout distribution across customers
+        is degenerate, in words (None: not there); models with dropout define it."""
+        return None
+
+    def _covariate_dropout_boundary(self, result: FitResult) -> dict[str, str]:
+        """A covariate fit is not compared with the no-dropout NBD (which has no dropout covariates); what it can
+        reach instead is a boundary of the dropout parameters with no interior optimum (BG/NBD with covariates on
+        CLVTools' apparel data: a and b run off together). Then those parameters and the dropout coefficients are
+        no estimates, and the fit says so."""
+        where = self._dropout_degenerate(result.params)
+        if where is None:
+            return {}
+        return {
+            DROPOUT: (
+                f"{type(self).__name__}: the dropout parameters run to a boundary ({where}): the likelihood has no "
+                f"interior optimum along the dropout process (log-likelihood {float(result.log_likelihood or 0):,.2f} "
+                "is that of the limit), so the dropout parameters and the dropout coefficients are not estimates, "
+                "and P(alive) and the churn-risk segments rest on a limit; fit without dropout covariates, with an "
+                "L2 penalty on them (covariate_penalty), or choose another model"
+            )
+        }
+
+    @by_covariate_pattern
     def loglik(self, rfm: pd.DataFrame) -> FloatArray:
         """Log-likelihood of each customer's history under the current parameters."""
         x, t_x, T = rfm_arrays(rfm)

@@ -10,6 +10,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
+from clv.covariate_fit import by_covariate_pattern, curve_by_covariate_pattern
 from clv.errors import plain_number
 from clv.mle import Hessian
 from clv.purchase import beta_geometric as bg
@@ -30,6 +31,10 @@ __all__ = ["BetaGeoModel"]
 FloatArray = NDArray[np.float64]
 
 
+#: a + b beyond this: the beta distribution of the dropout probability is degenerate (see `_dropout_degenerate`)
+DEGENERATE_CONCENTRATION = 1e4
+
+
 class BetaGeoModel(FactoredCurveModel):
     """BG/NBD: purchases at rate lambda ~ Gamma(r, alpha) while alive; drop-out after each purchase with
     probability p ~ Beta(a, b). Parameters r, alpha (in the run's time unit), a, b.
@@ -46,6 +51,12 @@ class BetaGeoModel(FactoredCurveModel):
     name: ClassVar[str] = "bgnbd"
     param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "a", "b")
     time_params: ClassVar[tuple[str, ...]] = ("alpha",)
+    #: CLVTools' parameterisation of BG/NBD with covariates: alpha_i = alpha exp(-g_p'z_i), a_i = a exp(g_d'z_i),
+    #: b_i = b exp(g_d'z_i) (the mean dropout probability a / (a + b) is unchanged; the spread changes)
+    covariate_effects: ClassVar[dict[str, tuple[tuple[str, float], ...]]] = {
+        "purchase": (("alpha", -1.0),),
+        "dropout": (("a", 1.0), ("b", 1.0)),
+    }
     #: extra drop-out chances: 0 for BG/NBD, 1 for MBG/NBD (a drop-out chance right after the first purchase)
     _c: ClassVar[int] = 0
 
@@ -89,6 +100,17 @@ class BetaGeoModel(FactoredCurveModel):
 
         return hessian
 
+    def _dropout_degenerate(self, params: dict[str, float]) -> str | None:
+        """a + b over `DEGENERATE_CONCENTRATION`: p ~ Beta(a, b) has a standard deviation under 1% of its range at
+        every mean, i.e. every customer (of the reference covariate pattern) has the same dropout probability."""
+        a, b = params["a"], params["b"]
+        if a + b <= DEGENERATE_CONCENTRATION:
+            return None
+        return (
+            f"a = {plain_number(a)} and b = {plain_number(b)} grow together: the dropout probability a/(a+b) = "
+            f"{plain_number(a / (a + b), 2)} has no spread across customers"
+        )
+
     def _assumption_warnings(self) -> list[str]:
         a, b = self.params_["a"], self.params_["b"]
         if a + b <= 1.0:
@@ -105,6 +127,7 @@ class BetaGeoModel(FactoredCurveModel):
         (ux, uT), inverse, _ = unique_rows(x, T)
         return p_alive, inverse, r + ux, alpha + uT, b + ux + self._c
 
+    @by_covariate_pattern
     def probability_alive(self, rfm: pd.DataFrame, at: float = 0.0) -> FloatArray:
         """P(alive at T + at | x, t_x, T) (FHL 2005, Eq. 13, for at = 0).
 
@@ -117,6 +140,7 @@ class BetaGeoModel(FactoredCurveModel):
             p_alive = p_alive * _stay_alive(at, r2, alpha2, self._p()[2], b2)[inverse]
         return check_output(p_alive, "P(alive)", rfm)
 
+    @by_covariate_pattern
     def expected_purchases(self, rfm: pd.DataFrame, horizon: float) -> FloatArray:
         """E[X(T, T + horizon) | x, t_x, T] (FHL 2005, Eq. 10): P(alive) times a new customer's expectation
         with parameters (r + x, alpha + T, a, b + x)."""
@@ -125,6 +149,7 @@ class BetaGeoModel(FactoredCurveModel):
         value = p_alive * bg.expected_new(horizon, r2, alpha2, self._p()[2], b2)[inverse]
         return check_output(value, "expected purchases", rfm)
 
+    @curve_by_covariate_pattern
     def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
         """P(alive) per row and an alive customer's expected purchases per unique (frequency, T)."""
         times = check_horizons(horizons)
@@ -202,6 +227,7 @@ class BetaGeoModel(FactoredCurveModel):
         counts.reshape(-1)[alive[buying]] = np.minimum(chances[buying], until_drop)
         return counts
 
+    @by_covariate_pattern
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times a new customer's pmf (FHL 2005, Eq. 8) with the
         updated parameters, plus P(dead) for n = 0."""
@@ -228,6 +254,7 @@ class BetaGeoModel(FactoredCurveModel):
         horizon = check_horizon(horizon)
         return float(bg.pmf_new(int(n), horizon, np.array([r]), np.array([alpha]), a, np.array([b]), c=self._c)[0])
 
+    @by_covariate_pattern
     def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
         """Alive with probability P(alive); then lambda ~ Gamma(r + x, alpha + T) and p ~ Beta(a, b + x + c) (the
         posteriors given the history and being alive, FHL 2005 Sec. 4), K ~ Poisson(lambda horizon) purchase
@@ -242,6 +269,7 @@ class BetaGeoModel(FactoredCurveModel):
         alive = rng.random(p_alive.size) < p_alive
         return np.where(alive, np.minimum(chances, until_drop), 0).astype(float)
 
+    @by_covariate_pattern
     def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:
         """DERT: P(alive) times the discounted expected purchases of an alive customer (no closed form for the
         BG family; see `beta_geometric.dert_alive` for the one-dimensional integral and its evaluation)."""

@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from clv.compress import unique_rows
+from clv.covariate_fit import by_covariate_pattern, curve_by_covariate_pattern
 from clv.errors import plain_number
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_log_grad
 from clv.mle import LogBounds, default_log_bounds
@@ -193,6 +194,12 @@ class ParetoNBDModel(FactoredCurveModel):
     name: ClassVar[str] = "pareto_nbd"
     param_names: ClassVar[tuple[str, ...]] = ("r", "alpha", "s", "beta")
     time_params: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+    #: CLVTools' parameterisation (Bachmann, Meierer & Naef 2021, Eq. 4-5): alpha_i = alpha exp(-g_p'z_i) and
+    #: beta_i = beta exp(-g_d'z_i), so a positive coefficient means more purchases or faster dropout
+    covariate_effects: ClassVar[dict[str, tuple[tuple[str, float], ...]]] = {
+        "purchase": (("alpha", -1.0),),
+        "dropout": (("beta", -1.0),),
+    }
 
     def start_point(self) -> FloatArray:
         return np.array([0.5, 2.0, 0.5, 2.0])
@@ -221,6 +228,15 @@ class ParetoNBDModel(FactoredCurveModel):
             f"{plain_number(s / beta, 2)} per time unit",
         )
 
+    def _dropout_degenerate(self, params: dict[str, float]) -> str | None:
+        """s over 1e3: mu ~ Gamma(s, beta) has a coefficient of variation under 3%, every customer (of the
+        reference covariate pattern) drops out at the same rate; or beta near the search's bound."""
+        s, beta = params["s"], params["beta"]
+        near_bound = beta > 0.5 * RATE_SCALE_BOUND * self.time_scale_
+        if s <= 1e3 and not near_bound:
+            return None
+        return f"s = {plain_number(s)}, beta = {plain_number(beta)}: the dropout rate has no spread across customers"
+
     def _search_bounds(self) -> LogBounds:
         """alpha and beta at most `RATE_SCALE_BOUND` (time rescaled so that max T = 10). Beyond it the gamma
         distribution of the rate they scale is either degenerate (shape and scale both large: every customer has
@@ -247,6 +263,7 @@ class ParetoNBDModel(FactoredCurveModel):
         log_alive, bracket = log_bracket(r, alpha, s, beta, x, t_x, T)
         return np.exp(log_alive - bracket), r + x, alpha + T, beta + T
 
+    @by_covariate_pattern
     def probability_alive(self, rfm: pd.DataFrame, at: float = 0.0) -> FloatArray:
         """P(alive at T + at | x, t_x, T): P(alive at T) times P(lifetime > at) = ((beta+T)/(beta+T+at))^s."""
         at = check_horizon(at)
@@ -255,6 +272,7 @@ class ParetoNBDModel(FactoredCurveModel):
         value = p_alive * np.exp(-s * np.log1p(at / beta2))
         return check_output(value, "P(alive)", rfm)
 
+    @by_covariate_pattern
     def expected_purchases(self, rfm: pd.DataFrame, horizon: float) -> FloatArray:
         """E[X(T, T + horizon) | x, t_x, T] (the note, Eq. 41)."""
         horizon = check_horizon(horizon)
@@ -262,6 +280,7 @@ class ParetoNBDModel(FactoredCurveModel):
         value = p_alive * _expected_alive(horizon, r2, alpha2, self.params_["s"], beta2)
         return check_output(value, "expected purchases", rfm)
 
+    @curve_by_covariate_pattern
     def alive_curve(self, rfm: pd.DataFrame, horizons: ArrayLike) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
         """P(alive) per row and an alive customer's expected purchases per unique (frequency, T)."""
         times = check_horizons(horizons)
@@ -348,6 +367,7 @@ class ParetoNBDModel(FactoredCurveModel):
         alive = rng.random(shape) < p_alive
         return np.where(alive, purchases, 0).astype(float)
 
+    @by_covariate_pattern
     def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
         """Alive with probability P(alive); then lambda ~ Gamma(r + x, alpha + T) and mu ~ Gamma(s, beta + T)
         (the posteriors given the history and being alive; SMC 1987), a remaining lifetime ~ Exp(mu), and
@@ -371,6 +391,7 @@ class ParetoNBDModel(FactoredCurveModel):
             "expected purchases",
         )
 
+    @by_covariate_pattern
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
         """P(X(T, T + horizon) = n | x, t_x, T).
 
@@ -390,6 +411,7 @@ class ParetoNBDModel(FactoredCurveModel):
             pmf = pmf + (1.0 - p_alive)
         return check_output(pmf, "P(n purchases)", rfm)
 
+    @by_covariate_pattern
     def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:
         """DERT (Fader, Hardie & Lee 2005, "RFM and CLV: Using Iso-Value Curves", Eq. 2): P(alive) times
         E[lambda] E[1/(delta + mu)] = P(alive) (r+x)/(alpha+T) (beta+T) e^z E_s(z), z = delta (beta + T),

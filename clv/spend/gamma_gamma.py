@@ -8,6 +8,7 @@ independent of the purchase process: the fit warns when frequency and spend corr
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
+from clv.covariate_fit import CovariateOptions, by_covariate_pattern, grouped_loglik_grad
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError, plain_number
 from clv.mle import MleResult
@@ -160,6 +162,35 @@ class GammaGammaModel(FittedModel):
 
     name: ClassVar[str] = "gamma_gamma"
     param_names: ClassVar[tuple[str, ...]] = ("p", "q", "v")
+    #: covariates on spend move the scale: v_i = v exp(g_s'z_i) (Fader & Hardie, "Gamma-Gamma Model of Monetary
+    #: Value", with customer-level covariates on the gamma mixing distribution's scale), so a customer's expected
+    #: spend p v_i / (q - 1) is exp(g_s'z_i) times the reference customer's
+    covariate_effects: ClassVar[dict[str, tuple[tuple[str, float], ...]]] = {"spend": (("v", 1.0),)}
+
+    def __init__(
+        self,
+        *,
+        spend_covariates: Sequence[str] | None = None,
+        covariate_penalty: Mapping[str, float] | None = None,
+        categorical: Mapping[str, str | None] | None = None,
+        standardise: bool = False,
+        starts: int = 4,
+        seed: int = 42,
+        max_iter: int = 2000,
+    ) -> None:
+        """Options only; `spend_covariates` are columns of the frame given to `fit` and `expected_spend` (the other
+        covariate options as on the purchase models, with the process "spend")."""
+        options = CovariateOptions(
+            processes={"spend": tuple(spend_covariates)} if spend_covariates else {},
+            penalty=dict(covariate_penalty or {}),
+            categorical=dict(categorical or {}),
+            standardise=standardise,
+        )
+        super().__init__(starts=starts, seed=seed, max_iter=max_iter, covariates=options)
+
+    def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`loglik_grad` with each row's own (p, q, v), per group of rows that share them."""
+        return grouped_loglik_grad(lambda params, x, m: loglik_grad(params, x, m), P, *columns)
 
     def _repeat_buyers(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, int]:
         validate_rfm(rfm, need_monetary=True)
@@ -184,6 +215,9 @@ class GammaGammaModel(FittedModel):
         # Mean spends are continuous: (x, m) pairs rarely repeat, so rows are not compressed.
         scale = float(np.average(m, weights=w))
         sm = m / scale
+        if self.covariate_options.active:
+            buyers = rfm.loc[keep]
+            return self._covariate_problem(buyers, (x, sm), (x, m), w, np.array([1.0, 1.0, scale]), ("x", "m"))
         return LikelihoodProblem(
             param_names=self.param_names,
             likelihood=SpendLikelihood(x, sm, w),
@@ -206,6 +240,8 @@ class GammaGammaModel(FittedModel):
         self.frequency_spend_correlation_ = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
         self._fit_problem(problem)
         p, q, v = self._p()
+        if self.covariates_ is not None:  # the mean over the buyers' own scales v_i
+            v = float(np.mean(self.row_params(rfm.loc[(rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)])[:, 2]))
         self.assumption_checks_ = {
             # independence of spend and frequency (the note, Section 2): near 0 is what the model assumes
             "frequency_spend_correlation": self.frequency_spend_correlation_,
@@ -259,6 +295,7 @@ class GammaGammaModel(FittedModel):
             raise DataError(f"the mean spend is infinite when q <= 1 (q = {q:.4g})")
         return p * v / (q - 1.0)
 
+    @by_covariate_pattern
     def expected_spend(self, rfm: pd.DataFrame) -> FloatArray:
         """E[Z | x, m_x] = (p (v + x m_x)) / (p x + q - 1) (the note, Eq. 6); for x = 0 it is the population mean
         p v / (q - 1) (see `spend_is_population_mean`)."""
@@ -281,6 +318,12 @@ class GammaGammaModel(FittedModel):
 
     def loglik(self, rfm: pd.DataFrame) -> FloatArray:
         """Log density of each repeat buyer's mean spend."""
-        x, m, _ = self._repeat_buyers(rfm)
+        validate_rfm(rfm, need_monetary=True)
+        buyers = rfm.loc[(rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)]
+        return self._buyers_loglik(buyers)
+
+    @by_covariate_pattern
+    def _buyers_loglik(self, buyers: pd.DataFrame) -> FloatArray:
+        x, m, _ = self._repeat_buyers(buyers)
         ll, _ = loglik_grad(np.array(self._p()), x, m)
         return ll
