@@ -305,6 +305,11 @@ class ParetoNBDModel(FactoredCurveModel):
         r, alpha, s, beta = params
         return loglik_grad(r, alpha, s, beta, x, t_x, T)
 
+    def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`loglik_grad_rows`: each row with its own parameters (covariate models with many patterns)."""
+        x, t_x, T = columns
+        return loglik_grad_rows(P, x, t_x, T)
+
     def _alive(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """P(alive at T) (the note, Eq. 18 as alive term over bracket) and the updated (r + x, alpha + T, beta + T)
         of the gamma posteriors of lambda and mu given the history and being alive."""

@@ -17,10 +17,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
 from clv.compress import unique_rows
-from clv.covariate_fit import CovariateOptions, by_covariate_pattern, grouped_loglik_grad
+from clv.covariate_fit import CovariateOptions, by_covariate_pattern
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError, plain_number
-from clv.mle import MleResult
+from clv.mle import Hessian, MleResult
 from clv.model import MEAN_SPEND, FitResult, FittedModel, LikelihoodProblem, check_output
 from clv.special import trigamma
 
@@ -228,8 +228,23 @@ class GammaGammaModel(FittedModel):
         super().__init__(starts=starts, seed=seed, max_iter=max_iter, covariates=options)
 
     def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """`loglik_grad` with each row's own (p, q, v), per group of rows that share them."""
-        return grouped_loglik_grad(lambda params, x, m: loglik_grad(params, x, m), P, *columns)
+        """`loglik_grad_rows`: each row with its own (p, q, v)."""
+        x, m = columns
+        return loglik_grad_rows(P, x, m)
+
+    def _hessian_function(self, x: FloatArray, m: FloatArray) -> Hessian | None:
+        """(params, weights) -> the weighted Hessian of these rows (`SpendStatistics.hessian`, which is of the mean
+        with weights summing to 1: scaled back by their sum)."""
+
+        def hessian(params: FloatArray, weights: FloatArray) -> FloatArray:
+            total = float(weights.sum())
+            return total * SpendStatistics(x, m, weights / total).hessian(params)
+
+        return hessian
+
+    def _loglik_grad(self, params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`loglik_grad` at one parameter set (the scalar function the covariate fit calls per pattern)."""
+        return loglik_grad(params, x, m)
 
     def _repeat_buyers(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, int]:
         validate_rfm(rfm, need_monetary=True)
