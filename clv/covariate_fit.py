@@ -304,20 +304,19 @@ class CovariateLikelihood:
 
 
 def compressed_rows(
-    data: Sequence[FloatArray], designs: Sequence[FloatArray], weights: FloatArray
+    data: Sequence[FloatArray], designs: Sequence[FloatArray], weights: FloatArray, keys: int | None = None
 ) -> tuple[list[FloatArray], list[FloatArray], FloatArray]:
     """Rows with the same data and the same covariate values as one weighted row: (data columns, designs,
-    weights) of the unique rows."""
-    flat = list(data) + [d[:, j] for d in designs for j in range(d.shape[1])]
-    uniques, inverse, _ = unique_rows(*flat)
+    weights) of the unique rows. The rows are told apart by the first `keys` data columns (all: None) and the
+    covariate pattern (the other data columns follow from those, e.g. time rescaled)."""
+    flat = [d[:, j] for d in designs for j in range(d.shape[1])]
+    pattern = unique_rows(*flat)[1].astype(float) if flat else np.zeros(weights.size)
+    key = list(data if keys is None else data[:keys])
+    _, inverse, _ = unique_rows(*key, pattern)
     w = np.bincount(inverse, weights=weights).astype(float)
-    out_data = uniques[: len(data)]
-    out_designs, at = [], len(data)
-    for d in designs:
-        cols = uniques[at : at + d.shape[1]]
-        out_designs.append(np.stack(cols, axis=1) if cols else np.zeros((w.size, 0)))
-        at += d.shape[1]
-    return out_data, out_designs, w
+    first = np.empty(w.size, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)
+    return [np.asarray(c)[first] for c in data], [d[first] for d in designs], w
 
 
 def pattern_groups(P: FloatArray) -> list[NDArray[np.intp]]:

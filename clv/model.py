@@ -315,7 +315,7 @@ class FittedModel(ABC):
         designs = [covariates.design(frame, p) for p in covariates.processes]
         k = len(self.param_names)
         both = tuple(scaled) + tuple(unscaled)
-        data, z, w = compressed_rows(both, designs, weights)
+        data, z, w = compressed_rows(both, designs, weights, keys=len(scaled))
         scaled_rows, unscaled_rows = tuple(data[: len(scaled)]), tuple(data[len(scaled) :])
         base_bounds = self._search_bounds() or default_log_bounds(k)
         lower, upper = default_log_bounds(layout.size)

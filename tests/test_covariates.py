@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,13 @@ def test_pareto_nbd_with_covariates_matches_clvtools(apparel: pd.DataFrame) -> N
         # CLVTools prints 5 significant digits and stops its search on a flat ridge: 1e-3 absolute
         _close(model.coefficients_[process], want, rel=0.0, abs_=1e-3)
     assert model.converged_
+    # CLVTools' own estimates, as a model: their likelihood is not above ours (the ridge is flat, not two optima)
+    theirs = ParetoNBDModel.from_result(
+        replace(model.result_, params=ref.PARETO_APPAREL_COV, coefficients=ref.PARETO_APPAREL_COV_COEFFICIENTS)
+    )
+    at_theirs = float(theirs.loglik(apparel).sum())
+    assert at_theirs == pytest.approx(ref.PARETO_APPAREL_COV_LL, abs=1e-4)
+    assert at_theirs <= model.log_likelihood_
     se = model.coefficient_standard_errors_
     assert se is not None and all(0.05 < v < 0.5 for p in se.values() for v in p.values())
 
