@@ -263,18 +263,21 @@ class CovariateLikelihood:
                 np.add.at(a[names.index(param)], self.k + self.layout.slots[process], sign * row[0])
         return a
 
-    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
+    def mean_hessian(
+        self, params: FloatArray, weights: FloatArray, rows: NDArray[np.intp] | None = None
+    ) -> FloatArray | None:
         """The Hessian of the mean in the search's parameters from one k x k Hessian per covariate pattern (with
         few patterns): in v = log P a pattern's Hessian is diag(P) H_P diag(P) + diag(dL/dP P), with H_P the
         model's analytic one where it has one, else central differences of its exact gradient; log P = A u with
         u = (log theta, g), so the Hessian in u is the sum of A' H_v A (minus the penalty's 2 lambda per
-        coefficient); in the natural (theta, e^g) it is diag(1/p) (H_u - diag(grad_u)) diag(1/p). None with many
-        patterns (the optimiser then differences the gradient)."""
+        coefficient); in the natural (theta, e^g) it is diag(1/p) (H_u - diag(grad_u)) diag(1/p). On all rows, or
+        on `rows` (a weighted sample, for the optimiser's first Newton steps). None with many patterns (the
+        optimiser then differences the gradient)."""
         if not self.grouped:
             return None
         size = self.k + self.layout.size
         h_u, grad_u = np.zeros((size, size)), np.zeros(size)
-        for data, z, w in self._parts(None, weights):
+        for data, z, w in self._parts(rows, weights):
             P = self._params(params, z)[0][0]
             g_p = w @ self.model._loglik_grad(P, *data)[1]
             h_v = P[:, None] * self._pattern_hessian(P, data, w) * P[None, :] + np.diag(g_p * P)
