@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -28,8 +30,19 @@ def unique_rows(
     return [np.asarray(col)[first] for col in columns], code.astype(np.intp), counts
 
 
-def unique_histories(rfm: pd.DataFrame) -> tuple[pd.DataFrame, NDArray[np.intp], NDArray[np.float64]]:
+def unique_histories(
+    rfm: pd.DataFrame, covariates: Sequence[str] = ()
+) -> tuple[pd.DataFrame, NDArray[np.intp], NDArray[np.float64]]:
     """The distinct (frequency, recency, T) histories of an RFM frame as a frame, the index of each customer's
-    history, and how many customers share each."""
-    (ux, ut, uT), inverse, counts = unique_rows(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
-    return pd.DataFrame({"frequency": ux, "recency": ut, "T": uT}), inverse, counts
+    history, and how many customers share each. With `covariates` (the columns a model with covariates reads),
+    customers are alike only when their covariates are too, and the frame carries those columns."""
+    keys = ("frequency", "recency", "T")
+    columns = [rfm[c].to_numpy(dtype=float) for c in keys]
+    if covariates:
+        columns.append(pd.MultiIndex.from_frame(rfm[list(covariates)]).factorize()[0].astype(float))
+    _, inverse, counts = unique_rows(*columns)
+    first = np.empty(counts.size, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)
+    frame = rfm.iloc[first][[*keys, *covariates]].reset_index(drop=True)
+    frame = frame.astype({"frequency": float, "recency": float, "T": float})
+    return frame, inverse, counts

@@ -185,7 +185,7 @@ def value_customers(
     (the discounted value with no horizon), the costliest column for the BG family.
     """
     months = forecast_months(horizon, unit, calibration_end)
-    unique, inverse, customers_per_row = unique_histories(rfm)
+    unique, inverse, customers_per_row = unique_histories(rfm, purchase.covariate_columns)
     delta = continuous_rate_per_unit(annual_discount_rate, unit)
     edges = _edges(months)
     points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])

@@ -264,3 +264,19 @@ def test_pattern_hessian_equals_differences_of_the_gradient(model_cls: type, app
     mean = like.on_rows(None, w)
     numeric = central_difference_hessian(lambda p: np.asarray(mean(p)[1]), params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7 * np.abs(numeric).max())
+
+
+def test_value_compresses_by_history_and_covariates(apparel: pd.DataFrame) -> None:
+    """CLV of a covariate model: the histories shared by customers with different covariates are not merged
+    (each customer's expected purchases and spend are the model's own for that customer)."""
+    from clv import value_customers
+
+    purchase = ParetoNBDModel(**BOTH).fit(apparel)
+    spend = GammaGammaModel(spend_covariates=["Channel"]).fit(apparel)
+    value = value_customers(purchase, spend, apparel, horizon=52, annual_discount_rate=0.1, margin=1.0, unit="W")
+    out = value.customers
+    np.testing.assert_allclose(out["expected_purchases"], purchase.expected_purchases(apparel, 52.0), rtol=1e-10)
+    np.testing.assert_allclose(out["p_alive"], purchase.probability_alive(apparel), rtol=1e-12)
+    np.testing.assert_allclose(out["expected_spend"], spend.expected_spend(apparel), rtol=1e-12)
+    zero = apparel["frequency"] == 0
+    assert out.loc[zero, "expected_spend"].nunique() == 2  # one population mean per Channel level
