@@ -280,3 +280,35 @@ def test_value_compresses_by_history_and_covariates(apparel: pd.DataFrame) -> No
     np.testing.assert_allclose(out["expected_spend"], spend.expected_spend(apparel), rtol=1e-12)
     zero = apparel["frequency"] == 0
     assert out.loc[zero, "expected_spend"].nunique() == 2  # one population mean per Channel level
+
+
+def test_tracking_curve_of_a_covariate_model_sums_its_patterns(apparel: pd.DataFrame) -> None:
+    """The cohort's expected cumulative repeat purchases: each customer at their own parameters, from their own
+    first day (calibration_end - T), summed; here against a loop over customers."""
+    from clv.data.tracking import RepeatTracking
+    from clv.evaluate.tracking import unconditional_cumulative
+
+    model = ParetoNBDModel(**BOTH).fit(apparel)
+    cal = 728  # day offset of calibration_end; weeks end every 7 days to it and 26 weeks on
+    week_end = np.arange(0, cal + 26 * 7 + 1, 7, dtype=np.int64)
+    first = cal - np.rint(apparel["T"].to_numpy() * 7).astype(np.int64)
+    days, counts = np.unique(first, return_counts=True)
+    tracking = RepeatTracking(
+        start=dt.date(2005, 1, 2),
+        week_end=week_end,
+        weekly=np.zeros(week_end.size, dtype=np.int64),
+        first_day=days,
+        first_day_customers=counts,
+        calibration_end=cal,
+    )
+    got = unconditional_cumulative(model, tracking, "W", apparel)
+    P = model.row_params(apparel)
+    want = np.zeros(week_end.size)
+    for i in range(0, len(apparel), 7):  # every 7th customer, scaled: a loop over all would be slow
+        elapsed = (week_end - first[i]) / 7.0
+        one = model.pattern_model(P[i])
+        want[elapsed > 0] += one.expected_purchases_new_customer(elapsed[elapsed > 0])
+    sub = apparel.iloc[::7]
+    part = unconditional_cumulative(model, replace(tracking), "W", sub)
+    np.testing.assert_allclose(part, want, rtol=1e-12)
+    assert got[-1] > part[-1] * 5

@@ -166,7 +166,7 @@ def _tracking(
     weeks = np.zeros(0, dtype=np.intp)
     for result in results:
         model = result.fitted.purchase  # a posterior's mean for Bayesian fits
-        unconditional[result.candidate.key] = unconditional_cumulative(model, actual, unit)
+        unconditional[result.candidate.key] = unconditional_cumulative(model, actual, unit, data.rfm.frame)
         weeks, conditional[result.candidate.key] = conditional_cumulative(model, data.rfm.frame, actual, unit)
     return TrackingCurves(actual, unconditional, weeks, conditional)
 

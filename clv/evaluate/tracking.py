@@ -16,6 +16,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clv.compress import unique_histories
+from clv.covariate_fit import pattern_groups
 from clv.data.tracking import RepeatTracking
 from clv.purchase.base import PurchaseModel
 from clv.units import TimeUnit, days_per_unit
@@ -26,15 +27,36 @@ FloatArray = NDArray[np.float64]
 _BLOCK = 50_000
 
 
-def unconditional_cumulative(model: PurchaseModel, tracking: RepeatTracking, unit: TimeUnit) -> FloatArray:
+def unconditional_cumulative(
+    model: PurchaseModel, tracking: RepeatTracking, unit: TimeUnit, rfm: pd.DataFrame | None = None
+) -> FloatArray:
     """Expected cumulative repeat purchases of the cohort at each week's end (first-day groups, not customers:
-    the work grows with the number of distinct first days)."""
-    elapsed = (tracking.week_end[None, :] - tracking.first_day[:, None]) / days_per_unit(unit)
+    the work grows with the number of distinct first days). A model with covariates needs the customers (`rfm`):
+    each covariate pattern's customers, grouped by first day (calibration_end - T), at that pattern's
+    parameters."""
+    if model.covariates_ is None:
+        return _cohort_curve(model, tracking, tracking.first_day, tracking.first_day_customers.astype(float), unit)
+    if rfm is None:
+        raise ValueError("a model with covariates needs the customers' frame for its tracking curve")
+    per_unit = days_per_unit(unit)
+    first = tracking.calibration_end - np.rint(rfm["T"].to_numpy(dtype=float) * per_unit).astype(np.int64)
+    P = model.row_params(rfm)
+    total = np.zeros(tracking.week_end.size)
+    for rows in pattern_groups(P):
+        days, counts = np.unique(first[rows], return_counts=True)
+        total += _cohort_curve(model.pattern_model(P[rows[0]]), tracking, days, counts.astype(float), unit)
+    return total
+
+
+def _cohort_curve(
+    model: PurchaseModel, tracking: RepeatTracking, first_day: NDArray[np.int64], customers: FloatArray, unit: TimeUnit
+) -> FloatArray:
+    elapsed = (tracking.week_end[None, :] - first_day[:, None]) / days_per_unit(unit)
     values = np.zeros(elapsed.shape)
     started = elapsed > 0
     if started.any():
         values[started] = model.expected_purchases_new_customer(elapsed[started])
-    return np.asarray(tracking.first_day_customers.astype(float) @ values, dtype=float)
+    return np.asarray(customers @ values, dtype=float)
 
 
 def conditional_cumulative(
@@ -44,7 +66,7 @@ def conditional_cumulative(
     actual repeat purchases to the calibration end plus the sum of conditional expectations since."""
     weeks = np.flatnonzero(tracking.week_end > tracking.calibration_end)
     horizons = (tracking.week_end[weeks] - tracking.calibration_end) / days_per_unit(unit)
-    unique, _, counts = unique_histories(rfm)
+    unique, _, counts = unique_histories(rfm, model.covariate_columns)
     total = np.zeros(horizons.size)
     for start in range(0, len(unique), _BLOCK):
         block = unique.iloc[start : start + _BLOCK]
