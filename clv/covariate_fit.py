@@ -48,8 +48,10 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 RowFunction = Callable[..., tuple[FloatArray, FloatArray]]
 F = TypeVar("F", bound=Callable[..., Any])
-#: one covariate pattern's rows: their data columns, the pattern's design row per process, their weights
-Part = tuple[tuple[FloatArray, ...], dict[str, FloatArray], FloatArray]
+#: one covariate pattern's rows: the model's log-likelihood on them (`_prepare_loglik_grad`), their data columns,
+#: the pattern's design row per process, and their weights
+PatternLoglik = Callable[[FloatArray], tuple[FloatArray, FloatArray]]
+Part = tuple[PatternLoglik, tuple[FloatArray, ...], dict[str, FloatArray], FloatArray]
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,8 @@ class CovariateLikelihood:
         for g in np.split(order, starts[1:]):
             taken = index[g]
             designs = {p: z[taken[:1]] for p, z in self.designs.items()}
-            parts.append((tuple(c[taken] for c in self.data), designs, weights[g]))
+            data = tuple(c[taken] for c in self.data)
+            parts.append((self.model._prepare_loglik_grad(*data), data, designs, weights[g]))
         return parts
 
     def _mean_rows(
@@ -243,9 +246,9 @@ class CovariateLikelihood:
 
     def _mean_groups(self, params: FloatArray, parts: list[Part]) -> tuple[float, FloatArray]:
         value, grad = 0.0, np.zeros(self.k + self.layout.size)
-        for data, z, w in parts:
+        for fn, _, z, w in parts:
             P, _ = self._params(params, z)
-            ll, dP = self.model._loglik_grad(P[0], *data)
+            ll, dP = fn(P[0])
             value += float(w @ ll)
             grad += self._chain(params, (w @ dP * P[0])[None, :], z)
         return value, grad
@@ -277,10 +280,10 @@ class CovariateLikelihood:
             return None
         size = self.k + self.layout.size
         h_u, grad_u = np.zeros((size, size)), np.zeros(size)
-        for data, z, w in self._parts(rows, weights):
+        for fn, data, z, w in self._parts(rows, weights):
             P = self._params(params, z)[0][0]
-            g_p = w @ self.model._loglik_grad(P, *data)[1]
-            h_v = P[:, None] * self._pattern_hessian(P, data, w) * P[None, :] + np.diag(g_p * P)
+            g_p = w @ fn(P)[1]
+            h_v = P[:, None] * self._pattern_hessian(P, fn, data, w) * P[None, :] + np.diag(g_p * P)
             a = self._jacobian(z)
             h_u += a.T @ h_v @ a
             grad_u += a.T @ (g_p * P)
@@ -291,12 +294,18 @@ class CovariateLikelihood:
             np.add.at(grad_u, slots, -2.0 * lam * g_p)
         return np.asarray((h_u - np.diag(grad_u)) / np.outer(params, params), dtype=float)
 
-    def _pattern_hessian(self, P: FloatArray, data: tuple[FloatArray, ...], w: FloatArray) -> FloatArray:
+    def _pattern_hessian(
+        self,
+        P: FloatArray,
+        fn: PatternLoglik,
+        data: tuple[FloatArray, ...],
+        w: FloatArray,
+    ) -> FloatArray:
         """The weighted Hessian of one pattern's rows in the model's parameters P."""
         analytic = self.model._hessian_function(*data)
         if analytic is not None:
             return np.asarray(analytic(P, w), dtype=float)
-        return central_difference_hessian(lambda q: np.asarray(w @ self.model._loglik_grad(q, *data)[1]), P)
+        return central_difference_hessian(lambda q: np.asarray(w @ fn(q)[1]), P)
 
     def row_loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> FloatArray:
         """Per-row log-likelihood (without the penalty) on `data` (the rows' columns as given, e.g. unscaled)."""

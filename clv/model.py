@@ -296,6 +296,11 @@ class FittedModel(ABC):
         """Bounds of the log-parameters (rescaled) in the maximum-likelihood search; None: [-25, 25] each."""
         return None
 
+    def _prepare_loglik_grad(self, *columns: FloatArray) -> Callable[[FloatArray], tuple[FloatArray, FloatArray]]:
+        """`_loglik_grad` on fixed rows, as a function of the parameters (models that can reuse work across
+        evaluations of the same rows override it)."""
+        return lambda params: self._loglik_grad(params, *columns)
+
     def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Per-row log-likelihood and gradient when each row has its own parameters (rows of P); models with
         covariates define it."""

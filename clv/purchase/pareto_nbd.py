@@ -8,6 +8,7 @@ mu ~ Gamma(s, beta). Parameters r, alpha, s, beta; alpha and beta are in the run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -93,8 +94,12 @@ def loglik(r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: Fl
     return special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
 
 
+#: the distinct (x, t) pairs of some rows and each row's pair (`unique_rows`), when computed once for many calls
+Pairs = tuple[list[FloatArray], NDArray[np.intp], FloatArray]
+
+
 def _log_hyp_term_grad(
-    r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray
+    r: float, alpha: float, s: float, beta: float, x: FloatArray, t: FloatArray, pairs: Pairs | None = None
 ) -> tuple[FloatArray, FloatArray]:
     """`_log_hyp_term` and its gradient in (r, alpha, s, beta), shape (4, rows).
 
@@ -105,8 +110,9 @@ def _log_hyp_term_grad(
       d/dr = h_B + h_C - log(alpha+t),  d/ds = h_C - log(beta+t),
       d/dalpha = h_z (beta+t)/(alpha+t)^2 - (r+x)/(alpha+t),  d/dbeta = -h_z/(alpha+t) - s/(beta+t);
     and for alpha < beta (B = s+1, z = (beta-alpha)/(beta+t)) the same with the roles of the rates exchanged.
+    `pairs`: `unique_rows(x, t)`, when the caller has it already.
     """
-    (px, pt), inverse, _ = unique_rows(x, t)
+    (px, pt), inverse, _ = unique_rows(x, t) if pairs is None else pairs
     la, lb = np.log(alpha + pt), np.log(beta + pt)
     c = r + s + px + 1.0
     grad = np.empty((4, px.size))
@@ -128,13 +134,22 @@ def _log_hyp_term_grad(
 
 
 def loglik_grad(
-    r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: FloatArray, T: FloatArray
+    r: float,
+    alpha: float,
+    s: float,
+    beta: float,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    pairs: Pairs | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Per-row log-likelihood (the note's Eq. 22, as `loglik`) and its exact gradient in (r, alpha, s, beta),
     shape (rows, 4): the hypergeometric terms at t_x and T in one call (`_log_hyp_term_grad`), combined by
-    `_loglik_grad_from_terms`."""
+    `_loglik_grad_from_terms`. `pairs`: `unique_rows` of (x, x) and (t_x, T) concatenated, when the caller
+    evaluates the same rows many times (`ParetoNBDModel._prepare_loglik_grad`)."""
     n = x.size
-    u, du = _log_hyp_term_grad(r, alpha, s, beta, np.concatenate([x, x]), np.concatenate([t_x, T]))
+    xx, tt = np.concatenate([x, x]), np.concatenate([t_x, T])
+    u, du = _log_hyp_term_grad(r, alpha, s, beta, xx, tt, pairs)
     return _loglik_grad_from_terms(r, alpha, s, beta, x, t_x, T, (u[:n], u[n:]), (du[:, :n], du[:, n:]))
 
 
@@ -304,6 +319,18 @@ class ParetoNBDModel(FactoredCurveModel):
         derivatives by its continued fraction differentiated term by term)."""
         r, alpha, s, beta = params
         return loglik_grad(r, alpha, s, beta, x, t_x, T)
+
+    def _prepare_loglik_grad(self, *columns: FloatArray) -> Callable[[FloatArray], tuple[FloatArray, FloatArray]]:
+        """`_loglik_grad` on fixed rows, their distinct (x, t) pairs found once (the covariate fit evaluates each
+        covariate pattern's rows hundreds of times)."""
+        x, t_x, T = columns
+        pairs = unique_rows(np.concatenate([x, x]), np.concatenate([t_x, T]))
+
+        def fn(params: FloatArray) -> tuple[FloatArray, FloatArray]:
+            r, alpha, s, beta = params
+            return loglik_grad(r, alpha, s, beta, x, t_x, T, pairs)
+
+        return fn
 
     def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
         """`loglik_grad_rows`: each row with its own parameters (covariate models with many patterns)."""
