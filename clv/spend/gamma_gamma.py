@@ -343,7 +343,8 @@ class GammaGammaModel(FittedModel):
         return out
 
     def population_mean_spend(self) -> float:
-        """E[Z] = p v / (q - 1) for a customer with no repeat purchase (the note, Eq. 2, averaged over nu)."""
+        """E[Z] = p v / (q - 1) for a customer with no repeat purchase (the note, Eq. 2, averaged over nu); with
+        spend covariates, of the reference pattern (every covariate 0): `expected_spend` gives each customer's."""
         p, q, v = self._p()
         if q <= 1.0:
             raise DataError(f"the mean spend is infinite when q <= 1 (q = {q:.4g})")
