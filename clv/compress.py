@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-__all__ = ["unique_histories", "unique_rows"]
+if TYPE_CHECKING:
+    from clv.model import FittedModel
+
+__all__ = ["covariate_columns", "unique_histories", "unique_rows"]
 
 
 def unique_rows(
@@ -28,8 +34,20 @@ def unique_rows(
     return [np.asarray(col)[first] for col in columns], code.astype(np.intp), counts
 
 
-def unique_histories(rfm: pd.DataFrame) -> tuple[pd.DataFrame, NDArray[np.intp], NDArray[np.float64]]:
+def unique_histories(
+    rfm: pd.DataFrame, columns: Sequence[str] = ()
+) -> tuple[pd.DataFrame, NDArray[np.intp], NDArray[np.float64]]:
     """The distinct (frequency, recency, T) histories of an RFM frame as a frame, the index of each customer's
-    history, and how many customers share each."""
-    (ux, ut, uT), inverse, counts = unique_rows(*(rfm[c].to_numpy(dtype=float) for c in ("frequency", "recency", "T")))
-    return pd.DataFrame({"frequency": ux, "recency": ut, "T": uT}), inverse, counts
+    history, and how many customers share each. With `columns` (a covariate model's, see `covariate_columns`)
+    a history is distinct per value of those columns too, and the frame carries them."""
+    history = ("frequency", "recency", "T")
+    values = [rfm[c].to_numpy(dtype=float) for c in history] + [rfm[c].to_numpy() for c in columns]
+    uniques, inverse, counts = unique_rows(*values)
+    return pd.DataFrame(dict(zip((*history, *columns), uniques, strict=True))), inverse, counts
+
+
+def covariate_columns(model: FittedModel | None) -> tuple[str, ...]:
+    """The covariate columns a fitted model predicts from (none without covariates): predictions on unique
+    histories keep them, since customers with the same history and other covariates differ."""
+    covariates = None if model is None else model.covariates_
+    return () if covariates is None else tuple(covariates.columns)
