@@ -29,16 +29,17 @@ from numpy.typing import NDArray
 from clv.compress import unique_rows
 from clv.covariates import CovariateSet, Effect, row_parameters
 from clv.errors import UsageError
+from clv.mle import LogBounds, central_difference_hessian
 
 if TYPE_CHECKING:
     from clv.model import FittedModel
 
 __all__ = [
     "CoefficientLayout",
+    "CovariateLikelihood",
     "CovariateOptions",
     "by_covariate_pattern",
     "compressed_rows",
-    "covariate_row_likelihood",
     "curve_by_covariate_pattern",
     "grouped_loglik_grad",
     "pattern_groups",
@@ -47,6 +48,8 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 RowFunction = Callable[..., tuple[FloatArray, FloatArray]]
 F = TypeVar("F", bound=Callable[..., Any])
+#: one covariate pattern's rows: their data columns, the pattern's design row per process, their weights
+Part = tuple[tuple[FloatArray, ...], dict[str, FloatArray], FloatArray]
 
 
 @dataclass(frozen=True)
@@ -135,50 +138,169 @@ def grouped_loglik_grad(scalar: RowFunction, P: FloatArray, *columns: FloatArray
     return ll, grad
 
 
-def covariate_row_likelihood(
-    row_function: RowFunction,
-    param_names: Sequence[str],
-    effects: Mapping[str, Sequence[Effect]],
-    layout: CoefficientLayout,
-    penalty: Mapping[str, float],
-) -> Callable[..., tuple[FloatArray, FloatArray]]:
-    """`loglik_grad(params, *data columns, *designs)` of the covariate model: params are the k base parameters
-    followed by e^g per coefficient slot (see the module docstring); the gradient is in those parameters.
+#: at most this many covariate patterns: the likelihood runs the model's scalar function once per pattern;
+#: beyond (continuous covariates), it runs the model's per-row function on all rows at once
+GROUPED_PATTERNS = 2_000
+
+
+class CovariateLikelihood:
+    """The optimiser's view of a covariate model (`clv.mle.Likelihood`): params are the k base parameters followed
+    by e^g per coefficient slot (see the module docstring); the weighted mean log-likelihood and its gradient in
+    those parameters.
 
     With P_ij = theta_j exp(sum_p sign_pj (Z_p g_p)_i) (`row_parameters`) and l_i the row's log-likelihood,
-    dl_i / dtheta_j = dl_i/dP_ij P_ij / theta_j and dl_i / dg_s = sum_p sum_j sign_pj dl_i/dP_ij P_ij Z_p,ic over
-    the design columns c in slot s; dl/d(e^g) = dl/dg / e^g. The penalty sum_p lambda_p ||g_p||^2 is taken
-    from every row (so that the weighted mean carries it once)."""
-    k = len(param_names)
-    processes = list(layout.slots)
+    dl_i/dtheta_j = dl_i/dP_ij P_ij / theta_j and dl_i/dg_s = sum_p sum_j sign_pj dl_i/dP_ij P_ij Z_p,ic over the
+    design columns c in slot s; dl/d(e^g) = dl/dg / e^g. Customers of one covariate pattern share P and Z, so the
+    sums over rows are taken per pattern first: with few patterns (categorical covariates) one call of the model's
+    scalar function per pattern, on that pattern's rows (kept contiguous), gives everything; with many
+    (continuous covariates), the per-row function runs on all rows. The L2 penalty sum_p lambda_p ||g_p||^2 is
+    subtracted from the mean (CLVTools' objective)."""
 
-    def loglik_grad(params: FloatArray, *arrays: FloatArray) -> tuple[FloatArray, FloatArray]:
-        data, designs = arrays[: len(arrays) - len(processes)], arrays[len(arrays) - len(processes) :]
-        base, g = params[:k], np.log(params[k:])
-        coefs = layout.split(g)
-        z = dict(zip(processes, designs, strict=True))
-        P = row_parameters(base, param_names, effects, z, coefs)
-        ll, dP = row_function(P, *data)
-        dlog = dP * P
-        grad = np.empty((ll.size, k + layout.size))
-        grad[:, :k] = dlog / base
-        grad_g = np.zeros((ll.size, layout.size))
-        for process, moves in effects.items():
-            if process not in z or z[process].shape[1] == 0:
+    log_bounds: LogBounds | None
+
+    def __init__(
+        self,
+        model: FittedModel,
+        layout: CoefficientLayout,
+        penalty: Mapping[str, float],
+        data: tuple[FloatArray, ...],
+        designs: dict[str, FloatArray],
+        weights: FloatArray,
+        log_bounds: LogBounds | None,
+    ) -> None:
+        self.model, self.layout, self.penalty = model, layout, dict(penalty)
+        self.data, self.designs, self.weights, self.log_bounds = data, designs, weights, log_bounds
+        self.k = len(model.param_names)
+        flat = [d[:, j] for d in designs.values() for j in range(d.shape[1])]
+        self.pattern = unique_rows(*flat)[1] if flat else np.zeros(weights.size, dtype=np.intp)
+        self.grouped = int(self.pattern.max(initial=0)) + 1 <= GROUPED_PATTERNS
+
+    def _params(
+        self, params: FloatArray, designs: Mapping[str, FloatArray]
+    ) -> tuple[FloatArray, dict[str, FloatArray]]:
+        coefs = self.layout.split(np.log(params[self.k :]))
+        base = params[: self.k]
+        return row_parameters(base, self.model.param_names, self.model.covariate_effects, designs, coefs), coefs
+
+    def _chain(self, params: FloatArray, dlog: FloatArray, designs: Mapping[str, FloatArray]) -> FloatArray:
+        """The gradient in (theta, e^g) from d l / d log P per row (rows, k) summed with the rows' weights
+        already (each row of `dlog` is a weighted sum over customers sharing `designs`' row)."""
+        grad = np.empty(self.k + self.layout.size)
+        grad[: self.k] = dlog.sum(axis=0) / params[: self.k]
+        grad_g = np.zeros(self.layout.size)
+        names = list(self.model.param_names)
+        for process, moves in self.model.covariate_effects.items():
+            z = designs.get(process)
+            if z is None or z.shape[1] == 0:
                 continue
-            d_eta = sum(sign * dlog[:, list(param_names).index(param)] for param, sign in moves)
-            grad_g[:, layout.slots[process]] += np.asarray(d_eta)[:, None] * z[process]
-        pen, pen_grad = 0.0, np.zeros(layout.size)
-        for process, g_p in coefs.items():
-            lam = float(penalty.get(process, 0.0))
-            if lam:
-                pen += lam * float(g_p @ g_p)
-                np.add.at(pen_grad, layout.slots[process], -2.0 * lam * g_p)
-        grad_g += pen_grad
-        grad[:, k:] = grad_g / params[k:]
-        return ll - pen, grad
+            d_eta = sum(sign * dlog[:, names.index(param)] for param, sign in moves)
+            grad_g[self.layout.slots[process]] += np.asarray(d_eta) @ z
+        grad[self.k :] = grad_g
+        return grad
 
-    return loglik_grad
+    def _penalised(self, params: FloatArray, value: float, grad: FloatArray) -> tuple[float, FloatArray]:
+        coefs = self.layout.split(np.log(params[self.k :]))
+        grad_g = grad[self.k :].copy()
+        for process, g_p in coefs.items():
+            lam = float(self.penalty.get(process, 0.0))
+            if lam:
+                value -= lam * float(g_p @ g_p)
+                np.add.at(grad_g, self.layout.slots[process], -2.0 * lam * g_p)
+        grad = grad.copy()
+        grad[self.k :] = grad_g / params[self.k :]
+        return value, grad
+
+    def on_rows(
+        self, rows: NDArray[np.intp] | None, weights: FloatArray
+    ) -> Callable[[FloatArray], tuple[float, FloatArray]]:
+        if not self.grouped:
+            data = tuple(c if rows is None else c[rows] for c in self.data)
+            designs = {p: z if rows is None else z[rows] for p, z in self.designs.items()}
+            return lambda params: self._penalised(params, *self._mean_rows(params, data, designs, weights))
+        parts = self._parts(rows, weights)
+        return lambda params: self._penalised(params, *self._mean_groups(params, parts))
+
+    def _parts(self, rows: NDArray[np.intp] | None, weights: FloatArray) -> list[Part]:
+        """The rows of each covariate pattern (of all rows, or of `rows`), contiguous: their data columns, the
+        pattern's design row per process, and their weights."""
+        index = np.arange(self.weights.size) if rows is None else rows
+        pattern = self.pattern[index]
+        order = np.argsort(pattern, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(pattern[order]) != 0])
+        parts = []
+        for g in np.split(order, starts[1:]):
+            taken = index[g]
+            designs = {p: z[taken[:1]] for p, z in self.designs.items()}
+            parts.append((tuple(c[taken] for c in self.data), designs, weights[g]))
+        return parts
+
+    def _mean_rows(
+        self, params: FloatArray, data: tuple[FloatArray, ...], designs: dict[str, FloatArray], weights: FloatArray
+    ) -> tuple[float, FloatArray]:
+        P, _ = self._params(params, designs)
+        ll, dP = self.model._row_loglik_grad(P, *data)
+        return float(weights @ ll), self._chain(params, weights[:, None] * dP * P, designs)
+
+    def _mean_groups(self, params: FloatArray, parts: list[Part]) -> tuple[float, FloatArray]:
+        value, grad = 0.0, np.zeros(self.k + self.layout.size)
+        for data, z, w in parts:
+            P, _ = self._params(params, z)
+            ll, dP = self.model._loglik_grad(P[0], *data)
+            value += float(w @ ll)
+            grad += self._chain(params, (w @ dP * P[0])[None, :], z)
+        return value, grad
+
+    def _jacobian(self, z: Mapping[str, FloatArray]) -> FloatArray:
+        """A with log P = A (log theta, g) for one pattern's design row z: shape (k, k + slots)."""
+        a = np.zeros((self.k, self.k + self.layout.size))
+        a[:, : self.k] = np.eye(self.k)
+        names = list(self.model.param_names)
+        for process, moves in self.model.covariate_effects.items():
+            row = z.get(process)
+            if row is None or row.shape[1] == 0:
+                continue
+            for param, sign in moves:
+                np.add.at(a[names.index(param)], self.k + self.layout.slots[process], sign * row[0])
+        return a
+
+    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
+        """The Hessian of the mean in the search's parameters from one k x k Hessian per covariate pattern (with
+        few patterns): in v = log P a pattern's Hessian is diag(P) H_P diag(P) + diag(dL/dP P), with H_P the
+        model's analytic one where it has one, else central differences of its exact gradient; log P = A u with
+        u = (log theta, g), so the Hessian in u is the sum of A' H_v A (minus the penalty's 2 lambda per
+        coefficient); in the natural (theta, e^g) it is diag(1/p) (H_u - diag(grad_u)) diag(1/p). None with many
+        patterns (the optimiser then differences the gradient)."""
+        if not self.grouped:
+            return None
+        size = self.k + self.layout.size
+        h_u, grad_u = np.zeros((size, size)), np.zeros(size)
+        for data, z, w in self._parts(None, weights):
+            P = self._params(params, z)[0][0]
+            g_p = w @ self.model._loglik_grad(P, *data)[1]
+            h_v = P[:, None] * self._pattern_hessian(P, data, w) * P[None, :] + np.diag(g_p * P)
+            a = self._jacobian(z)
+            h_u += a.T @ h_v @ a
+            grad_u += a.T @ (g_p * P)
+        for process, g_p in self.layout.split(np.log(params[self.k :])).items():
+            lam = float(self.penalty.get(process, 0.0))
+            slots = self.k + self.layout.slots[process]
+            np.add.at(h_u, (slots, slots), -2.0 * lam)
+            np.add.at(grad_u, slots, -2.0 * lam * g_p)
+        return np.asarray((h_u - np.diag(grad_u)) / np.outer(params, params), dtype=float)
+
+    def _pattern_hessian(self, P: FloatArray, data: tuple[FloatArray, ...], w: FloatArray) -> FloatArray:
+        """The weighted Hessian of one pattern's rows in the model's parameters P."""
+        analytic = self.model._hessian_function(*data)
+        if analytic is not None:
+            return np.asarray(analytic(P, w), dtype=float)
+        return central_difference_hessian(lambda q: np.asarray(w @ self.model._loglik_grad(q, *data)[1]), P)
+
+    def row_loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> FloatArray:
+        """Per-row log-likelihood (without the penalty) on `data` (the rows' columns as given, e.g. unscaled)."""
+        P, _ = self._params(params, self.designs)
+        if not self.grouped:
+            return self.model._row_loglik_grad(P, *data)[0]
+        return grouped_loglik_grad(self.model._loglik_grad, P, *data)[0]
 
 
 def compressed_rows(

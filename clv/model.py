@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Self
 
@@ -22,18 +23,18 @@ from numpy.typing import ArrayLike, NDArray
 
 from clv.covariate_fit import (
     CoefficientLayout,
+    CovariateLikelihood,
     CovariateOptions,
     compressed_rows,
-    covariate_row_likelihood,
 )
 from clv.covariates import CovariateSet, Effect, row_parameters
 from clv.errors import ClvError, ConvergenceWarning, FitError, NotFittedError, first_ids, plain_number
 from clv.mle import (
+    Hessian,
     Likelihood,
     LogBounds,
     LoglikGrad,
     MleResult,
-    RowLikelihood,
     Stop,
     central_difference_hessian,
     default_log_bounds,
@@ -165,6 +166,12 @@ class FittedModel(ABC):
     #: (`clv.covariates.row_parameters`); {}: the model takes no covariates
     covariate_effects: ClassVar[dict[str, tuple[Effect, ...]]] = {}
     result_: FitResult
+    #: (params, *data columns) -> per-row log-likelihood and gradient at one parameter set: the scalar function
+    #: the covariate fit calls per covariate pattern (each model defines it)
+    _loglik_grad: Callable[..., tuple[FloatArray, FloatArray]]
+    #: (*data columns) -> (params, weights) -> weighted Hessian of those rows, where the model has it
+    #: analytically, else None (each model defines it)
+    _hessian_function: Callable[..., Hessian | None]
 
     def __init__(
         self, starts: int = 4, seed: int = 42, max_iter: int = 2000, covariates: CovariateOptions | None = None
@@ -310,24 +317,28 @@ class FittedModel(ABC):
         both = tuple(scaled) + tuple(unscaled)
         data, z, w = compressed_rows(both, designs, weights)
         scaled_rows, unscaled_rows = tuple(data[: len(scaled)]), tuple(data[len(scaled) :])
-        fn = covariate_row_likelihood(
-            self._row_loglik_grad, self.param_names, self.covariate_effects, layout, options.penalty
-        )
         base_bounds = self._search_bounds() or default_log_bounds(k)
         lower, upper = default_log_bounds(layout.size)
         bounds = (np.concatenate([base_bounds[0], lower]), np.concatenate([base_bounds[1], upper]))
+        named = dict(zip(covariates.processes, z, strict=True))
+        likelihood = CovariateLikelihood(self, layout, options.penalty, scaled_rows, named, w, bounds)
+
+        def unscaled_ll(params: FloatArray) -> tuple[FloatArray, FloatArray]:
+            ll = likelihood.row_loglik(params, unscaled_rows)
+            return ll, np.zeros((ll.size, params.size))  # the fit needs the unscaled likelihood's values only
+
         return LikelihoodProblem(
             param_names=self.param_names + layout.names,
-            likelihood=RowLikelihood.of_arrays(fn, scaled_rows + tuple(z), weights=w, log_bounds=bounds),
+            likelihood=likelihood,
             factor=np.concatenate([factor, np.ones(layout.size)]),
-            unscaled=lambda p: fn(p, *unscaled_rows, *z),
+            unscaled=unscaled_ll,
             n_customers=len(frame),
             n_unique=int(w.size),
             model_name=self.name,
             rows=dict(zip(rows, scaled_rows, strict=True)),
             layout=layout,
             covariates=covariates,
-            designs=dict(zip(covariates.processes, z, strict=True)),
+            designs=named,
         )
 
     def _split_covariates(

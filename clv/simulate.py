@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from clv import seeds
+from clv.errors import UsageError, first_ids
 
 __all__ = [
     "simulate_bgnbd",
+    "simulate_bgnbd_rows",
     "simulate_gamma_gamma",
+    "simulate_gamma_gamma_rows",
     "simulate_mbgnbd",
+    "simulate_mbgnbd_rows",
     "simulate_pareto_nbd",
+    "simulate_pareto_nbd_rows",
     "simulate_transactions",
 ]
 
@@ -37,16 +42,45 @@ def _frame(x: NDArray[np.int64], t_x: FloatArray, T: FloatArray, unit: float) ->
     return pd.DataFrame({"customer_id": np.arange(x.size), "frequency": x, "recency": np.minimum(t_x, T), "T": T})
 
 
-def _beta_geometric(
-    n: int, r: float, alpha: float, a: float, b: float, T: FloatArray, c: int, seed: int, unit: float
-) -> pd.DataFrame:
+def _rows_of(params: ArrayLike, names: tuple[str, ...], T: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
+    """Per-customer parameters as a (rows, k) array, checked finite and positive, and T broadcast to one value per
+    row (checked finite and >= 0): a `UsageError` says which column, how many rows and the first of them."""
+    P = np.asarray(params, dtype=float)
+    if P.ndim != 2 or P.shape[1] != len(names):
+        raise UsageError(f"parameters must have shape (customers, {len(names)}) in {names}; got shape {P.shape}")
+    for j, name in enumerate(names):
+        bad = ~(np.isfinite(P[:, j]) & (P[:, j] > 0))
+        if bad.any():
+            raise UsageError(
+                f"{name} must be finite and > 0; {int(bad.sum())} customers violate this "
+                f"(first rows: {first_ids(np.flatnonzero(bad))})"
+            )
+    T_arr = np.broadcast_to(np.asarray(0.0 if T is None else T, dtype=float), (P.shape[0],))
+    bad = ~(np.isfinite(T_arr) & (T_arr >= 0))
+    if bad.any():
+        raise UsageError(
+            f"T must be finite and >= 0; {int(bad.sum())} customers violate this "
+            f"(first rows: {first_ids(np.flatnonzero(bad))})"
+        )
+    return P, np.array(T_arr)
+
+
+def _same_rows(n: int, *params: float) -> FloatArray:
+    """n customers with the same parameters, as the per-customer functions take them."""
+    return np.tile(np.asarray(params, dtype=float), (n, 1))
+
+
+def _beta_geometric_rows(params: ArrayLike, T: ArrayLike, c: int, seed: int, unit: float) -> pd.DataFrame:
+    """One customer per row of params (r, alpha, a, b): lambda ~ Gamma(r_i, alpha_i), p ~ Beta(a_i, b_i), and a
+    drop-out chance after each purchase (plus c at time 0), observed over (0, T_i]."""
+    P, T_arr = _rows_of(params, ("r", "alpha", "a", "b"), T)
     rng = np.random.default_rng(seed)
-    lam = rng.gamma(r, 1.0 / alpha, n)
-    p = rng.beta(a, b, n)
-    k = rng.poisson(lam * T)
+    lam = rng.gamma(P[:, 0], 1.0 / P[:, 1])
+    p = rng.beta(P[:, 2], P[:, 3])
+    k = rng.poisson(lam * T_arr)
     survived = rng.geometric(p) - c  # purchases made before dropping out (BG: >= 1, MBG: >= 0)
     x = np.minimum(k, survived)
-    return _frame(x, _recency(rng, x, k, T), T, unit)
+    return _frame(x, _recency(rng, x, k, T_arr), T_arr, unit)
 
 
 def _cohort(n: int, T: float | FloatArray, seed: int) -> FloatArray:
@@ -69,7 +103,7 @@ def simulate_bgnbd(
     unit: float = 7.0,
 ) -> pd.DataFrame:
     """n customers from the BG/NBD process (FHL 2005, Sec. 2), times in units with `unit` days each."""
-    return _beta_geometric(n, r, alpha, a, b, _cohort(n, T, seed), 0, seed, unit)
+    return _beta_geometric_rows(_same_rows(n, r, alpha, a, b), _cohort(n, T, seed), 0, seed, unit)
 
 
 def simulate_mbgnbd(
@@ -83,7 +117,19 @@ def simulate_mbgnbd(
     unit: float = 7.0,
 ) -> pd.DataFrame:
     """n customers from the MBG/NBD process (Batislam et al. 2007): drop-out possible right after the first purchase."""
-    return _beta_geometric(n, r, alpha, a, b, _cohort(n, T, seed), 1, seed, unit)
+    return _beta_geometric_rows(_same_rows(n, r, alpha, a, b), _cohort(n, T, seed), 1, seed, unit)
+
+
+def simulate_bgnbd_rows(params: ArrayLike, T: ArrayLike, seed: int = 0, unit: float = 7.0) -> pd.DataFrame:
+    """One customer per row of params (customers, 4) in (r, alpha, a, b) from the BG/NBD process (FHL 2005,
+    Sec. 2), each observed over (0, T_i] (T one value per customer, or one for all): customers with covariates
+    (`clv.covariates.row_parameters`). `simulate_bgnbd` is this with equal rows (the same draws)."""
+    return _beta_geometric_rows(params, T, 0, seed, unit)
+
+
+def simulate_mbgnbd_rows(params: ArrayLike, T: ArrayLike, seed: int = 0, unit: float = 7.0) -> pd.DataFrame:
+    """`simulate_bgnbd_rows` for the MBG/NBD process (Batislam et al. 2007)."""
+    return _beta_geometric_rows(params, T, 1, seed, unit)
 
 
 def simulate_pareto_nbd(
@@ -97,10 +143,17 @@ def simulate_pareto_nbd(
     unit: float = 7.0,
 ) -> pd.DataFrame:
     """n customers from the Pareto/NBD process (SMC 1987): exponential lifetimes with gamma-distributed rates."""
+    return simulate_pareto_nbd_rows(_same_rows(n, r, alpha, s, beta), _cohort(n, T, seed), seed, unit)
+
+
+def simulate_pareto_nbd_rows(params: ArrayLike, T: ArrayLike, seed: int = 0, unit: float = 7.0) -> pd.DataFrame:
+    """One customer per row of params (customers, 4) in (r, alpha, s, beta) from the Pareto/NBD process (SMC
+    1987): lambda ~ Gamma(r_i, alpha_i), mu ~ Gamma(s_i, beta_i), an exponential lifetime, observed over
+    (0, T_i]. `simulate_pareto_nbd` is this with equal rows (the same draws)."""
+    P, T_arr = _rows_of(params, ("r", "alpha", "s", "beta"), T)
     rng = np.random.default_rng(seed)
-    T_arr = _cohort(n, T, seed)
-    lam = rng.gamma(r, 1.0 / alpha, n)
-    mu = rng.gamma(s, 1.0 / beta, n)
+    lam = rng.gamma(P[:, 0], 1.0 / P[:, 1])
+    mu = rng.gamma(P[:, 2], 1.0 / P[:, 3])
     alive_for = np.minimum(rng.exponential(1.0 / mu), T_arr)
     x = rng.poisson(lam * alive_for)
     return _frame(x, _recency(rng, x, x, alive_for), T_arr, unit)
@@ -108,10 +161,20 @@ def simulate_pareto_nbd(
 
 def simulate_gamma_gamma(frequency: NDArray[np.int64], p: float, q: float, v: float, seed: int = 0) -> FloatArray:
     """Mean spend of each customer's `frequency` transactions (0 where frequency = 0) under Gamma-Gamma."""
-    rng = np.random.default_rng(seed)
-    nu = rng.gamma(q, 1.0 / v, frequency.size)
+    return simulate_gamma_gamma_rows(frequency, _same_rows(np.size(frequency), p, q, v), seed)
+
+
+def simulate_gamma_gamma_rows(frequency: NDArray[np.int64], params: ArrayLike, seed: int = 0) -> FloatArray:
+    """Mean spend of each customer's `frequency` transactions (0 where frequency = 0) under Gamma-Gamma with the
+    customer's own (p, q, v), params of shape (customers, 3): nu ~ Gamma(q_i, v_i), each transaction ~
+    Gamma(p_i, nu) (Fader & Hardie 2013; spend covariates move v). `simulate_gamma_gamma` is this with equal rows."""
     x = np.asarray(frequency)
-    total = rng.gamma(np.maximum(p * x, 1e-12), 1.0 / nu)
+    P, _ = _rows_of(params, ("p", "q", "v"))
+    if x.shape != (P.shape[0],):
+        raise UsageError(f"frequency must have one value per row of the parameters ({P.shape[0]}); got {x.shape}")
+    rng = np.random.default_rng(seed)
+    nu = rng.gamma(P[:, 1], 1.0 / P[:, 2])
+    total = rng.gamma(np.maximum(P[:, 0] * x, 1e-12), 1.0 / nu)
     return np.where(x > 0, total / np.maximum(x, 1), 0.0)
 
 

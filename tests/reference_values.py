@@ -29,3 +29,19 @@ CDNOW_MASTER_TRANSACTIONS = 69659
 BGNBD_CDNOW_HOLDOUT_PREDICTION = 1653
 # The same holdout for the Pareto/NBD: about 1,665 (FHL 2005, Sec. 4, comparing the two models; a 12% under-forecast).
 PARETO_CDNOW_HOLDOUT_PREDICTION = 1665
+
+# CLVTools 0.11.2 on its simulated apparel data (apparelTrans + apparelStaticCov), weekly, estimation.split = 104
+# (calibration to 2006-12-31), as quoted in issue 13 from CLVTools' own output: Pareto/NBD with Gender and Channel
+# on both processes (coefficients as CLVTools' trans.* = purchase, life.* = dropout), the same without covariates,
+# Gamma-Gamma, and the likelihood BG/NBD with covariates reaches at its boundary (no interior optimum there).
+APPAREL_CALIBRATION_END = "2006-12-31"
+PARETO_APPAREL_COV_LL = -5821.0627
+PARETO_APPAREL_COV = {"r": 1.8387, "alpha": 92.944, "s": 0.59129, "beta": 49.506}
+PARETO_APPAREL_COV_COEFFICIENTS = {
+    "purchase": {"Gender": 0.28598, "Channel": 0.62394},
+    "dropout": {"Gender": -0.64279, "Channel": 0.79017},
+}
+PARETO_APPAREL_LL = -5848.0978
+PARETO_APPAREL = {"r": 1.4490, "alpha": 48.636, "s": 0.56126, "beta": 46.884}
+GAMMA_GAMMA_APPAREL = {"p": 3.0990, "q": 5.6537, "v": 56.504}
+BGNBD_APPAREL_COV_BOUNDARY_LL = -5839.86

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
+from clv.compress import unique_rows
 from clv.quadrature import beta_rule, beta_rules, nodes_for_pole
 from clv.special import trigamma
 
@@ -33,6 +34,7 @@ __all__ = [
     "log_p_alive",
     "loglik",
     "loglik_grad",
+    "loglik_grad_rows",
     "pmf_new",
 ]
 
@@ -97,6 +99,56 @@ def loglik_grad(
     grad[:, 1] = r / alpha - (r + x) * (w_alive / (alpha + T) + w_drop / (alpha + t_x))
     grad[:, 2] = -(psi(a) - psi(a + b)) + w_alive * d_a_alive + w_drop * d_a_drop
     grad[:, 3] = -(psi(b) - psi(a + b)) + w_alive * d_b_alive + w_drop * d_b_drop
+    return ll, grad
+
+
+def _row_count_terms(P: FloatArray, x: FloatArray, c: int) -> FloatArray:
+    """The parts of the likelihood and its gradient that do not depend on t_x or T, per row, with the rows' own
+    parameters P (rows, 4) in (r, alpha, a, b): special functions cost most, so they are evaluated once per
+    distinct (x, r, alpha, a, b) (the covariate patterns times the purchase counts) and gathered. Shape (9, rows):
+    the alive and drop-out terms' parameter parts (`_terms` without the powers of alpha + T, alpha + t_x), then
+    d/dr of log Gamma(r+x)/Gamma(r), d/da and d/db of each term's beta functions, and d/da, d/db of -log B(a, b)."""
+    (k, r, alpha, a, b), inverse, _ = unique_rows(x, *P.T)
+    psi = special.digamma
+    common = special.gammaln(r + k) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
+    b_drop = np.maximum(b + k + c - 1.0, b)  # only used where k + c > 0, where it equals b + k + c - 1
+    terms = np.stack(
+        [
+            common + special.betaln(a, b + k + c),
+            common + special.betaln(a + 1.0, b_drop),
+            psi(r + k) - psi(r),
+            psi(a) - psi(a + b + k + c),
+            psi(a + 1.0) - psi(a + 1.0 + b_drop),
+            psi(b + k + c) - psi(a + b + k + c),
+            psi(b_drop) - psi(a + 1.0 + b_drop),
+            -(psi(a) - psi(a + b)),
+            -(psi(b) - psi(a + b)),
+        ]
+    )
+    return np.asarray(terms[:, inverse], dtype=float)
+
+
+def loglik_grad_rows(
+    P: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, c: int
+) -> tuple[FloatArray, FloatArray]:
+    """`loglik_grad` with every row's own parameters, P of shape (rows, 4) in (r, alpha, a, b) (customers with
+    covariates: Bachmann, Meierer & Naef 2021): the log-likelihood of each row (FHL 2005, Eq. 6; Batislam et al.
+    2007 for c = 1) and its analytic gradient in that row's parameters, shape (rows, 4). The per-count grid of
+    `_terms` becomes a grid of distinct (x, parameter pattern) (`_row_count_terms`)."""
+    P = np.asarray(P, dtype=float)
+    r, alpha = P[:, 0], P[:, 1]
+    alive_k, drop_k, d_r, d_a_alive, d_a_drop, d_b_alive, d_b_drop, d_a0, d_b0 = _row_count_terms(P, x, c)
+    log_at, log_atx = np.log(alpha + T), np.log(alpha + t_x)
+    alive = alive_k - (r + x) * log_at
+    drop = np.where((x + c) > 0, drop_k - (r + x) * log_atx, -np.inf)
+    ll = np.logaddexp(alive, drop)
+    w_drop = np.exp(drop - ll)
+    w_alive = 1.0 - w_drop
+    grad = np.empty((x.shape[0], 4))
+    grad[:, 0] = d_r + np.log(alpha) - w_alive * log_at - w_drop * log_atx
+    grad[:, 1] = r / alpha - (r + x) * (w_alive / (alpha + T) + w_drop / (alpha + t_x))
+    grad[:, 2] = d_a0 + w_alive * d_a_alive + w_drop * d_a_drop
+    grad[:, 3] = d_b0 + w_alive * d_b_alive + w_drop * d_b_drop
     return ll, grad
 
 

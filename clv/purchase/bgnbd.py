@@ -91,6 +91,12 @@ class BetaGeoModel(FactoredCurveModel):
         r, alpha, a, b = params
         return bg.loglik_grad(r, alpha, a, b, x, t_x, T, self._c)
 
+    def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`beta_geometric.loglik_grad_rows`: each row with its own parameters (covariate models with many
+        patterns)."""
+        x, t_x, T = columns
+        return bg.loglik_grad_rows(P, x, t_x, T, self._c)
+
     def _hessian_function(self, x: FloatArray, t_x: FloatArray, T: FloatArray) -> Hessian:
         c = self._c
 

@@ -33,7 +33,7 @@ from clv.purchase.base import (
 from clv.purchase.beta_geometric import scaled_expint
 from clv.quadrature import nodes_for_poles, unit_legendre_rule
 
-__all__ = ["ParetoNBDModel", "log_bracket", "loglik", "loglik_grad"]
+__all__ = ["ParetoNBDModel", "log_bracket", "loglik", "loglik_grad", "loglik_grad_rows"]
 
 FloatArray = NDArray[np.float64]
 #: a parameter: one value, or one per posterior draw as an array of shape (draws, 1) broadcasting against rows
@@ -131,16 +131,33 @@ def loglik_grad(
     r: float, alpha: float, s: float, beta: float, x: FloatArray, t_x: FloatArray, T: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
     """Per-row log-likelihood (the note's Eq. 22, as `loglik`) and its exact gradient in (r, alpha, s, beta),
-    shape (rows, 4).
+    shape (rows, 4): the hypergeometric terms at t_x and T in one call (`_log_hyp_term_grad`), combined by
+    `_loglik_grad_from_terms`."""
+    n = x.size
+    u, du = _log_hyp_term_grad(r, alpha, s, beta, np.concatenate([x, x]), np.concatenate([t_x, T]))
+    return _loglik_grad_from_terms(r, alpha, s, beta, x, t_x, T, (u[:n], u[n:]), (du[:, :n], du[:, n:]))
+
+
+def _loglik_grad_from_terms(
+    r: Param,
+    alpha: Param,
+    s: Param,
+    beta: Param,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    u: tuple[FloatArray, FloatArray],
+    du: tuple[FloatArray, FloatArray],
+) -> tuple[FloatArray, FloatArray]:
+    """The note's Eq. (22) and its gradient from the log hypergeometric terms u = (u1, u2) at t_x and T and
+    their gradients du (each (4, rows)); the parameters are numbers or one value per row.
 
     log L = log Gamma(r+x) - log Gamma(r) + r log alpha + s log beta + log(E + D), with E the alive term and
     D = s/(r+s+x) A_0 the drop-out term; d log(E + D) = w d log E + (1 - w) d log D, w = E / (E + D). A_0 =
-    e^u1 - e^u2 (u the log hypergeometric terms at t_x and T, `_log_hyp_term_grad`), so d log A_0 =
-    (d u1 - e^(u2-u1) d u2) / (1 - e^(u2-u1)); where t_x = T, A_0 = 0 and D contributes nothing.
+    e^u1 - e^u2, so d log A_0 = (d u1 - e^(u2-u1) d u2) / (1 - e^(u2-u1)); where t_x = T, A_0 = 0 and D
+    contributes nothing.
     """
-    n = x.size
-    u, du = _log_hyp_term_grad(r, alpha, s, beta, np.concatenate([x, x]), np.concatenate([t_x, T]))
-    u1, u2, du1, du2 = u[:n], u[n:], du[:, :n], du[:, n:]
+    (u1, u2), (du1, du2) = u, du
     equal = t_x == T
     ratio = np.exp(np.where(equal, -1.0, u2 - u1))  # e^(u2 - u1) < 1 where t_x < T
     one_minus = -np.expm1(np.where(equal, -1.0, u2 - u1))
@@ -161,6 +178,39 @@ def loglik_grad(
     grad[3] += s / beta
     ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
     return ll, grad.T
+
+
+def _log_hyp_term_grad_rows(P: FloatArray, x: FloatArray, t: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """`_log_hyp_term_grad` with parameters per row (P of shape (rows, 4), in (r, alpha, s, beta)): the branch
+    (alpha >= beta or not) is chosen per row, and the hypergeometric factor is evaluated once per distinct
+    (x, t, r, alpha, s, beta), one `hyp2f1_one_log_grad` call for both branches. Returns u (rows,) and its
+    gradient (4, rows), by the same chain rule as `_log_hyp_term_grad`."""
+    (px, pt, r, alpha, s, beta), inverse, _ = unique_rows(x, t, *P.T)
+    la, lb = np.log(alpha + pt), np.log(beta + pt)
+    ge = alpha >= beta
+    z = np.where(ge, (alpha - beta) / (alpha + pt), (beta - alpha) / (beta + pt))
+    h, (h_b, h_c, h_z) = hyp2f1_one_log_grad(np.where(ge, r + px, s + 1.0), r + s + px + 1.0, z)
+    power_a, power_b = np.where(ge, r + px, r + px - 1.0), np.where(ge, s, s + 1.0)
+    u = h - power_a * la - power_b * lb
+    grad = np.empty((4, px.size))
+    # B = r + x and z = (alpha - beta) / (alpha + t) where ge; B = s + 1 and z = (beta - alpha) / (beta + t) elsewhere
+    grad[0] = np.where(ge, h_b, 0.0) + h_c - la
+    grad[1] = np.where(ge, h_z * (beta + pt) / (alpha + pt) ** 2, -h_z / (beta + pt)) - power_a / (alpha + pt)
+    grad[2] = np.where(ge, 0.0, h_b) + h_c - lb
+    grad[3] = np.where(ge, -h_z / (alpha + pt), h_z * (alpha + pt) / (beta + pt) ** 2) - power_b / (beta + pt)
+    return u[inverse], grad[:, inverse]
+
+
+def loglik_grad_rows(P: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """`loglik_grad` with every row's own parameters, P of shape (rows, 4) in (r, alpha, s, beta) (customers
+    with covariates: Bachmann, Meierer & Naef 2021): the note's Eq. (22) per row and its exact gradient in that
+    row's parameters, shape (rows, 4). Rows sharing a history and a parameter pattern share the hypergeometric
+    evaluation (`_log_hyp_term_grad_rows`)."""
+    P = np.asarray(P, dtype=float)
+    n = x.size
+    u, du = _log_hyp_term_grad_rows(np.concatenate([P, P]), np.concatenate([x, x]), np.concatenate([t_x, T]))
+    r, alpha, s, beta = P.T
+    return _loglik_grad_from_terms(r, alpha, s, beta, x, t_x, T, (u[:n], u[n:]), (du[:, :n], du[:, n:]))
 
 
 def _one_minus_exp_over(y: FloatArray) -> FloatArray:
@@ -254,6 +304,11 @@ class ParetoNBDModel(FactoredCurveModel):
         derivatives by its continued fraction differentiated term by term)."""
         r, alpha, s, beta = params
         return loglik_grad(r, alpha, s, beta, x, t_x, T)
+
+    def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`loglik_grad_rows`: each row with its own parameters (covariate models with many patterns)."""
+        x, t_x, T = columns
+        return loglik_grad_rows(P, x, t_x, T)
 
     def _alive(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """P(alive at T) (the note, Eq. 18 as alive term over bracket) and the updated (r + x, alpha + T, beta + T)

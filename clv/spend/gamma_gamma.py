@@ -16,14 +16,15 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from clv.covariate_fit import CovariateOptions, by_covariate_pattern, grouped_loglik_grad
+from clv.compress import unique_rows
+from clv.covariate_fit import CovariateOptions, by_covariate_pattern
 from clv.data.rfm import validate_rfm
 from clv.errors import DataError, plain_number
-from clv.mle import MleResult
+from clv.mle import Hessian, MleResult
 from clv.model import MEAN_SPEND, FitResult, FittedModel, LikelihoodProblem, check_output
 from clv.special import trigamma
 
-__all__ = ["GammaGammaModel", "loglik_grad"]
+__all__ = ["GammaGammaModel", "loglik_grad", "loglik_grad_rows"]
 
 FloatArray = NDArray[np.float64]
 
@@ -58,6 +59,44 @@ def loglik_grad(
     grad = np.empty((x.size, 3))
     grad[:, 0] = x * (psi_pxq - psi_p_k[index] + log_m + log_x - log_vmx)
     grad[:, 1] = psi_pxq - special.digamma(q) + np.log(v) - log_vmx
+    grad[:, 2] = q / v - (px + q) / (v + mx)
+    return ll, grad
+
+
+def _row_count_terms(P: FloatArray, x: FloatArray) -> FloatArray:
+    """The special-function parts of `loglik_grad_rows` per row, evaluated once per distinct (x, p, q) (the
+    spend covariates move v only, so these are shared by the covariate patterns) and gathered; shape (4, rows):
+    lnG(px+q) - lnG(px) - lnG(q), digamma(px+q), digamma(px) and digamma(q) (px = 1 where x = 0, as in
+    `loglik_grad`)."""
+    (k, p, q), inverse, _ = unique_rows(x, P[:, 0], P[:, 1])
+    pk = p * k
+    pk_safe = np.where(k > 0, pk, 1.0)
+    terms = np.stack(
+        [
+            special.gammaln(pk + q) - special.gammaln(pk_safe) - special.gammaln(q),
+            special.digamma(pk + q),
+            special.digamma(pk_safe),
+            special.digamma(q),
+        ]
+    )
+    return np.asarray(terms[:, inverse], dtype=float)
+
+
+def loglik_grad_rows(P: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """`loglik_grad` with every row's own parameters, P of shape (rows, 3) in (p, q, v) (spend covariates:
+    v_i = v exp(g_s'z_i), Fader & Hardie's note on covariates in the Gamma-Gamma model): the log density of m_x
+    given x (the note, Eq. 5) per row and its analytic gradient in that row's parameters, shape (rows, 3)."""
+    P = np.asarray(P, dtype=float)
+    p, q, v = P.T
+    gam, psi_pxq, psi_px, psi_q = _row_count_terms(P, x)
+    with np.errstate(divide="ignore"):
+        log_x = np.where(x > 0, np.log(np.maximum(x, 1.0)), 0.0)
+    px, log_m, mx = p * x, np.log(m), m * x
+    log_vmx = np.log(v + mx)
+    ll = gam + q * np.log(v) + (px - 1.0) * log_m + px * log_x - (px + q) * log_vmx
+    grad = np.empty((x.size, 3))
+    grad[:, 0] = x * (psi_pxq - psi_px + log_m + log_x - log_vmx)
+    grad[:, 1] = psi_pxq - psi_q + np.log(v) - log_vmx
     grad[:, 2] = q / v - (px + q) / (v + mx)
     return ll, grad
 
@@ -189,8 +228,23 @@ class GammaGammaModel(FittedModel):
         super().__init__(starts=starts, seed=seed, max_iter=max_iter, covariates=options)
 
     def _row_loglik_grad(self, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """`loglik_grad` with each row's own (p, q, v), per group of rows that share them."""
-        return grouped_loglik_grad(lambda params, x, m: loglik_grad(params, x, m), P, *columns)
+        """`loglik_grad_rows`: each row with its own (p, q, v)."""
+        x, m = columns
+        return loglik_grad_rows(P, x, m)
+
+    def _hessian_function(self, x: FloatArray, m: FloatArray) -> Hessian | None:
+        """(params, weights) -> the weighted Hessian of these rows (`SpendStatistics.hessian`, which is of the mean
+        with weights summing to 1: scaled back by their sum)."""
+
+        def hessian(params: FloatArray, weights: FloatArray) -> FloatArray:
+            total = float(weights.sum())
+            return total * SpendStatistics(x, m, weights / total).hessian(params)
+
+        return hessian
+
+    def _loglik_grad(self, params: FloatArray, x: FloatArray, m: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """`loglik_grad` at one parameter set (the scalar function the covariate fit calls per pattern)."""
+        return loglik_grad(params, x, m)
 
     def _repeat_buyers(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, int]:
         validate_rfm(rfm, need_monetary=True)

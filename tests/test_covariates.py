@@ -1,0 +1,258 @@
+"""Static covariates (issue 13): CLVTools' apparel values, recovery of known coefficients, per-pattern predictions,
+penalty and constraint, and the errors of the encoding."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clv import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clv.config import DataConfig
+from clv.covariates import CovariateSet
+from clv.data import load_transactions, rfm_summary
+from clv.errors import ConvergenceWarning, DataError, UsageError
+from clv.mle import central_difference_hessian
+from clv.purchase import BetaGeoBetaBinomModel
+from clv.simulate import simulate_bgnbd, simulate_gamma_gamma, simulate_pareto_nbd
+from tests import reference_values as ref
+from tests.conftest import SHARED
+
+BOTH = {"purchase_covariates": ["Gender", "Channel"], "dropout_covariates": ["Gender", "Channel"]}
+
+
+@pytest.fixture(scope="module")
+def apparel() -> pd.DataFrame:
+    """CLVTools' apparel data as CLVTools' estimation.split = 104 summarises it, with the static covariates."""
+    if not (SHARED / "clvtools_apparelTrans.csv").exists():
+        pytest.skip("../shared/data is absent")
+    spec = DataConfig(source="x", customer_id="Id", date="Date", amount="Price")
+    tx = load_transactions(str(SHARED / "clvtools_apparelTrans.csv"), spec)
+    cal = dt.date.fromisoformat(ref.APPAREL_CALIBRATION_END)
+    rfm = rfm_summary(tx, cal, unit="W").frame
+    cov = pd.read_csv(SHARED / "clvtools_apparelStaticCov.csv", dtype={"Id": str})
+    return rfm.merge(cov.rename(columns={"Id": "customer_id"}), on="customer_id", validate="one_to_one")
+
+
+def _close(got: dict[str, float], want: dict[str, float], rel: float = 1e-3, abs_: float = 0.0) -> None:
+    for k, v in want.items():
+        assert got[k] == pytest.approx(v, rel=rel, abs=abs_), k
+
+
+def test_pareto_nbd_with_covariates_matches_clvtools(apparel: pd.DataFrame) -> None:
+    model = ParetoNBDModel(**BOTH).fit(apparel)
+    assert model.log_likelihood_ == pytest.approx(ref.PARETO_APPAREL_COV_LL, abs=1e-4)
+    _close(model.params_, ref.PARETO_APPAREL_COV)
+    for process, want in ref.PARETO_APPAREL_COV_COEFFICIENTS.items():
+        # CLVTools prints 5 significant digits and stops its search on a flat ridge: 1e-3 absolute
+        _close(model.coefficients_[process], want, rel=0.0, abs_=1e-3)
+    assert model.converged_
+    se = model.coefficient_standard_errors_
+    assert se is not None and all(0.05 < v < 0.5 for p in se.values() for v in p.values())
+
+
+def test_apparel_without_covariates_matches_clvtools(apparel: pd.DataFrame) -> None:
+    model = ParetoNBDModel().fit(apparel)
+    assert model.log_likelihood_ == pytest.approx(ref.PARETO_APPAREL_LL, abs=1e-4)
+    _close(model.params_, ref.PARETO_APPAREL)
+    assert model.coefficients_ == {} and model.covariates_ is None
+    _close(GammaGammaModel().fit(apparel).params_, ref.GAMMA_GAMMA_APPAREL)
+
+
+def test_bgnbd_with_covariates_reaches_the_boundary_and_says_so(apparel: pd.DataFrame) -> None:
+    with pytest.warns(ConvergenceWarning, match="dropout parameters run to a boundary"):
+        model = BetaGeoModel(**BOTH).fit(apparel)
+    # CLVTools prints -5839.86: at least that, to its 2 decimals
+    assert model.log_likelihood_ >= ref.BGNBD_APPAREL_COV_BOUNDARY_LL - 0.005
+    assert "dropout" in model.not_identified_
+    assert "not estimates" in model.not_identified_["dropout"]
+
+
+def _two_groups(model: str, n: int, seed: int) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Customers of two covariate groups (z = 0, 1) drawn from the model with known coefficients: the purchase
+    coefficient 0.5 and the dropout coefficient -0.7 (Pareto/NBD: alpha_1 = alpha e^-0.5, beta_1 = beta e^0.7;
+    BG/NBD: a_1 = a e^-0.7, b_1 = b e^-0.7), in CLVTools' parameterisation."""
+    g_p, g_d = 0.5, -0.7
+    parts = []
+    for z in (0, 1):
+        if model == "pareto_nbd":
+            frame = simulate_pareto_nbd(n, 0.8, 6.0 * np.exp(-g_p * z), 0.6, 12.0 * np.exp(-g_d * z), seed=seed + z)
+        else:
+            a, b = 0.8 * np.exp(g_d * z), 2.5 * np.exp(g_d * z)
+            frame = simulate_bgnbd(n, 0.8, 6.0 * np.exp(-g_p * z), a, b, seed=seed + z)
+        parts.append(frame.assign(z=z, customer_id=[f"{z}-{i}" for i in range(n)]))
+    return pd.concat(parts, ignore_index=True), {"purchase": g_p, "dropout": g_d}
+
+
+@pytest.mark.parametrize("model_cls", [ParetoNBDModel, BetaGeoModel])
+def test_known_coefficients_are_recovered(model_cls: type) -> None:
+    data, truth = _two_groups(model_cls.name, 20_000, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = model_cls(purchase_covariates=["z"], dropout_covariates=["z"]).fit(data)
+    se = model.coefficient_standard_errors_
+    assert se is not None
+    for process, g in truth.items():
+        got = model.coefficients_[process]["z"]
+        assert abs(got - g) < 4 * se[process]["z"], (process, got, se[process]["z"])
+        assert se[process]["z"] < 0.2
+
+
+def test_gamma_gamma_spend_covariate_is_recovered() -> None:
+    rng = np.random.default_rng(5)
+    n = 20_000
+    z = rng.integers(0, 2, n)
+    frequency = rng.integers(1, 8, n)
+    g_s = 0.4
+    m = np.empty(n)
+    for level in (0, 1):
+        rows = z == level
+        m[rows] = simulate_gamma_gamma(frequency[rows], 4.0, 3.0, 20.0 * np.exp(g_s * level), seed=level)
+    rfm = pd.DataFrame(
+        {
+            "customer_id": np.arange(n).astype(str),
+            "frequency": frequency,
+            "recency": 10.0,
+            "T": 20.0,
+            "monetary_value": m,
+            "z": z,
+        }
+    )
+    model = GammaGammaModel(spend_covariates=["z"]).fit(rfm)
+    got, se = model.coefficients_["spend"]["z"], model.coefficient_standard_errors_["spend"]["z"]  # type: ignore[index]
+    assert abs(got - g_s) < 4 * se and se < 0.05
+    # expected spend of a customer without repeat purchases is exp(g) times the reference's
+    none = rfm.iloc[:2].assign(frequency=0, recency=0.0, monetary_value=0.0, z=[0, 1])
+    e0, e1 = model.expected_spend(none)
+    assert e1 / e0 == pytest.approx(np.exp(got), rel=1e-12)
+
+
+@pytest.mark.parametrize("model_cls", [ParetoNBDModel, BetaGeoModel, ModifiedBetaGeoModel])
+def test_predictions_are_the_pattern_models(model_cls: type, apparel: pd.DataFrame) -> None:
+    """Every prediction of a covariate model equals the model without covariates at the customer's own
+    parameters (alpha_i, beta_i or a_i, b_i), computed here row by row from the coefficients. (BG/NBD with
+    Channel on dropout has no interior optimum on this data: Gender only there.)"""
+    dropout = ["Gender", "Channel"] if model_cls is ParetoNBDModel else ["Gender"]
+    model = model_cls(purchase_covariates=["Gender", "Channel"], dropout_covariates=dropout).fit(apparel)
+    rows = apparel.sample(40, random_state=3).reset_index(drop=True)
+    c = model.coefficients_
+    for i in range(len(rows)):
+        one = rows.iloc[[i]]
+        zp = sum(g * one[name].iloc[0] for name, g in c["purchase"].items())
+        zd = sum(g * one[name].iloc[0] for name, g in c["dropout"].items())
+        p = dict(model.params_)
+        p["alpha"] *= np.exp(-zp)
+        if model_cls is ParetoNBDModel:
+            p["beta"] *= np.exp(-zd)
+        else:
+            p["a"] *= np.exp(zd)
+            p["b"] *= np.exp(zd)
+        plain = model_cls.from_params(**p)
+        for name, args in [
+            ("probability_alive", ()),
+            ("expected_purchases", (26.0,)),
+            ("probability_of_purchases", (2, 26.0)),
+            ("expected_residual_purchases", (0.002,)),
+            ("loglik", ()),
+        ]:
+            want = getattr(plain, name)(one, *args)
+            got = getattr(model, name)(rows, *args)[i]
+            # the pmf quadrature chooses its nodes from all the rows it is given: 1e-8, not rounding level
+            rel = 1e-8 if name == "probability_of_purchases" else 1e-12
+            assert got == pytest.approx(want[0], rel=rel, abs=1e-300), name
+    curve = model.expected_purchases_curve(rows, [4.0, 52.0])
+    single = np.stack([model.expected_purchases(rows, h) for h in (4.0, 52.0)], axis=1)
+    np.testing.assert_allclose(curve, single, rtol=1e-12)
+
+
+def test_weights_and_compression_equal_expanded_rows(apparel: pd.DataFrame) -> None:
+    """Customers with the same history and covariates are one weighted row; a continuous covariate (compresses
+    less) gives the same fit as its rows expanded."""
+    data = apparel.assign(score=np.round(np.random.default_rng(1).normal(size=len(apparel)), 1))
+    twice = pd.concat([data, data], ignore_index=True)
+    one = ParetoNBDModel(purchase_covariates=["score", "Channel"]).fit(data, weights=np.full(len(data), 2.0))
+    two = ParetoNBDModel(purchase_covariates=["score", "Channel"]).fit(twice)
+    assert one.log_likelihood_ == pytest.approx(two.log_likelihood_, rel=1e-10)
+    _close(one.params_, two.params_, rel=1e-6)
+    assert one.coefficients_["purchase"]["score"] == pytest.approx(two.coefficients_["purchase"]["score"], abs=1e-6)
+
+
+def test_penalty_shrinks_and_zero_penalty_is_no_penalty(apparel: pd.DataFrame) -> None:
+    free = ParetoNBDModel(**BOTH).fit(apparel)
+    zero = ParetoNBDModel(**BOTH, covariate_penalty={"purchase": 0.0, "dropout": 0.0}).fit(apparel)
+    assert zero.log_likelihood_ == free.log_likelihood_
+    strong = ParetoNBDModel(**BOTH, covariate_penalty={"purchase": 10.0, "dropout": 10.0}).fit(apparel)
+    for process in ("purchase", "dropout"):
+        for name, value in free.coefficients_[process].items():
+            assert abs(strong.coefficients_[process][name]) < 0.1 * abs(value)
+    assert strong.log_likelihood_ < free.log_likelihood_  # the likelihood of the data, not the penalised objective
+
+
+def test_constrained_covariate_has_one_coefficient(apparel: pd.DataFrame) -> None:
+    model = ParetoNBDModel(**BOTH, constrained_covariates=["Gender"]).fit(apparel)
+    c = model.coefficients_
+    assert c["purchase"]["Gender"] == c["dropout"]["Gender"]
+    assert c["purchase"]["Channel"] != c["dropout"]["Channel"]
+    free = ParetoNBDModel(**BOTH).fit(apparel)
+    none = ParetoNBDModel(purchase_covariates=["Channel"], dropout_covariates=["Channel"]).fit(apparel)
+    assert none.log_likelihood_ - 1e-6 <= model.log_likelihood_ <= free.log_likelihood_ + 1e-6
+
+
+def test_categorical_covariate_against_its_reference(apparel: pd.DataFrame) -> None:
+    """A text column is dummy-coded against the named reference; its coefficient is the numeric 0/1 column's
+    with the sign of the reference swapped."""
+    data = apparel.assign(channel=np.where(apparel["Channel"] == 1, "offline", "online"))
+    numeric = ParetoNBDModel(purchase_covariates=["Channel"]).fit(data)
+    text = ParetoNBDModel(purchase_covariates=["channel"], categorical={"channel": "offline"}).fit(data)
+    assert list(text.coefficients_["purchase"]) == ["channel[online]"]
+    assert text.coefficients_["purchase"]["channel[online]"] == pytest.approx(
+        -numeric.coefficients_["purchase"]["Channel"], abs=1e-5
+    )
+    assert text.log_likelihood_ == pytest.approx(numeric.log_likelihood_, abs=1e-6)
+
+
+def test_encoding_errors_name_the_customers(apparel: pd.DataFrame) -> None:
+    data = apparel.assign(channel=np.where(apparel["Channel"] == 1, "offline", "online"))
+    model = ParetoNBDModel(purchase_covariates=["channel"]).fit(data)
+    with pytest.raises(DataError, match=r"levels the model was not fitted with: 'shop'.*first ids: 1\b"):
+        model.probability_alive(data.assign(channel=np.where(data["customer_id"] == "1", "shop", data["channel"])))
+    with pytest.raises(DataError, match="covariate 'channel' is missing"):
+        model.probability_alive(data.drop(columns="channel"))
+    gaps = data.assign(channel=data["channel"].where(data["customer_id"] != "7"))
+    with pytest.raises(DataError, match=r"missing for 1 customers \(first ids: 7\)"):
+        ParetoNBDModel(purchase_covariates=["channel"]).fit(gaps)
+    with pytest.raises(DataError, match="not found"):
+        ParetoNBDModel(purchase_covariates=["nope"]).fit(data)
+    with pytest.raises(UsageError, match="no purchase process"):
+        BetaGeoBetaBinomModel(purchase_covariates=["x"])
+    with pytest.raises(UsageError, match="must be listed in both"):
+        ParetoNBDModel(purchase_covariates=["Gender"], constrained_covariates=["Gender"])
+
+
+def test_covariate_set_round_trips() -> None:
+    frame = pd.DataFrame({"customer_id": ["a", "b", "c"], "g": ["x", "y", "x"], "n": [1.0, 2.0, 4.0]})
+    cov = CovariateSet.learn(frame, {"purchase": ["g", "n"]}, standardise=True)
+    again = CovariateSet.from_dict(cov.to_dict())
+    np.testing.assert_array_equal(again.design(frame, "purchase"), cov.design(frame, "purchase"))
+    assert cov.design_names("purchase") == ["g[y]", "n"]
+    assert cov.design(frame, "purchase")[:, 1].mean() == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("model_cls", [ParetoNBDModel, BetaGeoModel])
+def test_pattern_hessian_equals_differences_of_the_gradient(model_cls: type, apparel: pd.DataFrame) -> None:
+    """The covariate likelihood's Hessian (assembled per covariate pattern) against central differences of its
+    own exact gradient, with a penalty and a constrained covariate, at a point off the optimum."""
+    model = model_cls(**BOTH, constrained_covariates=["Gender"], covariate_penalty={"purchase": 0.3, "dropout": 0.1})
+    problem = model.likelihood_problem(apparel)
+    like = problem.likelihood
+    w = like.weights / like.weights.sum()
+    params = np.r_[
+        model.start_point() * [1.1, 0.9, 1.2, 0.8], np.exp([0.2, -0.3, 0.4, 0.1, 0.25])[: len(problem.param_names) - 4]
+    ]
+    analytic = like.mean_hessian(params, w)
+    mean = like.on_rows(None, w)
+    numeric = central_difference_hessian(lambda p: np.asarray(mean(p)[1]), params)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7 * np.abs(numeric).max())
