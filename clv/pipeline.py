@@ -33,7 +33,7 @@ from clv.bayes.predict import (
 )
 from clv.compress import covariate_columns, unique_histories
 from clv.config import RunConfig, config_hash
-from clv.data.customers import CustomerTable, attach_covariates
+from clv.data.customers import CustomerTable, attach_covariates, check_covariate_source
 from clv.data.period import check_period as period_check
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
@@ -151,7 +151,9 @@ def _timed(timings: dict[str, float], step: str, progress: Progress | None) -> I
 
 def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
     """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table.
-    `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`)."""
+    `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`).
+    With a covariates section, the customer table's columns are joined to the summary (`with_covariates`)."""
+    check_covariate_source(config)
     if is_rfm_table(config.data.source):
         step = DataStep(report=None, profile=None, rfm=load_rfm_table(config))
     else:

@@ -32,7 +32,7 @@ from clv.data.rfm_table import is_rfm_table
 from clv.data.transactions import _csv_scan, _id_expr, _literal, _quote
 from clv.errors import ConfigError, DataError, first_ids
 
-__all__ = ["CustomerTable", "attach_covariates", "join_covariates", "read_customer_table"]
+__all__ = ["CustomerTable", "attach_covariates", "check_covariate_source", "join_covariates", "read_customer_table"]
 
 _TABLE = "clv_customers"
 
@@ -123,7 +123,7 @@ def _check_ids(table: pd.DataFrame, source: str, id_column: str) -> None:
 def _typed(values: pd.Series, name: str, categorical: bool, ids: pd.Series, source: str) -> pd.Series:
     """A text column as numbers when every value reads as one (and it is not declared categorical); a column
     mixing numbers and text is refused."""
-    if categorical or values.dtype != object:
+    if categorical or not (pd.api.types.is_string_dtype(values) or values.dtype == object):
         return values
     present = values.notna()
     numbers = pd.to_numeric(values.where(present).str.strip(), errors="coerce")
@@ -224,19 +224,25 @@ def _fill_blanks(joined: pd.DataFrame, column: str, blank: np.ndarray, spec: Cov
     return int(blank.sum())
 
 
+def check_covariate_source(config: RunConfig) -> None:
+    """Refuse `covariates.source: rfm` when data.source is a transaction log (before anything is read)."""
+    spec = config.covariates
+    if spec is not None and spec.from_rfm_table and not is_rfm_table(config.data.source):
+        raise ConfigError(
+            "covariates.source rfm reads the covariates from an RFM table, but data.source "
+            f"{config.data.source!r} is a transaction log",
+            hint="give covariates.source as the path of a customer table (CSV or Parquet)",
+        )
+
+
 def attach_covariates(config: RunConfig, rfm: RfmSummary) -> tuple[RfmSummary, CustomerTable | None, list[str]]:
     """The RFM summary with the config's covariate columns joined (unchanged without a covariates section), what
     the join did and its warnings. `covariates.source: rfm` reads them from the RFM table of data.source."""
     spec = config.covariates
     if spec is None:
         return rfm, None, []
+    check_covariate_source(config)
     if spec.from_rfm_table:
-        if not is_rfm_table(config.data.source):
-            raise ConfigError(
-                "covariates.source rfm reads the covariates from an RFM table, but data.source "
-                f"{config.data.source!r} is a transaction log",
-                hint="give covariates.source as the path of a customer table (CSV or Parquet)",
-            )
         source, id_column, trim = config.data.source, spec.id_column or "customer_id", False
     else:
         source, id_column, trim = spec.source, spec.id_column or config.data.customer_id, config.data.trim_ids

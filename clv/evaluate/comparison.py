@@ -23,8 +23,8 @@ import pandas as pd
 
 from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, posterior_predict, value_posterior
 from clv.compress import covariate_columns, unique_histories
-from clv.covariate_fit import CoefficientLayout
 from clv.config import RunConfig
+from clv.covariate_fit import CoefficientLayout
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
 from clv.metric_registry import METRICS, RANK_CRITERIA
