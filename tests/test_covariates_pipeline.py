@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from clv.config import load_config, parse_config
 from clv.data.customers import join_covariates, read_customer_table
 from clv.errors import ClvWarning, ConfigError, DataError
 from clv.evaluate.comparison import candidates
+from clv.evaluate.tracking import unconditional_cumulative
 from clv.pipeline import fit_models, load_fitted, prepare_data, run, save_fitted
 from clv.purchase import ParetoNBDModel
 from tests import reference_values as ref
@@ -109,7 +111,7 @@ def _table(path: Path, ids: list[str], seed: int = 3, **columns: Any) -> Path:
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"cid": ids})
     frame["channel"] = rng.choice(["web", "shop"], size=len(ids))
-    frame["age"] = rng.integers(18, 80, size=len(ids))
+    frame["age"] = rng.choice([20, 30, 40, 50, 60], size=len(ids))
     for name, values in columns.items():
         frame[name] = values
     frame.to_csv(path, index=False)
@@ -139,6 +141,9 @@ def test_the_join_keeps_the_summary_s_rows_and_order_and_counts_extra_customers(
     assert step.customers is not None
     assert (step.customers.customers, step.customers.matched, step.customers.not_in_summary) == (2359, 2357, 2)
     assert step.customers.to_dict()["columns"] == ["channel"]
+    shown = runner.invoke(app, ["data", "summarize", str(_config(tmp_path, table)), "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["customer_table"]["not_in_summary"] == 2
 
 
 def test_ids_are_text_as_written_and_trimmed_as_the_log_s():
@@ -172,7 +177,7 @@ def test_customers_missing_from_the_table_are_an_error_with_count_and_first_ids(
     result = runner.invoke(app, ["run", str(_config(tmp_path, table)), "-q"])
     assert result.exit_code == 1, result.output
     assert "3 customer(s) of the RFM summary are not in the customer table" in result.output
-    assert "first ids: 5, 6, 700" in result.output.replace("\n", " ") or "5, 6, 700" in result.output
+    assert "(first ids: 5, 6, 700)" in " ".join(result.output.split())
     assert not (tmp_path / "models").exists() or not list((tmp_path / "models").rglob("model.json"))
 
 
@@ -470,6 +475,18 @@ def test_apparel_evaluation_ranks_covariate_candidates(tmp_path, apparel_paths):
     at_end = np.searchsorted(evaluation.tracking.actual.week_end, evaluation.tracking.actual.calibration_end)
     for curve in curves.values():
         assert curve[at_end] == pytest.approx(actual[at_end], rel=0.05)
+    # with every coefficient 0, the per-pattern sum (first days from T) is the plain model's curve over the
+    # cohort's first days as the transactions give them
+    model = next(r.fitted.purchase for r in evaluation.results if r.candidate.covariates)
+    zero = {p: dict.fromkeys(c, 0.0) for p, c in model.coefficients_.items()}
+    flat = type(model).from_result(replace(model.fit_result, coefficients=zero))
+    plain = type(model).from_params(**model.params_)
+    tracking = evaluation.tracking.actual
+    np.testing.assert_allclose(
+        unconditional_cumulative(flat, tracking, "W", evaluation.data.rfm.frame),
+        unconditional_cumulative(plain, tracking, "W"),
+        rtol=1e-12,
+    )
 
 
 def test_fit_models_without_a_covariates_section_is_unchanged(cdnow_rfm):
