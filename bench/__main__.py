@@ -130,12 +130,27 @@ def bench_evaluate(sizes: list[int]) -> None:
             print(f"  clv {ours.info}; lifetimes {theirs.info}")
 
 
+def bench_covariates(n: int) -> None:
+    """The fit with three categorical covariates on both processes (12 covariate patterns, 8 coefficients) beside
+    the same model without covariates, on the same n customers (clv only: lifetimes has no covariates)."""
+    print(f"\n== Maximum likelihood with covariates (gender, channel, region on both processes), {n:,} customers ==")
+    print(f"{'model':<28} {'with covariates':>23} | {'without':>23} | ratio")
+    for model in ("bgnbd", "pareto_nbd"):
+        ours = run_task("clv_covariate_fit", n=n, model=model)
+        plain = run_task("clv_covariate_fit", n=n, model=model, covariates=False)
+        print(_row(model, ours, plain, "without"))
+        if ours:
+            print(f"  {ours.info}")
+
+
 TRUTH_ITEMS = [("r", 0.25), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes", "nuts", "evaluate"])
+    parser.add_argument(
+        "what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes", "nuts", "evaluate", "covariates"]
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; every cell is a fresh process (seconds of the timed step, peak RSS)")
@@ -148,6 +163,8 @@ def main() -> None:
         bench_evaluate([100_000] if args.quick else [100_000, 1_000_000])
         if not args.quick:
             bench_scale()
+    if args.what in ("all", "covariates"):
+        bench_covariates(100_000 if args.quick else 1_000_000)
     if args.what == "nuts":
         bench_nuts(importlib.util.find_spec("pymc_marketing") is not None)
     if args.what in ("all", "bayes"):

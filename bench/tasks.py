@@ -536,3 +536,65 @@ def lifetimes_holdout(rfm: pd.DataFrame, n: int) -> dict[str, Any]:
         )
     mae = float(np.abs(predicted - rfm["frequency_holdout"]).mean())
     return {"customers": len(rfm), "predicted": round(float(predicted.sum()), 1), "mae": mae}
+
+
+# ---------- covariates (issue 13) ----------
+
+#: the synthetic covariates' true coefficients (log scale, CLVTools' parameterisation) per process and column
+COVARIATE_TRUTH = {
+    "purchase": {"gender": 0.3, "channel": 0.5, "region[south]": -0.2, "region[west]": -0.4},
+    "dropout": {"gender": -0.4, "channel": 0.6, "region[south]": 0.1, "region[west]": 0.2},
+}
+
+
+def covariate_customers(n: int, model: str = "pareto_nbd") -> pd.DataFrame:
+    """n customers with three categorical covariates (gender, channel: 2 levels; region: 3), drawn from the model
+    with `COVARIATE_TRUTH` (each customer's own alpha and beta, or alpha, a and b), observed over 52 weeks."""
+    from clv.covariates import CovariateSet, row_parameters
+    from clv.purchase import BetaGeoModel, ParetoNBDModel
+    from clv.simulate import simulate_bgnbd_rows, simulate_pareto_nbd_rows
+
+    rng = np.random.default_rng(n)
+    frame = pd.DataFrame(
+        {
+            "gender": rng.integers(0, 2, n),
+            "channel": rng.integers(0, 2, n),
+            "region": rng.choice(["north", "south", "west"], n),
+        }
+    )
+    cls = ParetoNBDModel if model == "pareto_nbd" else BetaGeoModel
+    processes = {p: ["gender", "channel", "region"] for p in ("purchase", "dropout")}
+    cov = CovariateSet.learn(frame, processes)
+    base = np.array([0.8, 6.0, 0.6, 12.0] if model == "pareto_nbd" else [0.8, 6.0, 0.8, 2.5])
+    designs = {p: cov.design(frame, p) for p in processes}
+    coefs = {p: np.array([COVARIATE_TRUTH[p][k] for k in cov.design_names(p)]) for p in processes}
+    P = row_parameters(base, cls.param_names, cls.covariate_effects, designs, coefs)
+    simulate = simulate_pareto_nbd_rows if model == "pareto_nbd" else simulate_bgnbd_rows
+    rfm = simulate(P, 52.0, seed=n + 1)
+    return pd.concat([rfm.assign(customer_id=rfm["customer_id"].astype(str)), frame], axis=1)
+
+
+def prepare_clv_covariate_fit(n: int, model: str = "pareto_nbd", **_: Any) -> pd.DataFrame:
+    import clv.purchase  # noqa: F401
+
+    return covariate_customers(n, model)
+
+
+def clv_covariate_fit(rfm: pd.DataFrame, n: int, model: str = "pareto_nbd", covariates: bool = True) -> dict[str, Any]:
+    """The purchase model by maximum likelihood with the three covariates on both processes (or without any)."""
+    from clv.purchase import BetaGeoModel, ParetoNBDModel
+
+    cls = ParetoNBDModel if model == "pareto_nbd" else BetaGeoModel
+    columns = ["gender", "channel", "region"] if covariates else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = cls(purchase_covariates=columns, dropout_covariates=columns).fit(rfm)
+    worst = (
+        max(
+            (abs(fitted.coefficients_[p][k] - v) for p, c in COVARIATE_TRUTH.items() for k, v in c.items()),
+            default=0.0,
+        )
+        if covariates
+        else 0.0
+    )
+    return {"unique_rows": fitted.n_unique_, "max_coefficient_error": round(worst, 4)}

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from clv.model import FittedModel
-
-__all__ = ["covariate_columns", "unique_histories", "unique_rows"]
+__all__ = ["unique_histories", "unique_rows"]
 
 
 def unique_rows(
@@ -35,19 +31,18 @@ def unique_rows(
 
 
 def unique_histories(
-    rfm: pd.DataFrame, columns: Sequence[str] = ()
+    rfm: pd.DataFrame, covariates: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, NDArray[np.intp], NDArray[np.float64]]:
     """The distinct (frequency, recency, T) histories of an RFM frame as a frame, the index of each customer's
-    history, and how many customers share each. With `columns` (a covariate model's, see `covariate_columns`)
-    a history is distinct per value of those columns too, and the frame carries them."""
-    history = ("frequency", "recency", "T")
-    values = [rfm[c].to_numpy(dtype=float) for c in history] + [rfm[c].to_numpy() for c in columns]
-    uniques, inverse, counts = unique_rows(*values)
-    return pd.DataFrame(dict(zip((*history, *columns), uniques, strict=True))), inverse, counts
-
-
-def covariate_columns(model: FittedModel | None) -> tuple[str, ...]:
-    """The covariate columns a fitted model predicts from (none without covariates): predictions on unique
-    histories keep them, since customers with the same history and other covariates differ."""
-    covariates = None if model is None else model.covariates_
-    return () if covariates is None else tuple(covariates.columns)
+    history, and how many customers share each. With `covariates` (the columns a model with covariates reads),
+    customers are alike only when their covariates are too, and the frame carries those columns."""
+    keys = ("frequency", "recency", "T")
+    columns = [rfm[c].to_numpy(dtype=float) for c in keys]
+    if covariates:
+        columns.append(pd.MultiIndex.from_frame(rfm[list(covariates)]).factorize()[0].astype(float))
+    _, inverse, counts = unique_rows(*columns)
+    first = np.empty(counts.size, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)
+    frame = rfm.iloc[first][[*keys, *covariates]].reset_index(drop=True)
+    frame = frame.astype({"frequency": float, "recency": float, "T": float})
+    return frame, inverse, counts

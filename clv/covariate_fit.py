@@ -263,18 +263,21 @@ class CovariateLikelihood:
                 np.add.at(a[names.index(param)], self.k + self.layout.slots[process], sign * row[0])
         return a
 
-    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
+    def mean_hessian(
+        self, params: FloatArray, weights: FloatArray, rows: NDArray[np.intp] | None = None
+    ) -> FloatArray | None:
         """The Hessian of the mean in the search's parameters from one k x k Hessian per covariate pattern (with
         few patterns): in v = log P a pattern's Hessian is diag(P) H_P diag(P) + diag(dL/dP P), with H_P the
         model's analytic one where it has one, else central differences of its exact gradient; log P = A u with
         u = (log theta, g), so the Hessian in u is the sum of A' H_v A (minus the penalty's 2 lambda per
-        coefficient); in the natural (theta, e^g) it is diag(1/p) (H_u - diag(grad_u)) diag(1/p). None with many
-        patterns (the optimiser then differences the gradient)."""
+        coefficient); in the natural (theta, e^g) it is diag(1/p) (H_u - diag(grad_u)) diag(1/p). On all rows, or
+        on `rows` (a weighted sample, for the optimiser's first Newton steps). None with many patterns (the
+        optimiser then differences the gradient)."""
         if not self.grouped:
             return None
         size = self.k + self.layout.size
         h_u, grad_u = np.zeros((size, size)), np.zeros(size)
-        for data, z, w in self._parts(None, weights):
+        for data, z, w in self._parts(rows, weights):
             P = self._params(params, z)[0][0]
             g_p = w @ self.model._loglik_grad(P, *data)[1]
             h_v = P[:, None] * self._pattern_hessian(P, data, w) * P[None, :] + np.diag(g_p * P)
@@ -304,20 +307,19 @@ class CovariateLikelihood:
 
 
 def compressed_rows(
-    data: Sequence[FloatArray], designs: Sequence[FloatArray], weights: FloatArray
+    data: Sequence[FloatArray], designs: Sequence[FloatArray], weights: FloatArray, keys: int | None = None
 ) -> tuple[list[FloatArray], list[FloatArray], FloatArray]:
     """Rows with the same data and the same covariate values as one weighted row: (data columns, designs,
-    weights) of the unique rows."""
-    flat = list(data) + [d[:, j] for d in designs for j in range(d.shape[1])]
-    uniques, inverse, _ = unique_rows(*flat)
+    weights) of the unique rows. The rows are told apart by the first `keys` data columns (all: None) and the
+    covariate pattern (the other data columns follow from those, e.g. time rescaled)."""
+    flat = [d[:, j] for d in designs for j in range(d.shape[1])]
+    pattern = unique_rows(*flat)[1].astype(float) if flat else np.zeros(weights.size)
+    key = list(data if keys is None else data[:keys])
+    _, inverse, _ = unique_rows(*key, pattern)
     w = np.bincount(inverse, weights=weights).astype(float)
-    out_data = uniques[: len(data)]
-    out_designs, at = [], len(data)
-    for d in designs:
-        cols = uniques[at : at + d.shape[1]]
-        out_designs.append(np.stack(cols, axis=1) if cols else np.zeros((w.size, 0)))
-        at += d.shape[1]
-    return out_data, out_designs, w
+    first = np.empty(w.size, dtype=np.intp)
+    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)
+    return [np.asarray(c)[first] for c in data], [d[first] for d in designs], w
 
 
 def pattern_groups(P: FloatArray) -> list[NDArray[np.intp]]:

@@ -87,7 +87,9 @@ class CovariateColumn:
                     f"{values[bad].iloc[0]!r} or another non-number (first ids: {_ids(frame, bad)})"
                 )
             return ((numbers - self.center) / self.scale)[:, None]
-        text = values.map(_level_text).to_numpy(dtype=object)
+        codes, uniques = pd.factorize(values)  # the levels as text once per distinct value, not per customer
+        level_of = np.array([_level_text(v) for v in uniques], dtype=object)
+        text = level_of[codes]
         unknown = ~np.isin(text, np.array(self.levels, dtype=object))
         if unknown.any():
             seen = sorted(set(text[unknown]))[:5]
@@ -97,7 +99,7 @@ class CovariateColumn:
                 f"{', '.join(self.levels)}"
             )
         others = [level for level in self.levels if level != self.reference]
-        return np.stack([(text == level).astype(float) for level in others], axis=1)
+        return np.stack([(level_of == level)[codes].astype(float) for level in others], axis=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,7 +137,8 @@ def _learn_column(
             "every customer needs every covariate: fill the column or declare a fill value"
         )
     if name in categorical or _is_categorical(values):
-        levels = sorted({_level_text(v) for v in values}, key=lambda t: (len(t), t) if t.isdigit() else (math.inf, t))
+        distinct = pd.unique(values)  # the levels as text once per distinct value, not per customer
+        levels = sorted({_level_text(v) for v in distinct}, key=lambda t: (len(t), t) if t.isdigit() else (math.inf, t))
         reference = categorical.get(name) or levels[0]
         reference = _level_text(reference)
         if reference not in levels:

@@ -105,8 +105,11 @@ class Likelihood(Protocol):
         to 1, one per row taken)."""
         ...
 
-    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
-        """The weighted mean Hessian on all rows, where the model has it analytically; else None."""
+    def mean_hessian(
+        self, params: FloatArray, weights: FloatArray, rows: NDArray[np.intp] | None = None
+    ) -> FloatArray | None:
+        """The weighted mean Hessian where the model has it analytically (else None): on all rows, or an estimate
+        of it from `rows` (weights one per row taken), which a likelihood may also answer from all rows."""
         ...
 
 
@@ -141,8 +144,12 @@ class RowLikelihood:
 
         return mean
 
-    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray | None:
-        return None if self.hessian is None else self.hessian(params, weights)
+    def mean_hessian(
+        self, params: FloatArray, weights: FloatArray, rows: NDArray[np.intp] | None = None
+    ) -> FloatArray | None:
+        if self.hessian is None or rows is not None:
+            return None
+        return self.hessian(params, weights)
 
 
 @dataclass(frozen=True)
@@ -214,11 +221,13 @@ def _hessian(
     """Hessian of the weighted mean log-likelihood in the natural parameters: analytic where the model gives one,
     else by central differences of the exact gradient, on all rows or, given `sample`, on that weighted sample
     of customers (an estimate of the same mean Hessian, for Newton steps on data with many rows)."""
+    rows, on = (None, weights) if sample is None else sample
     with np.errstate(all="ignore"):
-        analytic = likelihood.mean_hessian(params, weights)
+        analytic = likelihood.mean_hessian(params, on, rows)
+        if analytic is None and rows is not None:
+            analytic = likelihood.mean_hessian(params, weights)  # an analytic one on all rows beats differences
     if analytic is not None:
         return analytic
-    rows, on = (None, weights) if sample is None else sample
     mean = likelihood.on_rows(rows, on)
     return central_difference_hessian(lambda p: np.asarray(mean(p)[1], dtype=float), params)
 

@@ -251,6 +251,12 @@ class FittedModel(ABC):
         se = self.fit_result.coefficient_standard_errors
         return None if se is None else {p: dict(c) for p, c in se.items()}
 
+    @property
+    def covariate_columns(self) -> list[str]:
+        """The columns of the customer frame the fitted model reads as covariates ([] without)."""
+        covariates = self.covariates_
+        return [] if covariates is None else list(covariates.columns)
+
     def row_params(self, frame: pd.DataFrame) -> FloatArray:
         """Each customer's parameters (rows, len(param_names)) from their covariates (the base parameters on
         every row for a model without covariates)."""
@@ -315,7 +321,7 @@ class FittedModel(ABC):
         designs = [covariates.design(frame, p) for p in covariates.processes]
         k = len(self.param_names)
         both = tuple(scaled) + tuple(unscaled)
-        data, z, w = compressed_rows(both, designs, weights)
+        data, z, w = compressed_rows(both, designs, weights, keys=len(scaled))
         scaled_rows, unscaled_rows = tuple(data[: len(scaled)]), tuple(data[len(scaled) :])
         base_bounds = self._search_bounds() or default_log_bounds(k)
         lower, upper = default_log_bounds(layout.size)

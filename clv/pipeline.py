@@ -31,7 +31,7 @@ from clv.bayes.predict import (
     predictive_purchases,
     value_posterior,
 )
-from clv.compress import covariate_columns, unique_histories
+from clv.compress import unique_histories
 from clv.config import RunConfig, config_hash
 from clv.data.customers import CustomerTable, attach_covariates, check_covariate_source
 from clv.data.period import check_period as period_check
@@ -614,7 +614,7 @@ def purchase_probability(config: RunConfig, fitted: FittedModels, rfm: pd.DataFr
     central credible interval over the same draws as the value columns (the `value` stream) (columns "", "_lo",
     "_hi", to be prefixed with the column's name)."""
     if fitted.purchase_posterior is None:
-        unique, inverse, _ = unique_histories(rfm, covariate_columns(fitted.purchase))
+        unique, inverse, _ = unique_histories(rfm, fitted.purchase.covariate_columns)
         p = 1.0 - fitted.purchase.probability_of_purchases(unique, 0, window)[inverse]
         return pd.DataFrame({"": p}, index=rfm.index)
     none = posterior_predict(

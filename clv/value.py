@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.compress import covariate_columns, unique_histories
+from clv.compress import unique_histories
 from clv.errors import ClvError
 from clv.model import check_finite_frame
 from clv.purchase.base import PurchaseModel
@@ -185,7 +185,7 @@ def value_customers(
     (the discounted value with no horizon), the costliest column for the BG family.
     """
     months = forecast_months(horizon, unit, calibration_end)
-    unique, inverse, customers_per_row = unique_histories(rfm, covariate_columns(purchase))
+    unique, inverse, customers_per_row = unique_histories(rfm, purchase.covariate_columns)
     delta = continuous_rate_per_unit(annual_discount_rate, unit)
     edges = _edges(months)
     points = np.concatenate([edges, (edges[:-1] + edges[1:]) / 2.0])

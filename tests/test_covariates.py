@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,13 @@ def test_pareto_nbd_with_covariates_matches_clvtools(apparel: pd.DataFrame) -> N
         # CLVTools prints 5 significant digits and stops its search on a flat ridge: 1e-3 absolute
         _close(model.coefficients_[process], want, rel=0.0, abs_=1e-3)
     assert model.converged_
+    # CLVTools' own estimates, as a model: their likelihood is not above ours (the ridge is flat, not two optima)
+    theirs = ParetoNBDModel.from_result(
+        replace(model.result_, params=ref.PARETO_APPAREL_COV, coefficients=ref.PARETO_APPAREL_COV_COEFFICIENTS)
+    )
+    at_theirs = float(theirs.loglik(apparel).sum())
+    assert at_theirs == pytest.approx(ref.PARETO_APPAREL_COV_LL, abs=1e-4)
+    assert at_theirs <= model.log_likelihood_
     se = model.coefficient_standard_errors_
     assert se is not None and all(0.05 < v < 0.5 for p in se.values() for v in p.values())
 
@@ -256,3 +264,94 @@ def test_pattern_hessian_equals_differences_of_the_gradient(model_cls: type, app
     mean = like.on_rows(None, w)
     numeric = central_difference_hessian(lambda p: np.asarray(mean(p)[1]), params)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7 * np.abs(numeric).max())
+
+
+def test_value_compresses_by_history_and_covariates(apparel: pd.DataFrame) -> None:
+    """CLV of a covariate model: the histories shared by customers with different covariates are not merged
+    (each customer's expected purchases and spend are the model's own for that customer)."""
+    from clv import value_customers
+
+    purchase = ParetoNBDModel(**BOTH).fit(apparel)
+    spend = GammaGammaModel(spend_covariates=["Channel"]).fit(apparel)
+    value = value_customers(purchase, spend, apparel, horizon=52, annual_discount_rate=0.1, margin=1.0, unit="W")
+    out = value.customers
+    np.testing.assert_allclose(out["expected_purchases"], purchase.expected_purchases(apparel, 52.0), rtol=1e-10)
+    np.testing.assert_allclose(out["p_alive"], purchase.probability_alive(apparel), rtol=1e-12)
+    np.testing.assert_allclose(out["expected_spend"], spend.expected_spend(apparel), rtol=1e-12)
+    zero = apparel["frequency"] == 0
+    assert out.loc[zero, "expected_spend"].nunique() == 2  # one population mean per Channel level
+
+
+def test_tracking_curve_of_a_covariate_model_sums_its_patterns(apparel: pd.DataFrame) -> None:
+    """The cohort's expected cumulative repeat purchases: each customer at their own parameters, from their own
+    first day (calibration_end - T), summed; here against a loop over customers."""
+    from clv.data.tracking import RepeatTracking
+    from clv.evaluate.tracking import unconditional_cumulative
+
+    model = ParetoNBDModel(**BOTH).fit(apparel)
+    cal = 728  # day offset of calibration_end; weeks end every 7 days to it and 26 weeks on
+    week_end = np.arange(0, cal + 26 * 7 + 1, 7, dtype=np.int64)
+    first = cal - np.rint(apparel["T"].to_numpy() * 7).astype(np.int64)
+    days, counts = np.unique(first, return_counts=True)
+    tracking = RepeatTracking(
+        start=dt.date(2005, 1, 2),
+        week_end=week_end,
+        weekly=np.zeros(week_end.size, dtype=np.int64),
+        first_day=days,
+        first_day_customers=counts,
+        calibration_end=cal,
+    )
+    got = unconditional_cumulative(model, tracking, "W", apparel)
+    P = model.row_params(apparel)
+    want = np.zeros(week_end.size)
+    for i in range(0, len(apparel), 7):  # every 7th customer, scaled: a loop over all would be slow
+        elapsed = (week_end - first[i]) / 7.0
+        one = model.pattern_model(P[i])
+        want[elapsed > 0] += one.expected_purchases_new_customer(elapsed[elapsed > 0])
+    sub = apparel.iloc[::7]
+    part = unconditional_cumulative(model, replace(tracking), "W", sub)
+    np.testing.assert_allclose(part, want, rtol=1e-12)
+    assert got[-1] > part[-1] * 5
+
+
+@pytest.mark.parametrize("model_cls", [ParetoNBDModel, BetaGeoModel, ModifiedBetaGeoModel, GammaGammaModel])
+def test_grouped_and_per_row_likelihoods_agree(model_cls: type, apparel: pd.DataFrame, monkeypatch) -> None:
+    """The covariate likelihood per pattern (few patterns) and with per-row parameters (many): the same value
+    and gradient at a point off the optimum."""
+    from clv import covariate_fit
+
+    kw = {"spend_covariates": ["Gender", "Channel"]} if model_cls is GammaGammaModel else BOTH
+    model = model_cls(**kw)
+    grouped = model.likelihood_problem(apparel)
+    monkeypatch.setattr(covariate_fit, "GROUPED_PATTERNS", 0)
+    per_row = model.likelihood_problem(apparel)
+    assert grouped.likelihood.grouped and not per_row.likelihood.grouped  # type: ignore[attr-defined]
+    k = len(model.param_names)
+    params = np.r_[model.start_point() * 1.3, np.exp(np.linspace(-0.4, 0.5, len(grouped.param_names) - k))]
+    for p in (params, params * 0.7):
+        a, b = grouped.total(p), per_row.total(p)
+        assert a[0] == pytest.approx(b[0], rel=1e-12)
+        np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-10 * np.abs(a[1]).max())
+
+
+def test_continuous_covariate_is_recovered() -> None:
+    """A continuous covariate (every customer a pattern of their own: the per-row path) with a known purchase
+    and dropout coefficient, drawn with `simulate_pareto_nbd_rows`."""
+    from clv.covariates import row_parameters
+    from clv.simulate import simulate_pareto_nbd_rows
+
+    n = 30_000
+    rng = np.random.default_rng(8)
+    score = rng.normal(size=n)
+    truth = {"purchase": 0.4, "dropout": -0.5}
+    coefs = {p: np.array([g]) for p, g in truth.items()}
+    designs = {p: score[:, None] for p in truth}
+    P = row_parameters(
+        np.array([0.9, 5.0, 0.7, 10.0]), ParetoNBDModel.param_names, ParetoNBDModel.covariate_effects, designs, coefs
+    )
+    data = simulate_pareto_nbd_rows(P, 39.0, seed=9).assign(score=score)
+    model = ParetoNBDModel(purchase_covariates=["score"], dropout_covariates=["score"]).fit(data)
+    se = model.coefficient_standard_errors_
+    assert se is not None and model.converged_
+    for process, g in truth.items():
+        assert abs(model.coefficients_[process]["score"] - g) < 4 * se[process]["score"]

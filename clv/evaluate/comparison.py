@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, posterior_predict, value_posterior
-from clv.compress import covariate_columns, unique_histories
+from clv.compress import unique_histories
 from clv.config import RunConfig
 from clv.covariate_fit import CoefficientLayout
 from clv.evaluate import metrics
@@ -164,7 +164,7 @@ def holdout_frame(
     )
     if fitted.purchase_posterior is None:
         purchase = fitted.purchase
-        unique, inverse, _ = unique_histories(rfm, covariate_columns(purchase))  # per distinct history
+        unique, inverse, _ = unique_histories(rfm, purchase.covariate_columns)  # per distinct history
         frame["p_purchase"] = 1.0 - purchase.probability_of_purchases(unique, 0, length)[inverse]
         frame["predicted_purchases"] = purchase.expected_purchases(unique, length)[inverse]
         if fitted.spend is not None and "monetary_value_holdout" in rfm:

@@ -6,8 +6,7 @@ Two curves, as in Fader, Hardie & Lee (2005, "Counting Your Customers the Easy W
   Eq. (7)); over the calibration this is how well the model describes the data it was fitted to;
 - conditional: from the calibration end, the actual cumulative count there plus each customer's conditional
   expectation E[X(t_k - T_end) | x, t_x, T] (BG/NBD: Eq. (10)): the holdout forecast itself.
-Day offsets become model time in the run's unit (`clv.units.days_per_unit`). A model with covariates sums the
-curves of its covariate patterns, each over its own customers (their first days from T).
+Day offsets become model time in the run's unit (`clv.units.days_per_unit`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.compress import covariate_columns, unique_histories
+from clv.compress import unique_histories
 from clv.covariate_fit import pattern_groups
 from clv.data.tracking import RepeatTracking
 from clv.purchase.base import PurchaseModel
@@ -32,36 +31,32 @@ def unconditional_cumulative(
     model: PurchaseModel, tracking: RepeatTracking, unit: TimeUnit, rfm: pd.DataFrame | None = None
 ) -> FloatArray:
     """Expected cumulative repeat purchases of the cohort at each week's end (first-day groups, not customers:
-    the work grows with the number of distinct first days). A model with covariates needs the cohort's RFM
-    frame `rfm` (with its covariate columns): each covariate pattern's customers, by their first day (the
-    calibration end less T), under that pattern's parameters."""
+    the work grows with the number of distinct first days). A model with covariates needs the customers (`rfm`):
+    each covariate pattern's customers, grouped by first day (calibration_end - T), at that pattern's
+    parameters."""
     if model.covariates_ is None:
-        return _cumulative(model, tracking.first_day, tracking.first_day_customers, tracking.week_end, unit)
+        return _cohort_curve(model, tracking, tracking.first_day, tracking.first_day_customers.astype(float), unit)
     if rfm is None:
-        raise ValueError("a model with covariates needs the cohort's RFM frame for its tracking curve")
+        raise ValueError("a model with covariates needs the customers' frame for its tracking curve")
+    per_unit = days_per_unit(unit)
+    first = tracking.calibration_end - np.rint(rfm["T"].to_numpy(dtype=float) * per_unit).astype(np.int64)
     P = model.row_params(rfm)
-    first = tracking.calibration_end - np.rint(rfm["T"].to_numpy(dtype=float) * days_per_unit(unit)).astype(np.int64)
     total = np.zeros(tracking.week_end.size)
     for rows in pattern_groups(P):
-        days, customers = np.unique(first[rows], return_counts=True)
-        total += _cumulative(model.pattern_model(P[rows[0]]), days, customers, tracking.week_end, unit)
+        days, counts = np.unique(first[rows], return_counts=True)
+        total += _cohort_curve(model.pattern_model(P[rows[0]]), tracking, days, counts.astype(float), unit)
     return total
 
 
-def _cumulative(
-    model: PurchaseModel,
-    first_day: NDArray[np.int64],
-    customers: NDArray[np.int64],
-    week_end: NDArray[np.int64],
-    unit: TimeUnit,
+def _cohort_curve(
+    model: PurchaseModel, tracking: RepeatTracking, first_day: NDArray[np.int64], customers: FloatArray, unit: TimeUnit
 ) -> FloatArray:
-    """sum over first days of customers x E[X(week end - first day)] at each week's end."""
-    elapsed = (week_end[None, :] - first_day[:, None]) / days_per_unit(unit)
+    elapsed = (tracking.week_end[None, :] - first_day[:, None]) / days_per_unit(unit)
     values = np.zeros(elapsed.shape)
     started = elapsed > 0
     if started.any():
         values[started] = model.expected_purchases_new_customer(elapsed[started])
-    return np.asarray(customers.astype(float) @ values, dtype=float)
+    return np.asarray(customers @ values, dtype=float)
 
 
 def conditional_cumulative(
@@ -71,7 +66,7 @@ def conditional_cumulative(
     actual repeat purchases to the calibration end plus the sum of conditional expectations since."""
     weeks = np.flatnonzero(tracking.week_end > tracking.calibration_end)
     horizons = (tracking.week_end[weeks] - tracking.calibration_end) / days_per_unit(unit)
-    unique, _, counts = unique_histories(rfm, covariate_columns(model))
+    unique, _, counts = unique_histories(rfm, model.covariate_columns)
     total = np.zeros(horizons.size)
     for start in range(0, len(unique), _BLOCK):
         block = unique.iloc[start : start + _BLOCK]

@@ -325,7 +325,8 @@ class PurchaseModel(FittedModel):
 
     @abstractmethod
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
-        """Expected purchases in (0, horizon] of a customer just acquired."""
+        """Expected purchases in (0, horizon] of a customer just acquired (with covariates: of the reference
+        pattern, all covariates 0; `pattern_model(row_params(frame)[i])` gives customer i's)."""
 
     def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
         """One random draw, per row, of the number of purchases in (T, T + horizon] given the history: the

@@ -182,8 +182,8 @@ class SpendLikelihood:
             return self._all if np.array_equal(weights, self._all.w) else SpendStatistics(self.x, self.m, weights)
         return SpendStatistics(self.x[rows], self.m[rows], weights)
 
-    def mean_hessian(self, params: FloatArray, weights: FloatArray) -> FloatArray:
-        return self.on_rows(None, weights).hessian(params)
+    def mean_hessian(self, params: FloatArray, weights: FloatArray, rows: NDArray[np.intp] | None = None) -> FloatArray:
+        return self.on_rows(rows, weights).hessian(params)
 
 
 class GammaGammaModel(FittedModel):
