@@ -152,6 +152,8 @@ def data_summarize(
                 "warnings": [*step.report.warnings, *step.notes],
             }
             _warn(step.report.warnings)
+        if step.customers is not None:
+            info["customer_table"] = step.customers.to_dict()
         info |= {
             "rfm_customers": len(step.rfm.frame),
             "repeat_purchases_calibration": int(step.rfm.frame["frequency"].sum()),

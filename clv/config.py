@@ -24,6 +24,8 @@ from clv.units import Duration, TimeUnit
 
 __all__ = [
     "BayesConfig",
+    "CovariatePenalty",
+    "CovariatesConfig",
     "DataConfig",
     "EvaluationConfig",
     "ModelConfig",
@@ -413,6 +415,138 @@ class EvaluationConfig(_Section):
         return self
 
 
+#: columns of the RFM frame the covariates are joined to: a covariate may not take one of these names
+RFM_FRAME_COLUMNS = (
+    "customer_id",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "frequency_holdout",
+    "monetary_value_holdout",
+)
+#: the covariate processes, the model that has each (model.purchase or model.spend), and its config key
+COVARIATE_PROCESSES = {"purchase": "purchase", "dropout": "purchase", "spend": "spend"}
+
+
+class CovariatePenalty(_Section):
+    """L2 penalty on the coefficients per process (CLVTools' `reg.lambdas`): the mean log-likelihood minus
+    lambda x the sum of squared coefficients."""
+
+    purchase: float = Field(0.0, ge=0, description="L2 weight on the purchase process's coefficients")
+    dropout: float = Field(0.0, ge=0, description="L2 weight on the dropout process's coefficients")
+    spend: float = Field(0.0, ge=0, description="L2 weight on the spend model's coefficients")
+
+
+class CovariatesConfig(_Section):
+    """Static customer covariates (maximum likelihood: CLVTools' parameterisation, see clv.covariates): where
+    they are, which process each moves, how they are encoded, and the fill values of missing ones."""
+
+    source: str = Field(
+        min_length=1,
+        description="a customer table (CSV or Parquet path) with one row per customer, or `rfm`: columns of the "
+        "RFM table that data.source names",
+    )
+    id_column: str | None = Field(
+        None, min_length=1, description="the customer table's id column (default: data.customer_id; `rfm`: customer_id)"
+    )
+    purchase: list[str] = Field(default_factory=list, description="covariates of the purchase process (rate)")
+    dropout: list[str] = Field(default_factory=list, description="covariates of the dropout process")
+    spend: list[str] = Field(default_factory=list, description="covariates of spend (Gamma-Gamma's scale v)")
+    constrained: list[str] = Field(
+        default_factory=list,
+        description="covariates with one coefficient in both the purchase and the dropout process (listed in both)",
+    )
+    penalty: CovariatePenalty = Field(default_factory=CovariatePenalty, description="L2 penalty per process")
+    categorical: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="columns dummy-coded against a reference level (null: the first level); text columns are "
+        "categorical anyway",
+    )
+    standardise: bool = Field(
+        False, description="numeric covariates as z-scores ((z - mean) / sd of the fitting customers)"
+    )
+    fill: dict[str, float | str] = Field(
+        default_factory=dict,
+        description="fill values of missing covariates per column (a blank cell, or a customer missing from the "
+        "table when every covariate has one)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CovariatesConfig:
+        lists = {"purchase": self.purchase, "dropout": self.dropout, "spend": self.spend}
+        for key, columns in [*lists.items(), ("constrained", self.constrained)]:
+            repeated = sorted({c for c in columns if columns.count(c) > 1})
+            if repeated:
+                raise ValueError(f"covariates.{key} repeats {', '.join(map(repr, repeated))}")
+        named = self.columns
+        if not named:
+            raise ValueError("covariates: name at least one column in purchase, dropout or spend")
+        taken = [c for c in named if c in RFM_FRAME_COLUMNS]
+        if taken:
+            raise ValueError(
+                f"covariates: {', '.join(map(repr, taken))} is a column of the RFM summary, not a covariate"
+            )
+        if self.id_column is not None and self.id_column in named:
+            raise ValueError(f"covariates: the id column {self.id_column!r} cannot be a covariate")
+        for name in self.constrained:
+            if name not in self.purchase or name not in self.dropout:
+                raise ValueError(
+                    f"covariates.constrained: {name!r} shares one coefficient in both processes, so it must be "
+                    "listed in covariates.purchase and covariates.dropout"
+                )
+        for key in ("categorical", "fill"):
+            unknown = [c for c in getattr(self, key) if c not in named]
+            if unknown:
+                raise ValueError(
+                    f"covariates.{key} names {', '.join(map(repr, unknown))}, not a covariate of purchase, "
+                    "dropout or spend"
+                )
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """Every covariate column, each once, in the order the lists name them."""
+        return list(dict.fromkeys([*self.purchase, *self.dropout, *self.spend]))
+
+    @property
+    def processes(self) -> dict[str, list[str]]:
+        """The column lists by process, the processes without covariates left out."""
+        lists = {"purchase": self.purchase, "dropout": self.dropout, "spend": self.spend}
+        return {process: list(columns) for process, columns in lists.items() if columns}
+
+    @property
+    def from_rfm_table(self) -> bool:
+        return self.source == "rfm"
+
+
+def _covariate_problems(config: RunConfig) -> list[str]:
+    """The covariate processes a chosen model lacks (each model's processes are its `covariate_effects`), and
+    spend covariates without amounts."""
+    from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports this module
+    from clv.spend.gamma_gamma import GammaGammaModel
+
+    covariates = config.covariates
+    if covariates is None:
+        return []
+    problems = []
+    purchase_models = dict.fromkeys([config.model.purchase, *config.evaluation.models])
+    for process, columns in covariates.processes.items():
+        if process == "spend":
+            if not config.data.has_values:
+                problems.append("covariates.spend needs amounts (data.amount, or data.quantity and data.price)")
+            elif process not in GammaGammaModel.covariate_effects:
+                problems.append(f"model.spend {config.model.spend} has no spend covariates")
+            continue
+        lacking = [m for m in purchase_models if process not in PURCHASE_MODELS[m].covariate_effects]
+        if lacking:
+            problems.append(
+                f"covariates.{process} ({', '.join(columns)}): {', '.join(lacking)} has no {process} process "
+                "for covariates"
+            )
+    return problems
+
+
 class OutputConfig(_Section):
     """Where reports and fitted models go."""
 
@@ -431,7 +565,17 @@ class RunConfig(_Section):
     bayes: BayesConfig = BayesConfig()
     tiers: TiersConfig = TiersConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    covariates: CovariatesConfig | None = Field(
+        None, description="static customer covariates (none: every customer is a draw from one population)"
+    )
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _covariates_fit_the_models(self) -> RunConfig:
+        problems = _covariate_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -6,6 +6,7 @@ adds progress and maps errors to exit codes.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -32,6 +33,7 @@ from clv.bayes.predict import (
 )
 from clv.compress import unique_histories
 from clv.config import RunConfig, config_hash
+from clv.data.customers import CustomerTable, attach_covariates, check_covariate_source
 from clv.data.period import check_period as period_check
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
@@ -72,6 +74,7 @@ __all__ = [
     "DataStep",
     "RunResult",
     "check_compatible",
+    "check_covariates",
     "check_outputs",
     "check_unique_ids",
     "customer_tiers",
@@ -80,16 +83,19 @@ __all__ = [
     "has_spend",
     "prepare_data",
     "previous_tiers",
+    "purchase_model",
     "purchase_probability",
     "run",
     "save_fitted",
     "save_trained",
     "score",
+    "spend_model",
     "spend_outliers",
     "staged_fitted",
     "summarise",
     "train",
     "value_models",
+    "with_covariates",
 ]
 
 Progress = Callable[[str], None]
@@ -98,12 +104,14 @@ Progress = Callable[[str], None]
 @dataclass
 class DataStep:
     """What the data steps produce: the validation report and a profile (for transaction logs), the RFM
-    summary, and notes on the period for the run's warnings (`clv.data.period`)."""
+    summary (with the covariate columns of a covariates section), notes for the run's warnings (on the period,
+    `clv.data.period`, and on the customer table), and what the join of the customer table did."""
 
     report: ValidationReport | None
     profile: DataProfile | None
     rfm: RfmSummary
     notes: list[str] = field(default_factory=list)
+    customers: CustomerTable | None = None
 
 
 @dataclass(frozen=True)
@@ -143,14 +151,25 @@ def _timed(timings: dict[str, float], step: str, progress: Progress | None) -> I
 
 def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
     """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table.
-    `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`)."""
+    `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`).
+    With a covariates section, the customer table's columns are joined to the summary (`with_covariates`)."""
+    check_covariate_source(config)
     if is_rfm_table(config.data.source):
         step = DataStep(report=None, profile=None, rfm=load_rfm_table(config))
     else:
         with duckdb.connect() as con:
             step = summarise(config, load_transactions(config.data.source, config.data, con), check_period)
     check_unique_ids(step.rfm.frame, config.data.source)
-    return step
+    return with_covariates(config, step)
+
+
+def with_covariates(config: RunConfig, step: DataStep) -> DataStep:
+    """The data step with the covariate columns of the config's customer table joined to its RFM summary (its
+    rows and order kept; `clv.data.customers`); unchanged without a covariates section."""
+    rfm, customers, notes = attach_covariates(config, step.rfm)
+    if customers is None:
+        return step
+    return dataclasses.replace(step, rfm=rfm, customers=customers, notes=[*step.notes, *notes])
 
 
 def summarise(config: RunConfig, tx: Transactions, check_period: bool = True) -> DataStep:
@@ -179,13 +198,47 @@ def spend_outliers(config: RunConfig, rfm: pd.DataFrame) -> SpendOutliers | None
     return find_spend_outliers(rfm, config.model.spend_outliers, config.model.spend_outlier_multiple)
 
 
+def purchase_model(config: RunConfig) -> PurchaseModel:
+    """The configured purchase model, unfitted, with the purchase and dropout covariates of the config's
+    covariates section (their constraint, penalties and encoding)."""
+    cls = PURCHASE_MODELS[config.model.purchase]
+    options: dict[str, Any] = {"starts": config.model.starts, "seed": config.model.seed}
+    spec = config.covariates
+    if spec is not None and (spec.purchase or spec.dropout):
+        options |= {
+            "purchase_covariates": spec.purchase,
+            "dropout_covariates": spec.dropout,
+            "constrained_covariates": spec.constrained,
+            "covariate_penalty": {"purchase": spec.penalty.purchase, "dropout": spec.penalty.dropout},
+            "categorical": spec.categorical,
+            "standardise": spec.standardise,
+        }
+    return cls(**options)
+
+
+def spend_model(config: RunConfig) -> GammaGammaModel:
+    """The configured spend model, unfitted, with the spend covariates of the config's covariates section."""
+    spec = config.covariates
+    if spec is None or not spec.spend:
+        return GammaGammaModel(starts=config.model.starts, seed=config.model.seed)
+    return GammaGammaModel(
+        spend_covariates=spec.spend,
+        covariate_penalty={"spend": spec.penalty.spend},
+        categorical=spec.categorical,
+        standardise=spec.standardise,
+        starts=config.model.starts,
+        seed=config.model.seed,
+    )
+
+
 def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progress_bar: bool = False) -> FittedModels:
     """Fit the configured purchase model, and Gamma-Gamma when the data has amounts, by the configured method
-    (the spend model on the rows that `model.spend_outliers` leaves it, see `clv.spend.outliers`)."""
+    (the spend model on the rows that `model.spend_outliers` leaves it, see `clv.spend.outliers`), each with the
+    covariates of the config's covariates section (columns of `rfm`, see `with_covariates`)."""
     seed = config.model.seed
-    purchase = PURCHASE_MODELS[config.model.purchase](starts=config.model.starts, seed=seed)
+    purchase = purchase_model(config)
     outliers = spend_outliers(config, rfm)
-    spend = GammaGammaModel(starts=config.model.starts, seed=seed) if outliers is not None else None
+    spend = spend_model(config) if outliers is not None else None
     spend_rfm = spend_fit_frame(rfm, outliers) if outliers is not None else rfm
     if config.model.method == "mle":
         purchase, spend = fit_together(purchase, spend, rfm, spend_rfm)
@@ -436,6 +489,48 @@ def check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame)
             f"amounts and model.spend is {config.model.spend}: its CLV would count purchases, not money",
             hint="retrain with amounts (clv train with this config), or score without them: --set data.amount=null",
         )
+    check_covariates(config, fitted, rfm)
+
+
+def _covariate_lists(fitted: FittedModels) -> dict[str, list[str]]:
+    """The covariate columns of the fitted models by process (processes without covariates left out)."""
+    lists: dict[str, list[str]] = {}
+    for model in (fitted.purchase, fitted.spend):
+        covariates = None if model is None else model.covariates_
+        if covariates is not None:
+            lists |= {p: list(cols) for p, cols in covariates.processes.items() if cols}
+    return lists
+
+
+def _describe_lists(lists: dict[str, list[str]]) -> str:
+    return "; ".join(f"{p}: {', '.join(cols)}" for p, cols in lists.items()) or "none"
+
+
+def check_covariates(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
+    """Refuse fitted models whose covariates are not the config's (UsageError naming the processes that
+    differ), and data whose covariates the models cannot read: a missing column or a level the models were not
+    fitted with (DataError naming the customers), before anything is predicted."""
+    wanted = {} if config.covariates is None else config.covariates.processes
+    saved = _covariate_lists(fitted)
+    differ = [p for p in ("purchase", "dropout", "spend") if wanted.get(p, []) != saved.get(p, [])]
+    if differ:
+        raise UsageError(
+            f"the covariates differ from the model's in {', '.join(differ)}: the model was fitted with "
+            f"{_describe_lists(saved)}; this config's covariates section names {_describe_lists(wanted)}",
+            hint="score with the covariates section the model was trained with, or retrain (clv train)",
+        )
+    for model in (fitted.purchase, fitted.spend):
+        covariates = None if model is None else model.covariates_
+        if covariates is None:
+            continue
+        for process in covariates.processes:
+            try:
+                covariates.design(rfm, process)
+            except DataError as exc:
+                raise DataError(
+                    f"the covariates do not match the model's: {exc.message}",
+                    hint="a model scores only the columns and levels it was fitted with; retrain to add a level",
+                ) from None
 
 
 def check_unique_ids(rfm: pd.DataFrame, source: str) -> None:
@@ -519,7 +614,7 @@ def purchase_probability(config: RunConfig, fitted: FittedModels, rfm: pd.DataFr
     central credible interval over the same draws as the value columns (the `value` stream) (columns "", "_lo",
     "_hi", to be prefixed with the column's name)."""
     if fitted.purchase_posterior is None:
-        unique, inverse, _ = unique_histories(rfm)
+        unique, inverse, _ = unique_histories(rfm, fitted.purchase.covariate_columns)
         p = 1.0 - fitted.purchase.probability_of_purchases(unique, 0, window)[inverse]
         return pd.DataFrame({"": p}, index=rfm.index)
     none = posterior_predict(

@@ -1,7 +1,8 @@
 """Saving and loading fitted models: JSON metadata plus the posterior as NetCDF (ArviZ) for Bayesian fits.
 
 `models/<name>/<run_id>/model.json` holds the type, schema version, the models' names and parameters (with
-standard errors or posterior summaries), the resolved config and its hash, a fingerprint of the training data,
+standard errors or posterior summaries; a model with covariates also its coefficients, their standard errors and
+the covariates' encoding), the resolved config and its hash, a fingerprint of the training data,
 the package versions, the SHA-256 of every file beside it, and a content hash of itself. Loading checks all of
 it and refuses a file that was edited, truncated or written by another schema. No pickle: nothing in a model
 file can run code. `models/<name>/latest` names the newest run; earlier runs are never overwritten.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from clv.bayes.posterior import Diagnostics, Posterior
+from clv.covariates import CovariateSet
 from clv.errors import ClvError, ModelFileError
 from clv.model import FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
@@ -31,7 +34,10 @@ from clv.spend.gamma_gamma import GammaGammaModel
 
 __all__ = ["SCHEMA_VERSION", "FittedModels", "data_fingerprint", "load_models", "save_models", "staged_models"]
 
-SCHEMA_VERSION = 1
+#: 2: a model block may carry covariates (coefficients, their standard errors, the encoding)
+SCHEMA_VERSION = 2
+#: the schema versions this clv reads (a version 1 file is a model without covariates)
+READABLE_SCHEMA_VERSIONS = (1, 2)
 MODEL_TYPE = "clv.fitted_models"
 LATEST = "latest"
 #: the hidden folder a run is written into before it is renamed into place
@@ -227,9 +233,10 @@ def load_models(path: str | Path) -> FittedModels:
         raise ModelFileError(f"{file}: not a readable model file ({exc})") from None
     if not isinstance(payload, dict) or payload.get("type") != MODEL_TYPE:
         raise ModelFileError(f"{file}: not a clv model file")
-    if payload.get("schema_version") != SCHEMA_VERSION:
+    if payload.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(map(str, READABLE_SCHEMA_VERSIONS))
         raise ModelFileError(
-            f"{file}: schema version {payload.get('schema_version')!r}; this clv reads version {SCHEMA_VERSION}",
+            f"{file}: schema version {payload.get('schema_version')!r}; this clv reads versions {readable}",
             hint="refit with `clv train`",
         )
     claimed = payload.pop("content_hash", None)
@@ -257,8 +264,10 @@ def load_models(path: str | Path) -> FittedModels:
 
 
 def _restore(cls: Any, block: dict[str, Any], file: Path) -> Any:
-    """The saved model, built from its saved fit result (parameters checked)."""
+    """The saved model, built from its saved fit result (parameters checked; with covariates, their
+    coefficients, standard errors and encoding, checked to name the same design columns)."""
     try:
+        covariates = _covariates(block)
         result = FitResult(
             params=block["params"],
             standard_errors=block.get("standard_errors"),
@@ -267,10 +276,34 @@ def _restore(cls: Any, block: dict[str, Any], file: Path) -> Any:
             gradient_norm=block.get("gradient_norm"),
             n_customers=block.get("n_customers"),
             not_identified=dict(block.get("not_identified") or {}),
+            coefficients=_coefficients(block.get("coefficients"), covariates),
+            coefficient_standard_errors=block.get("coefficient_standard_errors") if covariates else None,
+            covariates=covariates,
         )
         return cls.from_result(result)
-    except (ClvError, TypeError, ValueError, KeyError) as exc:
+    except (ClvError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ModelFileError(f"{file}: the {cls.name} parameters are not valid: {exc}") from None
+
+
+def _covariates(block: dict[str, Any]) -> CovariateSet | None:
+    saved = block.get("covariates")
+    return None if not saved else CovariateSet.from_dict(saved)
+
+
+def _coefficients(saved: Any, covariates: CovariateSet | None) -> dict[str, dict[str, float]]:
+    """The saved coefficients by process, as finite floats, naming exactly the encoding's design columns."""
+    if covariates is None:
+        if saved:
+            raise ValueError("coefficients without the covariates' encoding")
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for process in covariates.processes:
+        values = dict(saved[process])
+        names = covariates.design_names(process)
+        if list(values) != names or not all(math.isfinite(float(v)) for v in values.values()):
+            raise ValueError(f"the {process} coefficients must be finite numbers for {', '.join(names)}")
+        out[process] = {n: float(values[n]) for n in names}
+    return out
 
 
 def _posterior(folder: Path, block: dict[str, Any]) -> Posterior | None:

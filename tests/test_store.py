@@ -37,7 +37,7 @@ def test_round_trip_keeps_parameters_and_predictions(mle_result, cdnow_rfm):
         loaded.purchase.probability_alive(cdnow_rfm), mle_result.purchase.probability_alive(cdnow_rfm)
     )
     meta = loaded.metadata
-    assert meta["schema_version"] == 1 and meta["method"] == "mle" and len(meta["content_hash"]) == 64
+    assert meta["schema_version"] == 2 and meta["method"] == "mle" and len(meta["content_hash"]) == 64
     assert meta["data_fingerprint"]["customers"] == len(cdnow_rfm)
     assert meta["config"]["name"] == "cdnow" and "numpy" in meta["versions"]
     assert "customer_tiers.parquet" in meta["files"]

@@ -1,7 +1,8 @@
 """Model comparison on a holdout: the candidate fits, each one's holdout predictions and scores, and the
 leaderboard that names the best.
 
-A candidate is a purchase model and a fit method (with Gamma-Gamma when the data has amounts). Its holdout
+A candidate is a purchase model and a fit method (with Gamma-Gamma when the data has amounts), with or without the
+config's covariates (when it has a covariates section, both). Its holdout
 predictions over the holdout's length L, per customer:
 - maximum likelihood: E[X(L) | x, t_x, T], revenue E[X(L) | ...] * E[M | x, m_x] (purchases and spend are
   independent in the Gamma-Gamma model: Fader, Hardie & Lee 2005b, "RFM and CLV", Sec. 3), and
@@ -23,10 +24,11 @@ import pandas as pd
 from clv.bayes.predict import BayesValue, DrawOptions, ValueOptions, posterior_predict, value_posterior
 from clv.compress import unique_histories
 from clv.config import RunConfig
+from clv.covariate_fit import CoefficientLayout
 from clv.evaluate import metrics
 from clv.evaluate.scores import HoldoutScore
 from clv.metric_registry import METRICS, RANK_CRITERIA
-from clv.model import NOT_IDENTIFIED
+from clv.model import NOT_IDENTIFIED, FittedModel
 from clv.seeds import stream_seed
 from clv.store import FittedModels
 from clv.tiers import assign_tiers
@@ -56,18 +58,19 @@ LEADERBOARD_COLUMNS = (
 
 @dataclass(frozen=True)
 class Candidate:
-    """A purchase model fitted by a method."""
+    """A purchase model fitted by a method, with the config's covariates or without."""
 
     purchase: str
     method: str
+    covariates: bool = False
 
     @property
     def key(self) -> str:
-        return f"{self.purchase}_{self.method}"
+        return f"{self.purchase}{'_covariates' if self.covariates else ''}_{self.method}"
 
     @property
     def label(self) -> str:
-        return f"{self.purchase} ({self.method})"
+        return f"{self.purchase}{' + covariates' if self.covariates else ''} ({self.method})"
 
 
 @dataclass
@@ -83,14 +86,26 @@ class CandidateResult:
 
 
 def candidates(config: RunConfig) -> list[Candidate]:
-    """Every model with every method of the evaluation section, models first."""
-    return [Candidate(m, f) for m, f in product(config.evaluation.models, config.evaluation.methods)]
+    """Every model with every method of the evaluation section, models first; with a covariates section, each
+    without and then with the covariates."""
+    options = (False, True) if config.covariates is not None else (False,)
+    return [Candidate(m, f, c) for m, f, c in product(config.evaluation.models, config.evaluation.methods, options)]
 
 
 def candidate_config(config: RunConfig, candidate: Candidate) -> RunConfig:
-    """The run config with the candidate's purchase model and method."""
+    """The run config with the candidate's purchase model and method, and without the covariates section for a
+    candidate without covariates."""
     model = config.model.model_copy(update={"purchase": candidate.purchase, "method": candidate.method})
-    return config.model_copy(update={"model": model})
+    return config.model_copy(update={"model": model, "covariates": config.covariates if candidate.covariates else None})
+
+
+def parameter_count(model: FittedModel) -> int:
+    """The free parameters of a fit: the base parameters and one per coefficient slot (a constrained
+    covariate's coefficient, shared by both processes, counts once)."""
+    covariates = model.covariates_
+    if covariates is None:
+        return len(model.params_)
+    return len(model.params_) + CoefficientLayout.of(covariates, model.covariate_options.constrained).size
 
 
 def not_identified(fitted: FittedModels) -> str:
@@ -106,11 +121,12 @@ def fit_statistics(fitted: FittedModels, seconds: float) -> dict[str, Any]:
     """Log-likelihood of the calibration fit (at the posterior mean for a posterior), parameters, customers,
     AIC and BIC of the purchase model; the spend model's log-likelihood; the fit's time."""
     purchase = fitted.purchase
-    k = len(purchase.params_)
+    k = parameter_count(purchase)
     n = purchase.n_customers_ or 0
     ll = purchase.log_likelihood_
     out: dict[str, Any] = {
         "params": dict(purchase.params_),
+        "coefficients": purchase.coefficients_ or None,
         "parameters": k,
         "observations": n,
         "log_likelihood": ll,
@@ -148,7 +164,7 @@ def holdout_frame(
     )
     if fitted.purchase_posterior is None:
         purchase = fitted.purchase
-        unique, inverse, _ = unique_histories(rfm)  # predictions per distinct history
+        unique, inverse, _ = unique_histories(rfm, purchase.covariate_columns)  # per distinct history
         frame["p_purchase"] = 1.0 - purchase.probability_of_purchases(unique, 0, length)[inverse]
         frame["predicted_purchases"] = purchase.expected_purchases(unique, length)[inverse]
         if fitted.spend is not None and "monetary_value_holdout" in rfm:

@@ -18,6 +18,7 @@ import pandas as pd
 from clv.bayes.budget import choose_inference, mle_seconds, nuts_seconds
 from clv.compress import unique_histories
 from clv.config import RunConfig
+from clv.data.customers import attach_covariates
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table
 from clv.data.tracking import RepeatTracking, repeat_tracking
@@ -37,7 +38,16 @@ from clv.evaluate.rolling import STABILITY_METRICS, rolling_origins, stability
 from clv.evaluate.scores import score_holdout
 from clv.evaluate.tracking import conditional_cumulative, unconditional_cumulative
 from clv.metric_registry import AMOUNT_CRITERIA
-from clv.pipeline import DataStep, Progress, fit_models, has_spend, prepare_data, summarise, value_models
+from clv.pipeline import (
+    DataStep,
+    Progress,
+    fit_models,
+    has_spend,
+    prepare_data,
+    summarise,
+    value_models,
+    with_covariates,
+)
 
 __all__ = ["Evaluation", "TrackingCurves", "evaluate"]
 
@@ -126,16 +136,17 @@ def _load(
     length = config.time.holdout_end - config.time.calibration_end
     with duckdb.connect() as con:
         tx = load_transactions(config.data.source, config.data, con)
-        data = summarise(config, tx)
+        data = with_covariates(config, summarise(config, tx))
         tracking = repeat_tracking(tx, config.time.calibration_end, config.time.holdout_end)
         rolling = {}
         for origin in origins:
             if origin == config.time.calibration_end:
                 continue
             try:
-                rolling[origin] = rfm_summary(tx, origin, origin + length, config.time.unit)
+                summary = rfm_summary(tx, origin, origin + length, config.time.unit)
             except DataError as exc:
                 raise DataError(f"rolling origin {origin}: {exc.message}") from None
+            rolling[origin] = attach_covariates(config, summary)[0]
     return data, tracking, rolling
 
 
