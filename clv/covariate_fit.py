@@ -169,10 +169,13 @@ class CovariateLikelihood:
         designs: dict[str, FloatArray],
         weights: FloatArray,
         log_bounds: LogBounds | None,
+        penalty_scale: FloatArray | None = None,
     ) -> None:
         self.model, self.layout, self.penalty = model, layout, dict(penalty)
         self.data, self.designs, self.weights, self.log_bounds = data, designs, weights, log_bounds
         self.k = len(model.param_names)
+        #: the penalty is on c_s g_s per slot (1 here; 1/sd in the standardised search, `standardised`)
+        self.penalty_scale = np.ones(layout.size) if penalty_scale is None else penalty_scale
         flat = [d[:, j] for d in designs.values() for j in range(d.shape[1])]
         self.pattern = unique_rows(*flat)[1] if flat else np.zeros(weights.size, dtype=np.intp)
         self.grouped = int(self.pattern.max(initial=0)) + 1 <= GROUPED_PATTERNS
@@ -201,13 +204,14 @@ class CovariateLikelihood:
         return grad
 
     def _penalised(self, params: FloatArray, value: float, grad: FloatArray) -> tuple[float, FloatArray]:
-        coefs = self.layout.split(np.log(params[self.k :]))
+        g = np.log(params[self.k :])
         grad_g = grad[self.k :].copy()
-        for process, g_p in coefs.items():
+        for process, slots in self.layout.slots.items():
             lam = float(self.penalty.get(process, 0.0))
             if lam:
-                value -= lam * float(g_p @ g_p)
-                np.add.at(grad_g, self.layout.slots[process], -2.0 * lam * g_p)
+                c = self.penalty_scale[slots]
+                value -= lam * float(np.sum((c * g[slots]) ** 2))
+                np.add.at(grad_g, slots, -2.0 * lam * c**2 * g[slots])
         grad = grad.copy()
         grad[self.k :] = grad_g / params[self.k :]
         return value, grad
@@ -287,11 +291,13 @@ class CovariateLikelihood:
             a = self._jacobian(z)
             h_u += a.T @ h_v @ a
             grad_u += a.T @ (g_p * P)
-        for process, g_p in self.layout.split(np.log(params[self.k :])).items():
+        g = np.log(params[self.k :])
+        for process, index in self.layout.slots.items():
             lam = float(self.penalty.get(process, 0.0))
-            slots = self.k + self.layout.slots[process]
-            np.add.at(h_u, (slots, slots), -2.0 * lam)
-            np.add.at(grad_u, slots, -2.0 * lam * g_p)
+            c2 = self.penalty_scale[index] ** 2
+            slots = self.k + index
+            np.add.at(h_u, (slots, slots), -2.0 * lam * c2)
+            np.add.at(grad_u, slots, -2.0 * lam * c2 * g[index])
         return np.asarray((h_u - np.diag(grad_u)) / np.outer(params, params), dtype=float)
 
     def _pattern_hessian(
@@ -306,6 +312,34 @@ class CovariateLikelihood:
         if analytic is not None:
             return np.asarray(analytic(P, w), dtype=float)
         return central_difference_hessian(lambda q: np.asarray(w @ fn(q)[1]), P)
+
+    def standardised(self) -> tuple[CovariateLikelihood, FloatArray]:
+        """The same likelihood on design columns centred and scaled to weighted sd 1, for the search: a covariate
+        in the tens (an age) makes its coefficient tiny and the base parameters those of a customer far from the
+        data (age 0), a badly conditioned search. Returns it and M with u = M u_s between the two
+        parametrisations' logs u = (log theta, g): g = g_s / sd per slot, log theta_j = log theta_s,j -
+        sum over the processes p moving j of sign * sum_c g_s,c m_c / sd_c. The penalty stays on the original
+        coefficients (penalty_scale 1/sd)."""
+        w = self.weights / self.weights.sum()
+        size = self.k + self.layout.size
+        M = np.eye(size)
+        scale = np.ones(self.layout.size)
+        designs = {}
+        names = list(self.model.param_names)
+        for process, z in self.designs.items():
+            m = w @ z
+            sd = np.sqrt(w @ (z - m) ** 2)
+            m, sd = np.where(sd > 0, m, 0.0), np.where(sd > 0, sd, 1.0)
+            designs[process] = (z - m) / sd
+            slots = self.layout.slots[process]
+            scale[slots] = sd
+            for param, sign in self.model.covariate_effects.get(process, ()):
+                np.add.at(M[names.index(param)], self.k + slots, -sign * m / sd)
+        M[self.k :, self.k :] = np.diag(1.0 / scale)
+        search = CovariateLikelihood(
+            self.model, self.layout, self.penalty, self.data, designs, self.weights, self.log_bounds, 1.0 / scale
+        )
+        return search, M
 
     def row_loglik(self, params: FloatArray, data: tuple[FloatArray, ...]) -> FloatArray:
         """Per-row log-likelihood (without the penalty) on `data` (the rows' columns as given, e.g. unscaled)."""

@@ -157,6 +157,28 @@ class LikelihoodProblem:
         return float(self.weights @ ll)
 
 
+def _standardised_search(
+    likelihood: CovariateLikelihood, starts: list[FloatArray], max_iter: int, seed: int
+) -> MleResult:
+    """Maximum likelihood of a covariate model, searched with the design columns standardised
+    (`CovariateLikelihood.standardised`) and mapped back: the same optimum, its covariance carried through the
+    linear map of the logs (cov_u = M cov_u_s M'; the search's covariance is of the natural parameters p, so
+    cov_u_s = cov_p / p p')."""
+    search, M = likelihood.standardised()
+    # the starts are for the original parametrisation's coefficients (0 = e^0): the same in the standardised one
+    found = maximize_likelihood(search, starts, max_iter, seed=seed)
+    u_s = np.log(found.params)
+    params = np.exp(M @ u_s)
+    if found.covariance is None:
+        return replace(found, params=params)
+    cov_u = M @ (found.covariance / np.outer(found.params, found.params)) @ M.T
+    diag = np.diag(cov_u)
+    if np.any(diag <= 0) or not np.all(np.isfinite(diag)):
+        return replace(found, params=params, standard_errors=None, covariance=None)
+    cov = cov_u * np.outer(params, params)
+    return replace(found, params=params, standard_errors=params * np.sqrt(diag), covariance=cov)
+
+
 class FittedModel(ABC):
     """Parameters, their uncertainty, and the fit's diagnostics; shared by purchase and spend models."""
 
@@ -386,7 +408,10 @@ class FittedModel(ABC):
         if problem.layout is not None:
             base = np.concatenate([base, np.ones(problem.layout.size)])  # coefficients start at 0 (e^0)
         starts = [base] + [base * np.exp(rng.normal(0.0, 0.7, base.size)) for _ in range(max(0, self.starts - 1))]
-        found = maximize_likelihood(problem.likelihood, starts, self.max_iter, seed=self.seed, stop=stop)
+        if isinstance(problem.likelihood, CovariateLikelihood):
+            found = _standardised_search(problem.likelihood, starts, self.max_iter, self.seed)
+        else:
+            found = maximize_likelihood(problem.likelihood, starts, self.max_iter, seed=self.seed, stop=stop)
         params = found.params * problem.factor
         se = None if found.standard_errors is None else found.standard_errors * problem.factor
         # The likelihood of the data as given (purchase-time densities change by scale^-x under rescaling).

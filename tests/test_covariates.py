@@ -355,3 +355,35 @@ def test_continuous_covariate_is_recovered() -> None:
     assert se is not None and model.converged_
     for process, g in truth.items():
         assert abs(model.coefficients_[process]["score"] - g) < 4 * se[process]["score"]
+
+
+def test_covariate_in_the_tens_fits_as_its_standardised_self() -> None:
+    """An unstandardised covariate in the tens (an age): the search runs on standardised columns and maps back,
+    so the fit converges with standard errors and equals the standardised fit on the original scale
+    (g = g_std / sd, the base parameters those of age 0)."""
+    from clv.covariates import row_parameters
+    from clv.simulate import simulate_pareto_nbd_rows
+
+    n = 20_000
+    rng = np.random.default_rng(4)
+    age = rng.integers(20, 61, n).astype(float)
+    g_true = np.array([0.02])
+    P = row_parameters(
+        np.array([0.9, 5.0, 0.7, 10.0]),
+        ParetoNBDModel.param_names,
+        ParetoNBDModel.covariate_effects,
+        {"purchase": age[:, None]},
+        {"purchase": g_true},
+    )
+    data = simulate_pareto_nbd_rows(P, 39.0, seed=5).assign(age=age)
+    raw = ParetoNBDModel(purchase_covariates=["age"]).fit(data)
+    std = ParetoNBDModel(purchase_covariates=["age"], standardise=True).fit(data)
+    assert raw.converged_ and raw.coefficient_standard_errors_ is not None
+    g, se = raw.coefficients_["purchase"]["age"], raw.coefficient_standard_errors_["purchase"]["age"]
+    assert abs(g - 0.02) < 4 * se
+    sd = float(np.std(age))
+    assert g == pytest.approx(std.coefficients_["purchase"]["age"] / sd, rel=1e-6)
+    assert se == pytest.approx(std.coefficient_standard_errors_["purchase"]["age"] / sd, rel=1e-4)  # type: ignore[index]
+    assert raw.log_likelihood_ == pytest.approx(std.log_likelihood_, abs=1e-6)
+    # alpha of age 0 = alpha of the mean age times exp(g * mean)
+    assert raw.params_["alpha"] == pytest.approx(std.params_["alpha"] * np.exp(g * age.mean()), rel=1e-6)
