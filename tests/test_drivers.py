@@ -277,6 +277,8 @@ def test_drivers_file_and_section_only_with_covariates(run_pair: tuple[Path, Pat
     assert set(block["units"]) == set(drivers.columns)
     html = (with_ / "report.html").read_text()
     assert "<h2>What drives value</h2>" in html and 'alt="what drives value"' in html
+    assert "The map is for customers at the reference of every covariate" in html
+    assert "The map is for customers at the reference" not in (without / "report.html").read_text()
     for sentence in block["sentences"]:
         assert sentence.replace("'", "&#x27;") in html
     (with_ / "report.html").unlink()

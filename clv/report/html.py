@@ -320,7 +320,13 @@ def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units)
     else:
         values, label = model.probability_alive(frame), "P(alive)"
     chart = charts.probability_map(freqs, recs, values.reshape(grid_x.shape), T, units.time, label)
-    return f'<img alt="{escape(label)} by frequency and recency" src="{chart}">'
+    image = f'<img alt="{escape(label)} by frequency and recency" src="{chart}">'
+    if block.get("covariates"):  # the base parameters are those of the reference covariate pattern
+        image += (
+            "<p class='note'>The map is for customers at the reference of every covariate (the model's base "
+            "parameters); see What drives value for how the covariates move it.</p>"
+        )
+    return image
 
 
 def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
