@@ -15,6 +15,7 @@ from clv.evaluate.scores import by_frequency
 
 __all__ = [
     "clv_distribution",
+    "drivers_chart",
     "holdout_by_frequency",
     "png",
     "probability_map",
@@ -171,4 +172,95 @@ def holdout_by_frequency(customers: pd.DataFrame) -> str:
     ax.set_ylabel("mean holdout purchases")
     ax.legend(frameon=False)
     ax.set_title("Holdout: predicted versus actual, by calibration frequency")
+    return png(fig)
+
+
+_RATIO_TICKS = (
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.25,
+    1.5,
+    2.0,
+    3.0,
+    4.0,
+    5.0,
+    10.0,
+    20.0,
+    50.0,
+    100.0,
+)
+
+
+def _ratio_axis(ax: Any, label: str, low: float, high: float) -> None:
+    """A log x axis of ratios from `low` to `high` around 1 (no effect), ticks as `0.5x`, `1x`, `2x`."""
+    low, high = min(low, 1.0) / 1.15, max(high, 1.0) * 1.15
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    ax.axvline(1.0, color=_GREY, lw=1, ls=":")
+    ticks = [t for t in _RATIO_TICKS if low <= t <= high]
+    if len(ticks) > 7:  # every other one, keeping 1x
+        ticks = ticks[ticks.index(1.0) % 2 :: 2]
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
+    ax.set_xlabel(label)
+
+
+def _coefficient_panel(ax: Any, rows: pd.DataFrame) -> None:
+    """exp(g) with its interval per contrast and process: blue when the interval excludes no effect, else grey."""
+    y = np.arange(len(rows))[::-1]
+    for position, (_, row) in zip(y, rows.iterrows(), strict=True):
+        colour = _BLUE if row["distinguishable"] == "yes" else _GREY
+        value, lo, hi = (float(row[k]) for k in ("exp_coefficient", "exp_coefficient_lo", "exp_coefficient_hi"))
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [position, position], color=colour, lw=2, solid_capstyle="butt")
+        ax.plot(value, position, "o", color=colour, ms=5)
+    ax.set_yticks(y, [f"{c} ({p})" for c, p in zip(rows["contrast"], rows["process"], strict=True)], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    level = float(rows["interval_level"].iloc[0])
+    ends = rows[["exp_coefficient", "exp_coefficient_lo", "exp_coefficient_hi"]].to_numpy(dtype=float)
+    ends = ends[np.isfinite(ends)]
+    _ratio_axis(ax, f"exp(coefficient), {level:.0%} interval (1x = no effect)", float(ends.min()), float(ends.max()))
+    ax.set_title("Coefficients: purchase rate, dropout, spend per purchase", fontsize=10)
+
+
+def _clv_panel(ax: Any, rows: pd.DataFrame) -> None:
+    """Each contrast's ratio of mean CLV, as a bar from 1x."""
+    first = rows.drop_duplicates("contrast")
+    clv = first["clv_ratio"].to_numpy(dtype=float)
+    y = np.arange(len(first))[::-1]
+    ax.barh(y, clv - 1.0, left=1.0, color=[_BLUE if v >= 1 else _ORANGE for v in clv], height=0.6)
+    for position, ratio in zip(y, clv, strict=True):
+        up = ratio >= 1
+        ax.annotate(
+            f"{ratio:.2f}x",
+            (ratio, position),
+            xytext=(4 if up else -4, 0),
+            textcoords="offset points",
+            va="center",
+            ha="left" if up else "right",
+            fontsize=8,
+        )
+    ax.set_yticks(y, first["contrast"].tolist(), fontsize=8)
+    ax.set_ylim(-0.7, len(first) - 0.3)
+    span = max(1.25, float(np.max(np.maximum(clv, 1.0 / clv))) * 1.1)
+    _ratio_axis(ax, "mean CLV at the level / at the reference", 1.0 / span, span)
+    ax.set_title(f"CLV over the next {first['horizon'].iloc[0]} (average counterfactual)", fontsize=10)
+
+
+def drivers_chart(drivers: pd.DataFrame) -> str:
+    """What drives value in two panels: each coefficient's exp(g) with its interval, per contrast and process,
+    and each contrast's ratio of mean CLV (the average counterfactual of `clv.drivers`), on log axes around 1."""
+    rows = drivers.reset_index(drop=True)
+    height = 1.4 + 0.36 * len(rows)
+    fig, (left, right) = subplots(1, 2, figsize=(10, height), gridspec_kw={"width_ratios": [3, 2]})
+    _coefficient_panel(left, rows)
+    _clv_panel(right, rows)
+    fig.tight_layout()
     return png(fig)

@@ -1,8 +1,9 @@
-"""The self-contained HTML report: headline numbers, tiers, forecast, churn risk, CLV distribution, the at-risk
-list, the RFM view, model parameters and diagnostics, and the holdout comparison. Built only from the saved
-outputs (summary.json, the customer table, the forecast, the tiers), so `clv report` can rebuild it without the
-data. Every number carries its unit: money with its currency (data.currency; "the data's currency" when it is
-not named), CLV in discounted purchases for data without amounts, shares and probabilities as percentages."""
+"""The self-contained HTML report: headline numbers, tiers, forecast, churn risk, CLV distribution, what drives
+value (for models with covariates), the at-risk list, the RFM view, model parameters and diagnostics, and the
+holdout comparison. Built only from the saved outputs (summary.json, the customer table, the forecast, the tiers,
+drivers.csv), so `clv report` can rebuild it without the data. Every number carries its unit: money with its
+currency (data.currency; "the data's currency" when it is not named), CLV in discounted purchases for data without
+amounts, shares and probabilities as percentages."""
 
 from __future__ import annotations
 
@@ -319,7 +320,13 @@ def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units)
     else:
         values, label = model.probability_alive(frame), "P(alive)"
     chart = charts.probability_map(freqs, recs, values.reshape(grid_x.shape), T, units.time, label)
-    return f'<img alt="{escape(label)} by frequency and recency" src="{chart}">'
+    image = f'<img alt="{escape(label)} by frequency and recency" src="{chart}">'
+    if block.get("covariates"):  # the base parameters are those of the reference covariate pattern
+        image += (
+            "<p class='note'>The map is for customers at the reference of every covariate (the model's base "
+            "parameters); see What drives value for how the covariates move it.</p>"
+        )
+    return image
 
 
 def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
@@ -475,6 +482,102 @@ def _rfm_view(customers: pd.DataFrame, units: _Units) -> str:
     )
 
 
+def _times(value: Any) -> str:
+    """A ratio as `1.87x`."""
+    return "–" if value is None or not np.isfinite(value) else f"{float(value):.2f}x"
+
+
+def _driver_coefficients(drivers: pd.DataFrame) -> str:
+    """The coefficients per contrast and process, with their intervals on both scales."""
+    frame = drivers.assign(
+        interval=[
+            f"{number(a, 4)} – {number(b, 4)}"
+            for a, b in zip(drivers["coefficient_lo"], drivers["coefficient_hi"], strict=True)
+        ],
+        exp_interval=[
+            f"{_times(a)} – {_times(b)}"
+            for a, b in zip(drivers["exp_coefficient_lo"], drivers["exp_coefficient_hi"], strict=True)
+        ],
+    )
+    level = f"{float(drivers['interval_level'].iloc[0]):.0%}"
+    columns = ["contrast", "process", "coefficient", "standard_error", "interval"]
+    if not np.allclose(drivers["coefficient_per_unit"], drivers["coefficient"]):
+        columns.append("coefficient_per_unit")
+    columns += ["exp_coefficient", "exp_interval", "distinguishable"]
+    headers = {
+        "standard_error": "standard error",
+        "interval": f"{level} interval",
+        "coefficient_per_unit": "coefficient per unit of the covariate",
+        "exp_coefficient": "exp(coefficient)",
+        "exp_interval": f"{level} interval of exp(coefficient)",
+        "distinguishable": "interval excludes no effect",
+    }
+    formats: dict[str, Format] = dict.fromkeys(
+        ("contrast", "process", "interval", "exp_interval", "distinguishable"), text
+    )
+    formats |= {"coefficient": lambda v: number(v, 4), "standard_error": lambda v: number(v, 4)}
+    formats |= {"coefficient_per_unit": lambda v: number(v, 4), "exp_coefficient": _times}
+    meanings = drivers.drop_duplicates("process").set_index("process")["exp_coefficient_means"]
+    said = "; ".join(f"{escape(p)}: the {escape(m)}" for p, m in meanings.items())
+    note = f"<p class='note'>exp(coefficient) is, by process: {said}.</p>"
+    return table(frame[columns], formats=formats, headers=headers) + note
+
+
+def _driver_effects(drivers: pd.DataFrame, units: _Units) -> str:
+    """The average effects per contrast: ratios of the customers' means, and the mean CLV on both sides."""
+    frame = drivers.drop_duplicates("contrast")
+    ratios = [
+        c
+        for c in ("p_alive_ratio", "p_churn_ratio", "expected_purchases_ratio", "expected_spend_ratio", "clv_ratio")
+        if c in frame
+    ]
+    horizon = str(frame["horizon"].iloc[0])
+    headers = {
+        "p_alive_ratio": "P(alive)",
+        "p_churn_ratio": "P(has left)",
+        "expected_purchases_ratio": f"expected purchases, next {horizon}",
+        "expected_spend_ratio": "expected spend per purchase",
+        "clv_ratio": f"CLV, next {horizon}",
+        "mean_clv_level": units.header("mean CLV at the level"),
+        "mean_clv_reference": units.header("mean CLV at the reference"),
+    }
+    formats: dict[str, Format] = {"contrast": text} | dict.fromkeys(ratios, _times)
+    formats |= {"mean_clv_level": units.value(), "mean_clv_reference": units.value()}
+    return (
+        table(frame[["contrast", *ratios, "mean_clv_level", "mean_clv_reference"]], formats=formats, headers=headers)
+        + units.money_note
+    )
+
+
+def _drivers(drivers: pd.DataFrame | None, units: _Units) -> str:
+    """What drives value: the sentences, the chart, the coefficients and the average effects (drivers.csv)."""
+    if drivers is None or not len(drivers):
+        return ""
+    level = f"{float(drivers['interval_level'].iloc[0]):.0%}"
+    intro = (
+        "<p>Each covariate level is compared with its reference level (a numeric covariate: one unit more, or one "
+        "standard deviation when standardised, against the customers' own values). The effect is an average "
+        "counterfactual: every customer is valued twice, once with the covariate at the level and once at the "
+        "reference, keeping their own purchase history and other covariates, and the ratio of the two means is "
+        f"shown. The coefficients come with {level} intervals "
+        f"({escape(drivers['interval_method'].iloc[0])}); where an interval includes no effect (a coefficient of 0, "
+        "exp(coefficient) = 1x) the data cannot tell the effect from none. CLV is valued as in the rest of this "
+        f"report, in {escape(units.value_unit)}.</p>"
+    )
+    sentences = "".join(f"<li>{escape(s)}</li>" for s in dict.fromkeys(drivers["sentence"]))
+    chart = f'<img alt="what drives value" src="{charts.drivers_chart(drivers)}">'
+    return (
+        "<h2>What drives value</h2>"
+        + intro
+        + f"<ul>{sentences}</ul>"
+        + chart
+        + "<h3>Average effects (at the level / at the reference)</h3>"
+        + _driver_effects(drivers, units)
+        + "<h3>Coefficients</h3>"
+        + _driver_coefficients(drivers)
+    )
+
+
 def _units_note(summary: dict[str, Any]) -> str:
     """What each output column measures, as a two-column table."""
     units = summary.get("units") or {}
@@ -488,8 +591,10 @@ def build_report(
     forecast: pd.DataFrame,
     tiers: pd.DataFrame,
     migration: pd.DataFrame | None,
+    drivers: pd.DataFrame | None = None,
 ) -> str:
-    """The report as one HTML string with every chart embedded."""
+    """The report as one HTML string with every chart embedded; `drivers` (drivers.csv, for models with
+    covariates) adds the section "What drives value"."""
     units = _Units.of(summary, customers)
     totals = summary["forecast_totals"]
     revenue = "expected_revenue" in forecast
@@ -520,6 +625,7 @@ def build_report(
     parts.append(_segments(summary, customers, units))
     chart = charts.clv_distribution(customers["clv"].to_numpy(dtype=float), units.value_unit)
     parts.append(f'<h2>CLV distribution</h2><img alt="CLV distribution" src="{chart}">')
+    parts.append(_drivers(drivers, units))
     parts.append(_at_risk(summary, customers, units))
     parts.append(_rfm_view(customers, units))
     parts.append(

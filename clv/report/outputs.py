@@ -12,10 +12,12 @@ import pandas as pd
 
 from clv.config import RunConfig, config_hash
 from clv.data.rfm import NEW_CUSTOMER_COLUMNS
+from clv.drivers import DRIVER_UNITS, Valuation, drivers_table
 from clv.errors import ClvError
 from clv.model import DROPOUT
 from clv.report.files import staged_folder
 from clv.report.html import build_report
+from clv.spend.outliers import spend_value_frame
 from clv.tiers import at_risk, churn_column, churn_window
 from clv.value import column_units
 from clv.versions import package_versions
@@ -26,9 +28,11 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_MONEY_NAMES",
     "RFM_COLUMNS",
+    "drivers_file",
     "file_columns",
     "forecast_table",
     "new_customers_table",
+    "read_drivers",
     "rebuild_report",
     "round_to_total",
     "schedule_file",
@@ -77,6 +81,34 @@ def new_customers_table(result: RunResult) -> pd.DataFrame:
         columns = NEW_CUSTOMER_COLUMNS if result.config.data.has_values else NEW_CUSTOMER_COLUMNS[:3]
         return pd.DataFrame(columns=list(columns))
     return new.assign(value_holdout=new["value_holdout"].round(2)) if "value_holdout" in new else new
+
+
+def drivers_file(result: RunResult) -> pd.DataFrame | None:
+    """drivers.csv (`clv.drivers.drivers_table`): what drives value, when the run's fitted models have
+    covariates (None otherwise), valued as the run values its customers (`clv.pipeline.value_models`: its
+    horizon, discounting and margin, and the spend outliers' capped spend under `model.spend_outliers: cap`)."""
+    fitted = result.fitted
+    if all(m is None or m.covariates_ is None for m in (fitted.purchase, fitted.spend)):
+        return None
+    rfm = result.data.rfm.frame
+    if result.spend_outliers is not None:
+        rfm = spend_value_frame(rfm, result.spend_outliers)
+    return drivers_table(fitted.purchase, fitted.spend, rfm, Valuation.of(result.config))
+
+
+def _drivers_block(result: RunResult, drivers: pd.DataFrame | None) -> dict[str, Any] | None:
+    """summary.json's pointer to drivers.csv: its file, interval, what its columns measure, and the sentences."""
+    if drivers is None:
+        return None
+    return {
+        "file": "drivers.csv",
+        "rows": len(drivers),
+        "interval_level": float(drivers["interval_level"].iloc[0]),
+        "interval_method": str(drivers["interval_method"].iloc[0]),
+        "horizon": str(drivers["horizon"].iloc[0]),
+        "units": dict(DRIVER_UNITS),
+        "sentences": list(dict.fromkeys(drivers["sentence"].tolist())),
+    }
 
 
 def _new_customers_block(result: RunResult) -> dict[str, Any]:
@@ -138,8 +170,11 @@ def _units(result: RunResult) -> dict[str, str]:
     return units | {"time": config.time.unit}
 
 
-def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, Any]:
-    """Everything summary.json records (`model_dir`: where the run's models were saved, if they were)."""
+def summary_dict(
+    result: RunResult, model_dir: Path | None = None, drivers: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Everything summary.json records (`model_dir`: where the run's models were saved, if they were; `drivers`:
+    the run's drivers table, `drivers_file`)."""
     config = result.config
     customers = result.customers
     forecast = result.value.forecast
@@ -201,6 +236,7 @@ def summary_dict(result: RunResult, model_dir: Path | None = None) -> dict[str, 
         "tiers": result.tiers.to_dict(orient="records"),
         "segments": customers["segment"].value_counts().to_dict(),
         "churn_risk": _churn_risk(result),
+        "drivers": _drivers_block(result, drivers),
         "spend_outliers": None
         if result.spend_outliers is None
         else result.spend_outliers.to_dict()
@@ -255,11 +291,23 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
         new_customers_table(result).to_csv(staging / "new_customers.csv", index=False, float_format="%.2f")
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
-        summary = summary_dict(result, model_dir)
+        drivers = drivers_file(result)
+        if drivers is not None:
+            drivers.to_csv(staging / "drivers.csv", index=False)
+        summary = summary_dict(result, model_dir, drivers)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        html = build_report(summary, customers, forecast, result.tiers, result.migration)
+        html = build_report(summary, customers, forecast, result.tiers, result.migration, drivers)
         (staging / "report.html").write_text(html, encoding="utf-8")
     return target
+
+
+def read_drivers(path: Path) -> pd.DataFrame:
+    """A saved drivers.csv, its labels as text exactly as written (a level `01` stays `01`)."""
+    labels = ("covariate", "level", "reference_level", "contrast", "design", "distinguishable")
+    unknown = ("standard_error", "coefficient_lo", "coefficient_hi", "exp_coefficient_lo", "exp_coefficient_hi")
+    return pd.read_csv(
+        path, dtype=dict.fromkeys(labels, str), keep_default_na=False, na_values={key: [""] for key in unknown}
+    )
 
 
 def rebuild_report(config: RunConfig) -> Path:
@@ -277,7 +325,8 @@ def rebuild_report(config: RunConfig) -> Path:
     forecast = pd.read_csv(folder / "forecast.csv")
     tiers = pd.read_csv(folder / "tiers.csv").rename(columns=_MONEY_NAMES)
     migration = pd.read_csv(folder / "migration.csv", index_col=0) if (folder / "migration.csv").is_file() else None
-    html = build_report(summary, customers, forecast, tiers, migration)
+    drivers = read_drivers(folder / "drivers.csv") if (folder / "drivers.csv").is_file() else None
+    html = build_report(summary, customers, forecast, tiers, migration, drivers)
     tmp = folder / ".report.html.tmp"
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(folder / "report.html")
