@@ -300,6 +300,9 @@ def _print_headline(result: Any) -> None:
             continue
         for key, value in model.params_.items():
             table.add_row(f"{model.name} {key}", f"{value:.4f}")
+        for process, coefficients in model.coefficients_.items():
+            for name, value in coefficients.items():
+                table.add_row(f"{model.name} {process} coefficient {name}", f"{value:+.4f}")
     if result.purchase.log_likelihood_ is not None:
         table.add_row("log-likelihood", f"{result.purchase.log_likelihood_:.2f}")
     for posterior in (result.fitted.purchase_posterior, result.fitted.spend_posterior):

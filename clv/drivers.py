@@ -29,11 +29,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from clv.covariate_fit import pattern_groups
 from clv.covariates import CovariateColumn
 from clv.errors import ClvError
 from clv.model import DROPOUT, FittedModel
@@ -269,31 +267,19 @@ def _value_means(
     purchase: PurchaseModel, spend: GammaGammaModel | None, rfm: pd.DataFrame, valuation: Valuation
 ) -> dict[str, float]:
     """The customers' mean P(alive), P(churn), expected purchases, expected spend and CLV, valued as the run
-    values them (`value_customers`), per purchase covariate pattern (each pattern's model without covariates)."""
-    groups = [np.arange(len(rfm))]
-    models = [purchase]
-    if purchase.covariates_ is not None:
-        P = purchase.row_params(rfm)
-        groups = pattern_groups(P)
-        models = [purchase.pattern_model(P[rows[0]]) for rows in groups]
-    sums = dict.fromkeys(_MEASURES, 0.0)
-    for model, rows in zip(models, groups, strict=True):
-        frame = rfm.iloc[rows]
-        value = value_customers(
-            model,
-            spend,
-            frame,
-            valuation.horizon,
-            valuation.annual_discount_rate,
-            valuation.margin,
-            valuation.unit,
-            residual=False,
-            calibration_end=valuation.calibration_end,
-        ).customers
-        for measure in _MEASURES:
-            if measure in value:
-                sums[measure] += float(value[measure].sum())
-    means = {k: v / len(rfm) for k, v in sums.items()}
+    values them (`value_customers`, which keeps customers of different covariate patterns apart)."""
+    value = value_customers(
+        purchase,
+        spend,
+        rfm,
+        valuation.horizon,
+        valuation.annual_discount_rate,
+        valuation.margin,
+        valuation.unit,
+        residual=False,
+        calibration_end=valuation.calibration_end,
+    ).customers
+    means = {measure: float(value[measure].mean()) for measure in _MEASURES if measure in value}
     return means if spend is not None else {k: v for k, v in means.items() if k != "expected_spend"}
 
 
