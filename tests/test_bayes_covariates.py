@@ -166,6 +166,9 @@ def test_laplace_recovers_the_coefficients_of_simulated_bgnbd_customers():
         mle.coefficients_["purchase"]["channel"], rel=1e-5
     )
     assert posterior.layout is not None and posterior.summary()["layout"]["slots"] == {"purchase": [0], "dropout": [1]}
+    point = BetaGeoModel.from_result(posterior.point_result())  # the posterior mean as a point model
+    assert point.coefficients_["dropout"]["channel"] == pytest.approx(posterior.mean()["dropout:channel"])
+    assert point.params_["a"] == pytest.approx(posterior.mean()["a"])
     assert seconds < 10.0
 
 
@@ -479,3 +482,40 @@ def test_the_pooled_fit_recovers_groups_better_than_separate_fits():
     weights = [posterior.pooling["groups"][g]["params"]["alpha"]["weight_toward_population"] for g in "AD"]
     assert abs(weights[0]) < 0.1  # 5,000 customers keep their own fit
     assert posterior.param_names[:4] == ("r[A]", "alpha[A]", "a[A]", "b[A]")
+
+
+def test_a_small_pooled_spend_fit_shrinks_the_small_group_most():
+    """Gamma-Gamma pooled across three groups of 1,500 / 150 / 12 buyers whose v differ: NUTS (few draws) runs,
+    every group's v has its interval, and the small group is drawn further toward the population than the
+    large one."""
+    rng = np.random.default_rng(8)
+    frames = []
+    for i, (group, n, v) in enumerate((("A", 1500, 12.0), ("B", 150, 20.0), ("C", 12, 30.0))):
+        x = rng.integers(1, 8, n)
+        spend = simulate_gamma_gamma(x, 6.0, 4.0, v, seed=20 + i)
+        frames.append(
+            pd.DataFrame({"frequency": x, "recency": 10.0, "T": 20.0, "monetary_value": spend, "segment": group})
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    frame["customer_id"] = [f"c{i}" for i in range(len(frame))]
+    options = BayesConfig(inference="nuts", chains=2, draws=100, tune=150, ess_min=50, r_hat_max=1.1)
+    began = time.perf_counter()
+    posterior = fit_posterior(GammaGammaModel(), frame, options, seed=2, pooling=PoolingOptions("segment"))
+    print(
+        f"\npooled Gamma-Gamma: {time.perf_counter() - began:.1f} s (compile {posterior.diagnostics.compile_seconds})"
+    )
+    groups = posterior.pooling["groups"]
+    assert set(groups) == {"A", "B", "C"} and groups["C"]["customers"] == 12
+    v_a, v_c = groups["A"]["params"]["v"], groups["C"]["params"]["v"]
+    assert v_a["lo"] < 12.0 < v_a["hi"]
+    assert abs(np.log(v_c["mean"]) - np.log(v_c["separate_fit"] or v_c["mean"])) > abs(
+        np.log(v_a["mean"]) - np.log(v_a["separate_fit"])
+    )
+    assert posterior.diagnostics.sampler == "nutpie"
+    # the draws are in the inference data under the posterior's names (a saved posterior is read by them)
+    saved = posterior.idata.posterior.stack(sample=("chain", "draw"))
+    np.testing.assert_array_equal(
+        np.asarray(saved["v[C]"].values), posterior.draws[:, posterior.param_names.index("v[C]")]
+    )
+    population = posterior.point_result().params
+    assert population["v"] == pytest.approx(np.exp(posterior.mean()["mu_log_v"]))

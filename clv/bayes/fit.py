@@ -299,6 +299,10 @@ def fit_posterior(
     stacked = idata.posterior.stack(sample=("chain", "draw"))  # type: ignore[attr-defined]
     names, draws, rows = _posterior_draws(problem, stacked)
     _check_diagnostics(diagnostics, rows, names, idata, options)
+    if _groups(problem) is not None:  # the draws under the posterior's names too, as a saved posterior reads them
+        shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"])  # type: ignore[attr-defined]
+        for j, name in enumerate(names):
+            idata.posterior[name] = (("chain", "draw"), draws[:, j].reshape(shape))  # type: ignore[attr-defined]
     layout, mle, summary = _described(model, problem, rfm, weights, start, draws, options)
     return Posterior(
         model_name=model.name,

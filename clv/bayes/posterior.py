@@ -19,6 +19,7 @@ from clv.compress import unique_rows
 from clv.config import PriorConfig
 from clv.covariates import CovariateSet, Effect
 from clv.errors import ConvergenceWarning, FitError
+from clv.model import FitResult
 
 __all__ = ["DEFAULT_PRIOR", "CustomerLayout", "Diagnostics", "Posterior", "warn_or_raise"]
 
@@ -174,6 +175,28 @@ class Posterior:
 
     def mean(self) -> dict[str, float]:
         return dict(zip(self.param_names, map(float, self.draws.mean(axis=0)), strict=True))
+
+    def point_result(self) -> FitResult:
+        """The posterior mean as a maximum-likelihood-style fit result, for a point model (summaries, plug-in
+        predictions): the base parameters, and with covariates the coefficients g by process and design column
+        with their encoding; a pooled fit gives the population's parameters exp(E[mu_j]) (its groups' own are in
+        `pooling`)."""
+        mean = self.mean()
+        layout = self.layout
+        if layout is None:
+            return FitResult(params=mean)
+        if layout.pooled:
+            return FitResult(params={n: float(np.exp(mean[f"mu_log_{n}"])) for n in layout.base_names})
+        k = len(layout.base_names)
+        coefficients = {
+            process: {
+                design: float(mean[self.param_names[k + slot]])
+                for design, slot in zip(layout.covariates.design_names(process), slots, strict=True)
+            }
+            for process, slots in layout.slots.items()
+        }
+        params = {n: mean[n] for n in layout.base_names}
+        return FitResult(params=params, coefficients=coefficients, covariates=layout.covariates)
 
     def subsample(self, n: int, seed: int) -> FloatArray:
         """n draws without replacement (all of them when there are fewer), in a seeded random order."""
