@@ -266,6 +266,12 @@ class BayesConfig(_Section):
     priors: dict[str, PriorConfig] = Field(
         default_factory=dict, description="per parameter (paper names); unnamed parameters get the default prior"
     )
+    coefficient_prior_sd: float = Field(
+        1.0, gt=0, description="covariates: prior Normal(0, sd) on each coefficient (log scale of the parameter)"
+    )
+    pool_scale_prior_sd: float = Field(
+        1.0, gt=0, description="pool_by: prior HalfNormal(sd) on each parameter's spread across groups (log scale)"
+    )
 
 
 class PredictionConfig(_Section):

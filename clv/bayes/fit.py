@@ -26,7 +26,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from typing import Any
 
@@ -34,18 +34,21 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pymc as pm
+import pytensor.tensor as pt
 from numpy.typing import ArrayLike, NDArray
 
 from clv.bayes import nutpie_cache
-from clv.bayes.budget import choose_inference
-from clv.bayes.graphs import graph_data, total_log_likelihood
-from clv.bayes.posterior import DEFAULT_PRIOR, Diagnostics, Posterior
+from clv.bayes.budget import InferenceChoice, choose_inference
+from clv.bayes.graphs import graph_data, row_parameters, total_log_likelihood
+from clv.bayes.pooling import PooledGroups, PoolingOptions, pooled_problem, pooling_summary, separate_fits
+from clv.bayes.posterior import DEFAULT_PRIOR, CustomerLayout, Diagnostics, Posterior
 from clv.config import BayesConfig, PriorConfig
+from clv.covariates import Effect
 from clv.errors import ClvError, ConfigError, FitError
 from clv.mle import damped_step, maximize_likelihood
 from clv.model import FittedModel, LikelihoodProblem
 
-__all__ = ["build_model", "fit_posterior", "nutpie_available"]
+__all__ = ["BayesProblem", "build_model", "fit_posterior", "nutpie_available"]
 
 FloatArray = NDArray[np.float64]
 #: Pareto-smoothed importance sampling's threshold: k above it, the approximation is unreliable (Vehtari et al.)
@@ -55,6 +58,39 @@ _PARETO_K_MAX = 0.7
 #: shape of deviations of a few percent (seen on Gamma-Gamma with 200k customers: k 0.81 with log weights of
 #: standard deviation 0.02), not a tail that the normal misses
 _LAPLACE_ESS_SHARE = 0.99
+#: a pooled fit's start: the groups' spread tau (each parameter's groups within a few percent of each other)
+_TAU_START = 0.1
+
+
+@dataclass(frozen=True)
+class BayesProblem(LikelihoodProblem):
+    """A likelihood problem with what else shapes its PyMC model: with covariates, the models' effects
+    (`FittedModel.covariate_effects`) and the prior sd of the coefficients, Normal(0, sd) on each g; for a
+    pooled fit, its groups (`clv.bayes.pooling`). A plain `LikelihoodProblem` is a model without either."""
+
+    coefficient_sd: float = 1.0
+    effects: dict[str, tuple[Effect, ...]] = field(default_factory=dict)
+    groups: PooledGroups | None = None
+
+    @classmethod
+    def of(cls, problem: LikelihoodProblem, **shape: Any) -> BayesProblem:
+        return cls(**{f.name: getattr(problem, f.name) for f in fields(LikelihoodProblem)}, **shape)
+
+
+def _groups(problem: LikelihoodProblem) -> PooledGroups | None:
+    return problem.groups if isinstance(problem, BayesProblem) else None
+
+
+def _base_count(problem: LikelihoodProblem) -> int:
+    """How many of the problem's parameters are the model's own (the rest are coefficient slots)."""
+    return len(problem.param_names) - (problem.layout.size if problem.layout is not None else 0)
+
+
+def _coefficient_prior(problem: LikelihoodProblem) -> PriorConfig:
+    """Normal(0, sd) on a coefficient g, which is LogNormal(0, sd) on the e^g of the search (`clv.covariate_fit`):
+    the Laplace approximation, which works on log(e^g) = g, takes it in that form."""
+    sd = problem.coefficient_sd if isinstance(problem, BayesProblem) else 1.0
+    return PriorConfig(distribution="lognormal", mu=0.0, sigma=sd)
 
 
 def nutpie_available() -> bool:
@@ -81,37 +117,163 @@ def _rescaled_name(name: str, factor: float) -> str:
 def build_model(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> pm.Model:
     """The PyMC model: a prior per rescaled parameter, the likelihood graph of `clv.bayes.graphs` as a potential,
     and natural-scale parameters as deterministics under the papers' names. The data (rows, weights and the
-    rescaling factors) are data variables, so that a compiled model can take another data set."""
+    rescaling factors) are data variables, so that a compiled model can take another data set. With covariates,
+    each coefficient g has a Normal(0, sd) prior and every row its own parameters; a pooled fit has the
+    hierarchical parameters of `clv.bayes.pooling`, per group."""
     _check_priors(problem, priors)
     with pm.Model() as model:
         data = {name: pm.Data(name, value) for name, value in _model_data(problem).items()}
-        free = []
-        for j, (name, factor) in enumerate(zip(problem.param_names, problem.factor, strict=True)):
-            variable = _prior(_rescaled_name(name, float(factor)), priors.get(name, DEFAULT_PRIOR))
-            free.append(variable)
-            if factor != 1.0:
-                pm.Deterministic(name, variable * data["factor"][j])
-        pm.Potential("log_likelihood", total_log_likelihood(problem, free, data))
+        if _groups(problem) is not None:
+            params = _pooled_parameters(problem, priors, data)
+        else:
+            params = _base_parameters(problem, priors, data)
+            if problem.layout is not None:
+                params = _covariate_parameters(problem, params, data)
+        pm.Potential("log_likelihood", total_log_likelihood(problem, params, data))
     return model
 
 
+def _base_parameters(problem: LikelihoodProblem, priors: dict[str, PriorConfig], data: dict[str, Any]) -> list[Any]:
+    free = []
+    for j in range(_base_count(problem)):
+        name, factor = problem.param_names[j], float(problem.factor[j])
+        variable = _prior(_rescaled_name(name, factor), priors.get(name, DEFAULT_PRIOR))
+        free.append(variable)
+        if factor != 1.0:
+            pm.Deterministic(name, variable * data["factor"][j])
+    return free
+
+
+def _covariate_parameters(problem: LikelihoodProblem, base: list[Any], data: dict[str, Any]) -> list[Any]:
+    """Each row's parameters (`clv.bayes.graphs.row_parameters`) from the base ones and a coefficient g per slot
+    with its Normal(0, sd) prior, directly on g."""
+    if not isinstance(problem, BayesProblem) or problem.layout is None:
+        raise ClvError("a model with covariates needs its BayesProblem (the covariates' effects)")
+    layout = problem.layout
+    g = [pm.Normal(name, mu=0.0, sigma=problem.coefficient_sd) for name in layout.names]
+    coefficients = {p: pt.stack([g[i] for i in slots]) for p, slots in layout.slots.items() if len(slots)}
+    designs = {p: data[f"design_{p}"] for p in coefficients}
+    names = problem.param_names[: len(base)]
+    return row_parameters(base, names, problem.effects, designs, coefficients)
+
+
+def _pooled_parameters(problem: LikelihoodProblem, priors: dict[str, PriorConfig], data: dict[str, Any]) -> list[Any]:
+    """Per base parameter j: the population's exp(mu_j) under the parameter's prior, the groups' spread tau_j ~
+    HalfNormal, and log theta_gj = mu_j + tau_j eps_gj, eps_gj ~ Normal(0, 1) (non-centred), or for the groups
+    whose data pin the parameter down (`PooledGroups.centred`) log theta_gj ~ Normal(mu_j, tau_j) itself
+    (centred): one vector z_j holds eps or log theta by group. Gathered per row by its group. Deterministics:
+    `{name}_population` and `{name}_groups` on the natural scale."""
+    groups = _groups(problem)
+    assert groups is not None
+    params = []
+    for j in range(_base_count(problem)):
+        name, factor = problem.param_names[j], float(problem.factor[j])
+        level = _prior(_rescaled_name(f"{name}_population", factor), priors.get(name, DEFAULT_PRIOR))
+        tau = pm.HalfNormal(f"tau_log_{name}", sigma=groups.scale_sd)
+        centred = groups.centred[:, j].astype(float)
+        mu = pt.log(level)
+        z = pm.Normal(f"z_{name}", mu=centred * mu, sigma=centred * tau + (1.0 - centred), shape=centred.size)
+        theta = pt.exp(centred * z + (1.0 - centred) * (mu + tau * z))
+        if factor != 1.0:
+            pm.Deterministic(f"{name}_population", level * data["factor"][j])
+        pm.Deterministic(f"{name}_groups", theta * data["factor"][j])
+        params.append(theta[data["group"]])
+    return params
+
+
 def _check_priors(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> None:
-    unknown = sorted(set(priors) - set(problem.param_names))
+    base = problem.param_names[: _base_count(problem)]
+    coefficients = sorted(set(priors) & set(problem.param_names[len(base) :]))
+    if coefficients:
+        raise ConfigError(
+            f"bayes.priors names the coefficient(s) {', '.join(coefficients)}: coefficients have the prior "
+            "Normal(0, bayes.coefficient_prior_sd)"
+        )
+    unknown = sorted(set(priors) - set(base))
     if unknown:
         raise ConfigError(
             f"bayes.priors names {', '.join(unknown)}, which the model does not have "
-            f"(its parameters: {', '.join(problem.param_names)})"
+            f"(its parameters: {', '.join(base)})"
         )
 
 
 def _model_data(problem: LikelihoodProblem) -> dict[str, NDArray[Any]]:
-    """The values of the model's data variables: the graph's, and the rescaling factors."""
-    return {**graph_data(problem), "factor": np.asarray(problem.factor, dtype=float)}
+    """The values of the model's data variables: the graph's, the rescaling factors, and the covariates' design
+    matrices (`design_{process}`) or a pooled fit's group of each row (`group`)."""
+    data = {**graph_data(problem), "factor": np.asarray(problem.factor, dtype=float)}
+    groups = _groups(problem)
+    if groups is not None:
+        data["group"] = np.asarray(groups.index, dtype=np.int64)
+    elif problem.layout is not None:
+        data |= {f"design_{p}": np.asarray(z, dtype=float) for p, z in problem.designs.items()}
+    return data
 
 
 def _mle_start(model: FittedModel, problem: LikelihoodProblem, seed: int) -> FloatArray:
-    result = maximize_likelihood(problem.likelihood, [model.start_point()], seed=seed)
+    """The maximum-likelihood fit in the search's parameters (rescaled; e^g per coefficient slot, from g = 0)."""
+    start = model.start_point()
+    if problem.layout is not None:
+        start = np.concatenate([start, np.ones(problem.layout.size)])
+    result = maximize_likelihood(problem.likelihood, [start], seed=seed)
     return np.asarray(result.params, dtype=float)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where sampling starts: each free variable's value (PyMC's `initvals`), and the free variables'
+    unconstrained values in the model's order (nutpie's vector: logs of positive variables, g as it is)."""
+
+    values: dict[str, Any]
+    free: FloatArray
+
+
+def _start(problem: LikelihoodProblem, start: FloatArray) -> _Start:
+    """The start from the maximum-likelihood fit `start` (the search's parameters): base parameters and
+    coefficients g = log(e^g); a pooled fit starts every group at the fit to all customers, tau at `_TAU_START`."""
+    k = _base_count(problem)
+    base = [(n, float(f), float(x)) for n, f, x in zip(problem.param_names[:k], problem.factor, start, strict=False)]
+    values: dict[str, Any] = {}
+    free: list[float] = []
+    groups = _groups(problem)
+    if groups is None:
+        for name, factor, x in base:
+            values[_rescaled_name(name, factor)] = x
+            free.append(math.log(x))
+        for name, x in zip(problem.param_names[k:], start[k:], strict=True):
+            values[name] = math.log(float(x))
+            free.append(values[name])
+        return _Start(values, np.array(free))
+    for j, (name, factor, x) in enumerate(base):
+        values[_rescaled_name(f"{name}_population", factor)] = x
+        values[f"tau_log_{name}"] = _TAU_START
+        # centred groups start at the fit to all customers (z = log theta), the others at eps = 0
+        values[f"z_{name}"] = np.where(groups.centred[:, j], math.log(x), 0.0)
+        free += [math.log(x), math.log(_TAU_START), *values[f"z_{name}"]]
+    return _Start(values, np.array(free))
+
+
+def _bayes_problem(
+    model: FittedModel,
+    rfm: pd.DataFrame,
+    options: BayesConfig,
+    weights: ArrayLike | None,
+    pooling: PoolingOptions | None,
+    seed: int,
+) -> tuple[BayesProblem, FloatArray]:
+    """The problem of the fit, and its maximum-likelihood start in the search's parameters (a pooled fit: the
+    fit to all customers, whose rescaling the pooled rows share)."""
+    if pooling is None:
+        problem = model.likelihood_problem(rfm, weights)
+        shaped = BayesProblem.of(
+            problem, coefficient_sd=options.coefficient_prior_sd, effects=dict(model.covariate_effects)
+        )
+        return shaped, _mle_start(model, problem, seed)
+    # the fit to all customers is on the same rescaled data (time by max(T) / 10, spend by its mean)
+    whole = model.likelihood_problem(rfm, weights)
+    start = _mle_start(model, whole, seed)
+    information = -np.diag(whole.total_hessian(start)) * start**2 / float(whole.weights.sum())
+    grouped, groups = pooled_problem(model, rfm, weights, pooling.column, options.pool_scale_prior_sd, information)
+    return BayesProblem.of(grouped, groups=groups), start
 
 
 def fit_posterior(
@@ -121,35 +283,110 @@ def fit_posterior(
     seed: int,
     progress: bool = False,
     weights: ArrayLike | None = None,
+    pooling: PoolingOptions | None = None,
 ) -> Posterior:
     """Fit `model`'s likelihood (a purchase model or Gamma-Gamma) to `rfm` (rows weighted by `weights`, e.g.
-    counts of customers sharing a history) in PyMC and return the posterior."""
-    problem = model.likelihood_problem(rfm, weights)
-    start = _mle_start(model, problem, seed)
-    names = [_rescaled_name(n, float(f)) for n, f in zip(problem.param_names, problem.factor, strict=True)]
-    initial = dict(zip(names, map(float, start), strict=True))
+    counts of customers sharing a history) in PyMC and return the posterior. A model with covariates (read from
+    `rfm`'s columns) has draws of its base parameters and coefficients; with `pooling`, the parameters are
+    pooled across the groups of `pooling.column` (`clv.bayes.pooling`), and the draws are each group's
+    parameters, then mu_log_{name} and tau_log_{name} per parameter."""
+    problem, start = _bayes_problem(model, rfm, options, weights, pooling, seed)
     _check_priors(problem, options.priors)
+    initial = _start(problem, start)
     began = time.perf_counter()
     idata, diagnostics = _infer(model.name, problem, initial, options, start, seed, progress)
     diagnostics.seconds = round(time.perf_counter() - began, 3)
     stacked = idata.posterior.stack(sample=("chain", "draw"))  # type: ignore[attr-defined]
-    draws = np.column_stack([np.asarray(stacked[n].values, dtype=float) for n in problem.param_names])
-    _check_diagnostics(diagnostics, names, problem.param_names, idata, options)
+    names, draws, rows = _posterior_draws(problem, stacked)
+    _check_diagnostics(diagnostics, rows, names, idata, options)
+    if _groups(problem) is not None:  # the draws under the posterior's names too, as a saved posterior reads them
+        shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"])  # type: ignore[attr-defined]
+        for j, name in enumerate(names):
+            idata.posterior[name] = (("chain", "draw"), draws[:, j].reshape(shape))  # type: ignore[attr-defined]
+    layout, mle, summary = _described(model, problem, rfm, weights, start, draws, options)
     return Posterior(
         model_name=model.name,
-        param_names=problem.param_names,
+        param_names=names,
         draws=draws,
         diagnostics=diagnostics,
-        priors={n: options.priors.get(n, DEFAULT_PRIOR).model_dump() for n in problem.param_names},
+        priors=_prior_record(problem, options),
         idata=idata,
-        mle=dict(zip(problem.param_names, map(float, start * problem.factor), strict=True)),
+        mle=mle,
+        layout=layout,
+        pooling=summary,
     )
+
+
+def _posterior_draws(problem: LikelihoodProblem, stacked: Any) -> tuple[tuple[str, ...], FloatArray, list[str]]:
+    """The posterior's parameter names, draws (samples, names) and the rows of ArviZ's summary that hold each
+    (see `fit_posterior` for the pooled names)."""
+    groups = _groups(problem)
+    if groups is None:
+        names = problem.param_names
+        draws = np.column_stack([np.asarray(stacked[n].values, dtype=float) for n in names])
+        rows = [_rescaled_name(n, float(f)) for n, f in zip(names, problem.factor, strict=True)]
+        return names, draws, rows
+    base = problem.param_names[: _base_count(problem)]
+    labels, columns, rows = [], [], []
+    for g, level in enumerate(groups.levels):
+        for name in base:
+            labels.append(f"{name}[{level}]")
+            columns.append(np.asarray(stacked[f"{name}_groups"].values[g], dtype=float))
+            rows.append(f"{name}_groups[{g}]")
+    for name, factor in zip(base, problem.factor, strict=False):
+        labels.append(f"mu_log_{name}")
+        columns.append(np.log(np.asarray(stacked[f"{name}_population"].values, dtype=float)))
+        rows.append(_rescaled_name(f"{name}_population", float(factor)))
+    for name in base:
+        labels.append(f"tau_log_{name}")
+        columns.append(np.asarray(stacked[f"tau_log_{name}"].values, dtype=float))
+        rows.append(f"tau_log_{name}")
+    return tuple(labels), np.column_stack(columns), rows
+
+
+def _described(
+    model: FittedModel,
+    problem: LikelihoodProblem,
+    rfm: pd.DataFrame,
+    weights: ArrayLike | None,
+    start: FloatArray,
+    draws: FloatArray,
+    options: BayesConfig,
+) -> tuple[CustomerLayout | None, dict[str, float] | None, dict[str, Any] | None]:
+    """The posterior's customer layout, its maximum-likelihood values (base parameters, and coefficients g), and
+    a pooled fit's shrinkage summary (`clv.bayes.pooling.pooling_summary`)."""
+    k = _base_count(problem)
+    groups = _groups(problem)
+    if groups is not None:
+        separate = separate_fits(model, rfm, weights, groups)
+        customers = np.bincount(groups.index, weights=problem.weights, minlength=len(groups.levels)).astype(float)
+        return groups.layout, None, pooling_summary(draws, groups, separate, customers, options.interval)
+    values = np.concatenate([start[:k] * problem.factor[:k], np.log(start[k:])])
+    mle = dict(zip(problem.param_names, map(float, values), strict=True))
+    if problem.layout is None or problem.covariates is None:
+        return None, mle, None
+    slots = {p: tuple(int(i) for i in index) for p, index in problem.layout.slots.items()}
+    layout = CustomerLayout(model.param_names, problem.covariates, dict(model.covariate_effects), slots)
+    return layout, mle, None
+
+
+def _prior_record(problem: LikelihoodProblem, options: BayesConfig) -> dict[str, dict[str, Any]]:
+    """Each parameter's prior as the posterior records it."""
+    k = _base_count(problem)
+    record = {n: options.priors.get(n, DEFAULT_PRIOR).model_dump() for n in problem.param_names[:k]}
+    if problem.layout is not None and _groups(problem) is None:
+        sd = options.coefficient_prior_sd
+        record |= {n: {"distribution": "normal", "mu": 0.0, "sigma": sd} for n in problem.param_names[k:]}
+    if _groups(problem) is not None:
+        scale = {"distribution": "halfnormal", "sigma": options.pool_scale_prior_sd}
+        record |= {f"tau_log_{n}": dict(scale) for n in problem.param_names[:k]}
+    return record
 
 
 def _infer(
     name: str,
     problem: LikelihoodProblem,
-    initial: dict[str, float],
+    initial: _Start,
     options: BayesConfig,
     start: FloatArray,
     seed: int,
@@ -157,8 +394,14 @@ def _infer(
 ) -> tuple[az.InferenceData, Diagnostics]:
     """The configured inference, or auto's choice (`clv.bayes.budget.choose_inference`): Laplace for data too
     large for NUTS in the budget, and NUTS after all when Laplace's own check fails (Pareto k above 0.7 or not
-    computed). The choice and its reason go to `Diagnostics.choice`."""
+    computed). A pooled fit is sampled (its posterior in mu, tau and eps is far from normal). The choice and its
+    reason go to `Diagnostics.choice`."""
     choice = choose_inference(name, problem.n_unique, options)
+    if _groups(problem) is not None:
+        if options.inference == "laplace":
+            raise ConfigError("bayes.inference laplace cannot fit a pooled model (pool_by): use nuts or auto")
+        if options.inference == "auto":
+            choice = InferenceChoice("nuts", "auto: NUTS, as for every pooled fit (pool_by)")
     chosen = options.model_copy(update={"inference": choice.inference})
     reason = choice.reason
     if chosen.inference == "laplace":
@@ -222,7 +465,7 @@ def _interrupt_kept() -> Iterator[None]:
 
 
 def _sample(
-    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    problem: LikelihoodProblem, initial: _Start, options: BayesConfig, seed: int, progress: bool
 ) -> tuple[az.InferenceData, Diagnostics]:
     with warnings.catch_warnings(), _interrupt_kept():
         warnings.filterwarnings("ignore", category=UserWarning)
@@ -265,6 +508,13 @@ def _log_posterior(
     return value, grad, h
 
 
+def _natural(problem: LikelihoodProblem, thetas: FloatArray) -> FloatArray:
+    """Laplace's theta = log(search parameters) as the posterior's values: natural base parameters, and the
+    coefficients g = theta themselves."""
+    k = _base_count(problem)
+    return np.concatenate([np.exp(thetas[:, :k]) * problem.factor[:k], thetas[:, k:]], axis=1)
+
+
 def _laplace(
     problem: LikelihoodProblem, options: BayesConfig, start: FloatArray, seed: int
 ) -> tuple[az.InferenceData, Diagnostics]:
@@ -273,7 +523,9 @@ def _laplace(
     25(72)) of the exact posterior against it as the check: k > 0.7 says the normal is not good enough. With
     many customers the posterior is close to normal (Bernstein-von Mises), and this costs a few likelihood
     evaluations instead of thousands."""
-    specs = [options.priors.get(n, DEFAULT_PRIOR) for n in problem.param_names]
+    k = _base_count(problem)
+    specs = [options.priors.get(n, DEFAULT_PRIOR) for n in problem.param_names[:k]]
+    specs += [_coefficient_prior(problem)] * (len(problem.param_names) - k)
     theta = np.log(start)
     value, grad, hess = _log_posterior(problem, specs, theta, hessian=True)
 
@@ -309,13 +561,13 @@ def _laplace(
     _, k = az.psislw(log_w)  # type: ignore[no-untyped-call]
     w = np.exp(log_w - log_w.max())
     ess_share = float(w.sum() ** 2 / (w.size * (w * w).sum()))
-    natural = np.exp(thetas) * problem.factor
+    natural = _natural(problem, thetas)
     idata = az.from_dict(posterior={name: natural[None, :, j] for j, name in enumerate(problem.param_names)})
     diagnostics = Diagnostics("laplace", "clv", 1, n, 0, 0.0)
     diagnostics.laplace = {
         "pareto_k": float(k),
         "importance_ess_share": round(ess_share, 6),
-        "mode": dict(zip(problem.param_names, map(float, np.exp(theta) * problem.factor), strict=True)),
+        "mode": dict(zip(problem.param_names, map(float, _natural(problem, theta[None, :])[0]), strict=True)),
         "gradient_norm": float(np.linalg.norm(grad)),
     }
     return idata, diagnostics
@@ -354,15 +606,41 @@ class _Timed:
 
 def _structure(problem: LikelihoodProblem, priors: dict[str, PriorConfig]) -> tuple[Any, ...]:
     """What fixes a compiled model: the model, each free parameter's name (rescaled or not) and prior."""
-    names = (_rescaled_name(n, float(f)) for n, f in zip(problem.param_names, problem.factor, strict=True))
-    specs = (tuple(sorted(priors.get(n, DEFAULT_PRIOR).model_dump().items())) for n in problem.param_names)
-    return (problem.model_name, *zip(names, specs, strict=True))
+    k = _base_count(problem)
+    base = zip(problem.param_names[:k], problem.factor[:k], strict=True)
+    names = (_rescaled_name(n, float(f)) for n, f in base)
+    specs = (tuple(sorted(priors.get(n, DEFAULT_PRIOR).model_dump().items())) for n in problem.param_names[:k])
+    return (problem.model_name, *zip(names, specs, strict=True), *_shape_key(problem))
+
+
+def _shape_key(problem: LikelihoodProblem) -> tuple[Any, ...]:
+    """The rest of what fixes the compiled graph: the covariates' slots per process (their names, and which
+    design column feeds which slot), the effects and the coefficients' prior sd; a pooled fit's number of groups
+    and the prior sd of their spread. Not the data (designs, groups of rows)."""
+    groups = _groups(problem)
+    if groups is not None:
+        return (("pooled", len(groups.levels), groups.scale_sd, tuple(map(tuple, groups.centred.tolist()))),)
+    layout = problem.layout
+    if layout is None or not isinstance(problem, BayesProblem):
+        return ()
+    slots = tuple((p, tuple(int(i) for i in index)) for p, index in layout.slots.items())
+    effects = tuple((p, tuple(moves)) for p, moves in problem.effects.items())
+    return (("covariates", layout.names, slots, effects, problem.coefficient_sd),)
 
 
 @cache
 def _builder_source() -> str:
     """The source of what builds the PyMC model (part of the compiled model's disk-cache key)."""
-    return "\n".join(inspect.getsource(f) for f in (build_model, _prior, _rescaled_name, _model_data))
+    builders = (
+        build_model,
+        _base_parameters,
+        _covariate_parameters,
+        _pooled_parameters,
+        _prior,
+        _rescaled_name,
+        _model_data,
+    )
+    return "\n".join(inspect.getsource(f) for f in builders)
 
 
 def _nutpie_model(problem: LikelihoodProblem, options: BayesConfig) -> tuple[Any, float, str | None]:
@@ -400,10 +678,9 @@ def _compile_nutpie(problem: LikelihoodProblem, options: BayesConfig, key: str) 
         return nutpie.compile_pymc_model(pm_model), note
 
 
-def _jittered(start: FloatArray) -> Callable[[int], FloatArray]:
-    """nutpie's initial point function: log(start) moved by the seeded jitter (the free variables are the log
-    of the rescaled parameters, in the order of the parameters)."""
-    center = np.log(start)
+def _jittered(center: FloatArray) -> Callable[[int], FloatArray]:
+    """nutpie's initial point function: the free variables' unconstrained start (`_Start.free`) moved by the
+    seeded jitter."""
 
     def initial(seed: int) -> FloatArray:
         return np.asarray(center + np.random.default_rng(seed).uniform(-_JITTER, _JITTER, center.size), dtype=float)
@@ -412,13 +689,12 @@ def _jittered(start: FloatArray) -> Callable[[int], FloatArray]:
 
 
 def _sample_nutpie(
-    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    problem: LikelihoodProblem, initial: _Start, options: BayesConfig, seed: int, progress: bool
 ) -> _Timed:
     import nutpie
 
     compiled, compile_seconds, note = _nutpie_model(problem, options)
-    start = np.array(list(initial.values()), dtype=float)
-    compiled = replace(compiled, initial_point_func=_jittered(start))
+    compiled = replace(compiled, initial_point_func=_jittered(initial.free))
     began = time.perf_counter()
     idata = nutpie.sample(
         compiled,
@@ -439,7 +715,7 @@ def _sample_nutpie(
 
 
 def _sample_pymc(
-    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    problem: LikelihoodProblem, initial: _Start, options: BayesConfig, seed: int, progress: bool
 ) -> _Timed:
     began = time.perf_counter()
     with build_model(problem, options.priors):
@@ -450,7 +726,7 @@ def _sample_pymc(
             cores=min(options.cores, options.chains),
             random_seed=seed,
             target_accept=options.target_accept,
-            initvals=initial,
+            initvals=initial.values,
             progressbar=progress,
             compute_convergence_checks=False,
             idata_kwargs={"log_likelihood": False},
@@ -460,7 +736,7 @@ def _sample_pymc(
 
 
 def _nuts(
-    problem: LikelihoodProblem, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    problem: LikelihoodProblem, initial: _Start, options: BayesConfig, seed: int, progress: bool
 ) -> tuple[az.InferenceData, Diagnostics]:
     """NUTS on nutpie (auto, nutpie) or PyMC's sampler (pymc, or auto when nutpie is missing or cannot compile
     the model: the reason is kept in the diagnostics' `sampler_note`)."""
@@ -492,7 +768,7 @@ def _nuts(
 
 
 def _pathfinder(
-    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    pm_model: pm.Model, initial: _Start, options: BayesConfig, seed: int, progress: bool
 ) -> tuple[az.InferenceData, Diagnostics]:
     """Multi-path Pathfinder (Zhang, Carpenter, Gelman & Vehtari 2022, JMLR 23(306)) from pymc-extras: L-BFGS
     paths from jittered starts, a normal approximation along each, and Pareto-smoothed importance resampling."""
@@ -504,7 +780,7 @@ def _pathfinder(
             num_draws=options.chains * options.draws,
             random_seed=seed,
             progressbar=progress,
-            initvals=initial,
+            initvals=initial.values,
             concurrent=None,
             display_summary=False,
             inference_backend="pymc",
@@ -528,10 +804,10 @@ def _pareto_k(idata: az.InferenceData) -> float | None:
 
 
 def _advi(
-    pm_model: pm.Model, initial: dict[str, float], options: BayesConfig, seed: int, progress: bool
+    pm_model: pm.Model, initial: _Start, options: BayesConfig, seed: int, progress: bool
 ) -> tuple[az.InferenceData, Diagnostics]:
     with pm_model:
-        start = {f"{k}_log__": np.log(v) for k, v in initial.items()}
+        start = _unconstrained(pm_model, initial)
         check = pm.callbacks.CheckParametersConvergence(every=200, diff="relative", tolerance=1e-3)
         approx = pm.fit(
             n=options.advi_iterations,
@@ -550,6 +826,16 @@ def _advi(
         "final_loss": float(np.mean(approx.hist[-100:])),
     }
     return idata, diagnostics
+
+
+def _unconstrained(pm_model: pm.Model, initial: _Start) -> dict[str, Any]:
+    """The start by the model's value variables: logs of the positive variables (`*_log__`), others as they are."""
+    out = {}
+    for rv in pm_model.free_RVs:
+        name = pm_model.rvs_to_values[rv].name
+        value = np.asarray(initial.values[rv.name], dtype=float)
+        out[name] = np.log(value) if name.endswith("_log__") else value
+    return out
 
 
 def _check_diagnostics(
@@ -572,7 +858,10 @@ def _check_diagnostics(
             problem = f"{diagnostics.inference}: {failed}: the approximation is unreliable (use NUTS)"
             diagnostics.problems.append(problem)
         return
-    table: Any = az.summary(idata, var_names=free, kind="diagnostics", round_to="none")
+    variables = set(idata.posterior.data_vars)  # type: ignore[attr-defined]
+    # rows of vector variables (a pooled fit's `r_groups[0]`) are summarised under their variable
+    var_names = list(dict.fromkeys(row if row in variables else row.rsplit("[", 1)[0] for row in free))
+    table: Any = az.summary(idata, var_names=var_names, kind="diagnostics", round_to="none")
     for name, free_name in zip(param_names, free, strict=True):
         row: Any = table.loc[free_name]
         diagnostics.per_param[name] = {

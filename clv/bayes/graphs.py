@@ -33,7 +33,7 @@ from clv.bayes.hyp2f1_op import LogHyp2F1One
 from clv.errors import ClvError
 from clv.model import LikelihoodProblem
 
-__all__ = ["GRAPHS", "graph_data", "total_log_likelihood"]
+__all__ = ["GRAPHS", "graph_data", "row_parameters", "total_log_likelihood"]
 
 FloatArray = NDArray[np.float64]
 Tensor = Any  # pytensor.tensor.TensorVariable (PyTensor's operators are untyped)
@@ -64,22 +64,31 @@ def _by_count(k: FloatArray, x: FloatArray) -> dict[str, FloatArray]:
 # ---------- BG/NBD and MBG/NBD ----------
 
 
+def _counted(f: Callable[[Tensor], Tensor], data: Mapping[str, Tensor], *moved: Tensor) -> Tensor:
+    """A term that depends on the purchase count and on the parameters `moved`: computed once per count of the
+    grid 0..max(x) and gathered when those parameters are scalars, else per row (parameters that vary by row,
+    with covariates or pooled groups)."""
+    if all(p.ndim == 0 for p in moved):
+        return f(data["k"])[data["index"]]
+    return f(data["x"])
+
+
 def beta_geometric(c: int) -> RowGraph:
     """The BG/NBD (c = 0) or MBG/NBD (c = 1) per-row log-likelihood (FHL 2005, Eq. 6; Batislam et al. 2007):
-    `clv.purchase.beta_geometric.loglik` as a graph."""
+    `clv.purchase.beta_geometric.loglik` as a graph. The parameters are scalars, or per-row vectors (each
+    customer's own, `row_parameters`)."""
 
     def graph(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
         r, alpha, a, b = params
-        x, t_x, T, k, index = (data[n] for n in ("x", "t_x", "T", "k", "index"))
-        common_k = pt.gammaln(r + k) - pt.gammaln(r) + r * pt.log(alpha) - _betaln(a, b)
-        # only used where k + c > 0, where it equals b + k + c - 1 (as in `beta_geometric._terms`)
-        b_drop_k = pt.maximum(b + k + c - 1.0, b)
-        alive = (common_k + _betaln(a, b + k + c))[index] - (r + x) * pt.log(alpha + T)
+        x, t_x, T = (data[n] for n in ("x", "t_x", "T"))
+        common = _counted(lambda n: pt.gammaln(r + n) - pt.gammaln(r), data, r) + r * pt.log(alpha) - _betaln(a, b)
+        alive = common + _counted(lambda n: _betaln(a, b + n + c), data, a, b) - (r + x) * pt.log(alpha + T)
+        # only used where x + c > 0, where it equals b + x + c - 1 (as in `beta_geometric._terms`)
+        drop_term = _counted(lambda n: _betaln(a + 1.0, pt.maximum(b + n + c - 1.0, b)), data, a, b)
+        drop = common + drop_term - (r + x) * pt.log(alpha + t_x)
         if c > 0:  # every row has a drop-out term
-            drop = (common_k + _betaln(a + 1.0, b_drop_k))[index] - (r + x) * pt.log(alpha + t_x)
             return _logaddexp(alive, drop)
         # rows with x = 0 have none: the term is computed at t_x (finite) and masked
-        drop = (common_k + _betaln(a + 1.0, b_drop_k))[index] - (r + x) * pt.log(alpha + t_x)
         return pt.switch(x > 0, _logaddexp(alive, drop), alive)
 
     return graph
@@ -119,7 +128,7 @@ def pareto_nbd(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
     as a graph. A_0 = term(t_x) - term(T) is taken as e^u1 (1 - e^(u2 - u1)); where it is 0 (t_x = T, or equal to
     rounding) the row's bracket is the alive term alone."""
     r, alpha, s, beta = params
-    x, t_x, T, k, index = (data[n] for n in ("x", "t_x", "T", "k", "index"))
+    x, t_x, T = (data[n] for n in ("x", "t_x", "T"))
     log_alive = -(r + x) * pt.log(alpha + T) - s * pt.log(beta + T)
     u1 = _log_hyp_term(r, alpha, s, beta, x, t_x)
     u2 = _log_hyp_term(r, alpha, s, beta, x, T)
@@ -127,7 +136,8 @@ def pareto_nbd(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
     diff = pt.switch(empty, -1.0, u2 - u1)
     second = pt.log(s) - pt.log(r + s + x) + u1 + pt.log(-pt.expm1(diff))
     bracket = pt.switch(empty, log_alive, _logaddexp(log_alive, second))
-    return (pt.gammaln(r + k) - pt.gammaln(r))[index] + r * pt.log(alpha) + s * pt.log(beta) + bracket
+    log_r = _counted(lambda n: pt.gammaln(r + n) - pt.gammaln(r), data, r)
+    return log_r + r * pt.log(alpha) + s * pt.log(beta) + bracket
 
 
 # ---------- BG/BB ----------
@@ -159,8 +169,11 @@ def _bgbb_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
 
 def gamma_gamma_total(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
     """The Gamma-Gamma weighted total log-likelihood (Fader & Hardie 2013, Eq. 5), reduced as in
-    `clv.spend.gamma_gamma.SpendStatistics`: the gamma functions per purchase count, ln(v + m x) per row."""
+    `clv.spend.gamma_gamma.SpendStatistics`: the gamma functions per purchase count, ln(v + m x) per row. With
+    parameters that vary by row (covariates on v, pooled groups) the density is summed row by row."""
     p, q, v = params
+    if not all(param.ndim == 0 for param in params):
+        return _gamma_gamma_rows(p, q, v, data)
     k, w_k = data["k"], data["w_k"]
     w, wx, mx = data["weights"], data["wx"], data["mx"]
     total = pt.sum(w)
@@ -170,12 +183,26 @@ def gamma_gamma_total(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> T
     return value - p * pt.dot(wx, log_vmx) - q * pt.dot(w, log_vmx)
 
 
+def _gamma_gamma_rows(p: Tensor, q: Tensor, v: Tensor, data: Mapping[str, Tensor]) -> Tensor:
+    """The Gamma-Gamma density of each row's mean spend (the note, Eq. 5, as `clv.spend.gamma_gamma.loglik_grad`)
+    at each row's own parameters, weighted and summed:
+    lnG(px+q) - lnG(px) - lnG(q) + q ln v + (px-1) ln m + px ln x - (px+q) ln(v + m x)."""
+    x, log_m, log_x, mx = data["x"], data["log_m"], data["log_x"], data["mx"]
+    px = p * x
+    ll = pt.gammaln(px + q) - pt.gammaln(px) - pt.gammaln(q) + q * pt.log(v)
+    ll = ll + (px - 1.0) * log_m + px * log_x - (px + q) * pt.log(v + mx)
+    return pt.dot(data["weights"], ll)
+
+
 def _spend_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
     x, m, w = problem.rows["x"], problem.rows["m"], problem.weights
     counts = np.bincount(x.astype(np.intp), weights=w)
     k = np.flatnonzero(counts).astype(float)
     log_m, log_x = np.log(m), np.log(x)
     return {
+        "x": x,
+        "log_m": log_m,
+        "log_x": log_x,
         "k": k,
         "w_k": counts[k.astype(np.intp)],
         "weights": w,
@@ -233,3 +260,24 @@ def total_log_likelihood(problem: LikelihoodProblem, params: Sequence[Tensor], d
     """The weighted total log-likelihood of `problem`'s model as a graph of its rescaled parameters (scalars)
     and data variables (named as `graph_data`'s keys): `problem.total` as a graph."""
     return _entry(problem)[0](params, data)
+
+
+def row_parameters(
+    base: Sequence[Tensor],
+    param_names: Sequence[str],
+    effects: Mapping[str, Sequence[tuple[str, float]]],
+    designs: Mapping[str, Tensor],
+    coefficients: Mapping[str, Tensor],
+) -> list[Tensor]:
+    """Each row's parameters as graphs (`clv.covariates.row_parameters`, whose formula this is): theta_ij =
+    theta_j exp(sum over the processes that move j of sign * (Z_process @ g_process)_i); a parameter no process
+    moves stays a scalar."""
+    shifts: dict[int, Tensor] = {}
+    for process, moves in effects.items():
+        if process not in designs or process not in coefficients:
+            continue
+        eta = pt.dot(designs[process], coefficients[process])
+        for param, sign in moves:
+            j = list(param_names).index(param)
+            shifts[j] = shifts[j] + sign * eta if j in shifts else sign * eta
+    return [theta * pt.exp(shifts[j]) if j in shifts else theta for j, theta in enumerate(base)]

@@ -23,6 +23,7 @@ that tier probabilities need are written to a temporary file when they are large
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from clv import seeds
-from clv.bayes.posterior import Posterior
+from clv.bayes.posterior import CustomerLayout, Posterior
 from clv.compress import unique_rows
 from clv.draw_store import DrawStore
 from clv.model import check_finite_frame
@@ -113,9 +114,31 @@ def posterior_predict(
         frame = posterior_predict(BetaGeoModel, posterior, rfm, "expected_purchases", DrawOptions(), horizon=52)
         frame.columns  # mean, lo, hi
     """
+    params = posterior.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
+    out = np.empty((3, len(rfm)))
+    for rows, pattern in _patterns(posterior, rfm, params):
+        out[:, rows] = _predict_rows(cls, pattern, rfm.iloc[rows], method, draws.level, kwargs)
+    return pd.DataFrame({"mean": out[0], "lo": out[1], "hi": out[2]}, index=rfm.index)
+
+
+def _patterns(posterior: Posterior, rfm: pd.DataFrame, params: FloatArray) -> list[tuple[NDArray[np.intp], FloatArray]]:
+    """The customers of each covariate pattern (or pooled group) with that pattern's parameter draws (draws, k)
+    (`clv.bayes.posterior.CustomerLayout`); all customers with `params` for a posterior without a layout."""
+    layout = posterior.layout
+    if layout is None:
+        return [(np.arange(len(rfm)), params)]
+    codes, rows = layout.patterns(rfm)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return [(group, layout.pattern_draws(params, rows[codes[group[0]]])) for group in np.split(order, bounds)]
+
+
+def _predict_rows(
+    cls: type[PurchaseModel], params: FloatArray, rfm: pd.DataFrame, method: str, level: float, kwargs: dict[str, Any]
+) -> FloatArray:
+    """Mean, lower and upper bound (3, rows) of a prediction under the draws `params`, on unique histories."""
     x, t_x, T = rfm_arrays(rfm)
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
-    params = posterior.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
     out = np.empty((3, ux.size))
     block = _history_block(ux.size, len(params), 1)
     for start in range(0, ux.size, block):
@@ -125,8 +148,8 @@ def posterior_predict(
         step = _draw_step(end - start, 1)
         for d0 in range(0, len(params), step):
             values[:, d0 : d0 + step] = cls.predict_draws(params[d0 : d0 + step], frame, method, **kwargs).T
-        out[:, start:end] = _summaries(values, draws.level)
-    return pd.DataFrame({"mean": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
+        out[:, start:end] = _summaries(values, level)
+    return out[:, inverse]
 
 
 @dataclass
@@ -265,7 +288,12 @@ class _ValueJob:
         self.cls, self.purchase, self.rfm, self.options = cls, purchase, rfm, options
         self.level = options.draws.level
         x, t_x, T = rfm_arrays(rfm)
-        (self.ux, self.ut, self.uT), self.inverse = _sorted_histories(x, t_x, T)
+        # customers of one covariate pattern (or pooled group) share parameters: a history is (x, t_x, T) and
+        # the purchase and spend models' patterns, whose design rows give the draws' parameters
+        self.p_layout, self.s_layout = purchase.layout, None if spend is None else spend.layout
+        p_codes, self.p_rows = _layout_patterns(self.p_layout, rfm)
+        s_codes, self.s_rows = _layout_patterns(self.s_layout, rfm)
+        (self.ux, self.ut, self.uT, self.hp, self.hs), self.inverse = _sorted_histories(x, t_x, T, p_codes, s_codes)
         self.p_draws, self.s_draws = _pair(purchase, spend, options.draws)
         self.n = n = len(self.p_draws)
         has_spend = spend is not None
@@ -298,15 +326,21 @@ class _ValueJob:
         per (x, T) group, then scale by P(alive))."""
         edges, rows, draws = self.edges, slice(u0, u1), slice(d0, d1)
         e = edges.size
-        params = self.p_draws[draws]
-        x, t_x, T = self.ux[rows], self.ut[rows], self.uT[rows]
-        alive, group, curve = self.cls.alive_curve_draws(params, x, t_x, T, self.points)
+        x = self.ux[rows]
+        segments = self._segments(self.p_draws[draws], u0, u1)
+        alive, group, curve = self._alive_curve(segments)
         per_month = np.diff(curve[..., :e], axis=-1)  # (draws, groups, months)
         discounted = discounted_increments(curve[..., :e], curve[..., e:], edges, self.delta)
         out.p_alive[:, draws] = alive.T
         out.expected_purchases[:, draws] = (alive * curve[:, group, e - 1]).T
         out.discounted_purchases[:, draws] = (alive * discounted.sum(axis=-1)[:, group]).T
-        simulated = self.cls.simulate_purchases_draws(params, x, t_x, T, self.horizon, rng, p_alive=alive)
+        simulated = np.concatenate(
+            [
+                self.cls.simulate_purchases_draws(P, *h, self.horizon, rng, p_alive=alive[:, a - u0 : b - u0])
+                for a, b, P, h in segments
+            ],
+            axis=1,
+        )
         out.simulated_purchases[:, draws] = simulated.T
         groups = curve.shape[1]
         weights = _group_sums(self.counts[rows] * alive, group, groups)
@@ -316,7 +350,7 @@ class _ValueJob:
             self.schedule[0, rows] += row_months.sum(axis=0)
             out.monthly_profit[draws] += np.einsum("dg,dgm->dm", weights, discounted)
             return
-        p, q, v = (self.s_draws[draws, j][:, None] for j in range(3))
+        p, q, v = self._spend_params(draws, self.hs[rows])
         denominator = p * x + q - 1.0
         self.schedule[0, rows] += np.einsum("dh,dhm->hm", p * v / denominator, row_months)
         self.schedule[1, rows] += np.einsum("dh,dhm->hm", p * x / denominator, row_months)
@@ -324,6 +358,45 @@ class _ValueJob:
         per_group = _group_sums(totals * alive, group, groups)
         out.monthly_revenue[draws] += np.einsum("dg,dgm->dm", per_group, per_month)
         out.monthly_profit[draws] += self.options.margin * np.einsum("dg,dgm->dm", per_group, discounted)
+
+    def _segments(
+        self, params: FloatArray, u0: int, u1: int
+    ) -> list[tuple[int, int, FloatArray, tuple[FloatArray, FloatArray, FloatArray]]]:
+        """Histories u0..u1 in runs of one purchase pattern (histories are sorted by pattern): each run's bounds,
+        its parameter draws and its (x, t_x, T)."""
+        if self.p_layout is None:
+            return [(u0, u1, params, (self.ux[u0:u1], self.ut[u0:u1], self.uT[u0:u1]))]
+        codes = self.hp[u0:u1]
+        bounds = [u0, *(u0 + np.flatnonzero(np.diff(codes)) + 1), u1]
+        return [
+            (
+                a,
+                b,
+                self.p_layout.pattern_draws(params, self.p_rows[self.hp[a]]),
+                (self.ux[a:b], self.ut[a:b], self.uT[a:b]),
+            )
+            for a, b in itertools.pairwise(bounds)
+        ]
+
+    def _alive_curve(
+        self, segments: list[tuple[int, int, FloatArray, tuple[FloatArray, FloatArray, FloatArray]]]
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`alive_curve_draws` over runs of patterns, their groups numbered one after another."""
+        parts = [self.cls.alive_curve_draws(P, *h, self.points) for _, _, P, h in segments]
+        if len(parts) == 1:
+            return parts[0]
+        offsets = np.cumsum([0] + [c.shape[1] for _, _, c in parts[:-1]])
+        group = np.concatenate([g + o for (_, g, _), o in zip(parts, offsets, strict=True)])
+        return np.concatenate([a for a, _, _ in parts], axis=1), group, np.concatenate([c for _, _, c in parts], axis=1)
+
+    def _spend_params(self, draws: slice, patterns: NDArray[np.intp]) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Gamma-Gamma's p, q, v under draws `draws` for rows of spend patterns `patterns`: (draws, 1) each
+        without a layout, else (draws, rows)."""
+        assert self.s_draws is not None
+        if self.s_layout is None:
+            return tuple(self.s_draws[draws, j][:, None] for j in range(3))  # type: ignore[return-value]
+        P = self.s_layout.row_draws(self.s_draws[draws], self.s_rows[patterns])
+        return P[..., 0], P[..., 1], P[..., 2]
 
     def block(self, u0: int, stream: np.random.SeedSequence) -> _Portfolio:
         """Histories u0 .. u0 + block: the draws in blocks of `_draw_step`, then the summaries of their value
@@ -342,7 +415,11 @@ class _ValueJob:
         acc.put(rows, "purchases_predicted", _gather(_summaries(out.simulated_purchases, level, True), local))
         spread = np.maximum(out.simulated_purchases.var(axis=1) - out.expected_purchases.var(axis=1), 0.0)
         ratio = (
-            None if self.s_draws is None else _spend_ratio(out.simulated_purchases, self.ux[u0:u1], self.s_draws, rng)
+            None
+            if self.s_draws is None
+            else _spend_ratio(
+                out.simulated_purchases, self.ux[u0:u1], self._spend_params(slice(None), self.hs[u0:u1])[:2], rng
+            )
         )
         return _Portfolio(
             out.monthly_purchases,
@@ -377,7 +454,7 @@ class _ValueJob:
         """Spend, CLV and predictive revenue of value rows over the draws, given their discounted and expected
         purchases and spend ratios per draw; returns their process variance of revenue, and their CLV draws."""
         assert self.s_draws is not None  # value rows have spend only with a spend model
-        p, q, v = (self.s_draws[:, j][None, :] for j in range(3))
+        p, q, v = (value.T for value in self._spend_params(slice(None), self.hs[self.vh[rows]]))
         xi, mi = self.vx[rows][:, None], self.vm[rows][:, None]
         scale = v + xi * mi
         spend = p * scale / (p * xi + q - 1.0)
@@ -436,26 +513,38 @@ def _gather(
     return values[0][index], values[1][index], values[2][index]
 
 
+def _layout_patterns(layout: CustomerLayout | None, rfm: pd.DataFrame) -> tuple[NDArray[np.intp], FloatArray]:
+    """Each customer's pattern and the patterns' design rows (`CustomerLayout.patterns`); one pattern without."""
+    if layout is None:
+        return np.zeros(len(rfm), dtype=np.intp), np.zeros((1, 0))
+    return layout.patterns(rfm)
+
+
 def _sorted_histories(
-    x: FloatArray, t_x: FloatArray, T: FloatArray
-) -> tuple[tuple[FloatArray, FloatArray, FloatArray], NDArray[np.intp]]:
-    """Unique (x, t_x, T) histories ordered by (x, T, t_x), and each customer's index into them: blocks of
-    consecutive histories then share few (x, T) pairs, on which the expensive expectations are computed."""
-    (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
-    order = np.lexsort((ut, uT, ux))
+    x: FloatArray, t_x: FloatArray, T: FloatArray, p_code: NDArray[np.intp], s_code: NDArray[np.intp]
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray, NDArray[np.intp], NDArray[np.intp]], NDArray[np.intp]]:
+    """Unique (x, t_x, T, purchase pattern, spend pattern) histories ordered by (purchase pattern, x, T, t_x),
+    and each customer's index into them: blocks of consecutive histories then share few patterns and (x, T)
+    pairs, on which the expensive expectations are computed."""
+    (ux, ut, uT, up, us), inverse, _ = unique_rows(x, t_x, T, p_code.astype(float), s_code.astype(float))
+    order = np.lexsort((ut, uT, ux, us, up))
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    return (ux[order], ut[order], uT[order]), rank[inverse]
+    codes = up[order].astype(np.intp), us[order].astype(np.intp)
+    return (ux[order], ut[order], uT[order], *codes), rank[inverse]
 
 
-def _spend_ratio(sims: FloatArray, xu: FloatArray, s_draws: FloatArray, rng: np.random.Generator) -> FloatArray:
-    """G1 / G2 per history and draw: the predictive revenue is (v + x m) times it (module docstring)."""
-    p, q = s_draws[:, 0], s_draws[:, 1]
+def _spend_ratio(
+    sims: FloatArray, xu: FloatArray, pq: tuple[FloatArray, FloatArray], rng: np.random.Generator
+) -> FloatArray:
+    """G1 / G2 per history and draw: the predictive revenue is (v + x m) times it (module docstring). `pq`: p
+    and q, (draws, 1) or (draws, histories)."""
+    p, q = (np.broadcast_to(value.T, sims.shape) for value in pq)
     ratio = np.zeros(sims.shape)
     buying = np.flatnonzero(sims)  # no purchases, no revenue: only the cells with some draw the two gammas
     h, d = np.divmod(buying, sims.shape[1])
-    g1 = rng.gamma(sims.reshape(-1)[buying] * p[d])
-    g2 = rng.gamma(p[d] * xu[h] + q[d])
+    g1 = rng.gamma(sims.reshape(-1)[buying] * p[h, d])
+    g2 = rng.gamma(p[h, d] * xu[h] + q[h, d])
     ratio.reshape(-1)[buying] = g1 / g2
     return ratio
 
@@ -517,11 +606,36 @@ def predictive_purchases(
     """Per customer: posterior mean of expected purchases over `horizon` and the predictive interval of the
     purchases actually made; and the total's predictive distribution (P10 / P50 / P90 and the interval at
     `draws.level`). For holdout checks."""
+    params = purchase.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
+    rng = seeds.rng(draws.seed, "purchase_simulation")
+    out = np.empty((3, len(rfm)))
+    expected_total = np.zeros(len(params))
+    process = 0.0
+    for rows, pattern in _patterns(purchase, rfm, params):
+        part, total_part, process_part = _predictive_rows(cls, pattern, rfm.iloc[rows], horizon, draws.level, rng)
+        out[:, rows] = part
+        expected_total += total_part
+        process += process_part
+    frame = pd.DataFrame({"expected": out[0], "lo": out[1], "hi": out[2]}, index=rfm.index)
+    total = expected_total + math.sqrt(process) * rng.standard_normal(len(params))
+    lo_q, hi_q = _bounds(draws.level)
+    summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
+    return frame, summary
+
+
+def _predictive_rows(
+    cls: type[PurchaseModel],
+    params: FloatArray,
+    rfm: pd.DataFrame,
+    horizon: float,
+    level: float,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray, float]:
+    """`predictive_purchases` for customers who share the draws `params`: per customer the mean expectation and
+    the predictive bounds (3, rows), the expected total per draw, and the sum of the process variances."""
     x, t_x, T = rfm_arrays(rfm)
     (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
     counts = np.bincount(inverse, minlength=ux.size).astype(float)
-    params = purchase.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
-    rng = seeds.rng(draws.seed, "purchase_simulation")
     out = np.empty((3, ux.size))
     expected_total = np.zeros(len(params))
     process = 0.0
@@ -531,13 +645,9 @@ def predictive_purchases(
         expected, simulated = _expected_and_simulated(cls, params, (ux[rows], ut[rows], uT[rows]), horizon, rng)
         expected_total += counts[rows] @ expected
         process += float(counts[rows] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
-        _, lo, hi = _summaries(simulated, draws.level, discrete=True)
+        _, lo, hi = _summaries(simulated, level, discrete=True)
         out[:, rows] = expected.mean(axis=1), lo, hi
-    frame = pd.DataFrame({"expected": out[0][inverse], "lo": out[1][inverse], "hi": out[2][inverse]}, index=rfm.index)
-    total = expected_total + math.sqrt(process) * rng.standard_normal(len(params))
-    lo_q, hi_q = _bounds(draws.level)
-    summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
-    return frame, summary
+    return out[:, inverse], expected_total, process
 
 
 def _expected_and_simulated(
