@@ -223,6 +223,13 @@ class ModelConfig(_Section):
         "cap their mean spend at that threshold (fit and predictions), or exclude them from the fit",
     )
     spend_outlier_multiple: float = Field(10.0, gt=1, description="threshold of spend outliers, x the median")
+    pool_by: str | None = Field(
+        None,
+        min_length=1,
+        description="partial pooling (method bayes): the purchase and spend models' parameters hierarchical on the "
+        "log scale across the groups of this categorical column of the covariates section's customer table, so a "
+        "small group borrows strength from the rest",
+    )
 
 
 class PriorConfig(_Section):
@@ -486,8 +493,6 @@ class CovariatesConfig(_Section):
             if repeated:
                 raise ValueError(f"covariates.{key} repeats {', '.join(map(repr, repeated))}")
         named = self.columns
-        if not named:
-            raise ValueError("covariates: name at least one column in purchase, dropout or spend")
         taken = [c for c in named if c in RFM_FRAME_COLUMNS]
         if taken:
             raise ValueError(
@@ -533,8 +538,20 @@ def _covariate_problems(config: RunConfig) -> list[str]:
     from clv.spend.gamma_gamma import GammaGammaModel
 
     covariates = config.covariates
+    pool = config.model.pool_by
+    if pool is not None:
+        if config.model.method != "bayes":
+            return ["model.pool_by pools parameters across groups in a Bayesian fit: it needs model.method bayes"]
+        if covariates is None:
+            return [f"model.pool_by {pool!r} is a column of the customer table: give it as covariates.source"]
+        if covariates.columns:
+            return ["model.pool_by with covariates is not supported: pool by the groups, or use the covariates"]
+        if pool in RFM_FRAME_COLUMNS:
+            return [f"model.pool_by: {pool!r} is a column of the RFM summary, not a customer group"]
     if covariates is None:
         return []
+    if not covariates.columns and pool is None:
+        return ["covariates: name at least one column in purchase, dropout or spend (or pool by one: model.pool_by)"]
     problems = []
     purchase_models = dict.fromkeys([config.model.purchase, *config.evaluation.models])
     for process, columns in covariates.processes.items():

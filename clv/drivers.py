@@ -29,9 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from clv.bayes.posterior import Posterior
 from clv.covariates import CovariateColumn
 from clv.errors import ClvError
 from clv.model import DROPOUT, FittedModel
@@ -53,6 +55,7 @@ __all__ = [
     "contrasts",
     "driver_sentence",
     "drivers_table",
+    "posterior_intervals",
     "wald_intervals",
 ]
 
@@ -150,6 +153,34 @@ def wald_intervals(model: FittedModel, level: float = INTERVAL_LEVEL) -> dict[tu
                 g + z * se if se is not None and known else None,
                 level,
                 f"Wald (maximum likelihood): g +- {z:.3f} se",
+            )
+    return out
+
+
+def posterior_intervals(
+    posterior: Posterior, level: float = INTERVAL_LEVEL
+) -> dict[tuple[str, str], CoefficientEstimate]:
+    """A Bayesian fit's central posterior intervals of the coefficients (the (1 - level) / 2 and (1 + level) / 2
+    quantiles of the draws of g), with the posterior mean as the value and the posterior sd as its standard
+    error, per (process, design column); {} for a posterior without covariates."""
+    layout = posterior.layout
+    if layout is None or layout.pooled or layout.covariates is None:
+        return {}
+    k = len(layout.base_names)
+    out: dict[tuple[str, str], CoefficientEstimate] = {}
+    for process, slots in layout.slots.items():
+        for design, slot in zip(layout.covariates.design_names(process), slots, strict=True):
+            g = posterior.draws[:, k + int(slot)]
+            lo, hi = np.quantile(g, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+            out[(process, design)] = CoefficientEstimate(
+                process,
+                design,
+                float(np.mean(g)),
+                float(np.std(g, ddof=1)),
+                float(lo),
+                float(hi),
+                level,
+                f"posterior central interval ({posterior.draws.shape[0]:,} draws); value the posterior mean",
             )
     return out
 

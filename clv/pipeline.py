@@ -50,7 +50,7 @@ from clv.errors import (
     first_ids,
 )
 from clv.mle import single_threaded_blas
-from clv.model import DROPOUT, FitResult
+from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
@@ -244,10 +244,15 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
         purchase, spend = fit_together(purchase, spend, rfm, spend_rfm)
         return FittedModels(purchase, spend, "mle", None, None, {})
     from clv.bayes.fit import fit_posterior  # PyMC is imported only when a Bayesian fit is asked for
+    from clv.bayes.pooling import PoolingOptions
 
-    posteriors = [fit_posterior(purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar)]
+    pooling = PoolingOptions(config.model.pool_by) if config.model.pool_by else None
+    posteriors = [
+        fit_posterior(purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar, pooling=pooling)
+    ]
     if spend is not None:
-        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, stream_seed(seed, "spend_fit"), progress_bar))
+        spend_seed = stream_seed(seed, "spend_fit")
+        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, spend_seed, progress_bar, pooling=pooling))
     for posterior in posteriors:
         warn_or_raise(posterior, strict)
     points = [
@@ -265,11 +270,19 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
 
 
 def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
-    """The model at the posterior mean, with the log-likelihood there (for summaries and plug-in use)."""
-    mean = posterior.mean()
+    """The model at the posterior mean (with covariates: its coefficients too; pooled: the population's
+    parameters, each group's own being in the posterior's `pooling`), with the log-likelihood there (for
+    summaries and plug-in use; none for a pooled fit, whose likelihood is the groups')."""
+    point = posterior.point_result()
+    if posterior.layout is not None and posterior.layout.pooled:
+        return type(model).from_result(dataclasses.replace(point, n_customers=len(rfm)))
     problem = model.likelihood_problem(rfm)
-    ll = problem.log_likelihood(np.array([mean[k] for k in problem.param_names]))
-    return type(model).from_result(FitResult(params=mean, log_likelihood=ll, n_customers=problem.n_customers))
+    mean = posterior.mean()
+    k = len(model.param_names)
+    # the problem's parameters: the base ones, then e^g per coefficient slot (clv.covariate_fit)
+    values = [mean[n] if i < k else float(np.exp(mean[n])) for i, n in enumerate(problem.param_names)]
+    ll = problem.log_likelihood(np.array(values))
+    return type(model).from_result(dataclasses.replace(point, log_likelihood=ll, n_customers=problem.n_customers))
 
 
 def fit_together(

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clv.bayes.posterior import Diagnostics, Posterior
+from clv.bayes.posterior import CustomerLayout, Diagnostics, Posterior
 from clv.covariates import CovariateSet
 from clv.errors import ClvError, ModelFileError
 from clv.model import FitResult
@@ -327,4 +327,6 @@ def _posterior(folder: Path, block: dict[str, Any]) -> Posterior | None:
         priors=summary["priors"],
         idata=idata,
         mle=summary.get("maximum_likelihood"),
+        layout=CustomerLayout.from_dict(summary["layout"]) if summary.get("layout") else None,
+        pooling=summary.get("pooling"),
     )

@@ -493,3 +493,33 @@ def test_fit_models_without_a_covariates_section_is_unchanged(cdnow_rfm):
     cfg = load_config(ROOT / "configs" / "cdnow.yaml")
     fitted = fit_models(cfg, cdnow_rfm)
     assert fitted.purchase.covariates_ is None and fitted.purchase.coefficients_ == {}
+
+
+# ---------- model.pool_by ----------
+
+
+@pytest.mark.parametrize(
+    ("model", "covariates", "message"),
+    [
+        ({"pool_by": "region"}, {"source": "c.csv"}, "needs model.method bayes"),
+        ({"pool_by": "region", "method": "bayes"}, None, "give it as covariates.source"),
+        ({"pool_by": "region", "method": "bayes"}, {"source": "c.csv", "purchase": ["a"]}, "not supported"),
+        ({"pool_by": "T", "method": "bayes"}, {"source": "c.csv"}, "column of the RFM summary"),
+    ],
+)
+def test_pool_by_needs_a_bayesian_fit_and_a_customer_table(model, covariates, message):
+    raw = MINIMAL | {"model": model} | ({"covariates": covariates} if covariates else {})
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_pool_by_reads_its_column_from_the_customer_table(tmp_path):
+    cfg = parse_config(MINIMAL | {"model": {"pool_by": "region", "method": "bayes"}, "covariates": {"source": "c"}})
+    assert cfg.model.pool_by == "region" and cfg.covariates is not None and cfg.covariates.columns == []
+    rfm = pd.DataFrame({"customer_id": ["1", "2", "3"], "frequency": [0, 1, 2], "recency": [0.0, 1, 2], "T": 5.0})
+    table = pd.DataFrame({"customer_id": ["1", "2"], "region": ["north", "south"]})
+    with pytest.raises(DataError, match=r"1 customer\(s\) of the RFM summary are not in the customer table"):
+        join_covariates(rfm, table, cfg.covariates, "c.csv", ["region"])
+    table = pd.DataFrame({"customer_id": ["1", "2", "3"], "region": ["north", "south", "north"]})
+    joined, _, _ = join_covariates(rfm, table, cfg.covariates, "c.csv", ["region"])
+    assert joined["region"].tolist() == ["north", "south", "north"]

@@ -296,3 +296,29 @@ def test_report_section_from_the_report_objects(run_pair: tuple[Path, Path, RunC
     html = build_report(summary, customers, forecast, tiers, None, drivers)
     assert "<h2>What drives value</h2>" in html and "Average effects" in html and "mean CLV at the level (EUR)" in html
     assert f"{drivers['clv_ratio'].iloc[0]:.2f}x" in html
+
+
+def test_posterior_intervals_are_the_draws_quantiles_and_the_chart_draws_them(apparel: pd.DataFrame) -> None:
+    """A Bayesian fit's drivers: the coefficient's value is the posterior mean, its interval the 5% and 95%
+    quantiles of its draws (not Wald); the report's chart renders with them, and with intervals missing."""
+    from clv.bayes.fit import fit_posterior
+    from clv.config import BayesConfig
+    from clv.drivers import posterior_intervals
+    from clv.pipeline import _point_model
+    from clv.report import charts
+
+    model = ParetoNBDModel(purchase_covariates=["Channel"])
+    posterior = fit_posterior(model, apparel, BayesConfig(inference="laplace", chains=1, draws=2000), seed=3)
+    estimates = posterior_intervals(posterior)
+    g = posterior.draws[:, list(posterior.param_names).index("purchase:Channel")]
+    got = estimates[("purchase", "Channel")]
+    assert got.value == pytest.approx(float(g.mean()), rel=1e-12)
+    assert (got.lo, got.hi) == pytest.approx(tuple(np.quantile(g, [0.05, 0.95])), rel=1e-12)
+    assert "posterior" in got.method
+    point = _point_model(model, posterior, apparel)
+    assert point.coefficients_["purchase"]["Channel"] == pytest.approx(got.value, rel=1e-12)
+    out = drivers_table(point, None, apparel, VALUATION, estimates)
+    assert out is not None and out["interval_method"].str.contains("posterior").all()
+    assert charts.drivers_chart(out).startswith("data:image/png")
+    blank = out.assign(exp_coefficient_lo=None, exp_coefficient_hi=None, distinguishable="unknown")
+    assert charts.drivers_chart(blank).startswith("data:image/png")

@@ -152,20 +152,21 @@ def _fill_value(value: float | str, values: pd.Series, name: str) -> float | str
 
 
 def join_covariates(
-    rfm: pd.DataFrame, table: pd.DataFrame, spec: CovariatesConfig, source: str
+    rfm: pd.DataFrame, table: pd.DataFrame, spec: CovariatesConfig, source: str, groups: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, CustomerTable, list[str]]:
     """The RFM frame (its rows and order) with the covariate columns of the customer table (`read_customer_table`),
-    what the join did, and the warnings it gives (see the module docstring)."""
-    columns = spec.columns
+    and the categorical `groups` columns (model.pool_by: never filled), what the join did, and the warnings it gives
+    (see the module docstring)."""
+    columns = [*spec.columns, *[g for g in groups if g not in spec.columns]]
     in_summary = table["customer_id"].isin(rfm["customer_id"])
     typed = table.assign(
-        **{c: _typed(table[c], c, c in spec.categorical, table["customer_id"], source) for c in columns}
+        **{c: _typed(table[c], c, c in spec.categorical or c in groups, table["customer_id"], source) for c in columns}
     )
     joined = rfm.merge(typed, on="customer_id", how="left", validate="one_to_one", indicator=True)
     absent = (joined.pop("_merge") == "left_only").to_numpy()
     notes: list[str] = []
     if absent.any():
-        _missing_customers(joined, absent, spec, source, notes)
+        _missing_customers(joined, absent, spec, source, notes, groups)
     filled: dict[str, int] = {}
     for c in columns:
         blank = joined[c].isna().to_numpy() & ~absent
@@ -190,12 +191,17 @@ def join_covariates(
 
 
 def _missing_customers(
-    joined: pd.DataFrame, absent: np.ndarray, spec: CovariatesConfig, source: str, notes: list[str]
+    joined: pd.DataFrame,
+    absent: np.ndarray,
+    spec: CovariatesConfig,
+    source: str,
+    notes: list[str],
+    groups: Sequence[str] = (),
 ) -> None:
     """Customers of the summary missing from the table: the fill values when every covariate has one (said in
-    `notes`), else a DataError naming them."""
+    `notes`), else a DataError naming them (always for a pooling column: a customer's group is not guessed)."""
     ids = joined["customer_id"].to_numpy()[absent]
-    unfilled = [c for c in spec.columns if c not in spec.fill]
+    unfilled = [c for c in [*spec.columns, *groups] if c not in spec.fill]
     if unfilled:
         raise DataError(
             f"covariates.source {source}: {int(absent.sum()):,} customer(s) of the RFM summary are not in the "
@@ -246,6 +252,7 @@ def attach_covariates(config: RunConfig, rfm: RfmSummary) -> tuple[RfmSummary, C
         source, id_column, trim = config.data.source, spec.id_column or "customer_id", False
     else:
         source, id_column, trim = spec.source, spec.id_column or config.data.customer_id, config.data.trim_ids
-    table = read_customer_table(source, id_column, spec.columns, trim)
-    frame, info, notes = join_covariates(rfm.frame, table, spec, source)
+    extra = [config.model.pool_by] if config.model.pool_by else []
+    table = read_customer_table(source, id_column, [*spec.columns, *extra], trim)
+    frame, info, notes = join_covariates(rfm.frame, table, spec, source, extra)
     return dataclasses.replace(rfm, frame=frame), info, notes

@@ -212,19 +212,25 @@ def _ratio_axis(ax: Any, label: str, low: float, high: float) -> None:
     ax.set_xlabel(label)
 
 
+def _number(value: Any) -> float:
+    """A cell as a float: NaN for an empty one (an interval unknown without standard errors)."""
+    return float("nan") if value is None or value == "" else float(value)
+
+
 def _coefficient_panel(ax: Any, rows: pd.DataFrame) -> None:
     """exp(g) with its interval per contrast and process: blue when the interval excludes no effect, else grey."""
     y = np.arange(len(rows))[::-1]
     for position, (_, row) in zip(y, rows.iterrows(), strict=True):
         colour = _BLUE if row["distinguishable"] == "yes" else _GREY
-        value, lo, hi = (float(row[k]) for k in ("exp_coefficient", "exp_coefficient_lo", "exp_coefficient_hi"))
+        value, lo, hi = (_number(row[k]) for k in ("exp_coefficient", "exp_coefficient_lo", "exp_coefficient_hi"))
         if np.isfinite(lo) and np.isfinite(hi):
             ax.plot([lo, hi], [position, position], color=colour, lw=2, solid_capstyle="butt")
         ax.plot(value, position, "o", color=colour, ms=5)
     ax.set_yticks(y, [f"{c} ({p})" for c, p in zip(rows["contrast"], rows["process"], strict=True)], fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     level = float(rows["interval_level"].iloc[0])
-    ends = rows[["exp_coefficient", "exp_coefficient_lo", "exp_coefficient_hi"]].to_numpy(dtype=float)
+    columns = ["exp_coefficient", "exp_coefficient_lo", "exp_coefficient_hi"]
+    ends = rows[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     ends = ends[np.isfinite(ends)]
     _ratio_axis(ax, f"exp(coefficient), {level:.0%} interval (1x = no effect)", float(ends.min()), float(ends.max()))
     ax.set_title("Coefficients: purchase rate, dropout, spend per purchase", fontsize=10)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from clv.config import RunConfig, config_hash
 from clv.data.rfm import NEW_CUSTOMER_COLUMNS
-from clv.drivers import DRIVER_UNITS, Valuation, drivers_table
+from clv.drivers import DRIVER_UNITS, Valuation, drivers_table, posterior_intervals
 from clv.errors import ClvError
 from clv.model import DROPOUT
 from clv.report.files import staged_folder
@@ -93,7 +93,12 @@ def drivers_file(result: RunResult) -> pd.DataFrame | None:
     rfm = result.data.rfm.frame
     if result.spend_outliers is not None:
         rfm = spend_value_frame(rfm, result.spend_outliers)
-    return drivers_table(fitted.purchase, fitted.spend, rfm, Valuation.of(result.config))
+    estimates = None
+    if fitted.purchase_posterior is not None:  # a Bayesian fit: posterior intervals, not Wald ones
+        estimates = posterior_intervals(fitted.purchase_posterior)
+        if fitted.spend_posterior is not None:
+            estimates |= posterior_intervals(fitted.spend_posterior)
+    return drivers_table(fitted.purchase, fitted.spend, rfm, Valuation.of(result.config), estimates)
 
 
 def _drivers_block(result: RunResult, drivers: pd.DataFrame | None) -> dict[str, Any] | None:
