@@ -239,6 +239,47 @@ def _tiers(tiers: pd.DataFrame, units: _Units) -> str:
     return table(frame[columns], formats=formats, headers=headers) + units.money_note
 
 
+def _pooling(block: dict[str, Any] | None) -> str:
+    """A pooled Bayesian fit (model.pool_by): per group, each parameter's posterior mean and interval beside the
+    group's separate maximum-likelihood fit, and how far the posterior moved from that fit toward the population
+    (the shrinkage); and the population's location and spread."""
+    pooling = (block or {}).get("pooling")
+    if not pooling:
+        return ""
+    level = float(pooling.get("interval", 0.9))
+    rows = []
+    for group, entry in pooling["groups"].items():
+        for name, p in entry["params"].items():
+            rows.append(
+                {
+                    "group": str(group),
+                    "customers": entry["customers"],
+                    "parameter": name,
+                    "posterior mean": p.get("mean"),
+                    f"{level:.0%} interval": f"{number(p.get('lo'), 4)} – {number(p.get('hi'), 4)}",
+                    "separate fit": p.get("separate_fit"),
+                    "weight toward the population": p.get("weight_toward_population"),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    formats: dict[str, Format] = {c: lambda v: number(v, 4) for c in ("posterior mean", "separate fit")}
+    formats |= {
+        "group": text,
+        "parameter": text,
+        f"{level:.0%} interval": text,
+        "customers": lambda v: number(v, 0),
+        "weight toward the population": lambda v: "–" if v is None else percent(v),
+    }
+    intro = (
+        f"<h3>Pooled across the groups of {escape(str(pooling['column']))}</h3><p>Each group's parameters are drawn "
+        "toward the population's on the log scale by as much as its data leave them free: a small group borrows "
+        "strength from the rest. <i>weight toward the population</i> is the share of the distance from the "
+        "group's separate fit to the population's location that the posterior moved (0%: the group alone, 100%: "
+        "the population).</p>"
+    )
+    return intro + table(frame, formats=formats)
+
+
 def _params(block: dict[str, Any] | None) -> str:
     if not block:
         return ""
@@ -247,8 +288,8 @@ def _params(block: dict[str, Any] | None) -> str:
     for name, value in block["params"].items():
         se = (block.get("standard_errors") or {}).get(name)
         row = {"parameter": name, "estimate": value, "standard error": se}
-        if posterior:
-            p = posterior[name]
+        p = posterior.get(name) if posterior else None  # a pooled fit's params are the population's
+        if p:
             keys = [k for k in p if k.startswith("q")]
             row |= {
                 "sd": p["sd"],
@@ -631,7 +672,9 @@ def build_report(
     parts.append(
         "<h2>Models</h2>"
         + _params(summary["purchase_model"])
+        + _pooling(summary["purchase_model"])
         + _params(summary.get("spend_model"))
+        + _pooling(summary.get("spend_model"))
         + _spend_checks(summary)
     )
     parts.append(_holdout(summary, customers))

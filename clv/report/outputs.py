@@ -140,6 +140,8 @@ def _model_block(result: RunResult, which: str) -> dict[str, Any] | None:
         block["diagnostics"] = summary["diagnostics"]
         block["maximum_likelihood"] = summary["maximum_likelihood"]
         block["priors"] = summary["priors"]
+        if summary.get("pooling"):
+            block["pooling"] = summary["pooling"]
     return block
 
 
