@@ -301,6 +301,9 @@ def _params(block: dict[str, Any] | None) -> str:
             row.pop("standard error")
         rows.append(row)
     title = f"<h3>{escape(block['name'])} ({escape(block['method'])})</h3>"
+    if block.get("pooling"):
+        title += "<p>Pooled: the estimates are the population's parameters, exp of the posterior mean of mu; each "
+        title += "group's own are in the table below.</p>"
     facts = f"<p class='note'>log-likelihood {number(block.get('log_likelihood'))}"
     if block.get("converged") is not None:
         facts += f", converged: {number(block['converged'])}, gradient norm {number(block.get('gradient_norm'))}"
