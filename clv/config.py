@@ -473,9 +473,24 @@ class CovariatesConfig(_Section):
     penalty: CovariatePenalty = Field(default_factory=CovariatePenalty, description="L2 penalty per process")
     categorical: dict[str, str | None] = Field(
         default_factory=dict,
-        description="columns dummy-coded against a reference level (null: the first level); text columns are "
-        "categorical anyway",
+        description="columns dummy-coded against a reference level (null: the first level; a code such as 1 is "
+        "read as the level 1); text columns are categorical anyway",
     )
+
+    @field_validator("categorical", mode="before")
+    @classmethod
+    def _levels_as_text(cls, value: Any) -> Any:
+        """A reference level written as a number (Channel: 1) is the level as the data spell it ("1")."""
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, level in value.items():
+            if isinstance(level, bool) or not isinstance(level, int | float):
+                out[key] = level
+            else:
+                out[key] = str(int(level)) if float(level).is_integer() else str(level)
+        return out
+
     standardise: bool = Field(
         False, description="numeric covariates as z-scores ((z - mean) / sd of the fitting customers)"
     )

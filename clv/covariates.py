@@ -17,6 +17,7 @@ log theta_ij = log theta_j + sum over the processes that move j of sign * g_proc
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.errors import DataError, UsageError, first_ids
+from clv.errors import DataError, DataWarning, UsageError, first_ids
 
 __all__ = [
     "CovariateColumn",
@@ -127,6 +128,38 @@ def _is_categorical(values: pd.Series) -> bool:
     return not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values))
 
 
+#: more distinct levels than this (and than a tenth of the customers) is no categorical covariate
+MAX_LEVELS = 200
+#: a level with fewer customers than this has a coefficient the data cannot pin down: said loudly
+RARE_LEVEL = 5
+
+
+def _check_levels(name: str, values: pd.Series, frame: pd.DataFrame, levels: list[str]) -> None:
+    """Refuse a 'categorical' column with about one level per customer (numbers written as text, e.g. with a
+    thousands separator, or an id), and warn of levels with a handful of customers: their coefficients run off
+    (a level of one customer that never bought again: g -> -infinity) and take every standard error with them."""
+    if len(levels) > MAX_LEVELS and len(levels) > len(values) / 10:
+        raise DataError(
+            f"covariate {name!r} has {len(levels):,} distinct text values among {len(values):,} customers (e.g. "
+            f"{', '.join(map(repr, levels[:3]))}): that is not a categorical covariate but numbers written as text "
+            "(a thousands separator such as 51,100?) or an id; write the numbers plainly, or leave the column out"
+        )
+    text = values.map(_level_text) if len(levels) else values
+    counts = text.value_counts()
+    rare = counts[counts < RARE_LEVEL]
+    if len(rare):
+        shown = ", ".join(f"{level!r} ({int(n)} customer(s))" for level, n in rare.head(5).items())
+        first = _ids(frame, text.isin(rare.index).to_numpy())
+        warnings.warn(
+            f"covariate {name!r}: {len(rare)} level(s) with fewer than {RARE_LEVEL} customers: {shown} (first ids: "
+            f"{first}); their coefficients cannot be estimated from so few customers and may run off, taking the "
+            "standard errors of every coefficient with them: merge them into another level, or set a penalty "
+            "(covariate_penalty / covariates.penalty)",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
 def _learn_column(
     name: str, values: pd.Series, frame: pd.DataFrame, categorical: Mapping[str, str | None], standardise: bool
 ) -> CovariateColumn:
@@ -139,14 +172,15 @@ def _learn_column(
     if name in categorical or _is_categorical(values):
         distinct = pd.unique(values)  # the levels as text once per distinct value, not per customer
         levels = sorted({_level_text(v) for v in distinct}, key=lambda t: (len(t), t) if t.isdigit() else (math.inf, t))
-        reference = categorical.get(name) or levels[0]
-        reference = _level_text(reference)
+        chosen = categorical.get(name)
+        reference = levels[0] if chosen is None else _level_text(chosen)
         if reference not in levels:
             raise UsageError(
                 f"covariate {name!r}: reference level {reference!r} is not in the data ({', '.join(levels)})"
             )
         if len(levels) < 2:
             raise DataError(f"covariate {name!r} has one level only ({levels[0]!r}): it cannot explain differences")
+        _check_levels(name, values, frame, levels)
         return CovariateColumn(name, "categorical", levels=tuple(levels), reference=reference)
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(numbers)):

@@ -35,7 +35,7 @@ from scipy.special import ndtri
 
 from clv.bayes.posterior import Posterior
 from clv.covariates import CovariateColumn
-from clv.errors import ClvError
+from clv.errors import ClvError, plain_number
 from clv.model import DROPOUT, FittedModel
 from clv.purchase.base import PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
@@ -271,7 +271,14 @@ class Contrast:
 
 
 def _short(x: float) -> str:
-    return f"{x:.4g}"
+    """A step or level for a label: plain digits, never scientific notation (34,350, 0.0042)."""
+    return plain_number(x, 4)
+
+
+def _exp(x: float) -> float | None:
+    """exp(x) as a ratio for the table: None where it is beyond what a float holds (a coefficient of a level with
+    a handful of customers can run to hundreds), never inf."""
+    return math.exp(x) if x < 700.0 else None
 
 
 def contrasts(columns: Sequence[CovariateColumn], rfm: pd.DataFrame) -> list[Contrast]:
@@ -423,22 +430,26 @@ def _coefficient_record(model: FittedModel, e: CoefficientEstimate, contrast: Co
         "coefficient_hi": e.hi,
         "distinguishable": distinguishable,
         "coefficient_per_unit": e.value / scale,
-        "exp_coefficient": math.exp(e.value),
-        "exp_coefficient_lo": None if e.lo is None else math.exp(e.lo),
-        "exp_coefficient_hi": None if e.hi is None else math.exp(e.hi),
+        "exp_coefficient": _exp(e.value),
+        "exp_coefficient_lo": None if e.lo is None else _exp(e.lo),
+        "exp_coefficient_hi": None if e.hi is None else _exp(e.hi),
         "exp_coefficient_means": _EXP_MEANING.get(effects, f"factor on {', '.join(p for p, _ in effects)}"),
     }
 
 
-def _times(x: float) -> str:
-    """A ratio as a marketer reads it: `1.87x`."""
+def _times(x: float | None) -> str:
+    """A ratio as a marketer reads it: `1.87x` (beyond 1,000x or under 0.001x: said so, not as digits)."""
+    if x is None or x > 1e3:
+        return "over 1,000x"
+    if x < 1e-3:
+        return "under 0.001x"
     return f"{x:.2f}x"
 
 
 def _interval(e: CoefficientEstimate) -> str:
     if e.lo is None or e.hi is None:
         return "no interval: the standard error is not available"
-    return f"{e.level:.0%} interval {_times(math.exp(e.lo))} to {_times(math.exp(e.hi))}"
+    return f"{e.level:.0%} interval {_times(_exp(e.lo))} to {_times(_exp(e.hi))}"
 
 
 _UNDISTINGUISHABLE = "not distinguishable from no effect"
@@ -465,12 +476,12 @@ def driver_sentence(
     parts = []
     if "purchase" in coefficients:
         e = coefficients["purchase"]
-        parts.append(_clause(e, f"buy {_times(math.exp(e.value))} as often while active"))
+        parts.append(_clause(e, f"buy {_times(_exp(e.value))} as often while active"))
     if "dropout" in coefficients:
         parts.append(_dropout_clause(coefficients["dropout"], ratios["p_churn"], purchase, valuation))
     if "spend" in coefficients:
         e = coefficients["spend"]
-        parts.append(_clause(e, f"spend {_times(math.exp(e.value))} as much per purchase"))
+        parts.append(_clause(e, f"spend {_times(_exp(e.value))} as much per purchase"))
     money = "expected_spend" in ratios  # without a spend model CLV counts discounted purchases
     currency = valuation.currency if money else None
     level, reference = (_amount(v, currency) for v in clv)
@@ -492,7 +503,7 @@ def _dropout_clause(e: CoefficientEstimate, churn_ratio: float, purchase: Purcha
     by = f" by {valuation.calibration_end.isoformat()}" if valuation.calibration_end else ""
     moved = tuple(p for p, _ in purchase.covariate_effects.get("dropout", ()))
     what = "dropout rate" if moved == ("beta",) else f"{' and '.join(moved)} times"
-    return _clause(e, f"are {_times(churn_ratio)} as likely to have left{by}", f"{what} {_times(math.exp(e.value))}, ")
+    return _clause(e, f"are {_times(churn_ratio)} as likely to have left{by}", f"{what} {_times(_exp(e.value))}, ")
 
 
 def _amount(x: float, currency: str | None) -> str:

@@ -387,3 +387,26 @@ def test_covariate_in_the_tens_fits_as_its_standardised_self() -> None:
     assert raw.log_likelihood_ == pytest.approx(std.log_likelihood_, abs=1e-6)
     # alpha of age 0 = alpha of the mean age times exp(g * mean)
     assert raw.params_["alpha"] == pytest.approx(std.params_["alpha"] * np.exp(g * age.mean()), rel=1e-6)
+
+
+def test_rare_levels_are_said_and_number_like_text_is_refused(apparel: pd.DataFrame) -> None:
+    """A level of one customer gets a warning naming it (its coefficient runs off); text with about one value
+    per customer (numbers with a thousands separator) is no categorical covariate."""
+    from clv.errors import DataWarning
+
+    rare = apparel.assign(
+        region=np.where(apparel["customer_id"] == "17", "Mars", np.where(apparel["Channel"] == 1, "north", "south"))
+    )
+    with pytest.warns(DataWarning, match=r"'Mars' \(1 customer\(s\)\) \(first ids: 17\)"):
+        CovariateSet.learn(rare, {"purchase": ["region"]})
+    income = apparel.assign(income=[f"{50_000 + 137 * i:,}" for i in range(len(apparel))])
+    with pytest.raises(DataError, match="numbers written as text"):
+        CovariateSet.learn(income, {"purchase": ["income"]})
+
+
+def test_a_numeric_reference_level_is_the_level_as_written() -> None:
+    frame = pd.DataFrame({"customer_id": list("abcdef"), "channel": [0, 1, 1, 0, 1, 0]})
+    cov = CovariateSet.learn(frame, {"purchase": ["channel"]}, categorical={"channel": "1"})
+    assert cov.design_names("purchase") == ["channel[0]"]
+    zero = CovariateSet.learn(frame, {"purchase": ["channel"]}, categorical={"channel": "0"})
+    assert zero.design_names("purchase") == ["channel[1]"]  # "0" is a level, not "no reference given"

@@ -523,3 +523,12 @@ def test_pool_by_reads_its_column_from_the_customer_table(tmp_path):
     table = pd.DataFrame({"customer_id": ["1", "2", "3"], "region": ["north", "south", "north"]})
     joined, _, _ = join_covariates(rfm, table, cfg.covariates, "c.csv", ["region"])
     assert joined["region"].tolist() == ["north", "south", "north"]
+
+
+def test_a_reference_level_may_be_written_as_a_number():
+    cfg = parse_config(
+        _with(
+            {"source": "c.csv", "purchase": ["Channel"], "categorical": {"Channel": 1}},
+        )
+    )
+    assert cfg.covariates is not None and cfg.covariates.categorical["Channel"] == "1"

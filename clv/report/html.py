@@ -603,7 +603,11 @@ def _drivers(drivers: pd.DataFrame | None, units: _Units) -> str:
         "standard deviation when standardised, against the customers' own values). The effect is an average "
         "counterfactual: every customer is valued twice, once with the covariate at the level and once at the "
         "reference, keeping their own purchase history and other covariates, and the ratio of the two means is "
-        f"shown. The coefficients come with {level} intervals "
+        "shown. Because each customer's history is held fixed, this answers \"what if these customers had the "
+        'level", not "which segment brings better customers": a lower purchase rate makes the same silence look '
+        "less like having left, so the expected purchases can move less than the rate, or the other way. The "
+        "coefficients' ratios (exp(coefficient)) compare the segments themselves. "
+        f"The coefficients come with {level} intervals "
         f"({escape(drivers['interval_method'].iloc[0])}); where an interval includes no effect (a coefficient of 0, "
         "exp(coefficient) = 1x) the data cannot tell the effect from none. CLV is valued as in the rest of this "
         f"report, in {escape(units.value_unit)}.</p>"

@@ -67,7 +67,7 @@ def _fixed(x: float, digits: int) -> str:
     if x == 0 or abs(x) >= 1:
         return f"{x:,.{digits}f}"
     if abs(x) < 1e-6:
-        return ("-" if x < 0 else "") + "< 0.000001"
+        return ("-" if x < 0 else "") + "&lt; 0.000001"  # HTML: the cells are inserted as markup
     decimals = min(6, 3 - math.floor(math.log10(abs(x))))
     return f"{x:.{decimals}f}"
 
