@@ -532,3 +532,12 @@ def test_a_reference_level_may_be_written_as_a_number():
         )
     )
     assert cfg.covariates is not None and cfg.covariates.categorical["Channel"] == "1"
+
+
+def test_ids_written_differently_are_said(tmp_path):
+    cfg = parse_config(_with({"source": "c.csv", "purchase": ["region"]}))
+    assert cfg.covariates is not None
+    rfm = pd.DataFrame({"customer_id": ["1", "2"], "frequency": [0, 1], "recency": [0.0, 1.0], "T": 5.0})
+    table = pd.DataFrame({"customer_id": ["0001", " 2"], "region": ["a", "b"]})
+    with pytest.raises(DataError, match="2 of them are there written differently"):
+        join_covariates(rfm, table, cfg.covariates, "c.csv")

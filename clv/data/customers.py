@@ -166,7 +166,7 @@ def join_covariates(
     absent = (joined.pop("_merge") == "left_only").to_numpy()
     notes: list[str] = []
     if absent.any():
-        _missing_customers(joined, absent, spec, source, notes, groups)
+        _missing_customers(joined, absent, spec, source, notes, groups, _unmatched(table, rfm))
     filled: dict[str, int] = {}
     for c in columns:
         blank = joined[c].isna().to_numpy() & ~absent
@@ -190,6 +190,21 @@ def join_covariates(
     return joined, info, notes
 
 
+def _unmatched(table: pd.DataFrame, rfm: pd.DataFrame) -> list[str]:
+    """The customer table's ids that are not customers of the summary."""
+    return [str(i) for i in table.loc[~table["customer_id"].isin(rfm["customer_id"]), "customer_id"]]
+
+
+def _near_matches(missing: np.ndarray, unmatched: Sequence[str]) -> int:
+    """How many missing ids equal an unmatched table id once spaces and leading zeros are taken off both."""
+
+    def key(value: object) -> str:
+        return str(value).strip().lstrip("0") or "0"
+
+    keys = {key(u) for u in unmatched}
+    return sum(key(m) in keys for m in missing)
+
+
 def _missing_customers(
     joined: pd.DataFrame,
     absent: np.ndarray,
@@ -197,11 +212,20 @@ def _missing_customers(
     source: str,
     notes: list[str],
     groups: Sequence[str] = (),
+    unmatched: Sequence[str] = (),
 ) -> None:
     """Customers of the summary missing from the table: the fill values when every covariate has one (said in
     `notes`), else a DataError naming them (always for a pooling column: a customer's group is not guessed)."""
     ids = joined["customer_id"].to_numpy()[absent]
     unfilled = [c for c in [*spec.columns, *groups] if c not in spec.fill]
+    near = _near_matches(ids, unmatched)
+    if near:
+        raise DataError(
+            f"covariates.source {source}: {int(absent.sum()):,} customer(s) of the RFM summary are not in the "
+            f"customer table (first ids: {first_ids(ids)}), and {near:,} of them are there written differently "
+            "(leading zeros or spaces: ids are text and compared exactly)",
+            hint="write the ids the same way in both files (data.trim_ids trims spaces in both)",
+        )
     if unfilled:
         raise DataError(
             f"covariates.source {source}: {int(absent.sum()):,} customer(s) of the RFM summary are not in the "
