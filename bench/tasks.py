@@ -549,7 +549,8 @@ COVARIATE_TRUTH = {
 
 def covariate_customers(n: int, model: str = "pareto_nbd") -> pd.DataFrame:
     """n customers with three categorical covariates (gender, channel: 2 levels; region: 3), drawn from the model
-    with `COVARIATE_TRUTH` (each customer's own alpha and beta, or alpha, a and b), observed over 52 weeks."""
+    with `COVARIATE_TRUTH` (each customer's own alpha and beta, or alpha, a and b), acquired day by day over 39
+    weeks and observed to week 52 (so histories hardly repeat: about half a million distinct rows)."""
     from clv.covariates import CovariateSet, row_parameters
     from clv.purchase import BetaGeoModel, ParetoNBDModel
     from clv.simulate import simulate_bgnbd_rows, simulate_pareto_nbd_rows
@@ -570,7 +571,8 @@ def covariate_customers(n: int, model: str = "pareto_nbd") -> pd.DataFrame:
     coefs = {p: np.array([COVARIATE_TRUTH[p][k] for k in cov.design_names(p)]) for p in processes}
     P = row_parameters(base, cls.param_names, cls.covariate_effects, designs, coefs)
     simulate = simulate_pareto_nbd_rows if model == "pareto_nbd" else simulate_bgnbd_rows
-    rfm = simulate(P, 52.0, seed=n + 1)
+    T = 52.0 - np.floor(rng.uniform(0.0, 39.0, n) * 7.0) / 7.0  # acquired over 39 weeks, by the day
+    rfm = simulate(P, T, seed=n + 1)
     return pd.concat([rfm.assign(customer_id=rfm["customer_id"].astype(str)), frame], axis=1)
 
 
