@@ -187,11 +187,11 @@ def _loglik_grad_from_terms(
     d_second[0] -= 1.0 / (r + s + x)
     d_second[2] += 1.0 / s - 1.0 / (r + s + x)
     grad = w * d_alive + w_drop * d_second
-    grad[0] += special.digamma(r + x) - special.digamma(r) + np.log(alpha)
+    grad[0] += _by_count(special.digamma, r, x) - special.digamma(r) + np.log(alpha)
     grad[1] += r / alpha
     grad[2] += np.log(beta)
     grad[3] += s / beta
-    ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
+    ll = _by_count(special.gammaln, r, x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta) + bracket
     return ll, grad.T
 
 
@@ -226,6 +226,16 @@ def loglik_grad_rows(P: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArra
     u, du = _log_hyp_term_grad_rows(np.concatenate([P, P]), np.concatenate([x, x]), np.concatenate([t_x, T]))
     r, alpha, s, beta = P.T
     return _loglik_grad_from_terms(r, alpha, s, beta, x, t_x, T, (u[:n], u[n:]), (du[:, :n], du[:, n:]))
+
+
+def _by_count(fn: Callable[[FloatArray], FloatArray], r: Param, x: FloatArray) -> FloatArray:
+    """fn(r + x) per row, evaluated once per purchase count 0..max(x) and gathered when r is one number and the
+    counts are whole (a million rows hold a few hundred counts; the special function dominates otherwise)."""
+    if np.ndim(r) == 0 and x.size > 64:
+        index = x.astype(np.intp)
+        if np.array_equal(index, x) and index.min(initial=0) >= 0:
+            return np.asarray(fn(r + np.arange(int(index.max(initial=0)) + 1, dtype=float)), dtype=float)[index]
+    return np.asarray(fn(r + x), dtype=float)
 
 
 def _one_minus_exp_over(y: FloatArray) -> FloatArray:
