@@ -65,6 +65,10 @@ class CovariateColumn:
     scale: float = 1.0
     levels: tuple[str, ...] = ()
     reference: str | None = None
+    #: numeric: the smallest and largest value of the fitting customers (as given, before standardising), for the
+    #: check at scoring that the values are on the same scale (None: not recorded, e.g. an older saved model)
+    low: float | None = None
+    high: float | None = None
 
     @property
     def design_names(self) -> list[str]:
@@ -110,6 +114,8 @@ class CovariateColumn:
             "scale": self.scale,
             "levels": list(self.levels),
             "reference": self.reference,
+            "low": self.low,
+            "high": self.high,
         }
 
     @classmethod
@@ -121,7 +127,18 @@ class CovariateColumn:
             scale=float(data.get("scale", 1.0)),
             levels=tuple(str(v) for v in data.get("levels", ())),
             reference=None if data.get("reference") is None else str(data["reference"]),
+            low=None if data.get("low") is None else float(data["low"]),
+            high=None if data.get("high") is None else float(data["high"]),
         )
+
+    def outside_share(self, values: pd.Series) -> float:
+        """The share of `values` outside the fitted range widened by a tenth of its width on each side (0 for a
+        categorical column or a range not recorded): a large share means other units or another population."""
+        if self.kind != "numeric" or self.low is None or self.high is None or len(values) == 0:
+            return 0.0
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        margin = 0.1 * (self.high - self.low)
+        return float(np.mean((numbers < self.low - margin) | (numbers > self.high + margin)))
 
 
 def _is_categorical(values: pd.Series) -> bool:
@@ -193,9 +210,10 @@ def _learn_column(
         raise DataError(
             f"covariate {name!r} is the same ({numbers[0]:g}) for every customer: it cannot explain differences"
         )
+    low, high = float(numbers.min()), float(numbers.max())
     if standardise:
-        return CovariateColumn(name, "numeric", center=float(np.mean(numbers)), scale=sd)
-    return CovariateColumn(name, "numeric")
+        return CovariateColumn(name, "numeric", center=float(np.mean(numbers)), scale=sd, low=low, high=high)
+    return CovariateColumn(name, "numeric", low=low, high=high)
 
 
 @dataclass(frozen=True)

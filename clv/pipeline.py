@@ -33,6 +33,7 @@ from clv.bayes.predict import (
 )
 from clv.compress import unique_histories
 from clv.config import RunConfig, config_hash
+from clv.covariates import CovariateColumn, CovariateSet
 from clv.data.customers import CustomerTable, attach_covariates, check_covariate_source
 from clv.data.period import check_period as period_check
 from clv.data.profile import DataProfile, profile_transactions
@@ -48,6 +49,7 @@ from clv.errors import (
     ScoringWarning,
     UsageError,
     first_ids,
+    plain_number,
 )
 from clv.mle import single_threaded_blas
 from clv.model import DROPOUT
@@ -536,6 +538,7 @@ def check_covariates(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame)
         covariates = None if model is None else model.covariates_
         if covariates is None:
             continue
+        _warn_scoring_covariates(config, covariates, rfm)
         for process in covariates.processes:
             try:
                 covariates.design(rfm, process)
@@ -544,6 +547,49 @@ def check_covariates(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame)
                     f"the covariates do not match the model's: {exc.message}",
                     hint="a model scores only the columns and levels it was fitted with; retrain to add a level",
                 ) from None
+
+
+#: more than this share of the scored customers outside a numeric covariate's fitted range: said
+OUTSIDE_SHARE = 0.05
+
+
+def _warn_scoring_covariates(config: RunConfig, covariates: CovariateSet, rfm: pd.DataFrame) -> None:
+    """Say (ScoringWarning) what the covariate names cannot show: a numeric covariate whose scored values lie
+    largely outside the range the model was fitted on (other units: thousands for units?), and encoding options
+    of this config that differ from the model's (the model's encoding is the one applied)."""
+    spec = config.covariates
+    for column in covariates.columns.values():
+        if column.name in rfm:
+            share = column.outside_share(rfm[column.name])
+            if share > OUTSIDE_SHARE:
+                values = pd.to_numeric(rfm[column.name], errors="coerce")
+                warnings.warn(
+                    f"covariate {column.name!r}: {share:.0%} of the customers scored lie outside the range the model "
+                    f"was fitted on ({plain_number(column.low or 0.0)} to {plain_number(column.high or 0.0)}; here "
+                    f"{plain_number(float(values.min()))} to {plain_number(float(values.max()))}): are the values in "
+                    "the same units as when the model was trained? Its effects are extrapolated there",
+                    ScoringWarning,
+                    stacklevel=3,
+                )
+        if spec is None:
+            continue
+        reference = spec.categorical.get(column.name)
+        differs = (
+            column.kind == "numeric" and (spec.standardise != column.standardised or column.name in spec.categorical)
+        ) or (column.kind == "categorical" and reference not in (None, column.reference))
+        if differs:
+            warnings.warn(
+                f"covariate {column.name!r}: this config's encoding (covariates.standardise / categorical) differs "
+                f"from the saved model's ({_encoding(column)}); the model's encoding is applied",
+                ScoringWarning,
+                stacklevel=3,
+            )
+
+
+def _encoding(column: CovariateColumn) -> str:
+    if column.kind == "categorical":
+        return f"categorical against {column.reference!r}"
+    return "numeric, standardised" if column.standardised else "numeric, as given"
 
 
 def check_unique_ids(rfm: pd.DataFrame, source: str) -> None:

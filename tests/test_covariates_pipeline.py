@@ -541,3 +541,26 @@ def test_ids_written_differently_are_said(tmp_path):
     table = pd.DataFrame({"customer_id": ["0001", " 2"], "region": ["a", "b"]})
     with pytest.raises(DataError, match="2 of them are there written differently"):
         join_covariates(rfm, table, cfg.covariates, "c.csv")
+
+
+def test_scoring_says_other_units_and_other_encoding_options():
+    """At scoring the covariate names match, but a numeric column in other units (thousands for units) lies
+    outside the fitted range, and the config asks another encoding than the model's: both are said."""
+    from clv.covariates import CovariateSet
+    from clv.errors import ScoringWarning
+    from clv.pipeline import _warn_scoring_covariates
+
+    fitted = pd.DataFrame({"customer_id": list("abcd"), "income": [20_000.0, 35_000, 50_000, 90_000]})
+    cov = CovariateSet.learn(fitted, {"purchase": ["income"]})
+    assert cov.columns["income"].low == 20_000 and cov.columns["income"].high == 90_000
+    assert CovariateSet.from_dict(cov.to_dict()).columns["income"].high == 90_000
+    cfg = parse_config(_with({"source": "c.csv", "purchase": ["income"]}))
+    scored = fitted.assign(income=fitted["income"] / 1000)
+    with pytest.warns(ScoringWarning, match=r"'income': 100% of the customers scored lie outside .*20,000 to 90,000"):
+        _warn_scoring_covariates(cfg, cov, scored)
+    other = parse_config(_with({"source": "c.csv", "purchase": ["income"], "standardise": True}))
+    with pytest.warns(ScoringWarning, match="differs from the saved model's .numeric, as given"):
+        _warn_scoring_covariates(other, cov, fitted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_scoring_covariates(cfg, cov, fitted)  # the same units and options: nothing to say
