@@ -25,7 +25,7 @@ from clv.bayes.predict import DrawOptions, ValueOptions
 from clv.config import BayesConfig, PriorConfig
 from clv.covariate_fit import pattern_groups
 from clv.covariates import CovariateSet
-from clv.errors import ConfigError, UsageError
+from clv.errors import ConfigError, ConvergenceWarning, UsageError
 from clv.model import FitResult
 from clv.simulate import simulate_bgnbd, simulate_gamma_gamma, simulate_pareto_nbd
 from clv.value import value_customers
@@ -369,7 +369,8 @@ def test_the_pooled_likelihood_is_the_sum_over_groups():
 
 def test_groups_with_strong_data_are_centred():
     frame, _ = grouped({"A": 3000, "B": 20}, seed=2)
-    _, groups = pooled_problem(BetaGeoModel(), frame, None, "segment", 1.0, np.full(4, 0.01))
+    with pytest.warns(ConvergenceWarning, match="2 groups .A, B.: the spread"):  # few groups: tau is its prior's
+        _, groups = pooled_problem(BetaGeoModel(), frame, None, "segment", 1.0, np.full(4, 0.01))
     # standard errors 1 / sqrt(n 0.01): 0.18 for 3,000 customers, 2.2 for 20
     assert groups.centred[0].all() and not groups.centred[1].any()
     assert 1.0 / np.sqrt(3000 * 0.01) < CENTRED_SE < 1.0 / np.sqrt(20 * 0.01)

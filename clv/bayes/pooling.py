@@ -24,7 +24,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from clv.bayes.posterior import CustomerLayout
-from clv.errors import ClvError, DataError, UsageError
+from clv.errors import ClvError, ConvergenceWarning, DataError, UsageError
 from clv.model import FittedModel, LikelihoodProblem
 
 __all__ = ["PooledGroups", "PoolingOptions", "pooled_problem", "pooling_summary", "separate_fits"]
@@ -45,6 +45,9 @@ class PoolingOptions:
 #: Betancourt & Girolami 2015): non-centred throughout, a group of 5,000 customers beside groups of 15 took NUTS
 #: 480 s for 2 x 600 iterations (tree depth at its limit, bulk ESS 31); with that group centred, seconds.
 CENTRED_SE = 0.5
+#: fewer groups than this: the spread tau_j is hardly identified (Gelman 2006, "Prior distributions for variance
+#: parameters in hierarchical models": with few groups the posterior of tau follows its prior), said at the fit
+MIN_GROUPS = 4
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,14 @@ def pooled_problem(
     layout = CustomerLayout(model.param_names, problem.covariates, pooled=True)
     index = CustomerLayout.group_of(problem.designs[process])
     customers = np.bincount(index, weights=problem.weights, minlength=len(layout.groups))
+    if len(layout.groups) < MIN_GROUPS:
+        warnings.warn(
+            f"pool_by {column!r}: {len(layout.groups)} groups ({', '.join(map(str, layout.groups))}): the spread of "
+            f"the groups' parameters (tau) rests mostly on its prior with fewer than {MIN_GROUPS} groups, and the "
+            "sampler often fails its diagnostics there; pool across more groups, or use the column as a covariate",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         se = 1.0 / np.sqrt(customers[:, None] * np.maximum(information, 0.0)[None, :])
     return problem, PooledGroups(column, layout, index, scale_sd, se < CENTRED_SE)
