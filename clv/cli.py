@@ -295,6 +295,9 @@ def _print_headline(result: Any) -> None:
     table = Table(title=f"{result.config.name}: {result.purchase.name}{spend} ({result.fitted.method})")
     table.add_column("quantity")
     table.add_column("value", justify="right")
+    choice = getattr(result, "model_choice", None)
+    if choice is not None:
+        table.add_row("purchase model chosen (auto)", choice.reason)
     for model in (result.purchase, result.spend):
         if model is None:
             continue
@@ -404,18 +407,21 @@ def train_command(
 
     Example: clv train configs/cdnow.yaml --set model.purchase=pareto_nbd
     """
-    from clv.pipeline import check_outputs, customer_tiers, save_trained, train
+    from clv.pipeline import check_outputs, choose_purchase, customer_tiers, save_trained, train
 
     with _errors(verbose):
         cfg = _load(config, set_)
         check_outputs(cfg, reports=False)
         with _steps(quiet) as steps:
+            cfg, choice = choose_purchase(cfg, steps, strict)
             data, fitted, messages, _ = train(cfg, steps, strict, progress_bar=not quiet and cfg.bayes.progress)
             steps("tier the customers (saved for the next run's migration table)")
             tiers = customer_tiers(cfg, fitted, data.rfm.frame)
             steps("save the model")
             path = save_trained(cfg, fitted, data.rfm.frame, tiers)
         _warn([*data.notes, *messages])
+        if choice is not None:
+            typer.echo(f"purchase model chosen (auto): {choice.reason}")
         typer.echo(f"model saved to {path}/")
 
 

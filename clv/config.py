@@ -212,7 +212,11 @@ class TimeConfig(_Section):
 class ModelConfig(_Section):
     """Which models, fitted how."""
 
-    purchase: PurchaseModelName = "bgnbd"
+    purchase: PurchaseModelName | Literal["auto"] = Field(
+        "bgnbd",
+        description="the purchase model; auto: the one of evaluation.models with the best mean evaluation.rank_by "
+        "on the rolling origins' holdouts (clv.evaluate.choice)",
+    )
     spend: SpendModelName = "gamma_gamma"
     method: Method = "mle"
     seed: int = Field(42, ge=0)
@@ -568,7 +572,8 @@ def _covariate_problems(config: RunConfig) -> list[str]:
     if not covariates.columns and pool is None:
         return ["covariates: name at least one column in purchase, dropout or spend (or pool by one: model.pool_by)"]
     problems = []
-    purchase_models = dict.fromkeys([config.model.purchase, *config.evaluation.models])
+    named = [] if config.model.purchase == "auto" else [config.model.purchase]
+    purchase_models = dict.fromkeys([*named, *config.evaluation.models])
     for process, columns in covariates.processes.items():
         if process == "spend":
             if not config.data.has_values:
@@ -582,6 +587,24 @@ def _covariate_problems(config: RunConfig) -> list[str]:
                 f"covariates.{process} ({', '.join(columns)}): {', '.join(lacking)} has no {process} process "
                 "for covariates"
             )
+    return problems
+
+
+def _auto_problems(config: RunConfig) -> list[str]:
+    """model.purchase auto: a candidate list to choose from, and a holdout for the origins to be scored on."""
+    if config.model.purchase != "auto":
+        return []
+    problems = []
+    if len(config.evaluation.models) < 2:
+        problems.append(
+            f"model.purchase auto chooses among evaluation.models, which lists {len(config.evaluation.models)} "
+            "model: list two or more, or name the purchase model"
+        )
+    if config.time.holdout_end is None:
+        problems.append(
+            "model.purchase auto chooses by the error on rolling-origin holdouts: it needs time.holdout_end (each "
+            "origin's holdout has the length time.holdout_end - time.calibration_end and ends by it)"
+        )
     return problems
 
 
@@ -610,7 +633,7 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _covariates_fit_the_models(self) -> RunConfig:
-        problems = _covariate_problems(self)
+        problems = _covariate_problems(self) + _auto_problems(self)
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -51,6 +51,7 @@ from clv.errors import (
     first_ids,
     plain_number,
 )
+from clv.evaluate.choice import AUTO, ModelChoice
 from clv.mle import single_threaded_blas
 from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
@@ -79,6 +80,7 @@ __all__ = [
     "check_covariates",
     "check_outputs",
     "check_unique_ids",
+    "choose_purchase",
     "customer_tiers",
     "fit_models",
     "fit_together",
@@ -132,6 +134,7 @@ class RunResult:
     spend_outliers: SpendOutliers | None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    model_choice: ModelChoice | None = None
 
     @property
     def purchase(self) -> PurchaseModel:
@@ -203,6 +206,11 @@ def spend_outliers(config: RunConfig, rfm: pd.DataFrame) -> SpendOutliers | None
 def purchase_model(config: RunConfig) -> PurchaseModel:
     """The configured purchase model, unfitted, with the purchase and dropout covariates of the config's
     covariates section (their constraint, penalties and encoding)."""
+    if config.model.purchase == AUTO:
+        raise ConfigError(
+            "model.purchase auto is resolved before the fit: choose the model first",
+            hint="clv.pipeline.choose_purchase(config) returns the config with the chosen model",
+        )
     cls = PURCHASE_MODELS[config.model.purchase]
     options: dict[str, Any] = {"starts": config.model.starts, "seed": config.model.seed}
     spec = config.covariates
@@ -434,6 +442,7 @@ def score(
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
     warnings_seen: list[str] | None = None,
+    model_choice: ModelChoice | None = None,
 ) -> RunResult:
     """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit). With the
     tiers of an earlier run (`previous_tiers`, see `previous_tiers`), the result has the tier migration."""
@@ -468,13 +477,14 @@ def score(
         spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None,
         messages,
         timings,
+        model_choice,
     )
 
 
 def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
     """`check_compatible`, and a warning when the saved model is another purchase model than the config names."""
     check_compatible(config, fitted, rfm)
-    if fitted.metadata and fitted.purchase.name != config.model.purchase:
+    if fitted.metadata and config.model.purchase not in (fitted.purchase.name, AUTO):
         warnings.warn(
             f"scoring with the saved {fitted.purchase.name} model; the config names {config.model.purchase}",
             ScoringWarning,
@@ -610,9 +620,27 @@ def run(
     config: RunConfig, progress: Progress | None = None, strict: bool = False, progress_bar: bool = False
 ) -> RunResult:
     """The whole job: data, fit, predict, value, tiers, and the migration since the newest saved run of this
-    name. Nothing is written (see write_outputs, save_fitted)."""
+    name. Nothing is written (see write_outputs, save_fitted). `model.purchase: auto` is resolved first
+    (`choose_purchase`): the result's config names the chosen model and its `model_choice` says why."""
+    start = time.perf_counter()
+    config, choice = choose_purchase(config, progress, strict)
+    chosen = {"choose the purchase model": round(time.perf_counter() - start, 4)} if choice is not None else {}
     data, fitted, messages, timings = train(config, progress, strict, progress_bar)
-    return score(config, fitted, data, previous_tiers(config, fitted), progress, timings, messages)
+    timings = chosen | timings
+    return score(config, fitted, data, previous_tiers(config, fitted), progress, timings, messages, choice)
+
+
+def choose_purchase(
+    config: RunConfig, progress: Progress | None = None, strict: bool = False
+) -> tuple[RunConfig, ModelChoice | None]:
+    """The config with `model.purchase: auto` resolved to the model of evaluation.models with the best mean
+    rolling-origin holdout score (`clv.evaluate.choice`), and the choice; a named model: the config, None."""
+    if config.model.purchase != AUTO:
+        return config, None
+    from clv.evaluate.choice import choose_purchase_model, resolved_config
+
+    choice = choose_purchase_model(config, progress, strict)
+    return resolved_config(config, choice), choice
 
 
 def _customer_table(

@@ -49,7 +49,7 @@ from clv.pipeline import (
     with_covariates,
 )
 
-__all__ = ["Evaluation", "TrackingCurves", "evaluate"]
+__all__ = ["Evaluation", "TrackingCurves", "evaluate", "load_origins", "run_candidate"]
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _check_criterion(config: RunConfig, has_spend: bool) -> None:
         )
 
 
-def _load(
+def load_origins(
     config: RunConfig, origins: list[dt.date]
 ) -> tuple[DataStep, RepeatTracking | None, dict[dt.date, RfmSummary]]:
     """Read and validate once: the main split's data and weekly tracking, and the RFM summary at each origin."""
@@ -169,6 +169,13 @@ def _run_candidate(
     )
 
 
+def run_candidate(
+    config: RunConfig, candidate: Candidate, rfm: RfmSummary, strict: bool, progress_bar: bool
+) -> CandidateResult:
+    """One candidate fitted on `rfm`'s calibration and scored on its holdout (its fit warnings collected)."""
+    return _run_candidate(config, candidate, rfm, strict, progress_bar)
+
+
 def _tracking(
     config: RunConfig, data: DataStep, actual: RepeatTracking, results: list[CandidateResult]
 ) -> TrackingCurves:
@@ -192,7 +199,7 @@ def evaluate(
     origins = rolling_origins(config)
     step = time.perf_counter()
     _say(progress, "read, validate and summarise")
-    data, actual, rolling = _load(config, origins)
+    data, actual, rolling = load_origins(config, origins)
     if data.rfm.holdout_length is None or "frequency_holdout" not in data.rfm.frame:
         raise DataError(
             f"{config.data.source} has no holdout: an RFM table needs a frequency_holdout column "

@@ -280,6 +280,27 @@ def _pooling(block: dict[str, Any] | None) -> str:
     return intro + table(frame, formats=formats)
 
 
+def _model_choice(block: dict[str, Any] | None) -> str:
+    """model.purchase auto: the reason, and every candidate's score at each rolling origin and their mean."""
+    if not block:
+        return ""
+    origins = block["origins"]
+    rows = [
+        {"candidate": c["purchase"], **dict(zip(origins, c["per_origin"], strict=True)), "mean": c["mean"]}
+        for c in block["candidates"]
+    ]
+    formats: dict[str, Format] = {c: lambda v: number(v, 3) for c in (*origins, "mean")}
+    notes = "".join(f"<p class='note'>{escape(n)}.</p>" for n in block.get("notes", []))
+    intro = (
+        f"<h3>Purchase model chosen automatically: {escape(block['chosen'])}</h3><p>{escape(block['reason'])}. "
+        f"Each candidate was fitted ({escape(block['method'])}) at each rolling origin (the calibration ends "
+        f"below) and scored by {escape(block['criterion'])} on that origin's holdout; ties go to the candidate "
+        "listed first. The holdouts end by time.holdout_end, so the holdout below is not independent of the "
+        "choice.</p>"
+    )
+    return intro + table(pd.DataFrame(rows), formats=formats | {"candidate": text}) + notes
+
+
 def _params(block: dict[str, Any] | None) -> str:
     if not block:
         return ""
@@ -678,6 +699,7 @@ def build_report(
     parts.append(_rfm_view(customers, units))
     parts.append(
         "<h2>Models</h2>"
+        + _model_choice(summary.get("model_choice"))
         + _params(summary["purchase_model"])
         + _pooling(summary["purchase_model"])
         + _params(summary.get("spend_model"))

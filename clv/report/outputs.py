@@ -238,6 +238,7 @@ def summary_dict(
             "new_customers": _new_customers_block(result),
         },
         "purchase_model": _model_block(result, "purchase"),
+        "model_choice": result.model_choice.to_dict() if result.model_choice is not None else None,
         "spend_model": _model_block(result, "spend"),
         "model_dir": str(model_dir) if model_dir else None,
         "model_run_id": result.fitted.metadata.get("run_id") if result.fitted.metadata else None,
