@@ -101,6 +101,8 @@ def test_ties_go_to_the_first_listed_and_higher_is_better_criteria():
     tied = _decide({"mbgnbd": (1.0, 2.0), "bgnbd": (2.0, 1.0)}, "mae_purchases", origins, [])
     assert tied.chosen == "mbgnbd"
     assert "practically tied" in tied.reason
+    close = _decide({"pareto_nbd": (0.84170, 0.84170), "mbgnbd": (0.84174, 0.84174)}, "mae_purchases", origins, [])
+    assert "0.84170 vs 0.84174 mbgnbd" in close.reason  # digits enough to tell them apart
     gini = _decide({"bgnbd": (0.5, 0.6), "pareto_nbd": (0.7, 0.6)}, "gini_value", origins, [])
     assert gini.chosen == "pareto_nbd"
     assert gini.reason.startswith("pareto_nbd: highest mean")

@@ -24,7 +24,7 @@ from clv.config import RunConfig
 from clv.errors import ConfigError, DataError
 from clv.evaluate.comparison import TIE_MARGIN, Candidate, CandidateResult
 from clv.evaluate.rolling import rolling_origins
-from clv.metric_registry import METRICS, RANK_CRITERIA
+from clv.metric_registry import RANK_CRITERIA
 
 __all__ = ["AUTO", "DEFAULT_ORIGINS", "ModelChoice", "choice_origins", "choose_purchase_model", "resolved_config"]
 
@@ -184,19 +184,21 @@ def _decide(
 
 
 def _criterion_words(criterion: str) -> str:
-    words = {"mae_purchases": "MAE", "rmse_purchases": "RMSE"}
-    return words.get(criterion, next(m.name for m in METRICS if m.name == criterion))
+    return {"mae_purchases": "MAE", "rmse_purchases": "RMSE"}.get(criterion, criterion)
 
 
 def _reason(best: str, ranked: list[str], means: dict[str, float], criterion: str, n: int) -> str:
-    """'pareto_nbd: lowest mean MAE over 3 origins, 0.752 vs 0.761 mbgnbd' (and 'practically tied' within
-    `TIE_MARGIN` of the value)."""
+    """'pareto_nbd: lowest mean MAE over 3 origins, 0.752 vs 0.761 mbgnbd' (more digits when three do not tell
+    the two apart; 'practically tied' within `TIE_MARGIN` of the value)."""
     word = "highest" if RANK_CRITERIA[criterion] else "lowest"
     text = f"{best}: {word} mean {_criterion_words(criterion)} over {n} origin{'s' if n != 1 else ''}"
     if len(ranked) == 1:
         return f"{text}, {means[best]:.3f} (the only candidate scored)"
     runner = ranked[1]
-    text += f", {means[best]:.3f} vs {means[runner]:.3f} {runner}"
+    digits = 3
+    while digits < 6 and f"{means[best]:.{digits}f}" == f"{means[runner]:.{digits}f}":
+        digits += 1  # enough digits to tell the two apart
+    text += f", {means[best]:.{digits}f} vs {means[runner]:.{digits}f} {runner}"
     if abs(means[runner] - means[best]) <= TIE_MARGIN * abs(means[best]):
         text += f" (practically tied: within {TIE_MARGIN:.1%})"
     return text
