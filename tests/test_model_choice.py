@@ -67,10 +67,20 @@ def test_cdnow_auto_picks_the_lowest_mean_mae_of_an_independent_loop():
     )
 
 
-def test_run_with_auto_writes_the_choice_to_summary_report_and_headline(tmp_path):
+def _config_file(tmp_path: Path) -> Path:
     text = CDNOW.read_text().replace("reports_dir: reports", f"reports_dir: {tmp_path / 'reports'}")
     config = tmp_path / "run.yaml"
     config.write_text(text.replace("models_dir: models", f"models_dir: {tmp_path / 'models'}"))
+    return config
+
+
+def _saved_purchase(tmp_path: Path) -> str:
+    (saved,) = (tmp_path / "models" / "cdnow").glob("2*/model.json")
+    return json.loads(saved.read_text())["config"]["model"]["purchase"]
+
+
+def test_run_with_auto_writes_the_choice_to_summary_report_and_headline(tmp_path):
+    config = _config_file(tmp_path)
     result = CliRunner().invoke(app, ["run", str(config), "--set", "model.purchase=auto"])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "reports" / "cdnow" / "summary.json").read_text())
@@ -87,6 +97,16 @@ def test_run_with_auto_writes_the_choice_to_summary_report_and_headline(tmp_path
     assert "purchase model chosen (auto)" in result.output
     html = (tmp_path / "reports" / "cdnow" / "report.html").read_text()
     assert "Purchase model chosen automatically" in html
+    assert _saved_purchase(tmp_path) == block["chosen"]  # the saved model records what was fitted
+
+
+def test_train_with_auto_saves_the_chosen_model(tmp_path):
+    config = _config_file(tmp_path)
+    overrides = ["--set", "model.purchase=auto", "--set", f"evaluation.origins=[{ORIGINS[1]}]"]
+    result = CliRunner().invoke(app, ["train", str(config), *overrides])
+    assert result.exit_code == 0, result.output
+    assert "purchase model chosen (auto): pareto_nbd: lowest mean MAE over 1 origin," in result.output
+    assert _saved_purchase(tmp_path) == "pareto_nbd"
 
 
 def test_bayes_chooses_with_maximum_likelihood_fits_and_says_so():
