@@ -42,7 +42,7 @@ __all__ = [
     "parse_config",
 ]
 
-PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd"]
+PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd", "mbgcnbd", "bgcnbd"]
 SpendModelName = Literal["gamma_gamma"]
 Method = Literal["mle", "bayes"]
 
