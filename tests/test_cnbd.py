@@ -108,10 +108,42 @@ def test_missing_column_is_a_data_error():
     ModifiedBetaGeoModel.from_params(r=1, alpha=2, a=1, b=2).loglik(rfm)
 
 
-def test_not_implemented_is_said():
-    model = ModifiedBetaGeoCNBDModel.from_params(k=2, r=1, alpha=2, a=1, b=2)
-    with pytest.raises(NotImplementedError, match="DERT"):
-        model.expected_residual_purchases(_rfm(), 0.01)
+@pytest.mark.parametrize(("cnbd", "nbd", "c"), PAIRS)
+def test_k1_pmf_and_dert(cnbd, nbd, c):
+    """k = 1: the conditional pmf equals clv's BG-family pmf; DERT equals its quadrature to 1e-6 relative."""
+    rfm = _rfm()
+    params = {"r": 0.55, "alpha": 4.2, "a": 0.8, "b": 2.4}
+    ours, ref = cnbd.from_params(k=1, **params), nbd.from_params(**params)
+    for n in (0, 1, 4):
+        np.testing.assert_allclose(
+            ours.probability_of_purchases(rfm, n, 13.0), ref.probability_of_purchases(rfm, n, 13.0), atol=1e-10
+        )
+    np.testing.assert_allclose(
+        ours.expected_residual_purchases(rfm, 0.01), ref.expected_residual_purchases(rfm, 0.01), rtol=1e-6
+    )
+
+
+def test_pmf_sums_to_one_and_its_mean_is_the_expectation():
+    """k = 3: the pmf over 0..299 sums to 1 and its mean is expected_purchases (two separate series)."""
+    rfm = _rfm()
+    model = ModifiedBetaGeoCNBDModel.from_params(k=3, r=0.9, alpha=2.0, a=0.8, b=2.4)
+    pmf = np.stack([model.probability_of_purchases(rfm, n, 26.0) for n in range(300)])
+    np.testing.assert_allclose(pmf.sum(axis=0), 1.0, atol=1e-12)
+    np.testing.assert_allclose(pmf.T @ np.arange(300), model.expected_purchases(rfm, 26.0), rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_dert_is_the_discounted_sum_of_expectations():
+    """k = 2: DERT = integral of delta e^(-delta t) E[X(t)] dt (integration by parts), by scipy's quad on the
+    conditional expectation."""
+    rfm = _rfm().iloc[:4]
+    delta = 0.02
+    model = BetaGeoCNBDModel.from_params(k=2, r=0.9, alpha=2.0, a=1.3, b=2.4)
+    ref = [
+        integrate.quad(lambda t, i=i: delta * math.exp(-delta * t) * model.expected_purchases(rfm, t)[i], 0, np.inf)[0]
+        for i in range(len(rfm))
+    ]
+    np.testing.assert_allclose(model.expected_residual_purchases(rfm, delta), ref, rtol=1e-6)
 
 
 def simulate_cnbd(n, k, r, alpha, a, b, c, T, seed):

@@ -25,6 +25,7 @@ from clv.purchase import erlang_geometric as eg
 from clv.purchase.base import (
     PurchaseModel,
     _weights,
+    check_count,
     check_horizon,
     check_new_customer_horizons,
     check_output,
@@ -207,14 +208,29 @@ class _CNBDModel(PurchaseModel):
         return check_output(eg.expected_new(t, self._rest(), self._order(), self._c), "expected purchases")
 
     def probability_of_purchases(self, rfm: pd.DataFrame, n: int, horizon: float) -> FloatArray:
-        raise NotImplementedError(f"{type(self).__name__}: the conditional pmf of future purchases is not implemented")
+        """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times the alive customer's pmf
+        (`erlang_geometric.pmf_alive`, exact), plus P(dead) for n = 0."""
+        horizon, n = check_horizon(horizon), check_count(n)
+        x, t_x, T = rfm_arrays(rfm)
+        (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+        k, params = self._order(), self._rest()
+        alive = np.exp(eg.log_p_alive(params, ux, ut, uT, k, self._c))
+        if horizon == 0:
+            value = np.full(ux.shape, 1.0 if n == 0 else 0.0)
+        else:
+            value = alive * eg.pmf_alive(n, horizon, params, ux, ut, uT, k, self._c) + (1.0 - alive) * (n == 0)
+        return check_output(value[inverse], "P(n purchases)", rfm)
 
     def expected_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> FloatArray:
-        check_rate(discount_rate)
-        raise NotImplementedError(
-            f"{type(self).__name__}: DERT (discounted expected residual purchases) is not implemented for the "
-            "regularity models; use expected purchases over a finite horizon"
-        )
+        """DERT: P(alive) times the discounted expected purchases of an alive customer
+        (`erlang_geometric.dert_alive`: a closed form in p, one Gauss-Laguerre integral over lambda)."""
+        delta = check_rate(discount_rate)
+        x, t_x, T = rfm_arrays(rfm)
+        (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+        k, params = self._order(), self._rest()
+        alive = np.exp(eg.log_p_alive(params, ux, ut, uT, k, self._c))
+        value = alive * eg.dert_alive(delta, params, ux, ut, uT, k, self._c)
+        return check_output(value[inverse], "discounted expected residual purchases", rfm)
 
 
 class ModifiedBetaGeoCNBDModel(_CNBDModel):

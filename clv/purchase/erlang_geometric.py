@@ -30,11 +30,13 @@ from numpy.typing import NDArray
 from scipy import special, stats
 
 __all__ = [
+    "dert_alive",
     "expected_alive",
     "expected_new",
     "log_p_alive",
     "loglik_grad",
     "phase_weights",
+    "pmf_alive",
     "regularity_term",
 ]
 
@@ -184,3 +186,68 @@ def _shift(a: float, b: float, c: int) -> float:
     """E[(1 - p)^c] for p ~ Beta(a, b): B(a, b + c) / B(a, b); with the series' B(a, b + c + n - 1) / B(a, b + c)
     it makes the new customer's E[(1 - p)^(n - 1 + c)]."""
     return float(np.exp(special.betaln(a, b + c) - special.betaln(a, b)))
+
+
+def _count_tail(n: FloatArray, k: int, j: int, shape: FloatArray, q: FloatArray) -> FloatArray:
+    """P(J >= n) per row and n (shape (rows, len(n))), J = floor((N + j) / k) the purchases among N ~
+    NegBin(shape, q) events with j events already past: P(N >= n k - j), 1 for n <= 0."""
+    return np.where(n <= 0, 1.0, stats.nbinom.sf(n * k - j - 1.0, shape[:, None], q[:, None]))
+
+
+def pmf_alive(
+    count: int, horizon: float, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, k: int, c: int
+) -> FloatArray:
+    """P(X(T, T + horizon) = count | alive at T, history). With J the purchase chances in the horizon (as in
+    `_series_expected`) and the n-th purchase made with probability E[(1 - p)^(n-1)], p ~ Beta(a, b + x + c):
+    P(X = n) = P(J = n) E[(1-p)^(n-1)] + P(J > n) E[(1-p)^(n-1) p] for n >= 1, and P(X = 0) = P(J = 0), mixed
+    over the phase posterior (`phase_weights`). Reutterer et al. 2021, Eq. A.4, conditioned on the history."""
+    r, alpha, a, b = (float(v) for v in params)
+    weights = phase_weights(params, x, t_x, T, k)
+    q = (alpha + T) / (alpha + T + horizon)
+    n = np.array([count, count + 1], dtype=float)
+    b2 = b + x + c
+    total = np.zeros(x.shape)
+    for j in range(k):
+        tail = _count_tail(n, k, j, r + k * x + j, q)  # P(J >= count), P(J >= count + 1)
+        if count == 0:
+            part = 1.0 - tail[:, 1]
+        else:
+            keep = np.exp(special.betaln(a, b2 + count - 1.0) - special.betaln(a, b2))
+            keep_next = np.exp(special.betaln(a, b2 + count) - special.betaln(a, b2))
+            part = (tail[:, 0] - tail[:, 1]) * keep + tail[:, 1] * (keep - keep_next)
+        total += weights[:, j] * part
+    return total
+
+
+def dert_alive(
+    delta: float, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, k: int, c: int, nodes: int = 96
+) -> FloatArray:
+    """Discounted expected purchases from T on of a customer alive at T (continuous discount rate delta).
+
+    Given lambda, p and j events of the open gap past, the n-th purchase comes at the (nk - j)-th event, whose
+    discount factor has mean g^(nk - j), g = lambda / (lambda + delta); summed over n with (1 - p)^(n-1):
+    g^(k-j) / (1 - (1-p) g^k), and over p ~ Beta(a, b'): g^(k-j) 2F1(1, b'; a + b'; g^k) (the series of the
+    Beta moments of 1 - p). What is left is one integral over lambda ~ Gamma(r + kx + j, alpha + T), by
+    generalised Gauss-Laguerre quadrature with `nodes` nodes per distinct shape."""
+    r, alpha, a, b = (float(v) for v in params)
+    weights = phase_weights(params, x, t_x, T, k)
+    total = np.zeros(x.shape)
+    for j in range(k):
+        shape = r + k * x + j
+        (us, ub, ubeta), inverse, _ = _unique3(shape, b + x + c, alpha + T)
+        values = np.empty(us.shape)
+        for i, (s_i, b_i, beta_i) in enumerate(zip(us, ub, ubeta, strict=True)):
+            z, w = special.roots_genlaguerre(nodes, s_i - 1.0)
+            g = z / (z + beta_i * delta)
+            f = g ** (k - j) * special.hyp2f1(1.0, b_i, a + b_i, g**k)
+            values[i] = float(np.exp(special.logsumexp(np.log(w) + np.log(f)) - special.gammaln(s_i)))
+        total += weights[:, j] * values[inverse]
+    return total
+
+
+def _unique3(
+    u: FloatArray, v: FloatArray, w: FloatArray
+) -> tuple[tuple[FloatArray, FloatArray, FloatArray], NDArray[np.intp], None]:
+    stacked = np.stack([u, v, w], axis=1)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    return (unique[:, 0], unique[:, 1], unique[:, 2]), inverse.reshape(-1), None
