@@ -221,3 +221,16 @@ def test_grocery(capsys):
             f"{expected.sum():.1f} vs {actual.sum()}, MAE {np.abs(expected - actual).mean():.4f}"
         )
     assert np.all(np.isfinite(expected))
+
+
+def test_registered_for_configs():
+    """`model.purchase: mbgcnbd` / `bgcnbd` build the regularity models (k chosen by likelihood)."""
+    from clv.config import load_config
+    from clv.pipeline import purchase_model
+    from clv.purchase import PURCHASE_MODELS
+
+    root = Path(__file__).resolve().parents[1]
+    for name, cls in (("mbgcnbd", ModifiedBetaGeoCNBDModel), ("bgcnbd", BetaGeoCNBDModel)):
+        assert PURCHASE_MODELS[name] is cls
+        model = purchase_model(load_config(root / "configs" / "cdnow.yaml", [f"model.purchase={name}"]))
+        assert type(model) is cls and model.k is None and model.max_k == 12
