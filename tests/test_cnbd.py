@@ -234,3 +234,25 @@ def test_registered_for_configs():
         assert PURCHASE_MODELS[name] is cls
         model = purchase_model(load_config(root / "configs" / "cdnow.yaml", [f"model.purchase={name}"]))
         assert type(model) is cls and model.k is None and model.max_k == 12
+
+
+def test_rfm_table_carries_the_column_when_given(tmp_path):
+    """An RFM table is read with or without sum_log_intervals; without it the regularity models say what is
+    missing, with it they fit."""
+    from clv.config import load_config
+    from clv.data.rfm_table import load_rfm_table
+
+    rfm = simulate_cnbd(300, 2, 1.0, 2.0, 0.8, 2.5, 1, 30.0, seed=5)
+    rfm.insert(0, "customer_id", [f"c{i}" for i in range(len(rfm))])
+    root = Path(__file__).resolve().parents[1]
+    for with_column in (False, True):
+        path = tmp_path / f"rfm_{with_column}.csv"
+        (rfm if with_column else rfm.drop(columns="sum_log_intervals")).to_csv(path, index=False)
+        config = load_config(root / "configs" / "cdnow.yaml", [f"data.source={path}", "time.holdout_end=null"])
+        frame = load_rfm_table(config).frame
+        assert ("sum_log_intervals" in frame) is with_column
+        if with_column:
+            assert ModifiedBetaGeoCNBDModel(max_k=3).fit(frame).params_["k"] >= 1
+        else:
+            with pytest.raises(DataError, match="sum_log_intervals"):
+                ModifiedBetaGeoCNBDModel(max_k=3).fit(frame)
