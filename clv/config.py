@@ -609,6 +609,22 @@ class RunConfig(_Section):
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
+    def _methods_fit_the_models(self) -> RunConfig:
+        """Each purchase model asked for is fitted only by the methods it has (`estimation_methods`)."""
+        from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports this module
+
+        asked = [(self.model.purchase, self.model.method)]
+        asked += [(m, method) for m in self.evaluation.models for method in self.evaluation.methods]
+        wrong = sorted({(m, method) for m, method in asked if method not in PURCHASE_MODELS[m].estimation_methods})
+        if wrong:
+            said = "; ".join(
+                f"{m} cannot be fitted by {method} (its method(s): {', '.join(PURCHASE_MODELS[m].estimation_methods)})"
+                for m, method in wrong
+            )
+            raise ValueError(said)
+        return self
+
+    @model_validator(mode="after")
     def _covariates_fit_the_models(self) -> RunConfig:
         problems = _covariate_problems(self)
         if problems:

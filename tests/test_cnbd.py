@@ -275,3 +275,13 @@ def test_rfm_table_carries_the_column_when_given(tmp_path):
         else:
             with pytest.raises(DataError, match="sum_log_intervals"):
                 ModifiedBetaGeoCNBDModel(max_k=3).fit(frame)
+
+
+def test_bayes_is_refused_in_the_config():
+    """The regularity models are fitted by maximum likelihood only; a config asking for Bayes says so."""
+    from clv.config import load_config
+    from clv.errors import ConfigError
+
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError, match="mbgcnbd cannot be fitted by bayes"):
+        load_config(root / "configs" / "cdnow.yaml", ["model.purchase=mbgcnbd", "model.method=bayes"])

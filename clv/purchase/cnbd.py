@@ -66,6 +66,7 @@ class _CNBDModel(PurchaseModel):
 
     param_names: ClassVar[tuple[str, ...]] = ("k", "r", "alpha", "a", "b")
     time_params: ClassVar[tuple[str, ...]] = ("alpha",)
+    estimation_methods: ClassVar[tuple[str, ...]] = ("mle",)
     _c: ClassVar[int]
 
     def __init__(
