@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     )
     from clv.purchase import (
         BetaGeoBetaBinomModel,
+        BetaGeoCNBDModel,
         BetaGeoModel,
+        ModifiedBetaGeoCNBDModel,
         ModifiedBetaGeoModel,
         ParetoNBDModel,
         PurchaseModel,
@@ -52,7 +54,9 @@ _WHERE: dict[str, str] = {
     "ModelFileError": "clv.errors",
     "NotFittedError": "clv.errors",
     "BetaGeoBetaBinomModel": "clv.purchase",
+    "BetaGeoCNBDModel": "clv.purchase",
     "BetaGeoModel": "clv.purchase",
+    "ModifiedBetaGeoCNBDModel": "clv.purchase",
     "ModifiedBetaGeoModel": "clv.purchase",
     "ParetoNBDModel": "clv.purchase",
     "PurchaseModel": "clv.purchase",
@@ -73,6 +77,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BetaGeoBetaBinomModel",
+    "BetaGeoCNBDModel",
     "BetaGeoModel",
     "ClvError",
     "ClvWarning",
@@ -82,6 +87,7 @@ __all__ = [
     "FitError",
     "GammaGammaModel",
     "ModelFileError",
+    "ModifiedBetaGeoCNBDModel",
     "ModifiedBetaGeoModel",
     "NotFittedError",
     "ParetoNBDModel",

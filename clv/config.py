@@ -42,7 +42,7 @@ __all__ = [
     "parse_config",
 ]
 
-PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd"]
+PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd", "mbgcnbd", "bgcnbd"]
 SpendModelName = Literal["gamma_gamma"]
 Method = Literal["mle", "bayes"]
 
@@ -630,6 +630,22 @@ class RunConfig(_Section):
         None, description="static customer covariates (none: every customer is a draw from one population)"
     )
     output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _methods_fit_the_models(self) -> RunConfig:
+        """Each purchase model asked for is fitted only by the methods it has (`estimation_methods`)."""
+        from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports this module
+
+        asked = [(self.model.purchase, self.model.method)]
+        asked += [(m, method) for m in self.evaluation.models for method in self.evaluation.methods]
+        wrong = sorted({(m, method) for m, method in asked if method not in PURCHASE_MODELS[m].estimation_methods})
+        if wrong:
+            said = "; ".join(
+                f"{m} cannot be fitted by {method} (its method(s): {', '.join(PURCHASE_MODELS[m].estimation_methods)})"
+                for m, method in wrong
+            )
+            raise ValueError(said)
+        return self
 
     @model_validator(mode="after")
     def _covariates_fit_the_models(self) -> RunConfig:

@@ -8,7 +8,10 @@ transactions of a customer on one day are merged into one; the first purchase da
 - `T`: time from the first purchase day to calibration_end;
 - `monetary_value` m_x: mean merged amount of the repeat purchase days (the first excluded), 0 when x = 0;
 - with a holdout: `frequency_holdout` (purchase days in (calibration_end, holdout_end]) and
-  `monetary_value_holdout` (their mean merged amount, 0 when there are none).
+  `monetary_value_holdout` (their mean merged amount, 0 when there are none);
+- `sum_log_intervals`: the sum over the calibration repeat purchase days of the log of the time since the previous
+  purchase day (0 when x = 0), which the regularity models' likelihood needs (Reutterer, Platzer & Schroeder 2021;
+  BTYDplus' `litt`).
 
 Times are in the run's unit (days or weeks). Customers first seen after calibration_end have no calibration
 history: they are counted and listed in the result (`new_customers`: first purchase day, purchase days and value
@@ -109,6 +112,11 @@ def rfm_summary(
             SELECT customer_id, count(*) - 1 AS frequency, min(day) AS first_day, max(day) AS last_day,
                    sum(amount) AS total, arg_min(amount, day) AS first_amount
             FROM {table} WHERE day <= {cal} GROUP BY 1
+        ), gaps AS (
+            SELECT customer_id, sum(ln(date_diff('day', previous_day, day) / {per_unit})) AS sum_log_intervals
+            FROM (SELECT customer_id, day, lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS previous_day
+                  FROM {table} WHERE day <= {cal})
+            WHERE previous_day IS NOT NULL GROUP BY 1
         ), hold AS (
             SELECT customer_id, count(*) AS frequency_holdout, sum(amount) AS total_holdout
             FROM {table} WHERE day > {cal} AND day <= {end} GROUP BY 1
@@ -119,10 +127,11 @@ def rfm_summary(
                date_diff('day', first_day, {cal}) / {per_unit} AS "T",
                CASE WHEN cal.frequency > 0 THEN (total - first_amount) / cal.frequency ELSE 0.0 END
                    AS monetary_value,
+               coalesce(gaps.sum_log_intervals, 0.0) AS sum_log_intervals,
                coalesce(hold.frequency_holdout, 0) AS frequency_holdout,
                CASE WHEN hold.frequency_holdout > 0 THEN total_holdout / hold.frequency_holdout ELSE 0.0 END
                    AS monetary_value_holdout
-        FROM cal LEFT JOIN hold USING (customer_id)
+        FROM cal LEFT JOIN gaps USING (customer_id) LEFT JOIN hold USING (customer_id)
         ORDER BY cal.customer_id
         """
     ).df()

@@ -1,7 +1,8 @@
 """Already-summarised RFM tables as a data source, for teams that summarise in their warehouse.
 
 A CSV or Parquet file whose columns include customer_id, frequency, recency and T (and monetary_value for
-spend; frequency_holdout and monetary_value_holdout for a holdout) is an RFM table in `time.unit`, recognised by
+spend; frequency_holdout and monetary_value_holdout for a holdout; sum_log_intervals for the regularity models,
+MBG/CNBD-k and BG/CNBD-k) is an RFM table in `time.unit`, recognised by
 those columns; anything else is a transaction log.
 """
 
@@ -19,7 +20,7 @@ from clv.errors import DataError
 __all__ = ["RFM_TABLE_COLUMNS", "is_rfm_table", "load_rfm_table"]
 
 RFM_TABLE_COLUMNS = ("customer_id", "frequency", "recency", "T")
-_OPTIONAL = ("monetary_value", "frequency_holdout", "monetary_value_holdout")
+_OPTIONAL = ("monetary_value", "frequency_holdout", "monetary_value_holdout", "sum_log_intervals")
 
 
 def _columns(path: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from clv.purchase.base import PurchaseModel
 from clv.purchase.bgbb import BetaGeoBetaBinomModel
 from clv.purchase.bgnbd import BetaGeoModel
+from clv.purchase.cnbd import BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel
 from clv.purchase.mbgnbd import ModifiedBetaGeoModel
 from clv.purchase.pareto_nbd import ParetoNBDModel
 
@@ -12,12 +13,16 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "pareto_nbd": ParetoNBDModel,
     "mbgnbd": ModifiedBetaGeoModel,
     "bgbb": BetaGeoBetaBinomModel,
+    "mbgcnbd": ModifiedBetaGeoCNBDModel,
+    "bgcnbd": BetaGeoCNBDModel,
 }
 
 __all__ = [
     "PURCHASE_MODELS",
     "BetaGeoBetaBinomModel",
+    "BetaGeoCNBDModel",
     "BetaGeoModel",
+    "ModifiedBetaGeoCNBDModel",
     "ModifiedBetaGeoModel",
     "ParetoNBDModel",
     "PurchaseModel",

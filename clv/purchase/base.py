@@ -64,6 +64,8 @@ class PurchaseModel(FittedModel):
 
     #: parameters measured in the run's time unit (they scale with it; nothing else does)
     time_params: ClassVar[tuple[str, ...]]
+    #: the estimation methods (model.method) the model has
+    estimation_methods: ClassVar[tuple[str, ...]] = ("mle", "bayes")
     #: the model tends to the no-dropout NBD as its dropout parameters go to a boundary (see `fit`)
     has_no_dropout_limit: ClassVar[bool] = False
     #: log-likelihood of the no-dropout NBD on the data of the last fit (models with `has_no_dropout_limit`)
