@@ -191,15 +191,20 @@ class _CNBDModel(PurchaseModel):
         value = np.exp(eg.log_p_alive(self._rest(), x, t_x, T, self._order(), self._c))
         return check_output(value, "P(alive)", rfm)
 
+    def _alive_unique(self, rfm: pd.DataFrame) -> tuple[list[FloatArray], NDArray[np.intp], FloatArray]:
+        """The distinct (frequency, recency, T) histories, each row's history, and P(alive) per history."""
+        x, t_x, T = rfm_arrays(rfm)
+        unique, inverse, _ = unique_rows(x, t_x, T)
+        ux, ut, uT = unique
+        return unique, inverse, np.exp(eg.log_p_alive(self._rest(), ux, ut, uT, self._order(), self._c))
+
     def expected_purchases(self, rfm: pd.DataFrame, horizon: float) -> FloatArray:
         """E[X(T, T + horizon) | x, t_x, T]: P(alive) times an alive customer's expectation given the phase of the
         open interval, an exact series (`erlang_geometric.expected_alive`; BTYDplus
         `mbgcnbd.ConditionalExpectedTransactions` approximates it for k > 1)."""
         horizon = check_horizon(horizon)
-        x, t_x, T = rfm_arrays(rfm)
-        (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+        (ux, ut, uT), inverse, alive = self._alive_unique(rfm)
         k, params = self._order(), self._rest()
-        alive = np.exp(eg.log_p_alive(params, ux, ut, uT, k, self._c))
         value = alive * eg.expected_alive(horizon, params, ux, ut, uT, k, self._c)
         return check_output(value[inverse], "expected purchases", rfm)
 
@@ -212,10 +217,8 @@ class _CNBDModel(PurchaseModel):
         """P(X(T, T + horizon) = n | x, t_x, T): P(alive) times the alive customer's pmf
         (`erlang_geometric.pmf_alive`, exact), plus P(dead) for n = 0."""
         horizon, n = check_horizon(horizon), check_count(n)
-        x, t_x, T = rfm_arrays(rfm)
-        (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+        (ux, ut, uT), inverse, alive = self._alive_unique(rfm)
         k, params = self._order(), self._rest()
-        alive = np.exp(eg.log_p_alive(params, ux, ut, uT, k, self._c))
         if horizon == 0:
             value = np.full(ux.shape, 1.0 if n == 0 else 0.0)
         else:
@@ -226,10 +229,8 @@ class _CNBDModel(PurchaseModel):
         """DERT: P(alive) times the discounted expected purchases of an alive customer
         (`erlang_geometric.dert_alive`: a closed form in p, one Gauss-Laguerre integral over lambda)."""
         delta = check_rate(discount_rate)
-        x, t_x, T = rfm_arrays(rfm)
-        (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
+        (ux, ut, uT), inverse, alive = self._alive_unique(rfm)
         k, params = self._order(), self._rest()
-        alive = np.exp(eg.log_p_alive(params, ux, ut, uT, k, self._c))
         value = alive * eg.dert_alive(delta, params, ux, ut, uT, k, self._c)
         return check_output(value[inverse], "discounted expected residual purchases", rfm)
 
