@@ -442,8 +442,6 @@ RFM_FRAME_COLUMNS = (
     "frequency_holdout",
     "monetary_value_holdout",
 )
-#: the covariate processes, the model that has each (model.purchase or model.spend), and its config key
-COVARIATE_PROCESSES = {"purchase": "purchase", "dropout": "purchase", "spend": "spend"}
 
 
 class CovariatePenalty(_Section):

@@ -128,14 +128,9 @@ class CoefficientLayout:
 def grouped_loglik_grad(scalar: RowFunction, P: FloatArray, *columns: FloatArray) -> tuple[FloatArray, FloatArray]:
     """A per-row-parameter log-likelihood from a model's scalar one: rows grouped by their parameters, the scalar
     function called once per group (exact; as fast as the scalar function when the groups are few)."""
-    (codes,) = unique_rows(*[P[:, j] for j in range(P.shape[1])])[1:2]
     ll = np.empty(P.shape[0])
     grad = np.empty(P.shape)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    for rows in np.split(order, bounds):
-        if rows.size == 0:
-            continue
+    for rows in pattern_groups(P):
         ll[rows], grad[rows] = scalar(P[rows[0]], *(c[rows] for c in columns))
     return ll, grad
 
@@ -230,11 +225,8 @@ class CovariateLikelihood:
         """The rows of each covariate pattern (of all rows, or of `rows`), contiguous: their data columns, the
         pattern's design row per process, and their weights."""
         index = np.arange(self.weights.size) if rows is None else rows
-        pattern = self.pattern[index]
-        order = np.argsort(pattern, kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(pattern[order]) != 0])
         parts = []
-        for g in np.split(order, starts[1:]):
+        for g in _groups_of(self.pattern[index]):
             taken = index[g]
             designs = {p: z[taken[:1]] for p, z in self.designs.items()}
             data = tuple(c[taken] for c in self.data)
@@ -365,12 +357,16 @@ def compressed_rows(
     return [np.asarray(c)[first] for c in data], [d[first] for d in designs], w
 
 
-def pattern_groups(P: FloatArray) -> list[NDArray[np.intp]]:
-    """The rows of each distinct parameter row of P (customers who share a covariate pattern)."""
-    codes = unique_rows(*[P[:, j] for j in range(P.shape[1])])[1]
+def _groups_of(codes: NDArray[np.intp]) -> list[NDArray[np.intp]]:
+    """The positions of each distinct code, in order of the codes (rows in their order within a group)."""
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return [rows for rows in np.split(order, bounds) if rows.size]
+
+
+def pattern_groups(P: FloatArray) -> list[NDArray[np.intp]]:
+    """The rows of each distinct parameter row of P (customers who share a covariate pattern)."""
+    return _groups_of(unique_rows(*[P[:, j] for j in range(P.shape[1])])[1])
 
 
 def by_covariate_pattern(method: F) -> F:
