@@ -565,6 +565,8 @@ def evaluate_command(
         _warn(result.warnings)
         if not quiet:
             _print_leaderboard(result)
+        for line in _combination_lines(result):
+            typer.echo(line)
         best = result.best
         value = "no value" if best["value"] is None else f"{best['value']:.4g}"
         flag = f"; flagged: {best['not_identified']}" if best.get("not_identified") else ""
@@ -572,6 +574,15 @@ def evaluate_command(
             flag += f"; within 0.5% of {best['tied_with']}: no real difference"
         typer.echo(f"best: {best['candidate']} by {best['criterion']} ({value}){flag}")
         typer.echo(f"evaluation written to {out}/ (open {out / 'evaluation.html'})")
+
+
+def _combination_lines(result: Any) -> list[str]:
+    """One line per forecast combination, kept or dropped and why; or why there are none."""
+    from clv.evaluate.combination import COMBINATIONS
+
+    combos = result.combinations
+    lines = [f"combinations: {note}" for note in combos.notes]
+    return lines + [f"combination {COMBINATIONS[name]}: {v.reason}" for name, v in combos.verdicts.items()]
 
 
 #: the leaderboard's rows in the terminal: column, header, decimals

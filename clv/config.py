@@ -570,8 +570,10 @@ def _covariate_problems(config: RunConfig) -> list[str]:
     if not covariates.columns and pool is None:
         return ["covariates: name at least one column in purchase, dropout or spend (or pool by one: model.pool_by)"]
     problems = []
-    named = [] if config.model.purchase == "auto" else [config.model.purchase]
-    purchase_models = dict.fromkeys([*named, *config.evaluation.models])
+    # the run's model takes the covariates; so does every candidate of `auto` (the chosen one is fitted with
+    # them); `clv evaluate` compares a model without processes for them without them only (a note says so)
+    auto = config.model.purchase == "auto"
+    purchase_models = dict.fromkeys(config.evaluation.models if auto else [config.model.purchase])
     for process, columns in covariates.processes.items():
         if process == "spend":
             if not config.data.has_values:

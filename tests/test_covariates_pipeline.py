@@ -21,7 +21,7 @@ from clv.cli import app
 from clv.config import load_config, parse_config
 from clv.data.customers import join_covariates, read_customer_table
 from clv.errors import ClvWarning, ConfigError, DataError
-from clv.evaluate.comparison import candidates
+from clv.evaluate.comparison import candidates, covariate_notes
 from clv.evaluate.tracking import unconditional_cumulative
 from clv.pipeline import fit_models, load_fitted, prepare_data, run, save_fitted
 from clv.purchase import ParetoNBDModel
@@ -85,10 +85,15 @@ def test_a_process_the_model_lacks_is_a_config_error_naming_it(monkeypatch):
     raw = _with({"source": "c.csv", "purchase": ["a"], "dropout": ["a"]}, model={"purchase": "pareto_nbd"})
     with pytest.raises(ConfigError, match=r"covariates\.dropout \(a\): pareto_nbd has no dropout process"):
         parse_config(raw)
-    raw["model"] = {"purchase": "bgnbd"}  # an evaluated model is a model too
+    raw["model"] = {"purchase": "auto"}  # a candidate of auto may be chosen, and is then fitted with them
     with pytest.raises(ConfigError, match="pareto_nbd has no dropout process"):
         parse_config(raw)
-    parse_config(raw | {"evaluation": {"models": ["bgnbd"]}})
+    # `clv evaluate` compares a model without processes for the covariates without them, and says so
+    raw["model"] = {"purchase": "bgnbd"}
+    config = parse_config(raw)
+    keys = [c.key for c in candidates(config)]
+    assert "pareto_nbd_mle" in keys and "pareto_nbd_covariates_mle" not in keys and "bgnbd_covariates_mle" in keys
+    assert covariate_notes(config) == ["pareto_nbd: no process for the covariates, compared without them"]
 
 
 def test_the_apparel_config_validates():

@@ -130,7 +130,7 @@ def test_tracking_counts_and_model_curves(cdnow_evaluation, cdnow_rfm):
 def test_rolling_origin_and_stability(cdnow_evaluation):
     per_origin = cdnow_evaluation.per_origin
     assert list(dict.fromkeys(per_origin["origin"])) == ["1997-07-31", "1997-08-31", "1997-09-30"]
-    assert len(per_origin) == 9
+    assert len(per_origin) == 9 + 3 + 2  # 3 fits, the equal-weight average at 3 origins, the backtest one at 2
     main = per_origin[per_origin["origin"] == "1997-09-30"].set_index("candidate")
     board = cdnow_evaluation.leaderboard.set_index("candidate")
     assert np.allclose(main.loc[board.index, "mae_purchases"], board["mae_purchases"])
@@ -306,7 +306,9 @@ def test_data_without_amounts_scores_purchases_with_a_rolling_origin(tmp_path):
     assert metrics["candidates"]["bgnbd_mle"]["metrics"]["value_target"] == "purchases"
     assert metrics["rolling"]["origins"] == ["1997-08-31", "1997-09-30"]
     rolling = pd.read_csv(folder / "rolling.csv")
-    assert len(rolling) == 4 and set(rolling["candidate"]) == {"bgnbd (mle)", "mbgnbd (mle)"}
+    fits = rolling[~rolling["candidate"].str.endswith("average")]
+    assert len(fits) == 4 and set(fits["candidate"]) == {"bgnbd (mle)", "mbgnbd (mle)"}
+    assert len(rolling) == 4 + 2 + 1  # and the combinations (the backtest-weighted one from the second origin)
     assert (folder / "rolling_stability.csv").is_file()
     assert 'alt="rolling origin"' in (folder / "evaluation.html").read_text()
 

@@ -14,6 +14,7 @@ The value the tiers and rank metrics use is the run's CLV (prediction.horizon, d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
@@ -40,9 +41,11 @@ __all__ = [
     "best_candidate",
     "candidate_config",
     "candidates",
+    "covariate_notes",
     "fit_statistics",
     "holdout_frame",
     "leaderboard",
+    "takes_covariates",
 ]
 
 #: columns of the leaderboard after rank and candidate, when the fits have them: the fit's, its metrics, its time
@@ -53,6 +56,7 @@ LEADERBOARD_COLUMNS = (
     "parameters",
     *(m.name for m in METRICS if m.leaderboard),
     "fit_seconds",
+    "weights",
 )
 
 
@@ -85,11 +89,37 @@ class CandidateResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def takes_covariates(config: RunConfig, purchase: str) -> bool:
+    """Whether the purchase model has a process for each of the config's purchase and dropout covariates (spend
+    covariates go to the spend model); False without a covariates section."""
+    from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports the config
+
+    if config.covariates is None:
+        return False
+    effects = PURCHASE_MODELS[purchase].covariate_effects
+    return all(process in effects for process in config.covariates.processes if process != "spend")
+
+
 def candidates(config: RunConfig) -> list[Candidate]:
     """Every model with every method of the evaluation section, models first; with a covariates section, each
-    without and then with the covariates."""
-    options = (False, True) if config.covariates is not None else (False,)
-    return [Candidate(m, f, c) for m, f, c in product(config.evaluation.models, config.evaluation.methods, options)]
+    without and then with the covariates (a model without processes for them: without only, see
+    `covariate_notes`)."""
+    out = []
+    for model, method in product(config.evaluation.models, config.evaluation.methods):
+        out.append(Candidate(model, method))
+        if takes_covariates(config, model):
+            out.append(Candidate(model, method, True))
+    return out
+
+
+def covariate_notes(config: RunConfig) -> list[str]:
+    """A note naming the models compared without the config's covariates because they take none."""
+    if config.covariates is None:
+        return []
+    plain = [m for m in config.evaluation.models if not takes_covariates(config, m)]
+    if not plain:
+        return []
+    return [f"{', '.join(plain)}: no process for the covariates, compared without them"]
 
 
 def candidate_config(config: RunConfig, candidate: Candidate) -> RunConfig:
@@ -216,14 +246,19 @@ def _posterior_holdout(
     return frame
 
 
-def leaderboard(results: list[CandidateResult], rank_by: str) -> pd.DataFrame:
-    """One row per candidate, best first by `rank_by` (fits lacking it last), with its rank."""
+def leaderboard(
+    results: list[CandidateResult], rank_by: str, others: Sequence[tuple[str, dict[str, Any]]] = ()
+) -> pd.DataFrame:
+    """One row per candidate, and per entry of `others` (a label and its columns: the forecast combinations),
+    best first by `rank_by` (entries lacking it last), with its rank."""
     rows = []
     columns = LEADERBOARD_COLUMNS if rank_by in LEADERBOARD_COLUMNS else (*LEADERBOARD_COLUMNS, rank_by)
-    for result in results:
-        row: dict[str, Any] = {"candidate": result.candidate.label}
-        merged = result.fit | result.score.metrics | {"purchase": result.candidate.purchase}
-        merged["method"] = result.candidate.method
+    entries = [
+        (r.candidate.label, r.fit | r.score.metrics | {"purchase": r.candidate.purchase, "method": r.candidate.method})
+        for r in results
+    ]
+    for label, merged in [*entries, *others]:
+        row: dict[str, Any] = {"candidate": label}
         row |= {c: merged.get(c) for c in columns if c in merged}
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -6,6 +6,7 @@ Nothing is written here (see `clv.report.evaluation.write_evaluation`).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,18 +25,28 @@ from clv.data.rfm_table import is_rfm_table
 from clv.data.tracking import RepeatTracking, repeat_tracking
 from clv.data.transactions import load_transactions
 from clv.errors import ClvWarning, ConfigError, DataError
+from clv.evaluate.combination import (
+    COMBINATIONS,
+    CombinedForecast,
+    Verdict,
+    equal_weights,
+    inverse_error_weights,
+    squared_errors,
+    verdict,
+)
 from clv.evaluate.comparison import (
     Candidate,
     CandidateResult,
     best_candidate,
     candidate_config,
     candidates,
+    covariate_notes,
     fit_statistics,
     holdout_frame,
     leaderboard,
 )
 from clv.evaluate.rolling import STABILITY_METRICS, rolling_origins, stability
-from clv.evaluate.scores import score_holdout
+from clv.evaluate.scores import HoldoutScore, score_holdout
 from clv.evaluate.tracking import conditional_cumulative, unconditional_cumulative
 from clv.metric_registry import AMOUNT_CRITERIA
 from clv.pipeline import (
@@ -49,7 +60,7 @@ from clv.pipeline import (
     with_covariates,
 )
 
-__all__ = ["Evaluation", "TrackingCurves", "evaluate", "load_origins", "run_candidate"]
+__all__ = ["Combinations", "Evaluation", "TrackingCurves", "evaluate", "load_origins", "run_candidate"]
 
 
 @dataclass
@@ -84,6 +95,29 @@ class TrackingCurves:
         return frame
 
 
+@dataclass(frozen=True)
+class Combinations:
+    """The forecast combinations (`clv.evaluate.combination`): each one on the run's holdout, its verdict from
+    the rolling origins, its weights and scores at each origin, and notes (why none, when none was made)."""
+
+    forecasts: tuple[CombinedForecast, ...] = ()
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    per_origin: dict[str, dict[dt.date, dict[str, Any]]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def kept(self) -> list[CombinedForecast]:
+        """The combinations that won in the backtests, in `COMBINATIONS` order."""
+        return [f for f in self.forecasts if self.verdicts[f.name].kept]
+
+
+#: why there are no combinations without rolling origins
+NEEDS_ORIGINS = (
+    "forecast combinations need rolling origins (evaluation.rolling or evaluation.origins, e.g. --rolling 4): "
+    "their weights and the test of whether they beat the best single fit come from the origins"
+)
+
+
 @dataclass
 class Evaluation:
     """Everything `clv evaluate` found, before it is written."""
@@ -99,10 +133,20 @@ class Evaluation:
     stability: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    combinations: Combinations = field(default_factory=Combinations)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> dict[str, str]:
-        return {r.candidate.key: r.candidate.label for r in self.results}
+        """Key -> label of every ranked entry: the fits, then the kept combinations."""
+        return {r.candidate.key: r.candidate.label for r in self.results} | {
+            c.key: c.label for c in self.combinations.kept
+        }
+
+    @property
+    def scores(self) -> dict[str, HoldoutScore]:
+        """Label -> holdout scores of every ranked entry (the charts' series)."""
+        return {r.candidate.label: r.score for r in self.results} | {c.label: c.score for c in self.combinations.kept}
 
 
 def _check_holdout(config: RunConfig) -> None:
@@ -177,8 +221,14 @@ def run_candidate(
 
 
 def _tracking(
-    config: RunConfig, data: DataStep, actual: RepeatTracking, results: list[CandidateResult]
+    config: RunConfig,
+    data: DataStep,
+    actual: RepeatTracking,
+    results: list[CandidateResult],
+    combined: list[CombinedForecast],
 ) -> TrackingCurves:
+    """Each fit's curves; a combination's are the weighted sums of its fits' (both curves are sums of
+    expectations, so the combination's expectation is the weighted sum)."""
     unit = config.time.unit
     unconditional, conditional = {}, {}
     weeks = np.zeros(0, dtype=np.intp)
@@ -186,7 +236,17 @@ def _tracking(
         model = result.fitted.purchase  # a posterior's mean for Bayesian fits
         unconditional[result.candidate.key] = unconditional_cumulative(model, actual, unit, data.rfm.frame)
         weeks, conditional[result.candidate.key] = conditional_cumulative(model, data.rfm.frame, actual, unit)
+    key = {r.candidate.label: r.candidate.key for r in results}
+    for forecast in combined:
+        weights = {key[label]: w for label, w in forecast.weights.items()}
+        unconditional[forecast.key] = _weighted_sum(unconditional, weights)
+        conditional[forecast.key] = _weighted_sum(conditional, weights)
     return TrackingCurves(actual, unconditional, weeks, conditional)
+
+
+def _weighted_sum(curves: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    keys = list(weights)
+    return np.asarray(sum(weights[k] * curves[k] for k in keys[1:]) + weights[keys[0]] * curves[keys[0]], dtype=float)
 
 
 def evaluate(
@@ -215,16 +275,23 @@ def evaluate(
         results.append(_run_candidate(config, candidate, data.rfm, strict, progress_bar))
         timings[candidate.label] = round(time.perf_counter() - step, 4)
     board = leaderboard(results, config.evaluation.rank_by)
-    tracking = None
-    if actual is not None:
-        _say(progress, "weekly tracking curves")
-        tracking = _tracking(config, data, actual, results)
     evaluation = Evaluation(
-        config, data, results, board, best_candidate(board, config.evaluation.rank_by), tracking, origins
+        config, data, results, board, best_candidate(board, config.evaluation.rank_by), None, origins
     )
     evaluation.warnings = [m for r in results for m in r.warnings]
+    evaluation.notes = covariate_notes(config)
     if origins:
         _rolling(evaluation, rolling, strict, progress)
+    else:
+        evaluation.combinations = Combinations(notes=(NEEDS_ORIGINS,))
+    kept = evaluation.combinations.kept
+    if kept:
+        rows = [(c.label, c.score.metrics | {"purchase": "combination", "weights": c.weights_text()}) for c in kept]
+        evaluation.leaderboard = leaderboard(results, config.evaluation.rank_by, rows)
+        evaluation.best = best_candidate(evaluation.leaderboard, config.evaluation.rank_by)
+    if actual is not None:
+        _say(progress, "weekly tracking curves")
+        evaluation.tracking = _tracking(config, data, actual, results, kept)
     evaluation.timings = timings
     return evaluation
 
@@ -261,9 +328,11 @@ def _say(progress: Progress | None, step: str) -> None:
 def _rolling(
     evaluation: Evaluation, rolling: dict[dt.date, RfmSummary], strict: bool, progress: Progress | None
 ) -> None:
-    """Every candidate at every origin (the main split's results reused at time.calibration_end)."""
+    """Every candidate at every origin (the main split's results reused at time.calibration_end), and the
+    forecast combinations at each, with weights from the origins before it."""
     config = evaluation.config
     rows = []
+    backtest = _Backtest()
     for origin in evaluation.origins:
         if origin == config.time.calibration_end:
             found = evaluation.results
@@ -271,10 +340,72 @@ def _rolling(
             _say(progress, f"rolling origin {origin}")
             found = [_run_candidate(config, c, rolling[origin], strict, False) for c in candidates(config)]
             evaluation.warnings += [f"origin {origin}: {m}" for r in found for m in r.warnings]
-        for result in found:
-            scores = result.score.metrics
-            row = {"origin": origin.isoformat(), "candidate": result.candidate.label, "customers": scores["customers"]}
+        combined = backtest.add(config, origin, found)
+        for label, scores in [(r.candidate.label, r.score.metrics) for r in found] + [
+            (c.label, c.score.metrics) for c in combined
+        ]:
+            row = {"origin": origin.isoformat(), "candidate": label, "customers": scores["customers"]}
             row |= {m: scores.get(m) for m in ("predicted_purchases", "actual_purchases", *STABILITY_METRICS)}
             rows.append(row)
     evaluation.per_origin = pd.DataFrame(rows).dropna(axis=1, how="all")
     evaluation.stability = stability(evaluation.per_origin)
+    evaluation.combinations = backtest.result(config, evaluation.results)
+
+
+def _combine(
+    config: RunConfig, found: list[CandidateResult], errors: dict[dt.date, dict[str, float]]
+) -> list[CombinedForecast]:
+    """The combinations of one split's fits: equal weights, and (with earlier origins' squared errors in
+    `errors`) inverse-error weights from them."""
+    if len(found) < 2:
+        return []
+    frames = {r.candidate.label: r.predictions for r in found}
+    labels = list(frames)
+    out = [
+        CombinedForecast.of(
+            config, "equal_weight", frames, dict(zip(labels, equal_weights(len(labels)).tolist(), strict=True))
+        )
+    ]
+    if errors:
+        sse = [sum(e[label] for e in errors.values()) for label in labels]
+        weights = dict(zip(labels, inverse_error_weights(sse).tolist(), strict=True))
+        out.append(CombinedForecast.of(config, "backtest_weighted", frames, weights, tuple(errors)))
+    return out
+
+
+class _Backtest:
+    """The combinations origin by origin, oldest first: each origin's combinations use the squared errors of
+    the origins before it, then its own are recorded; the scores by `evaluation.rank_by` are kept for the
+    verdicts."""
+
+    def __init__(self) -> None:
+        self.errors: dict[dt.date, dict[str, float]] = {}
+        self.scores: dict[str, dict[dt.date, float]] = {}
+        self.per_origin: dict[str, dict[dt.date, dict[str, Any]]] = {name: {} for name in COMBINATIONS}
+        self.final: list[CombinedForecast] | None = None
+
+    def add(self, config: RunConfig, origin: dt.date, found: list[CandidateResult]) -> list[CombinedForecast]:
+        combined = _combine(config, found, self.errors)
+        self.errors[origin] = {r.candidate.label: squared_errors(r.predictions) for r in found}
+        criterion = config.evaluation.rank_by
+        for label, metrics in [(r.candidate.label, r.score.metrics) for r in found] + [
+            (c.name, c.score.metrics) for c in combined
+        ]:
+            value = metrics.get(criterion)
+            self.scores.setdefault(label, {})[origin] = math.nan if value is None else float(value)
+        for c in combined:
+            self.per_origin[c.name][origin] = {"weights": c.weights, "metrics": c.score.metrics}
+        if origin == config.time.calibration_end:
+            self.final = combined
+        return combined
+
+    def result(self, config: RunConfig, results: list[CandidateResult]) -> Combinations:
+        """The combinations on the run's holdout (weights from every origin before time.calibration_end), and
+        each one's verdict over the origins."""
+        if len(results) < 2:
+            return Combinations(notes=("forecast combinations need two or more candidates",))
+        final = self.final if self.final is not None else _combine(config, results, self.errors)
+        singles = {r.candidate.label: self.scores.get(r.candidate.label, {}) for r in results}
+        criterion = config.evaluation.rank_by
+        verdicts = {name: verdict(name, self.scores.get(name, {}), singles, criterion) for name in COMBINATIONS}
+        return Combinations(tuple(final), verdicts, self.per_origin)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from clv.config import config_hash
+from clv.evaluate.combination import COMBINATIONS
 from clv.evaluate.job import Evaluation
 from clv.metric_registry import METRICS, RANK_CRITERIA
 from clv.report import evaluation_charts as charts
@@ -20,7 +21,7 @@ from clv.report.files import staged_folder
 from clv.report.markup import card, escape, number, page, table, text
 from clv.versions import package_versions
 
-__all__ = ["build_evaluation_report", "evaluation_dict", "write_evaluation"]
+__all__ = ["build_evaluation_report", "combinations_dict", "evaluation_dict", "write_evaluation"]
 
 #: what each leaderboard column means (the fit's flag, then the metrics' definitions)
 DEFINITIONS = {
@@ -84,7 +85,52 @@ def evaluation_dict(ev: Evaluation) -> dict[str, Any]:
             "per_origin": ev.per_origin.to_dict(orient="records"),
             "stability": ev.stability.to_dict(orient="records"),
         }
+    out["combinations"] = combinations_dict(ev)
+    out["notes"] = ev.notes
     return out
+
+
+#: how the combinations are made and judged, in metrics.json and the report
+COMBINATION_RULES = {
+    "equal_weight": "every candidate's per-customer forecasts averaged with weight 1/m (m candidates)",
+    "backtest_weighted": "weights proportional to 1 / (the candidate's sum of squared errors of holdout purchases "
+    "per customer over the origins before the split scored; Bates & Granger 1969)",
+    "averaged": "holdout purchases and revenue, CLV, P(alive) and P(a purchase in the holdout), one weight vector "
+    "for all; no predictive intervals",
+    "kept_when": "its mean of evaluation.rank_by over the origins where it has a score beats the best single fit's "
+    "mean over the same origins; else it is listed here as dropped, with its score",
+    "look_ahead": "the weights used at an origin, and on the run's holdout, come only from earlier origins; the "
+    "origins' holdouts overlap in calendar time, so earlier origins' holdouts cover part of a later split's "
+    "holdout period; the keep-or-drop test uses every origin, the run's holdout among them when "
+    "time.calibration_end is an origin",
+}
+
+
+def combinations_dict(ev: Evaluation) -> dict[str, Any]:
+    """metrics.json's `combinations` block: the rules, each combination's verdict, weights and scores on the
+    run's holdout, and its weights and scores at each origin; notes when none was made."""
+    combos = ev.combinations
+    entries = []
+    for forecast in combos.forecasts:
+        s = forecast.score
+        entries.append(
+            combos.verdicts[forecast.name].to_dict()
+            | {
+                "key": forecast.key,
+                "weights": forecast.weights,
+                "weights_from_origins": [o.isoformat() for o in forecast.weights_from],
+                "metrics": s.metrics,
+                "deciles": s.deciles.to_dict(orient="records"),
+                "by_frequency": s.by_frequency.to_dict(orient="records"),
+                "tiers": s.tiers.to_dict(orient="records"),
+                "per_origin": [
+                    {"origin": o.isoformat()} | v for o, v in combos.per_origin.get(forecast.name, {}).items()
+                ],
+            }
+        )
+    made = {f.name for f in combos.forecasts}
+    entries += [v.to_dict() for name, v in combos.verdicts.items() if name not in made]
+    return {"rules": COMBINATION_RULES, "entries": entries, "notes": list(combos.notes)}
 
 
 def _plain(value: Any) -> Any:
@@ -105,10 +151,11 @@ def _predictions(ev: Evaluation) -> pd.DataFrame:
     first = ev.results[0].predictions
     base = ["customer_id", "frequency", "actual_purchases"] + (["actual_revenue"] if "actual_revenue" in first else [])
     frame = first[base].copy()
-    for result in ev.results:
-        cols = [c for c in result.predictions.columns if c not in base]
-        part = result.predictions[cols].add_prefix(f"{result.candidate.key}__")
-        frame = pd.concat([frame, part], axis=1)
+    named = [(r.candidate.key, r.predictions) for r in ev.results]
+    named += [(c.key, c.predictions) for c in ev.combinations.forecasts]  # kept and dropped (metrics.json says)
+    for key, predictions in named:
+        cols = [c for c in predictions.columns if c not in base]
+        frame = pd.concat([frame, predictions[cols].add_prefix(f"{key}__")], axis=1)
     return frame
 
 
@@ -121,6 +168,7 @@ def write_evaluation(ev: Evaluation) -> Path:
         (staging / "metrics.json").write_text(text + "\n")
         ev.leaderboard.to_csv(staging / "leaderboard.csv", index=False)
         deciles = [r.score.deciles.assign(candidate=r.candidate.label) for r in ev.results]
+        deciles += [c.score.deciles.assign(candidate=c.label) for c in ev.combinations.forecasts]
         pd.concat(deciles, ignore_index=True).to_csv(staging / "deciles.csv", index=False)
         if ev.tracking is not None:
             ev.tracking.table(ev.labels).to_csv(staging / "tracking.csv", index=False)
@@ -196,13 +244,58 @@ def _board_table(board: pd.DataFrame) -> str:
     return table(frame, bold=bold, formats={"metric": text})
 
 
+def _combinations(ev: Evaluation) -> str:
+    """The forecast combinations: how they are made, and each one kept or dropped with its backtest score."""
+    combos = ev.combinations
+    intro = (
+        "<h2>Forecast combinations</h2><p>Averages of the single fits' per-customer forecasts (holdout purchases "
+        "and revenue, CLV, P(alive), P(a purchase)): equal weights, and weights proportional to 1 / the fit's sum "
+        "of squared errors of holdout purchases at the earlier origins (Bates &amp; Granger 1969). One enters the "
+        "leaderboard only when its mean over the rolling origins beats the best single fit's over the same "
+        "origins.</p>"
+    )
+    notes = "".join(f"<p class='note'>{escape(n)}</p>" for n in combos.notes)
+    if not combos.verdicts:
+        return intro + notes
+    rows, said = [], []
+    holdout = {f.name: f for f in combos.forecasts}
+    criterion = ev.config.evaluation.rank_by
+    for name, v in combos.verdicts.items():
+        forecast = holdout.get(name)
+        rows.append(
+            {
+                "combination": COMBINATIONS[name],
+                "verdict": "kept" if v.kept else "dropped",
+                "origins": len(v.origins),
+                f"mean {criterion}": v.mean,
+                "best single fit": v.best_single or "",
+                "its mean": v.best_single_mean,
+                f"{criterion} on this holdout": None if forecast is None else forecast.score.metrics.get(criterion),
+            }
+        )
+        weights = "" if forecast is None else f" Weights on this holdout: {forecast.weights_text()}."
+        said.append(f"<li><b>{escape(COMBINATIONS[name])}</b>: {escape(v.reason)}.{escape(weights)}</li>")
+    look = (
+        "<p class='note'>No look-ahead in the weights: an origin's (and this holdout's) come from the origins "
+        "before it only; but the origins' holdouts overlap in calendar time, and the keep-or-drop test uses every "
+        "origin, this holdout among them when the calibration end is an origin.</p>"
+    )
+    frame = pd.DataFrame(rows)
+    formats = {c: _four for c in frame.columns if "mean" in c or "holdout" in c}
+    return intro + notes + table(frame, formats=formats) + f"<ul class='note'>{''.join(said)}</ul>" + look
+
+
+def _four(value: Any) -> str:
+    return number(value, 4)
+
+
 def _img(alt: str, src: str) -> str:
     return f'<img alt="{escape(alt)}" src="{src}">'
 
 
 def _charts(ev: Evaluation) -> list[str]:
     target = ev.results[0].score.metrics["value_target"]
-    named = {r.candidate.label: r.score for r in ev.results}
+    named = ev.scores
     parts = []
     if ev.tracking is not None:
         frame = ev.tracking.table(ev.labels)
@@ -276,6 +369,7 @@ def build_evaluation_report(ev: Evaluation, summary: dict[str, Any]) -> str:
         f"{len(ev.results)} fit(s); created {escape(summary['created'])}.</p>",
     ]
     parts += [f"<p class='warn'>{escape(w)}</p>" for w in ev.warnings]
-    parts += [_headline(ev, split), _leaderboard(ev), *_charts(ev), _fits(ev), _rolling(ev)]
+    parts += [f"<p class='note'>{escape(n)}</p>" for n in ev.notes]
+    parts += [_headline(ev, split), _leaderboard(ev), _combinations(ev), *_charts(ev), _fits(ev), _rolling(ev)]
     parts.append(f"<p class='note'>config hash {escape(summary['config_hash'])}</p>")
     return page(f"Holdout evaluation: {ev.config.name}", parts)
