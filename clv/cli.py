@@ -502,7 +502,9 @@ def evaluate_command(
     models: Annotated[
         str | None,
         typer.Option(
-            help="Purchase models to compare, comma-separated (default: bgnbd,pareto_nbd,mbgnbd).", show_default=False
+            help="Purchase models to compare, comma-separated (default: bgnbd,pareto_nbd,mbgnbd; add mbgcnbd,bgcnbd "
+            "for purchase regularity).",
+            show_default=False,
         ),
     ] = None,
     methods: Annotated[
@@ -537,7 +539,9 @@ def evaluate_command(
     predict the holdout (to time.holdout_end, required), and compare: totals and % error, per-customer MAE and
     RMSE of purchases (and revenue), Spearman and normalized Gini of CLV against holdout value, decile
     calibration, Brier score and AUC of P(alive), the top tier's share of holdout value, interval coverage for
-    Bayesian fits, and LL / AIC / BIC of each fit. Prints the leaderboard and names the best; writes
+    Bayesian fits, and LL / AIC / BIC of each fit. With a rolling origin, also the equal-weight and the
+    backtest-weighted average of the fits' forecasts, ranked only when they beat the best single fit on the
+    origins (else listed as dropped, with the reason). Prints the leaderboard and names the best; writes
     reports/<name>/evaluation/ (metrics.json, leaderboard.csv, deciles.csv, tracking.csv, predictions.parquet,
     evaluation.html; rolling.csv and rolling_stability.csv with a rolling origin).
 
