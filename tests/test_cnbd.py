@@ -277,11 +277,14 @@ def test_rfm_table_carries_the_column_when_given(tmp_path):
                 ModifiedBetaGeoCNBDModel(max_k=3).fit(frame)
 
 
-def test_bayes_is_refused_in_the_config():
-    """The regularity models are fitted by maximum likelihood only; a config asking for Bayes says so."""
+def test_bayes_is_accepted_in_the_config():
+    """The regularity models are fitted by maximum likelihood or Bayes (k held at its maximum-likelihood value,
+    `clv.bayes.fit`), in a run and in evaluate's methods."""
     from clv.config import load_config
-    from clv.errors import ConfigError
 
     root = Path(__file__).resolve().parents[1]
-    with pytest.raises(ConfigError, match="mbgcnbd cannot be fitted by bayes"):
-        load_config(root / "configs" / "cdnow.yaml", ["model.purchase=mbgcnbd", "model.method=bayes"])
+    for name in ("mbgcnbd", "bgcnbd"):
+        config = load_config(root / "configs" / "cdnow.yaml", [f"model.purchase={name}", "model.method=bayes"])
+        assert (config.model.purchase, config.model.method) == (name, "bayes")
+    config = load_config(root / "configs" / "cdnow.yaml", ["evaluation.models=[mbgcnbd]", "evaluation.methods=[bayes]"])
+    assert config.evaluation.methods == ["bayes"]
