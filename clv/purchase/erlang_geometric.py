@@ -198,25 +198,40 @@ def expected_alive_curve(
 def _curve_grid(
     times: FloatArray, k: int, j: int, shape: FloatArray, rate: FloatArray, a: float, b: FloatArray
 ) -> FloatArray:
-    """E[min(J, D)] per group (rows of shape, rate, b) and horizon: see `expected_alive_curve`."""
+    """E[min(J, D)] per group (rows of shape, rate, b) and horizon: see `expected_alive_curve`. Groups are
+    taken in chunks of similar truncation points M (light buyers need a few terms, heavy buyers hundreds)."""
     out = np.zeros((shape.size, times.size))
     longest = float(times.max(initial=0.0))
     if longest <= 0 or shape.size == 0:
         return out
-    top = int(np.max(stats.nbinom.isf(TAIL, shape, rate / (rate + longest))))
+    tops = stats.nbinom.isf(TAIL, shape, rate / (rate + longest))
+    order = np.argsort(tops, kind="stable")
+    for chunk in np.array_split(order, max(1, -(-order.size // _CHUNK))):
+        out[chunk] = _curve_chunk(times, k, j, int(tops[chunk].max()), shape[chunk], rate[chunk], a, b[chunk])
+    return out
+
+
+#: groups per chunk of `_curve_grid`
+_CHUNK = 48
+
+
+def _curve_chunk(
+    times: FloatArray, k: int, j: int, top: int, shape: FloatArray, rate: FloatArray, a: float, b: FloatArray
+) -> FloatArray:
+    """`_curve_grid` for groups whose event counts are summed over 0..top."""
+    out = np.zeros((shape.size, times.size))
     m = np.arange(top + 1, dtype=float)
     log_count = special.gammaln(shape[:, None] + m) - special.gammaln(shape)[:, None] - special.gammaln(m + 1.0)
-    chances = (top + j) // k
-    i = np.arange(1.0, chances + 1.0)
+    i = np.arange(1.0, (top + j) // k + 1.0)
     keep = np.exp(special.betaln(a, b[:, None] + i - 1.0) - special.betaln(a, b)[:, None])
     cumulative = np.concatenate([np.zeros((shape.size, 1)), np.cumsum(keep, axis=1)], axis=1)
-    made = cumulative[:, ((m.astype(np.int64) + j) // k)]  # C(floor((m + j) / k)), (groups, M + 1)
-    for h, t in enumerate(times):
-        if t <= 0:
-            continue
-        log_q, log_1q = np.log(rate / (rate + t)), np.log(t / (rate + t))
-        pmf = np.exp(log_count + (shape * log_q)[:, None] + m * log_1q[:, None])
-        out[:, h] = (pmf * made).sum(axis=1)
+    made = cumulative[:, ((m.astype(np.int64) + j) // k)]  # C(floor((m + j) / k)), (groups, top + 1)
+    positive = times > 0
+    t = times[positive]
+    log_q = np.log(rate[:, None] / (rate[:, None] + t))  # (groups, horizons)
+    log_1q = np.log(t / (rate[:, None] + t))
+    pmf = np.exp(log_count[:, None, :] + (shape[:, None] * log_q)[:, :, None] + log_1q[:, :, None] * m)
+    out[:, positive] = np.einsum("ghm,gm->gh", pmf, made)
     return out
 
 
