@@ -47,6 +47,7 @@ __all__ = [
     "NOT_IDENTIFIED",
     "FitResult",
     "FittedModel",
+    "HeldParameters",
     "LikelihoodProblem",
     "check_finite_frame",
     "check_output",
@@ -155,6 +156,17 @@ class LikelihoodProblem:
         """Total log-likelihood of the data as given, at natural parameters."""
         ll, _ = self.unscaled(params)
         return float(self.weights @ ll)
+
+
+@dataclass(frozen=True)
+class HeldParameters:
+    """Parameters that a Bayesian fit holds at fixed values instead of sampling them (the Erlang order k of the
+    regularity models, a whole number): their values, the model whose `likelihood_problem` is the likelihood of
+    the other parameters at those values, and how the values were chosen (for the posterior's summary)."""
+
+    values: dict[str, float]
+    model: FittedModel
+    record: dict[str, Any]
 
 
 def _standardised_search(
@@ -313,6 +325,11 @@ class FittedModel(ABC):
     @abstractmethod
     def likelihood_problem(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> LikelihoodProblem:
         """The data of a fit and its log-likelihood, as both estimation methods use them."""
+
+    def held_in_posterior(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> HeldParameters | None:
+        """The parameters a Bayesian fit on `rfm` holds fixed (`HeldParameters`); None, the default: it samples
+        all of them."""
+        return None
 
     def _search_bounds(self) -> LogBounds | None:
         """Bounds of the log-parameters (rescaled) in the maximum-likelihood search; None: [-25, 25] each."""

@@ -286,6 +286,9 @@ def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
     point = posterior.point_result()
     if posterior.layout is not None and posterior.layout.pooled:
         return type(model).from_result(dataclasses.replace(point, n_customers=len(rfm)))
+    if posterior.held:  # k of the regularity models: the likelihood of the data as given, at the point itself
+        ll = float(type(model).from_result(point).loglik(rfm).sum())
+        return type(model).from_result(dataclasses.replace(point, log_likelihood=ll, n_customers=len(rfm)))
     problem = model.likelihood_problem(rfm)
     mean = posterior.mean()
     k = len(model.param_names)

@@ -329,4 +329,5 @@ def _posterior(folder: Path, block: dict[str, Any]) -> Posterior | None:
         mle=summary.get("maximum_likelihood"),
         layout=CustomerLayout.from_dict(summary["layout"]) if summary.get("layout") else None,
         pooling=summary.get("pooling"),
+        held=summary.get("held"),
     )

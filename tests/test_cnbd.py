@@ -132,6 +132,41 @@ def test_pmf_sums_to_one_and_its_mean_is_the_expectation():
     np.testing.assert_allclose(pmf.T @ np.arange(300), model.expected_purchases(rfm, 26.0), rtol=1e-10)
 
 
+@pytest.mark.parametrize(("k", "c"), [(1, 1), (3, 1), (3, 0), (8, 0)])
+def test_the_curve_over_many_horizons_is_the_series(k, c):
+    """`expected_alive_curve` (a sum over the NegBin pmf of event counts, all horizons at once) equals
+    `expected_alive` (a series of NegBin tails, one horizon at a time): two routes to the same expectation,
+    including recency = T (the open interval empty) and no repeat purchase."""
+    from clv.purchase import erlang_geometric as eg
+
+    rfm = _rfm()
+    x, t_x, T = (rfm[col].to_numpy(dtype=float).copy() for col in ("frequency", "recency", "T"))
+    t_x[:3] = np.where(x[:3] > 0, T[:3], 0.0)
+    params = np.array([0.9, 2.0, 0.8, 2.4])
+    horizons = np.array([0.0, 0.5, 4.0, 26.0, 104.0])
+    curve = eg.expected_alive_curve(horizons, params, x, t_x, T, k, c)
+    series = np.stack([eg.expected_alive(h, params, x, t_x, T, k, c) for h in horizons], axis=1)
+    np.testing.assert_allclose(curve, series, rtol=1e-10, atol=1e-300)
+
+
+def test_simulated_purchases_follow_the_pmf():
+    """Purchases simulated from the generative process given the history (alive, phase, lambda, p, events,
+    drop-out) against the exact pmf (`probability_of_purchases`, a separate series): frequencies of 0..3
+    purchases within 4 standard errors, for histories with recency = T, recency < T and no repeat purchase."""
+    model = ModifiedBetaGeoCNBDModel.from_params(k=3, r=0.9, alpha=2.0, a=0.8, b=2.4)
+    histories = pd.DataFrame({"frequency": [24.0, 5.0, 9.0, 0.0], "recency": [29.4, 2.2, 18.0, 0.0]})
+    histories["T"] = [29.4, 2.2, 54.7, 12.0]
+    n = 40_000
+    sims = model.simulate_purchases(histories.loc[histories.index.repeat(n)], 26.0, np.random.default_rng(7))
+    sims = sims.reshape(len(histories), n)
+    for count in range(4):
+        p = model.probability_of_purchases(histories, count, 26.0)
+        se = np.sqrt(p * (1 - p) / n) + 1e-9
+        assert np.all(np.abs((sims == count).mean(axis=1) - p) < 4 * se), count
+    spread = sims.std(axis=1) / np.sqrt(n) + 1e-9
+    assert np.all(np.abs(sims.mean(axis=1) - model.expected_purchases(histories, 26.0)) < 4 * spread)
+
+
 @pytest.mark.slow
 def test_dert_is_the_discounted_sum_of_expectations():
     """k = 2: DERT = integral of delta e^(-delta t) E[X(t)] dt (integration by parts), by scipy's quad on the
@@ -277,11 +312,14 @@ def test_rfm_table_carries_the_column_when_given(tmp_path):
                 ModifiedBetaGeoCNBDModel(max_k=3).fit(frame)
 
 
-def test_bayes_is_refused_in_the_config():
-    """The regularity models are fitted by maximum likelihood only; a config asking for Bayes says so."""
+def test_bayes_is_accepted_in_the_config():
+    """The regularity models are fitted by maximum likelihood or Bayes (k held at its maximum-likelihood value,
+    `clv.bayes.fit`), in a run and in evaluate's methods."""
     from clv.config import load_config
-    from clv.errors import ConfigError
 
     root = Path(__file__).resolve().parents[1]
-    with pytest.raises(ConfigError, match="mbgcnbd cannot be fitted by bayes"):
-        load_config(root / "configs" / "cdnow.yaml", ["model.purchase=mbgcnbd", "model.method=bayes"])
+    for name in ("mbgcnbd", "bgcnbd"):
+        config = load_config(root / "configs" / "cdnow.yaml", [f"model.purchase={name}", "model.method=bayes"])
+        assert (config.model.purchase, config.model.method) == (name, "bayes")
+    config = load_config(root / "configs" / "cdnow.yaml", ["evaluation.models=[mbgcnbd]", "evaluation.methods=[bayes]"])
+    assert config.evaluation.methods == ["bayes"]

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clv import BetaGeoBetaBinomModel, BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clv import (
+    BetaGeoBetaBinomModel,
+    BetaGeoCNBDModel,
+    BetaGeoModel,
+    GammaGammaModel,
+    ModifiedBetaGeoCNBDModel,
+    ModifiedBetaGeoModel,
+    ParetoNBDModel,
+)
 from clv.bayes.graphs import GRAPHS, graph_data, total_log_likelihood
 from clv.bayes.hyp2f1_op import log_hyp2f1_one, log_hyp2f1_one_grad
 from clv.hypergeometric import hyp2f1_one, hyp2f1_one_fraction
@@ -56,7 +64,8 @@ def extreme_rfm() -> pd.DataFrame:
 
 
 def test_every_model_has_a_graph():
-    names = {cls.name for cls in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, BetaGeoBetaBinomModel)}
+    models = (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, BetaGeoBetaBinomModel)
+    names = {cls.name for cls in (*models, BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel)}
     assert names | {GammaGammaModel.name} == set(GRAPHS)
 
 
@@ -88,6 +97,24 @@ def test_purchase_graphs_at_the_extremes(cls):
     if cls is not ParetoNBDModel:
         points.append([0.55, 2.7, 0.6, 2.7])  # Pareto/NBD's alpha = beta: see the next test
     assert_equal_to_numpy(problem, f, points + around([0.5, 2.0, 0.8, 2.5], 6, seed=5, scale=1.5))
+
+
+@pytest.mark.parametrize("cls", [BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel])
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_cnbd_graphs_equal_the_likelihood_on_cdnow(cdnow_rfm, cls, k):
+    """The regularity models at a fixed k (the phase grid j = 0..k-1 a data variable of the graph)."""
+    problem, f = compiled(cls(k=k), cdnow_rfm)
+    assert problem.param_names == ("r", "alpha", "a", "b")
+    assert_equal_to_numpy(problem, f, around([0.9, 1.1, 0.6, 1.8], 6, seed=10 * k + cls._c))
+
+
+@pytest.mark.parametrize("cls", [BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel])
+def test_cnbd_graphs_at_the_extremes(cls):
+    """x = 0, recency = T (the open interval empty: only the j = 0 phase), thousands of purchases, a = 1,
+    little dropout, k = 12."""
+    problem, f = compiled(cls(k=12), extreme_rfm(), np.array([3.0, 1.0, 2.0, 1.0, 5.0, 1.0, 1.0, 2.0, 1.0]))
+    points = [[0.55, 2.7, 1.0, 3.0], [3.0, 0.1, 0.05, 40.0], [0.05, 25.0, 5.0, 0.3], [8.0, 0.5, 0.6, 2.7]]
+    assert_equal_to_numpy(problem, f, points)
 
 
 def test_pareto_nbd_graph_at_alpha_equal_to_beta():
@@ -156,12 +183,15 @@ def test_bgbb_graph_at_the_extremes():
         (ModifiedBetaGeoModel, [0.5, 1.6, 0.9, 1.6]),
         (ParetoNBDModel, [0.55, 25.7, 0.6, 0.26]),
         (GammaGammaModel, [6.2, 3.7, 0.5]),
+        (ModifiedBetaGeoCNBDModel, [0.9, 1.1, 0.6, 1.8]),
+        (BetaGeoCNBDModel, [0.9, 1.1, 0.6, 1.8]),
     ],
 )
 def test_graphs_compile_with_numba(cdnow_rfm, cls, point):
     """What nutpie compiles: the Numba backend gives the same values and gradients (Pareto/NBD: with its 2F1
-    kernel)."""
-    problem, f = compiled(cls(), cdnow_rfm, mode="NUMBA")
+    kernel; the regularity models at k = 3)."""
+    model = cls(k=3) if cls in (ModifiedBetaGeoCNBDModel, BetaGeoCNBDModel) else cls()
+    problem, f = compiled(model, cdnow_rfm, mode="NUMBA")
     assert_equal_to_numpy(problem, f, [point])
 
 

@@ -46,7 +46,7 @@ from clv.config import BayesConfig, PriorConfig
 from clv.covariates import Effect
 from clv.errors import ClvError, ConfigError, FitError
 from clv.mle import damped_step, maximize_likelihood
-from clv.model import FittedModel, LikelihoodProblem
+from clv.model import FittedModel, HeldParameters, LikelihoodProblem
 
 __all__ = ["BayesProblem", "build_model", "fit_posterior", "nutpie_available"]
 
@@ -290,7 +290,9 @@ def fit_posterior(
     `rfm`'s columns) has draws of its base parameters and coefficients; with `pooling`, the parameters are
     pooled across the groups of `pooling.column` (`clv.bayes.pooling`), and the draws are each group's
     parameters, then mu_log_{name} and tau_log_{name} per parameter."""
-    problem, start = _bayes_problem(model, rfm, options, weights, pooling, seed)
+    held = model.held_in_posterior(rfm, weights)
+    fitted = model if held is None else held.model
+    problem, start = _bayes_problem(fitted, rfm, options, weights, pooling, seed)
     _check_priors(problem, options.priors)
     initial = _start(problem, start)
     began = time.perf_counter()
@@ -299,11 +301,13 @@ def fit_posterior(
     stacked = idata.posterior.stack(sample=("chain", "draw"))  # type: ignore[attr-defined]
     names, draws, rows = _posterior_draws(problem, stacked)
     _check_diagnostics(diagnostics, rows, names, idata, options)
+    layout, mle, summary = _described(fitted, problem, rfm, weights, start, draws, options)
+    if held is not None:
+        names, draws, mle = _with_held(model.param_names, names, draws, held, idata, mle)
     if _groups(problem) is not None:  # the draws under the posterior's names too, as a saved posterior reads them
         shape = (idata.posterior.sizes["chain"], idata.posterior.sizes["draw"])  # type: ignore[attr-defined]
         for j, name in enumerate(names):
             idata.posterior[name] = (("chain", "draw"), draws[:, j].reshape(shape))  # type: ignore[attr-defined]
-    layout, mle, summary = _described(model, problem, rfm, weights, start, draws, options)
     return Posterior(
         model_name=model.name,
         param_names=names,
@@ -314,7 +318,28 @@ def fit_posterior(
         mle=mle,
         layout=layout,
         pooling=summary,
+        held=None if held is None else held.record,
     )
+
+
+def _with_held(
+    order: tuple[str, ...],
+    names: tuple[str, ...],
+    draws: FloatArray,
+    held: HeldParameters,
+    idata: az.InferenceData,
+    mle: dict[str, float] | None,
+) -> tuple[tuple[str, ...], FloatArray, dict[str, float] | None]:
+    """The draws with the held parameters as constant columns, all in the model's parameter order `order` (as
+    the predictions per draw read them), and in the InferenceData too (as a saved posterior reads them)."""
+    columns = {**dict(zip(names, draws.T, strict=True))}
+    posterior: Any = idata.posterior  # type: ignore[attr-defined]
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"])
+    for name, value in held.values.items():
+        columns[name] = np.full(draws.shape[0], value)
+        posterior[name] = (("chain", "draw"), np.full(shape, value))
+    full = None if mle is None else {n: (held.values[n] if n in held.values else mle[n]) for n in order}
+    return order, np.column_stack([columns[n] for n in order]), full
 
 
 def _posterior_draws(problem: LikelihoodProblem, stacked: Any) -> tuple[tuple[str, ...], FloatArray, list[str]]:

@@ -101,6 +101,56 @@ def _purchase_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
     return {"x": x, "t_x": rows["t_x"], "T": rows["T"], **_by_count(k, x)}
 
 
+# ---------- BG/CNBD-k and MBG/CNBD-k ----------
+
+
+def erlang_geometric(c: int) -> RowGraph:
+    """The BG/CNBD-k (c = 0) or MBG/CNBD-k (c = 1) per-row log-likelihood at a fixed Erlang order k, without
+    the regularity term (Reutterer, Platzer & Schroeder 2021, Eq. A.5; BTYDplus `mbgcnbd.LL`):
+    `clv.purchase.erlang_geometric.loglik_grad` as a graph. The data carry the phase grid j = 0..k-1 (`j`), so
+    that one compiled graph serves every k. The regularity term (k - 1) sum_log_intervals - x log((k-1)!) does
+    not depend on (r, alpha, a, b): at a fixed k it leaves the posterior as it is, and is left out."""
+
+    def graph(params: Sequence[Tensor], data: Mapping[str, Tensor]) -> Tensor:
+        r, alpha, a, b = params
+        x, t_x, T, j = (data[n] for n in ("x", "t_x", "T", "j"))
+        order = pt.cast(j.shape[0], "float64")
+        s = r + order * x
+        common = (
+            _counted(lambda n: pt.gammaln(r + order * n) - pt.gammaln(r), data, r) + r * pt.log(alpha) - _betaln(a, b)
+        )
+        u = T - t_x
+        open_ = u > 0
+        # log(u / (alpha + T)) at a safe u where u = 0; those rows keep only the j = 0 term
+        log_ratio = pt.log(pt.switch(open_, u, 1.0)) - pt.log(alpha + T)
+        grow = _counted(
+            lambda n: (
+                pt.gammaln((r + order * n)[:, None] + j[None, :])
+                - pt.gammaln(r + order * n)[:, None]
+                - pt.gammaln(j + 1.0)[None, :]
+            ),
+            data,
+            r,
+        )
+        used = open_[:, None] | pt.eq(j, 0.0)[None, :]
+        phase = pt.switch(used, grow + j[None, :] * log_ratio[:, None], -np.inf)
+        alive = common + _counted(lambda n: _betaln(a, b + n + c), data, a, b)
+        alive = alive + _logsumexp_rows(phase) - s * pt.log(alpha + T)
+        # only used where x + c > 0, where it equals b + x + c - 1 (as in `erlang_geometric._terms`)
+        drop_term = _counted(lambda n: _betaln(a + 1.0, pt.maximum(b + n + c - 1.0, b)), data, a, b)
+        drop = common + drop_term - s * pt.log(alpha + t_x)
+        if c > 0:
+            return _logaddexp(alive, drop)
+        return pt.switch(x > 0, _logaddexp(alive, drop), alive)
+
+    return graph
+
+
+def _phase_rows(problem: LikelihoodProblem) -> dict[str, FloatArray]:
+    """`_purchase_rows` with the phase grid j = 0..k-1 of the problem's Erlang order (`rows["j"]`)."""
+    return {**_purchase_rows(problem), "j": problem.rows["j"]}
+
+
 # ---------- Pareto/NBD ----------
 
 _LOG_HYP = LogHyp2F1One()
@@ -237,6 +287,8 @@ GRAPHS: dict[
     "mbgnbd": (_weighted(beta_geometric(1)), _with_weights(_purchase_rows)),
     "pareto_nbd": (_weighted(pareto_nbd), _with_weights(_purchase_rows)),
     "bgbb": (_weighted(bgbb), _with_weights(_bgbb_rows)),
+    "bgcnbd": (_weighted(erlang_geometric(0)), _with_weights(_phase_rows)),
+    "mbgcnbd": (_weighted(erlang_geometric(1)), _with_weights(_phase_rows)),
     "gamma_gamma": (gamma_gamma_total, _spend_rows),
 }
 

@@ -172,6 +172,9 @@ class Posterior:
     layout: CustomerLayout | None = None
     #: a pooled fit: per group, its parameters, the separate fit's and the shrinkage toward the population
     pooling: dict[str, Any] | None = None
+    #: parameters the fit held fixed rather than sampled (`clv.model.HeldParameters.record`: the regularity
+    #: models' k, and how it was chosen); their draws are constant columns
+    held: dict[str, Any] | None = None
 
     def mean(self) -> dict[str, float]:
         return dict(zip(self.param_names, map(float, self.draws.mean(axis=0)), strict=True))
@@ -229,6 +232,7 @@ class Posterior:
             "n_draws": int(self.draws.shape[0]),
             "layout": None if self.layout is None else self.layout.to_dict(),
             "pooling": self.pooling,
+            "held": self.held,
         }
 
 

@@ -11,22 +11,24 @@ fitted by maximum likelihood on the compressed (x, t_x, T) rows, and the k with 
 from __future__ import annotations
 
 import functools
-from typing import ClassVar, Self
+import warnings
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from clv.compress import unique_rows
-from clv.errors import ClvError, DataError
+from clv.errors import ClvError, ClvWarning, DataError
 from clv.mle import MleResult, RowLikelihood, maximize_likelihood
-from clv.model import FitResult, LikelihoodProblem
+from clv.model import FitResult, HeldParameters, LikelihoodProblem
 from clv.purchase import erlang_geometric as eg
 from clv.purchase.base import (
     PurchaseModel,
     _weights,
     check_count,
     check_horizon,
+    check_horizons,
     check_new_customer_horizons,
     check_output,
     check_rate,
@@ -39,6 +41,9 @@ FloatArray = NDArray[np.float64]
 
 #: the RFM column the likelihood needs (`clv.data.rfm`)
 SUM_LOG_INTERVALS = "sum_log_intervals"
+#: the Bayesian fit samples at the k of maximum likelihood and warns when the approximate posterior probability
+#: of that k (`_CNBDModel.held_in_posterior`) is below this
+K_CERTAIN = 0.99
 
 
 def sum_log_intervals(rfm: pd.DataFrame) -> FloatArray:
@@ -61,12 +66,19 @@ def sum_log_intervals(rfm: pd.DataFrame) -> FloatArray:
     return values
 
 
+def _order_of(row: FloatArray) -> int:
+    """The Erlang order k of a parameter row (k, r, alpha, a, b), checked to be a whole number >= 1."""
+    k = float(row[0])
+    if not (np.isfinite(k) and k >= 1 and k == int(k)):
+        raise ClvError(f"k must be a whole number >= 1, got {k!r}")
+    return int(k)
+
+
 class _CNBDModel(PurchaseModel):
     """The regularity models; see `ModifiedBetaGeoCNBDModel`."""
 
     param_names: ClassVar[tuple[str, ...]] = ("k", "r", "alpha", "a", "b")
     time_params: ClassVar[tuple[str, ...]] = ("alpha",)
-    estimation_methods: ClassVar[tuple[str, ...]] = ("mle",)
     _c: ClassVar[int]
 
     def __init__(
@@ -130,7 +142,8 @@ class _CNBDModel(PurchaseModel):
             n_customers=int(x.size),
             n_unique=int(ux.size),
             model_name=self.name,
-            rows={"x": ux, "t_x": ut / scale, "T": uT / scale},
+            # j: the phase grid 0..k-1 (events of the open inter-purchase time), which the likelihood graph reads
+            rows={"x": ux, "t_x": ut / scale, "T": uT / scale, "j": np.arange(k, dtype=float)},
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
@@ -158,6 +171,42 @@ class _CNBDModel(PurchaseModel):
         self.n_unique_ = int(unique_rows(x, t_x, T)[0][0].size)
         self._warn(found)
         return self
+
+    def held_in_posterior(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> HeldParameters:
+        """The Bayesian fit holds k at its maximum-likelihood value (the given k, or the best of 1..max_k, as
+        `fit` chooses it) and samples (r, alpha, a, b) given that k. The record says so, with each k's maximised
+        log-likelihood and its approximate posterior probability under a uniform prior on 1..max_k,
+        exp(LL_k - max LL) normalised: the Laplace (BIC) approximation of p(data | k), whose penalty is the same
+        for every k (4 parameters each) and cancels. A ClvWarning says when that probability of the chosen k
+        is under `K_CERTAIN` (the posterior given k then understates the uncertainty)."""
+        chooser = type(self)(k=self.k, max_k=self.max_k, starts=self.starts, seed=self.seed, max_iter=self.max_iter)
+        chooser.fit(rfm, weights)
+        k = chooser._order()
+        lls = chooser.k_log_likelihoods_
+        top = max(lls.values())
+        relative = {j: float(np.exp(ll - top)) for j, ll in lls.items()}
+        share = {j: v / sum(relative.values()) for j, v in relative.items()}
+        searched = f"1..{self.max_k}" if self.k is None else f"{self.k} (given)"
+        record: dict[str, Any] = {
+            "k": k,
+            "how": (
+                f"k fixed at its maximum-likelihood value over {searched}; (r, alpha, a, b) sampled given k. "
+                "approximate_probability: exp(LL_k - max LL) normalised, the Laplace (BIC) approximation of "
+                "P(k | data) under a uniform prior on the k searched"
+            ),
+            "log_likelihood_by_k": {str(j): float(ll) for j, ll in lls.items()},
+            "approximate_probability": {str(j): float(v) for j, v in share.items()},
+        }
+        if share[k] < K_CERTAIN:
+            others = ", ".join(f"k={j}: {v:.3f}" for j, v in sorted(share.items()) if j != k and v >= 1e-3)
+            warnings.warn(
+                f"{type(self).__name__}: the posterior is sampled at k={k}, whose approximate probability is only "
+                f"{share[k]:.3f} ({others}): the credible intervals leave out the uncertainty about k",
+                ClvWarning,
+                stacklevel=2,
+            )
+        fixed = type(self)(k=k, max_k=self.max_k, starts=self.starts, seed=self.seed, max_iter=self.max_iter)
+        return HeldParameters({"k": float(k)}, fixed, record)
 
     def _fit_order(
         self, k: int, x: FloatArray, t_x: FloatArray, T: FloatArray, w: FloatArray, litt: FloatArray
@@ -207,6 +256,59 @@ class _CNBDModel(PurchaseModel):
         k, params = self._order(), self._rest()
         value = alive * eg.expected_alive(horizon, params, ux, ut, uT, k, self._c)
         return check_output(value[inverse], "expected purchases", rfm)
+
+    @classmethod
+    def alive_curve_draws(
+        cls, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, horizons: FloatArray
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray]:
+        """`alive_curve` under each draw (rows of `params`: k, r, alpha, a, b): P(alive) (draws, rows), one group
+        per row (the alive customer's expectation depends on t_x through the phase of the open interval), and
+        the curve (draws, rows, horizons) by `erlang_geometric.expected_alive_curve`."""
+        times = check_horizons(horizons)
+        alive = np.empty((params.shape[0], x.size))
+        curve = np.empty((params.shape[0], x.size, times.size))
+        for d, row in enumerate(params):
+            k, rest = _order_of(row), row[1:]
+            alive[d] = np.exp(eg.log_p_alive(rest, x, t_x, T, k, cls._c))
+            curve[d] = eg.expected_alive_curve(times, rest, x, t_x, T, k, cls._c)
+        return alive, np.arange(x.size), curve
+
+    @classmethod
+    def predict_draws(cls, params: FloatArray, rfm: pd.DataFrame, method: str, **kwargs: Any) -> FloatArray:
+        """`expected_purchases` under every draw by `alive_curve_draws`; other predictions draw by draw."""
+        if method != "expected_purchases":
+            return super().predict_draws(params, rfm, method, **kwargs)
+        x, t_x, T = rfm_arrays(rfm)
+        alive, _, curve = cls.alive_curve_draws(params, x, t_x, T, np.array([check_horizon(kwargs["horizon"])]))
+        return check_output(alive * curve[:, :, 0], "expected purchases", rfm)
+
+    @classmethod
+    def simulate_purchases_draws(
+        cls,
+        params: FloatArray,
+        x: FloatArray,
+        t_x: FloatArray,
+        T: FloatArray,
+        horizon: float,
+        rng: np.random.Generator,
+        p_alive: FloatArray | None = None,
+    ) -> FloatArray:
+        """`simulate_purchases` under each draw (rows of `params`), shape (draws, rows): alive with P(alive),
+        then `erlang_geometric.simulate_alive`."""
+        horizon = check_horizon(horizon)
+        out = np.empty((params.shape[0], x.size))
+        for d, row in enumerate(params):
+            k, rest = _order_of(row), row[1:]
+            alive = np.exp(eg.log_p_alive(rest, x, t_x, T, k, cls._c)) if p_alive is None else p_alive[d]
+            counts = eg.simulate_alive(horizon, rest, x, t_x, T, k, cls._c, rng)
+            out[d] = np.where(rng.random(x.size) < alive, counts, 0.0)
+        return out
+
+    def simulate_purchases(self, rfm: pd.DataFrame, horizon: float, rng: np.random.Generator) -> FloatArray:
+        """One draw per row of the purchases in (T, T + horizon] given the history: alive with P(alive), then the
+        purchase process from the latent state's posterior (`erlang_geometric.simulate_alive`)."""
+        x, t_x, T = rfm_arrays(rfm)
+        return self.simulate_purchases_draws(np.array([self._p()]), x, t_x, T, horizon, rng)[0]
 
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
         """E[X(t)] for a customer just acquired (`erlang_geometric.expected_new`, an exact series)."""

@@ -32,12 +32,14 @@ from scipy import special, stats
 __all__ = [
     "dert_alive",
     "expected_alive",
+    "expected_alive_curve",
     "expected_new",
     "log_p_alive",
     "loglik_grad",
     "phase_weights",
     "pmf_alive",
     "regularity_term",
+    "simulate_alive",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -167,6 +169,100 @@ def expected_alive(
         )
         total[used] += weights[used, j] * part
     return total
+
+
+def expected_alive_curve(
+    horizons: FloatArray, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, k: int, c: int
+) -> FloatArray:
+    """`expected_alive` at many horizons at once, shape (rows, len(horizons)), by another exact route: with N
+    the Poisson count mixed over lambda ~ Gamma(r + kx + j, alpha + T) (NegBin) and J = floor((N + j) / k) the
+    purchase chances,
+
+        E[min(J, D)] = sum_m P(N = m) C(floor((m + j) / k)),  C(n) = sum_{i=1..n} B(a, b' + i - 1) / B(a, b')
+
+    (D the purchases until drop-out, P(D >= i) = E[(1 - p)^(i-1)], b' = b + x + c), summed over m = 0..M with
+    P(N > M) under `TAIL` at the longest horizon. The log-gamma part of the NegBin pmf and C do not depend on
+    the horizon, so each further horizon costs one exponential per (row, m); the work is done once per distinct
+    (x, T) and phase j, then mixed by each row's phase posterior (`phase_weights`)."""
+    r, alpha, a, b = (float(v) for v in params)
+    times = np.asarray(horizons, dtype=float)
+    weights = phase_weights(params, x, t_x, T, k)
+    (gx, gT), inverse = _unique2(x, T)
+    total = np.zeros((x.size, times.size))
+    for j in range(k):
+        curve = _curve_grid(times, k, j, r + k * gx + j, alpha + gT, a, b + gx + c)
+        total += weights[:, j : j + 1] * curve[inverse]
+    return total
+
+
+def _curve_grid(
+    times: FloatArray, k: int, j: int, shape: FloatArray, rate: FloatArray, a: float, b: FloatArray
+) -> FloatArray:
+    """E[min(J, D)] per group (rows of shape, rate, b) and horizon: see `expected_alive_curve`. Groups are
+    taken in chunks of similar truncation points M (light buyers need a few terms, heavy buyers hundreds)."""
+    out = np.zeros((shape.size, times.size))
+    longest = float(times.max(initial=0.0))
+    if longest <= 0 or shape.size == 0:
+        return out
+    tops = stats.nbinom.isf(TAIL, shape, rate / (rate + longest))
+    order = np.argsort(tops, kind="stable")
+    for chunk in np.array_split(order, max(1, -(-order.size // _CHUNK))):
+        out[chunk] = _curve_chunk(times, k, j, int(tops[chunk].max()), shape[chunk], rate[chunk], a, b[chunk])
+    return out
+
+
+#: groups per chunk of `_curve_grid`
+_CHUNK = 48
+
+
+def _curve_chunk(
+    times: FloatArray, k: int, j: int, top: int, shape: FloatArray, rate: FloatArray, a: float, b: FloatArray
+) -> FloatArray:
+    """`_curve_grid` for groups whose event counts are summed over 0..top."""
+    out = np.zeros((shape.size, times.size))
+    m = np.arange(top + 1, dtype=float)
+    log_count = special.gammaln(shape[:, None] + m) - special.gammaln(shape)[:, None] - special.gammaln(m + 1.0)
+    i = np.arange(1.0, (top + j) // k + 1.0)
+    keep = np.exp(special.betaln(a, b[:, None] + i - 1.0) - special.betaln(a, b)[:, None])
+    cumulative = np.concatenate([np.zeros((shape.size, 1)), np.cumsum(keep, axis=1)], axis=1)
+    made = cumulative[:, ((m.astype(np.int64) + j) // k)]  # C(floor((m + j) / k)), (groups, top + 1)
+    positive = times > 0
+    t = times[positive]
+    log_q = np.log(rate[:, None] / (rate[:, None] + t))  # (groups, horizons)
+    log_1q = np.log(t / (rate[:, None] + t))
+    pmf = np.exp(log_count[:, None, :] + (shape[:, None] * log_q)[:, :, None] + log_1q[:, :, None] * m)
+    out[:, positive] = np.einsum("ghm,gm->gh", pmf, made)
+    return out
+
+
+def _unique2(u: FloatArray, v: FloatArray) -> tuple[tuple[FloatArray, FloatArray], NDArray[np.intp]]:
+    unique, inverse = np.unique(np.stack([u, v], axis=1), axis=0, return_inverse=True)
+    return (unique[:, 0], unique[:, 1]), inverse.reshape(-1)
+
+
+def simulate_alive(
+    horizon: float,
+    params: FloatArray,
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    k: int,
+    c: int,
+    rng: np.random.Generator,
+) -> FloatArray:
+    """One draw per row of the purchases in (T, T + horizon] of a customer alive at T, from the model's
+    generative process given the history (module docstring): the phase j from its posterior (`phase_weights`),
+    lambda ~ Gamma(r + kx + j, alpha + T), p ~ Beta(a, b + x + c), N ~ Poisson(lambda horizon) events, the
+    J = floor((N + j) / k) purchase chances, and drop-out after each purchase: min(J, D), D ~ Geometric(p) on
+    1, 2, ... (the purchases made before dropping out)."""
+    r, alpha, a, b = (float(v) for v in params)
+    weights = phase_weights(params, x, t_x, T, k)
+    j = (rng.random(x.size)[:, None] > np.cumsum(weights, axis=1)).sum(axis=1).clip(max=k - 1)
+    lam = rng.gamma(r + k * x + j) / (alpha + T)
+    p = rng.beta(a, b + x + c)
+    chances = (rng.poisson(lam * horizon) + j) // k
+    until = rng.geometric(np.clip(p, 1e-300, 1.0))
+    return np.minimum(chances, until).astype(float)
 
 
 def expected_new(horizon: FloatArray, params: FloatArray, k: int, c: int) -> FloatArray:

@@ -301,6 +301,13 @@ def _model_choice(block: dict[str, Any] | None) -> str:
     return intro + table(pd.DataFrame(rows), formats=formats | {"candidate": text}) + notes
 
 
+def _held_sentence(held: dict[str, Any]) -> str:
+    """The report's sentence on a parameter the Bayesian fit held fixed (`clv.model.HeldParameters.record`)."""
+    k = held["k"]
+    share = float(held.get("approximate_probability", {}).get(str(k), float("nan")))
+    return f"k = {k}: {held['how']}. Approximate P(k = {k} | data) = {share:.4f}."
+
+
 def _params(block: dict[str, Any] | None) -> str:
     if not block:
         return ""
@@ -325,6 +332,8 @@ def _params(block: dict[str, Any] | None) -> str:
     if block.get("pooling"):
         title += "<p>Pooled: the estimates are the population's parameters, exp of the posterior mean of mu; each "
         title += "group's own are in the table below.</p>"
+    if block.get("held"):  # the regularity models' k: fixed, not sampled
+        title += f"<p>{escape(_held_sentence(block['held']))}</p>"
     facts = f"<p class='note'>log-likelihood {number(block.get('log_likelihood'))}"
     if block.get("converged") is not None:
         facts += f", converged: {number(block['converged'])}, gradient norm {number(block.get('gradient_norm'))}"

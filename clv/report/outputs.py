@@ -142,6 +142,8 @@ def _model_block(result: RunResult, which: str) -> dict[str, Any] | None:
         block["priors"] = summary["priors"]
         if summary.get("pooling"):
             block["pooling"] = summary["pooling"]
+        if summary.get("held"):  # parameters held fixed, not sampled (the regularity models' k), and how
+            block["held"] = summary["held"]
     return block
 
 
