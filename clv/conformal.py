@@ -2,15 +2,18 @@
 
 The band of a total is calibrated as conformalized quantile regression calibrates a quantile band (Romano,
 Patterson & Candes 2019, "Conformalized Quantile Regression", NeurIPS, Eqs. (5)-(7)), on the log(1 + y) scale
-so that the adjustment is a factor (a relative error) and totals of 0 stay finite:
+(a relative error; totals of 0 stay finite), with the score normalised by the band's own width (normalised
+nonconformity, Papadopoulos, Gammerman & Vovk 2008; Lei et al. 2018, JASA 113, Sec. 5.2), so that an origin
+whose band was wide because its fit knew little counts its miss in units of that width. With L = log1p(lo),
+U = log1p(hi), a = log1p(A) and w = U - L:
 
-- score of an origin with band [lo, hi] and actual total A (their Eq. (6), in log(1 + .)):
-  s = max(log1p(lo) - log1p(A), log1p(A) - log1p(hi)): negative when A lies inside the band (by how much the
-  band could shrink and still hold it), positive when outside (by how much it must grow);
+- score of an origin with band [lo, hi] and actual total A (their Eq. (6), normalised):
+  s = max(L - a, a - U) / w: negative when A lies inside the band (down to -1/2 at its middle: by how much the
+  band could shrink and still hold it), positive when outside (by how much it must grow), in band widths;
 - adjustment: Q, the k-th smallest of the n scores with k = ceil(level (n + 1)) (their Eq. (7); the
-  finite-sample rank of split conformal prediction, Vovk, Gammerman & Shafer 2005; Lei et al. 2018, JASA 113,
-  Theorem 2.2): a band widened by Q holds a new exchangeable origin's total with probability >= level;
-- calibrated band: [(1 + lo) e^-Q - 1, (1 + hi) e^Q - 1], the lower bound kept >= 0 (totals are not negative).
+  finite-sample rank of split conformal prediction, Vovk, Gammerman & Shafer 2005; Lei et al. 2018, Theorem
+  2.2): a band widened by Q of its width holds a new exchangeable origin's total with probability >= level;
+- calibrated band: log1p of it [L - Q w, U + Q w], the lower bound kept >= 0 (totals are not negative).
 
 The rank exists only when k <= n, i.e. n >= level / (1 - level) (`min_origins`: 4 origins at 80%, 9 at 90%,
 19 at 95%); with fewer the band cannot be calibrated and is reported as uncalibrated. One symmetric score, not
@@ -32,6 +35,8 @@ FloatArray = NDArray[np.float64]
 
 #: level (n + 1) is rounded to this many decimals before its ceiling: 0.8 x 5 is 4.000000000000001 in floats
 _DECIMALS = 9
+#: the least width of a band on the log(1 + .) scale (a band of one point, e.g. a total certain to be 0)
+_MIN_WIDTH = 1e-9
 
 
 def _check_level(level: float) -> float:
@@ -59,10 +64,17 @@ def min_origins(level: float) -> int:
     return n
 
 
+def _log_band(lo: ArrayLike, hi: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """L = log1p(lo) and the width w = log1p(hi) - L, at least `_MIN_WIDTH` (a band of one point)."""
+    low = np.log1p(np.asarray(lo, dtype=float))
+    return low, np.maximum(np.log1p(np.asarray(hi, dtype=float)) - low, _MIN_WIDTH)
+
+
 def scores(lo: ArrayLike, hi: ArrayLike, actual: ArrayLike) -> FloatArray:
-    """The nonconformity score of each actual total against its band (module docstring), in log(1 + .)."""
-    lo_, hi_, a = (np.log1p(np.asarray(v, dtype=float)) for v in (lo, hi, actual))
-    return np.asarray(np.maximum(lo_ - a, a - hi_), dtype=float)
+    """The normalised nonconformity score of each actual total against its band (module docstring)."""
+    low, width = _log_band(lo, hi)
+    a = np.log1p(np.asarray(actual, dtype=float))
+    return np.asarray(np.maximum(low - a, a - low - width) / width, dtype=float)
 
 
 def conformal_quantile(values: ArrayLike, level: float) -> float | None:
@@ -74,12 +86,12 @@ def conformal_quantile(values: ArrayLike, level: float) -> float | None:
     return None if k is None else float(s[k - 1])
 
 
-def calibrated(lo: ArrayLike, hi: ArrayLike, q: float) -> tuple[FloatArray, FloatArray]:
-    """The band widened (q > 0) or narrowed (q < 0) by the factor e^q on the log(1 + .) scale; the lower bound
-    kept >= 0, the upper >= the lower."""
-    low = np.maximum(np.expm1(np.log1p(np.asarray(lo, dtype=float)) - q), 0.0)
-    high = np.expm1(np.log1p(np.asarray(hi, dtype=float)) + q)
-    return low, np.maximum(high, low)
+def calibrated(lo: ArrayLike, hi: ArrayLike, q: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """The band widened (q > 0) or narrowed (q < 0, at most to its middle: q >= -1/2) by q of its width on the
+    log(1 + .) scale; the lower bound kept >= 0."""
+    low, width = _log_band(lo, hi)
+    shift = np.maximum(np.asarray(q, dtype=float), -0.5) * width
+    return np.maximum(np.expm1(low - shift), 0.0), np.expm1(low + width + shift)
 
 
 def leave_one_out(values: ArrayLike, level: float) -> tuple[NDArray[np.bool_], FloatArray] | None:

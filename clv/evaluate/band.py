@@ -51,8 +51,9 @@ FloatArray = NDArray[np.float64]
 #: parameter draws of each band (the run's and each origin's)
 BAND_DRAWS = 200
 METHOD = (
-    "parameter and purchase-process uncertainty (clv.band), calibrated by split conformal prediction on the log(1 + "
-    "total) scale over rolling origins (Romano, Patterson & Candes 2019, conformalized quantile regression)"
+    "parameter and purchase-process uncertainty (clv.band), calibrated by split conformal prediction over rolling "
+    "origins on the log(1 + total) scale, scores normalised by the band's width (Romano, Patterson & Candes 2019, "
+    "conformalized quantile regression; Papadopoulos, Gammerman & Vovk 2008)"
 )
 
 
@@ -178,8 +179,8 @@ def _kind_dict(band: KindBand, origins: tuple[BacktestOrigin, ...]) -> dict[str,
         "uncalibrated_lo": band.total_raw[0],
         "uncalibrated_hi": band.total_raw[1],
         "calibrated": band.calibrated,
-        "adjustment_log": band.total_q,
-        "adjustment_factor": None if band.total_q is None else float(np.exp(band.total_q)),
+        "adjustment": band.total_q,
+        "adjustment_unit": "widths of the uncalibrated band on the log(1 + total) scale, added on each side",
         "per_origin": [
             {
                 "origin": o.origin.isoformat(),
@@ -199,7 +200,7 @@ def _kind_dict(band: KindBand, origins: tuple[BacktestOrigin, ...]) -> dict[str,
         "backtest_coverage": None if held is None else held / len(band.total_scores),
         "backtest_held": held,
         "uncalibrated_coverage": sum(band.raw_held) / len(band.raw_held) if band.raw_held else None,
-        "months_adjustment_log": [None if np.isnan(q) else float(q) for q in band.month_q],
+        "months_adjustment": [None if np.isnan(q) else float(q) for q in band.month_q],
         "months_scored_by": [len(s) for s in band.month_scores],
     }
 

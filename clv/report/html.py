@@ -429,10 +429,11 @@ def _band(band: dict[str, Any] | None, units: _Units) -> str:
         def show(value: float, kind: str = kind) -> str:
             return money(value, units.currency, 0) if kind == "revenue" else number(value, 0)
 
+        q = total["adjustment"]
         state = (
             f"calibrated on {len(total['per_origin'])} past origins (the parameter and process band "
-            f"{show(total['uncalibrated_lo'])} – {show(total['uncalibrated_hi'])} scaled by "
-            f"{total['adjustment_factor']:.3f} on the log(1 + total) scale)"
+            f"{show(total['uncalibrated_lo'])} – {show(total['uncalibrated_hi'])} "
+            f"{'widened' if q >= 0 else 'narrowed'} by {abs(q):.2f} of its width on each side, on the log scale)"
             if total["calibrated"]
             else f"<b>uncalibrated</b> (too few past origins: {len(total['per_origin'])}, {band['min_origins']} needed)"
         )
