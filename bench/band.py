@@ -21,9 +21,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
 SPEND = (6.0, 4.0, 15.0)
-#: the synthetic logs: a CDNOW-like cohort (first purchases over 13 weeks), calibration 39 weeks, holdout 39
-#: weeks, and 13 more weeks of data that only the check of the run's 12-month total reads
-SYNTHETIC = {"start": "2020-01-01", "calibration_end": "2020-09-30", "holdout_end": "2021-06-30", "end": "2021-09-30"}
+#: the synthetic logs (first purchases over the first 13 weeks from 2020-01-01): a CDNOW-like one (calibration
+#: 39 weeks, holdout 39 weeks; its earliest origin, 2020-04-30, sees 4 to 17 weeks of each customer) and one whose
+#: origins all see a year or more; after the holdout, 3 more months of data that only the check of the run's own
+#: 12-month total reads
+SYNTHETIC = {
+    "short histories": {"calibration_end": "2020-09-30", "holdout_end": "2021-06-30", "end": "2021-09-30"},
+    "long histories": {"calibration_end": "2021-06-30", "holdout_end": "2022-03-31", "end": "2022-06-30"},
+}
+START = "2020-01-01"
 
 
 def _line(kind: str, block: dict[str, Any]) -> str:
@@ -56,27 +62,27 @@ def real(name: str, overrides: list[str]) -> None:
         print(_line(kind, totals))
 
 
-def _synthetic_config(folder: Path, seed: int, customers: int) -> Any:
+def _synthetic_config(folder: Path, seed: int, customers: int, dates: dict[str, str]) -> Any:
     from clv.config import parse_config
     from clv.simulate import simulate_bgnbd_log
 
-    weeks = (dt.date.fromisoformat(SYNTHETIC["end"]) - dt.date.fromisoformat(SYNTHETIC["start"])).days / 7.0
-    log = simulate_bgnbd_log(customers, **TRUTH, spend=SPEND, start=SYNTHETIC["start"], weeks=weeks, seed=seed)
+    weeks = (dt.date.fromisoformat(dates["end"]) - dt.date.fromisoformat(START)).days / 7.0
+    log = simulate_bgnbd_log(customers, **TRUTH, spend=SPEND, start=START, weeks=weeks, seed=seed)
     path = folder / f"log_{seed}.csv"
     log.to_csv(path, index=False)
     return parse_config(
         {
             "name": "band_synthetic",
             "data": {"source": str(path)},
-            "time": {"unit": "W", "calibration_end": SYNTHETIC["calibration_end"],
-                     "holdout_end": SYNTHETIC["holdout_end"], "allow_gap": True},
+            "time": {"unit": "W", "calibration_end": dates["calibration_end"], "holdout_end": dates["holdout_end"],
+                     "allow_gap": True},
             "prediction": {"horizon": "12M", "band": 0.8, "band_origins": 6},
         }
     )  # fmt: skip
 
 
-def _future_totals(config: Any) -> dict[str, float]:
-    """The cohort's actual repeat purchases and revenue over the run's 12 months (to SYNTHETIC['end'])."""
+def _future_totals(config: Any, end: str) -> dict[str, float]:
+    """The cohort's actual repeat purchases and revenue over the run's 12 months (to `end`)."""
     import duckdb
 
     from clv.data.rfm import rfm_summary
@@ -85,7 +91,7 @@ def _future_totals(config: Any) -> dict[str, float]:
 
     with duckdb.connect() as con:
         tx = load_transactions(config.data.source, config.data, con)
-        frame = rfm_summary(tx, config.time.calibration_end, dt.date.fromisoformat(SYNTHETIC["end"]), "W").frame
+        frame = rfm_summary(tx, config.time.calibration_end, dt.date.fromisoformat(end), "W").frame
     return {k: float(v.sum()) for k, v in holdout_actuals(frame, True).items()}
 
 
@@ -103,7 +109,7 @@ def _oracle(config: Any, rfm: Any) -> dict[str, tuple[float, float]]:
     return {k: (float(band.cumulative_lo[k][-1]), float(band.cumulative_hi[k][-1])) for k in band.kinds}
 
 
-def synthetic(replications: int, customers: int) -> None:
+def synthetic(replications: int, customers: int, scenario: str) -> None:
     """Leave-one-origin-out coverage pooled over the replications' origins; widths; the run's own check."""
     from clv.pipeline import run
 
@@ -114,11 +120,12 @@ def synthetic(replications: int, customers: int) -> None:
     widths: dict[str, list[tuple[float, float, float]]] = {k: [] for k in held}
     with tempfile.TemporaryDirectory() as folder:
         for seed in range(replications):
-            config = _synthetic_config(Path(folder), seed, customers)
+            dates = SYNTHETIC[scenario]
+            config = _synthetic_config(Path(folder), seed, customers, dates)
             result = run(config)
             band = result.forecast_band
             assert band is not None
-            future, oracle = _future_totals(config), _oracle(config, result.data.rfm.frame)
+            future, oracle = _future_totals(config, dates["end"]), _oracle(config, result.data.rfm.frame)
             origins += len(band.origins)
             for kind, k in band.kinds.items():
                 held[kind] += sum(k.loo_held or [])
@@ -127,8 +134,9 @@ def synthetic(replications: int, customers: int) -> None:
                 run_raw[kind] += int(k.total_raw[0] <= future[kind] <= k.total_raw[1])
                 o = oracle[kind]
                 widths[kind].append((k.total_hi - k.total_lo, k.total_raw[1] - k.total_raw[0], o[1] - o[0]))
-    print(f"synthetic BG/NBD + Gamma-Gamma ({TRUTH}, spend {SPEND}), {customers:,} customers, {replications} logs, "
-          f"{origins} origins in all:")  # fmt: skip
+    print(f"synthetic BG/NBD + Gamma-Gamma ({TRUTH}, spend {SPEND}), {scenario} (calibration to "
+          f"{SYNTHETIC[scenario]['calibration_end']}), {customers:,} customers, {replications} logs, {origins} origins "
+          "in all:")  # fmt: skip
     for kind in held:
         w = np.array(widths[kind])
         print(
@@ -146,4 +154,5 @@ def main(quick: bool) -> None:
     real("cdnow", [])
     if (ROOT.parent / "shared" / "data" / "btydplus_groceryElog.csv").exists():
         real("grocery", ["prediction.band_origins=9"])
-    synthetic(4 if quick else 12, 2000)
+    for scenario in SYNTHETIC:
+        synthetic(4 if quick else 12, 2000, scenario)

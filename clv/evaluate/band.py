@@ -19,6 +19,7 @@ holdout is then not an independent check of the band (as for `model.purchase: au
 from __future__ import annotations
 
 import datetime as dt
+import math
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -402,6 +403,14 @@ def _caveats(
             "(asymptotic normal draws), whose conformal adjustment is applied to it"
         )
     n, need = len(origins), conformal.min_origins(level)
+    if n - 1 >= need:
+        held = math.ceil(round(level * n, 9))
+        out.append(
+            f"leave-one-origin-out holds ceil(level n) of n origins by construction when their scores differ (here "
+            f"{held} of {n}: only the origins with the largest scores fall outside): it shows "
+            "the calibration is consistent with its origins, not how the band will do on the future; the uncalibrated "
+            "band's record (held_uncalibrated) and a check on data after the calibration are the informative figures"
+        )
     if n < need:
         out.append(
             f"uncalibrated: {n} origin(s) with data after them; a conformal band at {level:.0%} needs at least {need} "
