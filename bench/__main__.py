@@ -5,6 +5,7 @@ python -m bench rfm         # transactions -> RFM only
 python -m bench models      # fit + predict + value only
 python -m bench evaluate    # holdout evaluation only
 python -m bench nuts        # NUTS per model only (also part of `bayes`)
+python -m bench band        # the forecast band's backtest coverage (a check, not timings; not part of `all`)
 python -m bench --quick     # smaller sizes, for a smoke run
 """
 
@@ -149,7 +150,10 @@ TRUTH_ITEMS = [("r", 0.25), ("alpha", 4.0), ("a", 0.8), ("b", 2.5)]
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
-        "what", nargs="?", default="all", choices=["all", "rfm", "models", "bayes", "nuts", "evaluate", "covariates"]
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "rfm", "models", "bayes", "nuts", "evaluate", "covariates", "band"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     args = parser.parse_args()
@@ -165,6 +169,10 @@ def main() -> None:
             bench_scale()
     if args.what in ("all", "covariates"):
         bench_covariates(100_000 if args.quick else 1_000_000)
+    if args.what == "band":
+        from bench.band import main as band
+
+        band(args.quick)
     if args.what == "nuts":
         bench_nuts(importlib.util.find_spec("pymc_marketing") is not None)
     if args.what in ("all", "bayes"):

@@ -324,6 +324,18 @@ def _print_headline(result: Any) -> None:
     if result.spend is not None:
         clv_label = f"total CLV ({currency}, discounted)"
     table.add_row(clv_label, f"{customers['clv'].sum():,.2f}")
+    band = result.forecast_band
+    if band is not None:
+        for kind, total in band.kinds.items():
+            n = len(total.total_scores)
+            state = f"held in {sum(total.loo_held)} of {n} past origins" if total.loo_held else "uncalibrated"
+            if total.calibrated and not total.loo_held:
+                state = f"calibrated on {n} origins, too few to test"
+            unit = f" ({currency})" if kind == "revenue" else ""
+            table.add_row(
+                f"{kind}{unit}, {band.level:.0%} band, next {result.config.horizon_label()}",
+                f"{total.total_lo:,.0f} - {total.total_hi:,.0f} ({state})",
+            )
     for row in result.tiers.itertuples():
         table.add_row(f"tier {row.tier}", f"{row.customers:,} customers, {row.share_of_clv:.0%} of CLV")
     window = churn_window(result.config.tiers, result.config.time.unit)

@@ -295,6 +295,19 @@ class PredictionConfig(_Section):
     )
     annual_discount_rate: float = Field(0.10, ge=0, lt=1)
     margin: float = Field(1.0, gt=0, le=1, description="share of revenue kept as profit")
+    band: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="level of the band of total purchases and revenue per month and over the horizon, calibrated "
+        "on the data's rolling origins (clv.evaluate.band), e.g. 0.8; null: no band",
+    )
+    band_origins: int = Field(
+        6,
+        ge=1,
+        le=60,
+        description="rolling origins the band is calibrated on: calendar month ends back from time.calibration_end",
+    )
 
     @field_validator("horizon", mode="before")
     @classmethod

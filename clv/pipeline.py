@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -104,6 +104,9 @@ __all__ = [
 
 Progress = Callable[[str], None]
 
+if TYPE_CHECKING:
+    from clv.evaluate.band import ForecastBand
+
 
 @dataclass
 class DataStep:
@@ -135,6 +138,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     model_choice: ModelChoice | None = None
+    forecast_band: ForecastBand | None = None
 
     @property
     def purchase(self) -> PurchaseModel:
@@ -448,7 +452,9 @@ def score(
     model_choice: ModelChoice | None = None,
 ) -> RunResult:
     """Predict, value and tier the data's customers with fitted models (fresh or loaded: no refit). With the
-    tiers of an earlier run (`previous_tiers`, see `previous_tiers`), the result has the tier migration."""
+    tiers of an earlier run (`previous_tiers`, see `previous_tiers`), the result has the tier migration. With
+    prediction.band, the forecast band is calibrated on rolling origins, where the model is fitted again
+    (`clv.evaluate.band`)."""
     timings = {} if timings is None else dict(timings)
     check_unique_ids(data.rfm.frame, config.data.source)
     with warnings.catch_warnings(record=True) as caught:
@@ -462,6 +468,12 @@ def score(
     with _timed(timings, "predict and value", progress):
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
+    band = None
+    if config.prediction.band is not None:
+        from clv.evaluate.band import forecast_band  # it fits the rolling origins with the pipeline's steps
+
+        with _timed(timings, "forecast band (rolling origins)", progress):
+            band = forecast_band(config, fitted, data)
     with _timed(timings, "tiers and segments", progress):
         customers = _customer_table(config, data.rfm.frame, fitted, value, holdout_customers)
         labels = [level.label for level in config.tiers.levels]
@@ -481,6 +493,7 @@ def score(
         messages,
         timings,
         model_choice,
+        band,
     )
 
 

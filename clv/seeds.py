@@ -26,6 +26,7 @@ STREAMS: dict[str, int] = {
     "holdout_purchases": 7,  # predictive intervals of the holdout's purchases (the run's holdout check)
     "evaluation_value": 11,  # posterior predictions over the holdout of a candidate (model comparison)
     "evaluation_no_purchase": 13,  # posterior P(no purchase in the holdout) of a candidate (model comparison)
+    "forecast_band": 17,  # parameter draws and process noise of the forecast band (`clv.evaluate.band`)
     # offsets of a posterior prediction's seed
     "purchase_draws": 0,  # which draws of the purchase posterior are used
     "spend_draws": 1,  # which draws of the spend posterior are used

@@ -43,6 +43,7 @@ __all__ = [
     "candidates",
     "covariate_notes",
     "fit_statistics",
+    "holdout_actuals",
     "holdout_frame",
     "leaderboard",
     "takes_covariates",
@@ -201,10 +202,21 @@ def holdout_frame(
             frame["predicted_revenue"] = frame["predicted_purchases"] * fitted.spend.expected_spend(rfm)
     else:
         frame = _posterior_holdout(config, fitted, rfm, length, frame)
-    frame["actual_purchases"] = rfm["frequency_holdout"].to_numpy(dtype=float)
-    if "predicted_revenue" in frame:
-        frame["actual_revenue"] = frame["actual_purchases"] * rfm["monetary_value_holdout"].to_numpy(dtype=float)
+    actual = holdout_actuals(rfm, "predicted_revenue" in frame)
+    frame["actual_purchases"] = actual["purchases"]
+    if "revenue" in actual:
+        frame["actual_revenue"] = actual["revenue"]
     return frame
+
+
+def holdout_actuals(rfm: pd.DataFrame, revenue: bool) -> dict[str, np.ndarray]:
+    """Per customer of the calibration's cohort, what the holdout scores against: repeat purchases in the holdout
+    (`frequency_holdout`) and, with `revenue`, their revenue (the purchases times their mean amount)."""
+    purchases = rfm["frequency_holdout"].to_numpy(dtype=float)
+    out = {"purchases": purchases}
+    if revenue:
+        out["revenue"] = purchases * rfm["monetary_value_holdout"].to_numpy(dtype=float)
+    return out
 
 
 def _posterior_holdout(

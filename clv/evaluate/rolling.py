@@ -16,13 +16,13 @@ from clv.config import RunConfig
 from clv.errors import ConfigError
 from clv.metric_registry import METRICS
 
-__all__ = ["STABILITY_METRICS", "rolling_origins", "stability"]
+__all__ = ["STABILITY_METRICS", "months_back", "rolling_origins", "stability"]
 
 #: the metrics whose spread over the origins is reported
 STABILITY_METRICS = tuple(m.name for m in METRICS if m.stability)
 
 
-def _months_back(date: dt.date, months: int) -> dt.date:
+def months_back(date: dt.date, months: int) -> dt.date:
     """`months` calendar months before `date`; a month's last day maps to the earlier month's last day."""
     stamp = pd.Timestamp(date)
     earlier = stamp - pd.DateOffset(months=months)
@@ -44,7 +44,7 @@ def rolling_origins(config: RunConfig) -> list[dt.date]:
     if ev.origins:
         origins = sorted(ev.origins)
     elif ev.rolling > 1:
-        origins = sorted(_months_back(time.calibration_end, k * ev.rolling_step_months) for k in range(ev.rolling))
+        origins = sorted(months_back(time.calibration_end, k * ev.rolling_step_months) for k in range(ev.rolling))
     else:
         return []
     length = time.holdout_end - time.calibration_end

@@ -54,9 +54,11 @@ def tier_shares(tiers: pd.DataFrame) -> str:
     return png(fig)
 
 
-def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> str:
+def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str, band_label: str | None = None) -> str:
     """Expected revenue (or purchases) per future calendar month (`YYYY-MM` on the axis; a partial month's bar
-    lighter, its days in the label), with the P10-P90 band when there is one."""
+    lighter, its days in the label), with the P10-P90 band when there is one, and the forecast band (forecast.csv's
+    `<kind>_band_lo` / `_hi`, labelled `band_label`; months whose band is uncalibrated drawn grey) when there is
+    one."""
     fig, ax = subplots(figsize=(7, 3.2))
     x = np.arange(len(forecast))
     partial = forecast["partial"].to_numpy(dtype=bool) if "partial" in forecast else np.zeros(len(x), dtype=bool)
@@ -80,8 +82,13 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
             capsize=3,
             label="P10-P90 (posterior)",
         )
-    if partial.any() or f"{column}_p10" in forecast:
-        top = float(np.nanmax(forecast[f"{column}_p90"] if f"{column}_p90" in forecast else forecast[column]))
+    kind = column.removeprefix("expected_")
+    has_band = f"{kind}_band_lo" in forecast
+    if has_band:
+        _band_bars(ax, x, forecast, kind, band_label or "band")
+    if partial.any() or f"{column}_p10" in forecast or has_band:
+        highs = [forecast[c] for c in (column, f"{column}_p90", f"{kind}_band_hi") if c in forecast]
+        top = float(np.nanmax(np.concatenate([np.asarray(h, dtype=float) for h in highs])))
         ax.set_ylim(0, 1.3 * top if top > 0 else 1.0)  # room for the legend above the bars
         ax.legend(frameon=False, ncol=3, loc="upper right")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
@@ -90,6 +97,22 @@ def revenue_forecast(forecast: pd.DataFrame, column: str, unit_label: str) -> st
     ax.set_ylabel(unit_label)
     ax.set_title("Forecast from existing customers")
     return png(fig)
+
+
+def _band_bars(ax: Any, x: np.ndarray, forecast: pd.DataFrame, kind: str, label: str) -> None:
+    """The forecast band's range per month as bars without a centre; uncalibrated months grey and labelled so."""
+    lo = forecast[f"{kind}_band_lo"].to_numpy(dtype=float)
+    hi = forecast[f"{kind}_band_hi"].to_numpy(dtype=float)
+    done = (
+        forecast["band_calibrated"].astype(str).str.lower().eq("true").to_numpy()
+        if "band_calibrated" in forecast
+        else np.ones(len(x), dtype=bool)
+    )
+    for part, colour, name in ((done, "#2e7d32", f"{label}, calibrated"), (~done, _GREY, f"{label}, uncalibrated")):
+        if part.any():
+            mid = (lo[part] + hi[part]) / 2.0
+            yerr = [mid - lo[part], hi[part] - mid]
+            ax.errorbar(x[part] + 0.18, mid, yerr=yerr, fmt="none", ecolor=colour, capsize=3, lw=1.6, label=name)
 
 
 def probability_map(

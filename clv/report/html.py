@@ -426,6 +426,36 @@ def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
     return "<h2>Holdout: predicted versus actual</h2>" + "".join(lines) + f'<img alt="holdout" src="{chart}">'
 
 
+def _band(band: dict[str, Any] | None, units: _Units) -> str:
+    """The forecast band in words: each total's band over the horizon (calibrated or not, and by how much the
+    origins moved it), its backtest ("held in X of N past origins") and the caveats."""
+    if not band:
+        return ""
+    level = percent(band["level"], 0)
+    lines = []
+    for kind, total in band["totals"].items():
+
+        def show(value: float, kind: str = kind) -> str:
+            return money(value, units.currency, 0) if kind == "revenue" else number(value, 0)
+
+        q = total["adjustment"]
+        state = (
+            f"calibrated on {len(total['per_origin'])} past origins (the parameter and process band "
+            f"{show(total['uncalibrated_lo'])} – {show(total['uncalibrated_hi'])} "
+            f"{'widened' if q >= 0 else 'narrowed'} by {abs(q):.2f} of its width on each side, on the log scale)"
+            if total["calibrated"]
+            else f"<b>uncalibrated</b> (too few past origins: {len(total['per_origin'])}, {band['min_origins']} needed)"
+        )
+        lines.append(f"<li>total {escape(kind)}: {show(total['lo'])} – {show(total['hi'])}, {state}</li>")
+    notes = "".join(f"<li>{escape(c)}</li>" for c in band["caveats"])
+    return (
+        f"<p>{level} band of the totals over the horizon (what will actually be bought, not only its expectation):</p>"
+        f"<ul>{''.join(lines)}</ul><p><b>{escape(band['sentence'])}</b></p>"
+        f"<p class='note'>Origins {escape(', '.join(band['origins']) or 'none')}. {escape(band['method'])}.</p>"
+        f"<ul class='note'>{notes}</ul>"
+    )
+
+
 def _churn_caveat(summary: dict[str, Any]) -> str | None:
     """The sentence that says the purchase model's churn risk is not identified, or None."""
     caveats = (summary.get("purchase_model") or {}).get("not_identified") or {}
@@ -698,8 +728,10 @@ def build_report(
         parts.append("<h3>Tier migration since the last run</h3>" + table(migration, index=True))
     column = "expected_revenue" if revenue else "expected_purchases"
     label = f"expected revenue ({units.value_unit}, not discounted)" if revenue else "expected purchases"
-    forecast_chart = charts.revenue_forecast(forecast, column, label)
-    parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">')
+    band = summary.get("forecast_band")
+    band_label = None if not band else f"{percent(band['level'], 0)} band"
+    forecast_chart = charts.revenue_forecast(forecast, column, label, band_label)
+    parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">' + _band(band, units))
     parts.append(_segments(summary, customers, units))
     chart = charts.clv_distribution(customers["clv"].to_numpy(dtype=float), units.value_unit)
     parts.append(f'<h2>CLV distribution</h2><img alt="CLV distribution" src="{chart}">')

@@ -57,8 +57,9 @@ def forecast_table(result: RunResult) -> pd.DataFrame:
     (ISO, inclusive), the days it covers and whether that is only part of the month (the first month when the
     calibration end is inside a month, the last when the horizon ends inside one); expected purchases, expected
     revenue and discounted profit rounded to cents so that the months add up to summary.json's totals rounded
-    (`round_to_total`); the P10 / P50 / P90 of a posterior rounded each; and `currency` when data.currency is
-    set and the data has amounts."""
+    (`round_to_total`); the P10 / P50 / P90 of a posterior rounded each; with prediction.band the band of each
+    month's purchases and revenue (`clv.evaluate.band.ForecastBand.columns`, rounded each); and `currency` when
+    data.currency is set and the data has amounts."""
     forecast = result.value.forecast.drop(columns=["start", "end"])
     days = forecast["days"].to_numpy(dtype=float)
     if np.all(days == np.round(days)):
@@ -67,6 +68,11 @@ def forecast_table(result: RunResult) -> pd.DataFrame:
         values = forecast[column].to_numpy(dtype=float)
         quantile = column.endswith(_QUANTILE_SUFFIXES)
         forecast[column] = np.round(values, 2) if quantile else round_to_total(values)
+    if result.forecast_band is not None:
+        band = result.forecast_band.columns()
+        for column in band.columns:
+            values = band[column].to_numpy()
+            forecast[column] = np.round(values.astype(float), 2) if column.endswith(("_lo", "_hi")) else values
     currency = result.config.data.currency
     if currency and "expected_revenue" in forecast:
         forecast["currency"] = currency
@@ -176,6 +182,15 @@ def _units(result: RunResult) -> dict[str, str]:
     )
     if result.fitted.spend is None:
         units = {NO_MONEY_NAMES.get(k, k): v for k, v in units.items()}
+    band = result.forecast_band
+    if band is not None:
+        money = config.data.currency or "currency of the data"
+        for kind in band.kinds:
+            what = "repeat purchases" if kind == "purchases" else f"revenue ({money}, not discounted)"
+            for end, word in (("lo", "lower"), ("hi", "upper")):
+                units[f"{kind}_band_{end}"] = (
+                    f"{what} in the month: {word} end of the central {band.level:.0%} band of the actual total"
+                )
     return units | {"time": config.time.unit}
 
 
@@ -253,6 +268,7 @@ def summary_dict(
         else result.spend_outliers.to_dict()
         | {"sentence": result.spend_outliers.sentence(result.config.data.currency)},
         "forecast_totals": totals,
+        "forecast_band": None if result.forecast_band is None else result.forecast_band.to_dict(),
         "holdout": result.holdout,
         "units": _units(result),
         "warnings": result.warnings,
