@@ -128,11 +128,14 @@ def data_summarize(
     """Profile the config's transactions: customers, transactions, date range, repeat buyers, same-day
     duplicates, returns, invoices, cancellations, guest lines and lines priced <= 0 (money in the data's
     unit), and customers first seen after the calibration end; repeat purchases per period
-    (calibration to time.calibration_end, holdout to time.holdout_end). Nothing is fitted. --quiet: only
-    the validation (errors and exit code).
+    (calibration to time.calibration_end, holdout to time.holdout_end); the regularity of the inter-purchase
+    times (the Gamma shape k up to the calibration end, by Wheat & Morrison's method and as the median of the
+    customers' own maximum-likelihood fits, with how many customers each rests on, and what it means: k ~ 1
+    Poisson-like, k > 1 regular). Nothing is fitted. --quiet: only the validation (errors and exit code).
 
     Example: clv data summarize configs/cdnow.yaml
     """
+    from clv.data.regularity import regularity_line
     from clv.pipeline import prepare_data
 
     with _errors(verbose):
@@ -167,6 +170,10 @@ def data_summarize(
             return
         table = Table(title=f"{cfg.name}: {info['source']}", show_header=False)
         for key, value in info.items():
+            if key == "regularity" and step.profile is not None:
+                for estimate in step.profile.regularity:
+                    table.add_row(f"regularity ({estimate.method})", regularity_line(estimate))
+                continue
             table.add_row(key.replace("_", " "), _fmt(value))
         Console().print(table)
 
