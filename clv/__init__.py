@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         BetaGeoModel,
         ModifiedBetaGeoCNBDModel,
         ModifiedBetaGeoModel,
+        ParetoGGGModel,
         ParetoNBDModel,
         PurchaseModel,
     )
@@ -58,6 +59,7 @@ _WHERE: dict[str, str] = {
     "BetaGeoModel": "clv.purchase",
     "ModifiedBetaGeoCNBDModel": "clv.purchase",
     "ModifiedBetaGeoModel": "clv.purchase",
+    "ParetoGGGModel": "clv.purchase",
     "ParetoNBDModel": "clv.purchase",
     "PurchaseModel": "clv.purchase",
     "GammaGammaModel": "clv.spend",
@@ -90,6 +92,7 @@ __all__ = [
     "ModifiedBetaGeoCNBDModel",
     "ModifiedBetaGeoModel",
     "NotFittedError",
+    "ParetoGGGModel",
     "ParetoNBDModel",
     "PurchaseModel",
     "RunConfig",

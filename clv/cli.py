@@ -376,6 +376,8 @@ def _diagnostics_line(d: Any) -> str:
             text += f"; {d.sampler}: compile {d.compile_seconds:.1f} s, sampling {d.sampling_seconds:.1f} s"
         if d.sampler_note:
             text += f" ({d.sampler_note})"
+    elif d.inference == "gibbs":
+        text = f"Gibbs, R-hat {d.r_hat_max:.3f}, ESS {min(d.ess_bulk_min, d.ess_tail_min):.0f}, {d.seconds:.1f} s"
     elif d.inference in ("laplace", "pathfinder"):
         k = (d.laplace or d.pathfinder or {}).get("pareto_k")
         text = f"{d.inference}, Pareto k {k:.2f}" if k is not None else d.inference

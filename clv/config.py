@@ -42,7 +42,7 @@ __all__ = [
     "parse_config",
 ]
 
-PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd", "mbgcnbd", "bgcnbd"]
+PurchaseModelName = Literal["bgnbd", "pareto_nbd", "mbgnbd", "mbgcnbd", "bgcnbd", "pareto_ggg"]
 SpendModelName = Literal["gamma_gamma"]
 Method = Literal["mle", "bayes"]
 

@@ -54,7 +54,7 @@ from clv.errors import (
 from clv.evaluate.choice import AUTO, ModelChoice
 from clv.mle import single_threaded_blas
 from clv.model import DROPOUT
-from clv.purchase import PURCHASE_MODELS, PurchaseModel
+from clv.purchase import PURCHASE_MODELS, ParetoGGGModel, PurchaseModel
 from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
 from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
@@ -261,9 +261,15 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
     from clv.bayes.pooling import PoolingOptions
 
     pooling = PoolingOptions(config.model.pool_by) if config.model.pool_by else None
-    posteriors = [
-        fit_posterior(purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar, pooling=pooling)
-    ]
+    if isinstance(purchase, ParetoGGGModel):  # customer-level latents: the Gibbs sampler, not a likelihood in PyMC
+        from clv.bayes.ggg_fit import fit_ggg_posterior
+
+        purchase_posterior = fit_ggg_posterior(rfm, config.bayes, stream_seed(seed, "purchase_fit"))
+    else:
+        purchase_posterior = fit_posterior(
+            purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar, pooling=pooling
+        )
+    posteriors = [purchase_posterior]
     if spend is not None:
         spend_seed = stream_seed(seed, "spend_fit")
         posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, spend_seed, progress_bar, pooling=pooling))
@@ -288,6 +294,8 @@ def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
     parameters, each group's own being in the posterior's `pooling`), with the log-likelihood there (for
     summaries and plug-in use; none for a pooled fit, whose likelihood is the groups')."""
     point = posterior.point_result()
+    if isinstance(model, ParetoGGGModel):  # no likelihood of a history: the posterior means alone
+        return ParetoGGGModel.from_result(dataclasses.replace(point, n_customers=len(rfm)))
     if posterior.layout is not None and posterior.layout.pooled:
         return type(model).from_result(dataclasses.replace(point, n_customers=len(rfm)))
     if posterior.held:  # k of the regularity models: the likelihood of the data as given, at the point itself

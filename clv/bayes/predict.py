@@ -115,6 +115,11 @@ def posterior_predict(
         frame.columns  # mean, lo, hi
     """
     params = posterior.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
+    if cls.customer_latents:  # one pass: the customers' latents are drawn along the posterior draws
+        seed = seeds.stream_seed(draws.seed, "purchase_latents")
+        values = cls.predict_draws(params, rfm, method, seed=seed, **kwargs).T
+        mean, lo, hi = _summaries(values, draws.level)
+        return pd.DataFrame({"mean": mean, "lo": lo, "hi": hi}, index=rfm.index)
     out = np.empty((3, len(rfm)))
     for rows, pattern in _patterns(posterior, rfm, params):
         out[:, rows] = _predict_rows(cls, pattern, rfm.iloc[rows], method, draws.level, kwargs)
@@ -293,8 +298,15 @@ class _ValueJob:
         self.p_layout, self.s_layout = purchase.layout, None if spend is None else spend.layout
         p_codes, self.p_rows = _layout_patterns(self.p_layout, rfm)
         s_codes, self.s_rows = _layout_patterns(self.s_layout, rfm)
+        if cls.customer_latents:  # histories differ by their sum of log intervals too (`_latent_draws`)
+            S = rfm["sum_log_intervals"].to_numpy(dtype=float)
+            unique_S, p_codes = np.unique(S, return_inverse=True)
         (self.ux, self.ut, self.uT, self.hp, self.hs), self.inverse = _sorted_histories(x, t_x, T, p_codes, s_codes)
         self.p_draws, self.s_draws = _pair(purchase, spend, options.draws)
+        self.latents = None
+        if cls.customer_latents:
+            seed = seeds.stream_seed(options.draws.seed, "purchase_latents")
+            self.latents = cls.latents_for(self.p_draws, self.ux, self.ut, self.uT, unique_S[self.hp], seed)
         self.n = n = len(self.p_draws)
         has_spend = spend is not None
         self.m_all = (
@@ -327,20 +339,27 @@ class _ValueJob:
         edges, rows, draws = self.edges, slice(u0, u1), slice(d0, d1)
         e = edges.size
         x = self.ux[rows]
-        segments = self._segments(self.p_draws[draws], u0, u1)
-        alive, group, curve = self._alive_curve(segments)
+        if self.latents is None:
+            segments = self._segments(self.p_draws[draws], u0, u1)
+            alive, group, curve = self._alive_curve(segments)
+            simulated = np.concatenate(
+                [
+                    self.cls.simulate_purchases_draws(P, *h, self.horizon, rng, p_alive=alive[:, a - u0 : b - u0])
+                    for a, b, P, h in segments
+                ],
+                axis=1,
+            )
+        else:
+            k, lam, mu = self.latents
+            latents = (k[draws, rows], lam[draws, rows], mu[draws, rows])
+            alive, group, curve, simulated = self.cls.latent_curve_draws(
+                latents, self.ut[rows], self.uT[rows], self.points, self.horizon, rng
+            )
         per_month = np.diff(curve[..., :e], axis=-1)  # (draws, groups, months)
         discounted = discounted_increments(curve[..., :e], curve[..., e:], edges, self.delta)
         out.p_alive[:, draws] = alive.T
         out.expected_purchases[:, draws] = (alive * curve[:, group, e - 1]).T
         out.discounted_purchases[:, draws] = (alive * discounted.sum(axis=-1)[:, group]).T
-        simulated = np.concatenate(
-            [
-                self.cls.simulate_purchases_draws(P, *h, self.horizon, rng, p_alive=alive[:, a - u0 : b - u0])
-                for a, b, P, h in segments
-            ],
-            axis=1,
-        )
         out.simulated_purchases[:, draws] = simulated.T
         groups = curve.shape[1]
         weights = _group_sums(self.counts[rows] * alive, group, groups)
@@ -611,8 +630,15 @@ def predictive_purchases(
     out = np.empty((3, len(rfm)))
     expected_total = np.zeros(len(params))
     process = 0.0
-    for rows, pattern in _patterns(purchase, rfm, params):
-        part, total_part, process_part = _predictive_rows(cls, pattern, rfm.iloc[rows], horizon, draws.level, rng)
+    parts = (
+        [(np.arange(len(rfm)), _latent_predictive(cls, params, rfm, horizon, draws, rng))]
+        if cls.customer_latents
+        else [
+            (rows, _predictive_rows(cls, pattern, rfm.iloc[rows], horizon, draws.level, rng))
+            for rows, pattern in _patterns(purchase, rfm, params)
+        ]
+    )
+    for rows, (part, total_part, process_part) in parts:
         out[:, rows] = part
         expected_total += total_part
         process += process_part
@@ -621,6 +647,26 @@ def predictive_purchases(
     lo_q, hi_q = _bounds(draws.level)
     summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
     return frame, summary
+
+
+def _latent_predictive(
+    cls: type[PurchaseModel],
+    params: FloatArray,
+    rfm: pd.DataFrame,
+    horizon: float,
+    draws: DrawOptions,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray, float]:
+    """`_predictive_rows` for a model with customer latents (`PurchaseModel.customer_latents`): every customer's
+    latents along the draws, then their expected and one simulated count of purchases per draw."""
+    x, t_x, T = rfm_arrays(rfm)
+    S = rfm["sum_log_intervals"].to_numpy(dtype=float)
+    latents = cls.latents_for(params, x, t_x, T, S, seeds.stream_seed(draws.seed, "purchase_latents"))
+    alive, _, curve, simulated = cls.latent_curve_draws(latents, t_x, T, np.array([horizon]), horizon, rng)
+    expected = (alive * curve[..., 0]).T  # (customers, draws)
+    process = float(np.maximum(simulated.T.var(axis=1) - expected.var(axis=1), 0.0).sum())
+    _, lo, hi = _summaries(simulated.T, draws.level, discrete=True)
+    return np.stack([expected.mean(axis=1), lo, hi]), expected.sum(axis=0), process
 
 
 def _predictive_rows(

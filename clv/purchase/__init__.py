@@ -5,6 +5,7 @@ from clv.purchase.bgbb import BetaGeoBetaBinomModel
 from clv.purchase.bgnbd import BetaGeoModel
 from clv.purchase.cnbd import BetaGeoCNBDModel, ModifiedBetaGeoCNBDModel
 from clv.purchase.mbgnbd import ModifiedBetaGeoModel
+from clv.purchase.pareto_ggg import ParetoGGGModel
 from clv.purchase.pareto_nbd import ParetoNBDModel
 
 #: purchase models by their config name (model.purchase)
@@ -15,6 +16,7 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
     "bgbb": BetaGeoBetaBinomModel,
     "mbgcnbd": ModifiedBetaGeoCNBDModel,
     "bgcnbd": BetaGeoCNBDModel,
+    "pareto_ggg": ParetoGGGModel,
 }
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "BetaGeoModel",
     "ModifiedBetaGeoCNBDModel",
     "ModifiedBetaGeoModel",
+    "ParetoGGGModel",
     "ParetoNBDModel",
     "PurchaseModel",
 ]

@@ -66,6 +66,9 @@ class PurchaseModel(FittedModel):
     time_params: ClassVar[tuple[str, ...]]
     #: the estimation methods (model.method) the model has
     estimation_methods: ClassVar[tuple[str, ...]] = ("mle", "bayes")
+    #: the model's posterior predictions need each customer's latent variables, drawn along the posterior draws
+    #: (`latents_for`, `latent_curve_draws`: Pareto/GGG) rather than formulas of (frequency, recency, T)
+    customer_latents: ClassVar[bool] = False
     #: the model tends to the no-dropout NBD as its dropout parameters go to a boundary (see `fit`)
     has_no_dropout_limit: ClassVar[bool] = False
     #: log-likelihood of the no-dropout NBD on the data of the last fit (models with `has_no_dropout_limit`)
@@ -309,6 +312,28 @@ class PurchaseModel(FittedModel):
         `alive_curve_draws`), so that the vectorised forms need not compute it again."""
         frame = pd.DataFrame({"frequency": x, "recency": t_x, "T": T})
         return np.stack([cls._from_row(row).simulate_purchases(frame, horizon, rng) for row in params])
+
+    @classmethod
+    def latents_for(
+        cls, params: FloatArray, x: FloatArray, t_x: FloatArray, T: FloatArray, S: FloatArray, seed: int
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Models with `customer_latents`: the customers' latent variables, (draws, customers) each, one draw
+        per row of `params`."""
+        raise NotImplementedError(f"{cls.__name__} has no customer-level latent variables")
+
+    @classmethod
+    def latent_curve_draws(
+        cls,
+        latents: tuple[FloatArray, FloatArray, FloatArray],
+        t_x: FloatArray,
+        T: FloatArray,
+        points: FloatArray,
+        horizon: float,
+        rng: np.random.Generator,
+    ) -> tuple[FloatArray, NDArray[np.intp], FloatArray, FloatArray]:
+        """Models with `customer_latents`: `alive_curve_draws` and one simulated count over `horizon`, from the
+        latents of `latents_for`."""
+        raise NotImplementedError(f"{cls.__name__} has no customer-level latent variables")
 
     @classmethod
     def predict_draws(cls, params: FloatArray, rfm: pd.DataFrame, method: str, **kwargs: Any) -> FloatArray:

@@ -46,6 +46,7 @@ __all__ = [
     "log_interval_density",
     "log_p_alive",
     "loglik",
+    "simulate_future",
     "simulate_histories",
     "simulate_holdout",
 ]
@@ -124,21 +125,49 @@ def simulate_holdout(
     history: alive at T with `log_p_alive`'s probability; then the residual lifetime is Exp(mu) (memoryless),
     the open interval ends after its remaining time given that it exceeds T - t_x (`_gap_beyond`), and later
     intervals are Gamma(k, k lambda); purchases count up to min(horizon, lifetime)."""
+    counts, _ = simulate_future(k, lam, mu, t_x, T, np.array([horizon]), rng)
+    return counts[..., 0]
+
+
+def simulate_future(
+    k: ArrayLike,
+    lam: ArrayLike,
+    mu: ArrayLike,
+    t_x: ArrayLike,
+    T: ArrayLike,
+    horizons: ArrayLike,
+    rng: np.random.Generator,
+    alive: NDArray[np.bool_] | None = None,
+    discount_rate: float = 0.0,
+) -> tuple[IntArray, FloatArray]:
+    """One draw per element of the future as `simulate_holdout` describes it: the purchases in (T, T + h] at
+    each of `horizons` (shape (..., len(horizons))), and the sum of e^(-discount_rate s) over the purchases at
+    times T + s up to the last horizon. `alive` (the elements' shape) conditions on being alive at T instead of
+    drawing it."""
     k_, lam_, mu_, t_, T_ = _arrays(k, lam, mu, t_x, T)
     shape = k_.shape
     k_, lam_, mu_, t_, T_ = (v.ravel() for v in (k_, lam_, mu_, t_, T_))
+    points = np.asarray(horizons, dtype=float).ravel()
     b = k_ * lam_
-    alive = rng.uniform(size=k_.shape) < np.exp(log_p_alive(k_, lam_, mu_, t_, T_))
-    end = np.minimum(horizon, rng.exponential(size=k_.shape) / mu_)
+    if alive is None:
+        living = rng.uniform(size=k_.shape) < np.exp(log_p_alive(k_, lam_, mu_, t_, T_))
+    else:
+        living = np.broadcast_to(np.asarray(alive, dtype=bool), shape).ravel()
+    end = np.minimum(points.max(initial=0.0), rng.exponential(size=k_.shape) / mu_)
     clock = _gap_beyond(k_, b, T_ - t_, rng)
-    count = np.zeros(k_.shape, dtype=np.int64)
-    active = alive & (clock <= end)
+    counts = np.zeros((k_.size, points.size), dtype=np.int64)
+    discounted = np.zeros(k_.size)
+    active = living & (clock <= end)
     while active.any():
-        count[active] += 1
         idx = np.flatnonzero(active)
+        counts[idx] += clock[idx, None] <= points[None, :]
+        if discount_rate > 0.0:
+            discounted[idx] += np.exp(-discount_rate * clock[idx])
+        else:
+            discounted[idx] += 1.0
         clock[idx] += rng.gamma(k_[idx], 1.0 / b[idx])
         active[idx] = clock[idx] <= end[idx]
-    return count.reshape(shape)
+    return counts.reshape((*shape, points.size)), discounted.reshape(shape)
 
 
 def simulate_histories(

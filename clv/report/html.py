@@ -388,6 +388,10 @@ def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units)
     grid_x, grid_t = np.meshgrid(freqs, recs, indexing="ij")
     frame = pd.DataFrame({"frequency": grid_x.ravel(), "recency": grid_t.ravel(), "T": T})
     frame.loc[frame["frequency"] == 0, "recency"] = 0.0
+    if cls.customer_latents:  # the regularity of the intervals matters too: the map is for intervals of equal length
+        x, t_x = frame["frequency"].to_numpy(), frame["recency"].to_numpy()
+        gap = np.maximum(t_x, 0.01 * np.maximum(x, 1.0)) / np.maximum(x, 1.0)
+        frame["sum_log_intervals"] = np.where(x > 0, x * np.log(gap), 0.0)
     window = (summary.get("churn_risk") or {}).get("window")
     if window:
         values, label = 1.0 - model.probability_of_purchases(frame, 0, float(window)), units.p_purchase
@@ -395,6 +399,11 @@ def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units)
         values, label = model.probability_alive(frame), "P(alive)"
     chart = charts.probability_map(freqs, recs, values.reshape(grid_x.shape), T, units.time, label)
     image = f'<img alt="{escape(label)} by frequency and recency" src="{chart}">'
+    if cls.customer_latents:
+        image += (
+            "<p class='note'>Pareto/GGG: the map is for customers whose purchases came at equal intervals (the most "
+            "regular history of each frequency and recency), at the posterior means of the model's parameters.</p>"
+        )
     if block.get("covariates"):  # the base parameters are those of the reference covariate pattern
         image += (
             "<p class='note'>The map is for customers at the reference of every covariate (the model's base "
