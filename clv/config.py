@@ -649,9 +649,9 @@ class RunConfig(_Section):
         """Each purchase model asked for is fitted only by the methods it has (`estimation_methods`)."""
         from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports this module
 
-        # `auto` chooses among evaluation.models (by maximum likelihood), and is then fitted by model.method
+        # `auto` chooses among evaluation.models (by maximum likelihood), and is then fitted by model.method;
+        # `clv evaluate` compares each model by the evaluation's methods it has (or its own: a Bayesian-only model)
         asked = [] if self.model.purchase == "auto" else [(self.model.purchase, self.model.method)]
-        asked += [(m, method) for m in self.evaluation.models for method in self.evaluation.methods]
         if self.model.purchase == "auto":
             asked += [(m, self.model.method) for m in self.evaluation.models]
         wrong = sorted({(m, method) for m, method in asked if method not in PURCHASE_MODELS[m].estimation_methods})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import product
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,7 @@ __all__ = [
     "holdout_actuals",
     "holdout_frame",
     "leaderboard",
+    "method_notes",
     "takes_covariates",
 ]
 
@@ -105,12 +105,33 @@ def candidates(config: RunConfig) -> list[Candidate]:
     """Every model with every method of the evaluation section, models first; with a covariates section, each
     without and then with the covariates (a model without processes for them: without only, see
     `covariate_notes`)."""
+    from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports the config
+
     out = []
-    for model, method in product(config.evaluation.models, config.evaluation.methods):
-        out.append(Candidate(model, method))
-        if takes_covariates(config, model):
-            out.append(Candidate(model, method, True))
+    for model in config.evaluation.models:
+        for method in _methods_of(model, config.evaluation.methods, PURCHASE_MODELS[model].estimation_methods):
+            out.append(Candidate(model, method))
+            if takes_covariates(config, model):
+                out.append(Candidate(model, method, True))
     return out
+
+
+def _methods_of(model: str, asked: Sequence[str], has: Sequence[str]) -> list[str]:
+    """The evaluation's methods that the model has, in the evaluation's order; a model with none of them (Pareto/
+    GGG, Bayesian only, in an evaluation by maximum likelihood) is compared by its own (`method_notes`)."""
+    return [m for m in asked if m in has] or list(has)
+
+
+def method_notes(config: RunConfig) -> list[str]:
+    """A note naming the models compared by methods other than the evaluation's (they have none of those)."""
+    from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports the config
+
+    notes = []
+    for model in config.evaluation.models:
+        has = PURCHASE_MODELS[model].estimation_methods
+        if not any(m in has for m in config.evaluation.methods):
+            notes.append(f"{model}: fitted by {', '.join(has)}, its only method(s)")
+    return notes
 
 
 def covariate_notes(config: RunConfig) -> list[str]:

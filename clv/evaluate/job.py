@@ -44,6 +44,7 @@ from clv.evaluate.comparison import (
     fit_statistics,
     holdout_frame,
     leaderboard,
+    method_notes,
 )
 from clv.evaluate.rolling import STABILITY_METRICS, rolling_origins, stability
 from clv.evaluate.scores import HoldoutScore, score_holdout
@@ -279,7 +280,7 @@ def evaluate(
         config, data, results, board, best_candidate(board, config.evaluation.rank_by), None, origins
     )
     evaluation.warnings = [m for r in results for m in r.warnings]
-    evaluation.notes = covariate_notes(config)
+    evaluation.notes = covariate_notes(config) + method_notes(config)
     if origins:
         _rolling(evaluation, rolling, strict, progress)
     else:
