@@ -420,6 +420,111 @@ def _sweep(
         for _ in range(_SCALE_MOVES):
             _scale_lifetimes(t_x, T, k, lam, mu, tau, hyper)
             _scale_rates(x, t_x, T, k, lam, tau, hyper)
+            _spread_regularity(x, t_x, T, S, k, lam, tau, hyper)
+            _spread_dropout(t_x, T, k, lam, mu, tau, hyper)
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread_dropout(
+    t_x: FloatArray, T: FloatArray, k: FloatArray, lam: FloatArray, mu: FloatArray, tau: FloatArray, hyper: FloatArray
+) -> None:
+    """`_spread_regularity` for the dropout rates: s moves with s / beta held, each mu keeps its Wilson-Hilferty
+    value z, and each lifetime keeps mu tau (its Exp(1) draw), so tau' = tau mu / mu'. The exponential densities
+    of the lifetimes and that map's Jacobian cancel (mu' / mu times mu / mu'); what remains is the Gamma(s, beta)
+    densities of the mu's, the open intervals' survival over the moved lifetimes (and tau' > t_x), the priors
+    and the Jacobians of the mu map and of (log s, log beta)."""
+    a0, b0 = HYPER_PRIOR
+    s, beta = hyper[4], hyper[5]
+    step = _SCALE_STEP * np.random.standard_normal()
+    c = math.exp(step)
+    s2, beta2 = c * s, c * beta
+    m = s / beta
+    root, root2 = math.sqrt(s), math.sqrt(s2)
+    log_ratio = (a0 - 1.0) * 2.0 * step - b0 * (s2 - s + beta2 - beta) + 2.0 * step
+    log_ratio += t_x.size * (s2 * math.log(beta2) - math.lgamma(s2) - s * math.log(beta) + math.lgamma(s))
+    moved_mu = np.empty(t_x.size)
+    moved_tau = np.empty(t_x.size)
+    for i in range(t_x.size):
+        u = (mu[i] / m) ** (1.0 / 3.0)
+        z = (u - 1.0 + 1.0 / (9.0 * s)) * 3.0 * root
+        u2 = 1.0 - 1.0 / (9.0 * s2) + z / (3.0 * root2)
+        if u2 <= 0.0:
+            return
+        mu2 = m * u2**3
+        if mu2 < 1e-12 or mu2 > 1e12:
+            return
+        tau2 = tau[i] * mu[i] / mu2
+        if tau2 <= t_x[i]:
+            return
+        moved_mu[i], moved_tau[i] = mu2, tau2
+        before, after = min(tau[i], T[i]), min(tau2, T[i])
+        if before != after:
+            b = k[i] * lam[i]
+            log_ratio += _log_q(k[i], b * (after - t_x[i])) - _log_q(k[i], b * (before - t_x[i]))
+        log_ratio += (s2 - 1.0) * math.log(mu2) - beta2 * mu2 - (s - 1.0) * math.log(mu[i]) + beta * mu[i]
+        log_ratio += 2.0 * math.log(u2 / u) + 0.5 * math.log(s / s2)
+    if math.log(np.random.random()) < log_ratio:
+        hyper[4], hyper[5] = s2, beta2
+        mu[:] = moved_mu
+        tau[:] = moved_tau
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_k_data(k: float, lam: float, x: float, t_x: float, S: float, window: float) -> float:
+    """The terms of a customer's likelihood that involve k (`_log_k_conditional` without the prior)."""
+    b = k * lam
+    value = (k - 1.0) * S - b * t_x + _log_q(k, b * window)
+    if x > 0.0:
+        value += x * (k * math.log(b) - math.lgamma(k))
+    return value
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread_regularity(
+    x: FloatArray,
+    t_x: FloatArray,
+    T: FloatArray,
+    S: FloatArray,
+    k: FloatArray,
+    lam: FloatArray,
+    tau: FloatArray,
+    hyper: FloatArray,
+) -> None:
+    """A Metropolis move of the regularity's shape t with its mean t / gamma held, carrying the k's along: each
+    k keeps its standardised value z under the Wilson-Hilferty transform of Gamma(t, gamma) (Wilson & Hilferty
+    1931: k ~ (t / gamma) (1 - 1/(9t) + z / (3 sqrt t))^3, z about N(0, 1)), so that a population of k's widens
+    or narrows with t instead of holding t back (the interweaving idea of `_scale_lifetimes` for a shape). The
+    map is a bijection for a given step, so the ratio is the joint density's (data, Gamma(t, gamma) of the k's,
+    priors) times the map's Jacobian prod dk' / dk = prod (u' / u)^2 sqrt(t / t') and that of (log t, log
+    gamma) -> both + step (t' gamma' / (t gamma) for the priors in t and gamma)."""
+    a0, b0 = HYPER_PRIOR
+    t, g = hyper[0], hyper[1]
+    step = _SCALE_STEP * np.random.standard_normal()
+    c = math.exp(step)
+    t2, g2 = c * t, c * g
+    m = t / g
+    root, root2 = math.sqrt(t), math.sqrt(t2)
+    log_ratio = (a0 - 1.0) * 2.0 * step - b0 * (t2 - t + g2 - g) + 2.0 * step
+    log_ratio += x.size * (t2 * math.log(g2) - math.lgamma(t2) - t * math.log(g) + math.lgamma(t))
+    moved = np.empty(x.size)
+    for i in range(x.size):
+        u = (k[i] / m) ** (1.0 / 3.0)
+        z = (u - 1.0 + 1.0 / (9.0 * t)) * 3.0 * root
+        u2 = 1.0 - 1.0 / (9.0 * t2) + z / (3.0 * root2)
+        if u2 <= 0.0:
+            return
+        k2 = m * u2**3
+        if k2 < 1e-12 or k2 > 1e12:
+            return
+        moved[i] = k2
+        window = min(tau[i], T[i]) - t_x[i]
+        log_ratio += _log_k_data(k2, lam[i], x[i], t_x[i], S[i], window)
+        log_ratio -= _log_k_data(k[i], lam[i], x[i], t_x[i], S[i], window)
+        log_ratio += (t2 - 1.0) * math.log(k2) - g2 * k2 - (t - 1.0) * math.log(k[i]) + g * k[i]
+        log_ratio += 2.0 * math.log(u2 / u) + 0.5 * math.log(t / t2)
+    if math.log(np.random.random()) < log_ratio:
+        hyper[0], hyper[1] = t2, g2
+        k[:] = moved
 
 
 @numba.njit(cache=True, nogil=True)
