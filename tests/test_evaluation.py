@@ -330,8 +330,8 @@ def test_progress_says_which_candidates_will_be_slow_before_they_start(monkeypat
         ["evaluation.models=[bgnbd]", "evaluation.methods=[mle, bayes]", "bayes.inference=nuts"],
     )
     mle, bayes = job.candidates(config)
-    assert job._slow_note(config, mle, 1_016) == ""  # CDNOW: seconds
-    note = job._slow_note(config, bayes, 100_000)  # NUTS on 100,000 histories: hours on the NumPy likelihood
+    assert job._slow_note(config, mle, 1_016, 2_357) == ""  # CDNOW: seconds
+    note = job._slow_note(config, bayes, 100_000, 100_000)  # NUTS on 100,000 histories: hours on the NumPy likelihood
     assert note.startswith(" (expected to take about ") and note.endswith(" min on 100,000 unique histories)")
     steps: list[str] = []
     monkeypatch.setattr(job, "_run_candidate", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))

@@ -48,6 +48,7 @@ __all__ = [
     "HYPER_NAMES",
     "GibbsDraws",
     "GibbsSettings",
+    "log_bracket",
     "log_upper_gamma",
     "sample_chains",
     "sample_latents",
@@ -711,6 +712,15 @@ def log_upper_gamma(k: FloatArray, z: FloatArray) -> FloatArray:
     """log Q(k, z) elementwise (the kernel the sampler uses; tests hold it to SciPy)."""
     kk, zz = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(z, dtype=float))
     return np.array([_log_q(a, b) for a, b in zip(kk.ravel(), zz.ravel(), strict=True)]).reshape(kk.shape)
+
+
+def log_bracket(k: FloatArray, lam: FloatArray, mu: FloatArray, d: FloatArray) -> FloatArray:
+    """log[(1 - c^k) + c^k Q(k, (k lambda + mu) d)] elementwise (the kernel the sampler uses; tests hold it to
+    `clv.purchase.ggg.log_dropout_term`)."""
+    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (k, lam, mu, d)))
+    flat = [v.ravel() for v in arrays]
+    out = [_log_bracket(a, a * b, c, e) for a, b, c, e in zip(*flat, strict=True)]
+    return np.array(out).reshape(arrays[0].shape)
 
 
 def tau_quantile(k: float, lam: float, mu: float, d: float, v: float) -> float:

@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from clv.bayes.budget import choose_inference, mle_seconds, nuts_seconds
+from clv.bayes.budget import choose_inference, gibbs_seconds, mle_seconds, nuts_seconds
 from clv.compress import unique_histories
 from clv.config import RunConfig
 from clv.data.customers import attach_covariates
@@ -271,7 +271,7 @@ def evaluate(
     results = []
     n_unique = len(unique_histories(data.rfm.frame)[0])
     for candidate in candidates(config):
-        _say(progress, f"fit and score {candidate.label}{_slow_note(config, candidate, n_unique)}")
+        _say(progress, f"fit and score {candidate.label}{_slow_note(config, candidate, n_unique, len(data.rfm.frame))}")
         step = time.perf_counter()
         results.append(_run_candidate(config, candidate, data.rfm, strict, progress_bar))
         timings[candidate.label] = round(time.perf_counter() - step, 4)
@@ -301,10 +301,14 @@ def evaluate(
 SLOW_CANDIDATE_SECONDS = 30.0
 
 
-def expected_seconds(config: RunConfig, candidate: Candidate, n_unique: int) -> float:
+def expected_seconds(config: RunConfig, candidate: Candidate, n_unique: int, n_customers: int = 0) -> float:
     """A candidate's expected fit time from the data's unique histories (`clv.bayes.budget`): a
     maximum-likelihood fit, or the Bayesian inference `bayes.inference` resolves to (NUTS's sampling time;
-    the approximations cost about a maximum-likelihood fit)."""
+    the approximations cost about a maximum-likelihood fit); Pareto/GGG's Gibbs sampler from the customers."""
+    from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports the config
+
+    if PURCHASE_MODELS[candidate.purchase].customer_latents:
+        return gibbs_seconds(n_customers, config.bayes)
     if candidate.method == "bayes":
         choice = choose_inference(candidate.purchase, n_unique, config.bayes)
         if choice.inference == "nuts":
@@ -312,12 +316,16 @@ def expected_seconds(config: RunConfig, candidate: Candidate, n_unique: int) -> 
     return mle_seconds(candidate.purchase, n_unique)
 
 
-def _slow_note(config: RunConfig, candidate: Candidate, n_unique: int) -> str:
+def _slow_note(config: RunConfig, candidate: Candidate, n_unique: int, n_customers: int) -> str:
     """' (expected to take about 4 min on 98,412 unique histories)' for a slow candidate, else ''."""
-    seconds = expected_seconds(config, candidate, n_unique)
+    from clv.purchase import PURCHASE_MODELS  # the models import the data layer, which imports the config
+
+    seconds = expected_seconds(config, candidate, n_unique, n_customers)
     if seconds <= SLOW_CANDIDATE_SECONDS:
         return ""
     shown = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    if PURCHASE_MODELS[candidate.purchase].customer_latents:
+        return f" (expected to take about {shown} on {n_customers:,} customers)"
     return f" (expected to take about {shown} on {n_unique:,} unique histories)"
 
 

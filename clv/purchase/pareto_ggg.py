@@ -229,21 +229,30 @@ class ParetoGGGModel(PurchaseModel):
         return check_output(total / (_PATHS * k.shape[0]), "DERT", rfm)
 
     def expected_purchases_new_customer(self, horizon: float | ArrayLike) -> FloatArray:
-        """Expected repeat purchases in (0, h] of a new customer, by simulating `_NEW_CUSTOMERS` customers of the
-        population (the same ones at every horizon)."""
+        """Expected repeat purchases in (0, h] of a new customer: `_NEW_CUSTOMERS` customers of the population
+        simulated once to the longest horizon (first purchase at 0, Gamma(k, k lambda) intervals, Exp(mu)
+        lifetime), their repeat purchases counted by each horizon."""
         from clv.purchase.base import check_new_customer_horizons
 
         points = check_new_customer_horizons(horizon)
+        flat = points.ravel()
         t, gamma, r, alpha, s, beta = self._p()
-        out = np.empty(points.size)
-        for j, h in enumerate(points.ravel()):
-            rng = self._rng("new_customer")
-            k = rng.gamma(t, 1.0 / gamma, _NEW_CUSTOMERS)
-            lam = rng.gamma(r, 1.0 / alpha, _NEW_CUSTOMERS)
-            mu = rng.gamma(s, 1.0 / beta, _NEW_CUSTOMERS)
-            k, lam, mu = (np.maximum(v, 1e-12) for v in (k, lam, mu))
-            out[j] = ggg.simulate_histories(k, lam, mu, np.full(_NEW_CUSTOMERS, float(h)), rng)["x"].mean()
-        return out.reshape(np.shape(horizon)) if np.ndim(horizon) else out[:1]
+        rng = self._rng("new_customer")
+        k, lam, mu = (
+            np.maximum(rng.gamma(shape, 1.0 / rate, _NEW_CUSTOMERS), 1e-12)
+            for shape, rate in ((t, gamma), (r, alpha), (s, beta))
+        )
+        b = k * lam
+        end = np.minimum(flat.max(initial=0.0), rng.exponential(size=_NEW_CUSTOMERS) / mu)
+        clock = rng.gamma(k, 1.0 / b)
+        counts = np.zeros(flat.size)
+        active = clock <= end
+        while active.any():
+            idx = np.flatnonzero(active)
+            counts += (clock[idx, None] <= flat[None, :]).sum(axis=0)
+            clock[idx] += rng.gamma(k[idx], 1.0 / b[idx])
+            active[idx] = clock[idx] <= end[idx]
+        return check_output((counts / _NEW_CUSTOMERS).reshape(points.shape), "expected purchases")
 
     # --- posterior draws -----------------------------------------------------------------------------------
 
