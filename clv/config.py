@@ -578,6 +578,8 @@ def _covariate_problems(config: RunConfig) -> list[str]:
             return ["model.pool_by with covariates is not supported: pool by the groups, or use the covariates"]
         if pool in RFM_FRAME_COLUMNS:
             return [f"model.pool_by: {pool!r} is a column of the RFM summary, not a customer group"]
+        if config.model.purchase != "auto" and PURCHASE_MODELS[config.model.purchase].customer_latents:
+            return [f"model.pool_by: {config.model.purchase} has customer-level latents of its own and is not pooled"]
     if covariates is None:
         return []
     if not covariates.columns and pool is None:

@@ -157,7 +157,7 @@ def test_expected_purchases_agree_with_predict_draws(fitted, data):
     # mean of the predictions differ by the posterior's spread, not only by Monte Carlo error: compared loosely)
     post = clv.ParetoGGGModel.predict_draws(fitted.posterior_.draws, rfm, "expected_purchases", horizon=HOLDOUT, seed=5)
     assert post.shape == (len(fitted.posterior_.draws), len(rfm))
-    assert post.sum(axis=1).mean() == pytest.approx(expected, rel=0.25)
+    assert post.sum(axis=1).mean() == pytest.approx(expected, rel=0.10)
     alive = clv.ParetoGGGModel.predict_draws(point[:50], rfm, "probability_alive", seed=5)
     assert np.all((alive >= 0) & (alive <= 1))
 
@@ -202,11 +202,12 @@ def truth_model() -> clv.ParetoGGGModel:
 
 def test_holdout_forecast_at_the_true_parameters(truth_model):
     """2,000 customers drawn from the model: at the true heterogeneity parameters the expected holdout purchases
-    add up to the actual total. The actual total given the calibration histories has sd at most sqrt(n) sd(x
-    holdout) (law of total variance: the conditional variance is at most the unconditional one), about 3% of the
-    total here; the forecast's own Monte Carlo error is far below that (200 latent draws x 4 paths per customer).
-    Tolerance: 3 of those sd. A forecast that left out P(alive), or the open interval's elapsed time, misses by far
-    more (the alive-only forecast is checked to be outside)."""
+    add up to the actual total. Given the calibration histories the actual total's variance is on average at most
+    n var(x holdout) (law of total variance: the expected conditional variance is at most the unconditional one),
+    an sd of about 190 purchases, 5.5% of the total here (a loose bound: measured, the forecast is 0.2% off); the
+    forecast's own Monte Carlo error is far below it (200 latent draws x 4 paths per customer). Tolerance: 3 of
+    those sd. The check can fail: the forecast that leaves out dropout (P(alive) = 1) is checked to be outside
+    it."""
     rfm, actual = _customers(2000, seed=21)
     forecast = truth_model.expected_purchases(rfm, HOLDOUT)
     sd = math.sqrt(len(actual)) * actual.std()
@@ -235,9 +236,13 @@ def test_new_customer_expectation_matches_simulated_customers(truth_model):
             x = ggg.simulate_histories(k, lam, mu, np.full(n, h), rng)["x"]
         se = x.std() * math.sqrt(1 / 20_000 + 1 / n)
         assert abs(value - x.mean()) < 4 * se, (h, value, x.mean(), se)
+        if h == 39.0:
+            x_sd_39 = x.std()
     assert np.all(np.diff(ours) > 0)
+    # a single horizon: the same quantity (its own simulation, to 39 weeks only: within the same Monte Carlo error)
     single = truth_model.expected_purchases_new_customer(39.0)
-    assert np.ndim(single) <= 1 and float(np.ravel(single)[0]) == pytest.approx(ours[1])
+    assert np.shape(single) == (1,)
+    assert abs(single[0] - ours[1]) < 4 * x_sd_39 * math.sqrt(2 / 20_000), (single, ours[1])
 
 
 # ---------- the config ----------
@@ -291,7 +296,6 @@ def _sets(*keys: str) -> list[str]:
     return [arg for key in keys for arg in ("--set", key)]
 
 
-@pytest.mark.slow
 def test_run_then_score_on_cdnow(tmp_path):
     """`clv run` with pareto_ggg by Gibbs sampling (short chains) and `clv score` with the saved posterior: the
     latents and the predictive draws are seeded by the run's seed, so the scores are the same numbers."""
@@ -321,7 +325,7 @@ def test_run_then_score_on_cdnow(tmp_path):
     again = pd.read_csv(out / "customers.csv", dtype={"customer_id": str})
     assert again["customer_id"].tolist() == customers["customer_id"].tolist()
     for column in ("p_alive", "expected_purchases", "clv", "clv_lo", "clv_hi"):
-        np.testing.assert_allclose(again[column], customers[column], rtol=1e-12, atol=0, err_msg=column)
+        np.testing.assert_array_equal(again[column], customers[column], err_msg=column)
 
 
 @pytest.mark.slow

@@ -184,7 +184,8 @@ def simulate_histories(
     active = np.ones(k_.shape, dtype=bool)
     while active.any():
         idx = np.flatnonzero(active)
-        gap = rng.gamma(k_[idx], 1.0 / b[idx])
+        # a Gamma draw with a tiny shape can underflow to 0: an interval of 1e-300 keeps its log finite
+        gap = np.maximum(rng.gamma(k_[idx], 1.0 / b[idx]), 1e-300)
         clock[idx] += gap
         calibration = clock[idx] <= seen[idx]
         hit = idx[calibration]

@@ -245,14 +245,16 @@ class ParetoGGGModel(PurchaseModel):
         b = k * lam
         end = np.minimum(flat.max(initial=0.0), rng.exponential(size=_NEW_CUSTOMERS) / mu)
         clock = rng.gamma(k, 1.0 / b)
-        counts = np.zeros(flat.size)
+        times = []
         active = clock <= end
         while active.any():
             idx = np.flatnonzero(active)
-            counts += (clock[idx, None] <= flat[None, :]).sum(axis=0)
+            times.append(clock[idx].copy())
             clock[idx] += rng.gamma(k[idx], 1.0 / b[idx])
             active[idx] = clock[idx] <= end[idx]
-        return check_output((counts / _NEW_CUSTOMERS).reshape(points.shape), "expected purchases")
+        purchases = np.sort(np.concatenate(times)) if times else np.zeros(0)
+        counts = np.searchsorted(purchases, flat, side="right") / _NEW_CUSTOMERS
+        return check_output(counts.astype(float).reshape(points.shape), "expected purchases")
 
     # --- posterior draws -----------------------------------------------------------------------------------
 
