@@ -524,7 +524,7 @@ def evaluate_command(
         str | None,
         typer.Option(
             help="Purchase models to compare, comma-separated (default: bgnbd,pareto_nbd,mbgnbd; add mbgcnbd,bgcnbd "
-            "for purchase regularity).",
+            "for purchase regularity, pareto_ggg for regularity per customer, fitted by bayes).",
             show_default=False,
         ),
     ] = None,

@@ -11,7 +11,13 @@ from clv.seeds import STREAMS, rng, stream_seed
 def test_the_offsets_are_those_of_earlier_versions():
     run = {"purchase_fit": 0, "spend_fit": 1, "value": 3, "holdout_purchases": 7}
     evaluation = {"evaluation_value": 11, "evaluation_no_purchase": 13, "forecast_band": 17}
-    prediction = {"purchase_draws": 0, "spend_draws": 1, "purchase_simulation": 0, "portfolio_noise": 2}
+    prediction = {
+        "purchase_draws": 0,
+        "spend_draws": 1,
+        "purchase_simulation": 0,
+        "portfolio_noise": 2,
+        "purchase_latents": 5,
+    }
     simulation = {"simulated_cohort": 1}
     assert {**run, **evaluation, **prediction, **simulation} == STREAMS
 
