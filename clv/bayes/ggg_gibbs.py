@@ -23,7 +23,9 @@ the paper's sampler (BTYDplus `pggg.mcmc.DrawParameters`). One sweep updates, fo
 Then each heterogeneity pair in a block: the shape (t, r or s) from its conditional with the rate integrated
 out (Gamma-Gamma conjugacy: p(t | k) ~ prior(t) Gamma(N t + a0) / (sum k + b0)^(N t + a0) prod k^(t - 1) /
 Gamma(t)^N), by slice sampling on the log scale, and the rate from its conjugate Gamma(a0 + N t, b0 + sum k).
-Blocking the pair removes the shape-rate correlation that coordinate-wise updates crawl along.
+Blocking the pair removes the shape-rate correlation that coordinate-wise updates crawl along. The lifetime pair (s,
+beta) is drawn with mu integrated out, so every mu is drawn again under the new pair before any later step uses
+it (a partially collapsed Gibbs sampler: van Dyk & Park 2008, JASA 103(482)).
 
 Q(k, z) is the regularised upper incomplete gamma function: the power series of P = 1 - Q (DLMF 8.7.1) for
 z <= k + 1, Legendre's continued fraction (DLMF 8.9.2, modified Lentz) beyond, both in log space so that far
@@ -66,7 +68,7 @@ _EPS = 1e-15
 _TINY = 1e-300
 _MAX_TERMS = 10_000
 _WIDTH = 1.0  # initial slice width on the log scale of k and lambda
-_STEPS = 16  # stepping-out limit on each side (Neal 2003, Fig. 3)
+_STEPS = 64  # stepping-out budget of a slice, split between the sides at random (Neal 2003, Fig. 3)
 _SCALE_MOVES = 3  # interweaving moves of beta per sweep (`_scale_lifetimes`)
 _SCALE_STEP = 0.3  # their proposal's sd on the log scale
 
@@ -225,14 +227,14 @@ def _slice_k(v0: float, lam: float, x: float, t_x: float, S: float, window: floa
     y = _log_k_conditional(v0, lam, x, t_x, S, window, t, g) - np.random.exponential()
     left = v0 - _WIDTH * np.random.random()
     right = left + _WIDTH
-    j = 0
-    while j < _STEPS and _log_k_conditional(left, lam, x, t_x, S, window, t, g) > y:
+    j = int(_STEPS * np.random.random())  # Neal (2003), Fig. 3: the budget split at random
+    kk = _STEPS - 1 - j
+    while j > 0 and _log_k_conditional(left, lam, x, t_x, S, window, t, g) > y:
         left -= _WIDTH
-        j += 1
-    j = 0
-    while j < _STEPS and _log_k_conditional(right, lam, x, t_x, S, window, t, g) > y:
+        j -= 1
+    while kk > 0 and _log_k_conditional(right, lam, x, t_x, S, window, t, g) > y:
         right += _WIDTH
-        j += 1
+        kk -= 1
     for _ in range(200):
         v = left + (right - left) * np.random.random()
         if _log_k_conditional(v, lam, x, t_x, S, window, t, g) > y:
@@ -249,14 +251,14 @@ def _slice_lam(v0: float, k: float, x: float, t_x: float, window: float, r: floa
     y = _log_lam_conditional(v0, k, x, t_x, window, r, alpha) - np.random.exponential()
     left = v0 - _WIDTH * np.random.random()
     right = left + _WIDTH
-    j = 0
-    while j < _STEPS and _log_lam_conditional(left, k, x, t_x, window, r, alpha) > y:
+    j = int(_STEPS * np.random.random())  # Neal (2003), Fig. 3: the budget split at random
+    kk = _STEPS - 1 - j
+    while j > 0 and _log_lam_conditional(left, k, x, t_x, window, r, alpha) > y:
         left -= _WIDTH
-        j += 1
-    j = 0
-    while j < _STEPS and _log_lam_conditional(right, k, x, t_x, window, r, alpha) > y:
+        j -= 1
+    while kk > 0 and _log_lam_conditional(right, k, x, t_x, window, r, alpha) > y:
         right += _WIDTH
-        j += 1
+        kk -= 1
     for _ in range(200):
         v = left + (right - left) * np.random.random()
         if _log_lam_conditional(v, k, x, t_x, window, r, alpha) > y:
@@ -300,14 +302,14 @@ def _draw_pair(shape: float, values: FloatArray) -> tuple[float, float]:
         y = _log_shape_conditional(v0, n, sum_x, sum_log_x) - np.random.exponential()
         left = v0 - width * np.random.random()
         right = left + width
-        j = 0
-        while j < _STEPS and _log_shape_conditional(left, n, sum_x, sum_log_x) > y:
+        j = int(_STEPS * np.random.random())  # Neal (2003), Fig. 3: the budget split at random
+        kk = _STEPS - 1 - j
+        while j > 0 and _log_shape_conditional(left, n, sum_x, sum_log_x) > y:
             left -= width
-            j += 1
-        j = 0
-        while j < _STEPS and _log_shape_conditional(right, n, sum_x, sum_log_x) > y:
+            j -= 1
+        while kk > 0 and _log_shape_conditional(right, n, sum_x, sum_log_x) > y:
             right += width
-            j += 1
+            kk -= 1
         for _ in range(200):
             v = left + (right - left) * np.random.random()
             if _log_shape_conditional(v, n, sum_x, sum_log_x) > y:
@@ -350,18 +352,18 @@ def _draw_lifetime_pair(s: float, beta: float, tau: FloatArray) -> tuple[float, 
             left = v0 - width * np.random.random()
             right = left + width
             trial = point.copy()
-            steps = 0
+            steps = int(_STEPS * np.random.random())  # Neal (2003), Fig. 3: the budget split at random
+            rest = _STEPS - 1 - steps
             trial[j] = left
-            while steps < _STEPS and _log_lifetime_conditional(trial[0], trial[1], tau) > y:
+            while steps > 0 and _log_lifetime_conditional(trial[0], trial[1], tau) > y:
                 left -= width
                 trial[j] = left
-                steps += 1
-            steps = 0
+                steps -= 1
             trial[j] = right
-            while steps < _STEPS and _log_lifetime_conditional(trial[0], trial[1], tau) > y:
+            while rest > 0 and _log_lifetime_conditional(trial[0], trial[1], tau) > y:
                 right += width
                 trial[j] = right
-                steps += 1
+                rest -= 1
             for _ in range(200):
                 trial[j] = left + (right - left) * np.random.random()
                 if _log_lifetime_conditional(trial[0], trial[1], tau) > y:
@@ -418,6 +420,10 @@ def _sweep(
         hyper[0], hyper[1] = _draw_pair(t, k)
         hyper[2], hyper[3] = _draw_pair(r, lam)
         hyper[4], hyper[5] = _draw_lifetime_pair(s, beta, tau)
+        # mu was integrated out of that step: redraw it under the new (s, beta) before any move conditions on it
+        # (partially collapsed Gibbs, van Dyk & Park 2008)
+        for i in range(x.size):
+            mu[i] = _clip(np.random.gamma(hyper[4] + 1.0, 1.0 / (hyper[5] + tau[i])))
         for _ in range(_SCALE_MOVES):
             _scale_lifetimes(t_x, T, k, lam, mu, tau, hyper)
             _scale_rates(x, t_x, T, k, lam, tau, hyper)
