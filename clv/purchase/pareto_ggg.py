@@ -25,38 +25,25 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
-from clv.errors import ClvError, DataError
+from clv.errors import ClvError
 from clv.model import FitResult, LikelihoodProblem, check_output
 from clv.purchase import ggg
 from clv.purchase.base import PurchaseModel, check_horizon, check_horizons, check_rate, rfm_arrays
+from clv.purchase.cnbd import SUM_LOG_INTERVALS, sum_log_intervals
 
 __all__ = ["ParetoGGGModel", "history_columns"]
 
 FloatArray = NDArray[np.float64]
-SUM_LOG_INTERVALS = "sum_log_intervals"
 #: simulated futures per latent draw in the point model's expectations
 _PATHS = 4
 _NEW_CUSTOMERS = 20_000
 
 
 def history_columns(rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """(x, t_x, T, S) of a frame, S = `sum_log_intervals`, checked: present, finite, 0 where x = 0."""
-    if SUM_LOG_INTERVALS not in rfm:
-        raise DataError(
-            f"Pareto/GGG needs the RFM column {SUM_LOG_INTERVALS} (the sum of the logs of the intervals between "
-            "repeat purchases)",
-            hint="summarise a transaction log with clv (it adds the column), or add it to the RFM table",
-        )
+    """(x, t_x, T, S) of a frame, S = `sum_log_intervals` checked as the regularity models check it: present,
+    finite, 0 where x = 0 (`clv.purchase.cnbd.sum_log_intervals`)."""
     x, t_x, T = rfm_arrays(rfm)
-    S = rfm[SUM_LOG_INTERVALS].to_numpy(dtype=float)
-    bad = ~np.isfinite(S) | ((x == 0) & (S != 0))
-    if bad.any():
-        ids = rfm["customer_id"].to_numpy()[bad] if "customer_id" in rfm else np.flatnonzero(bad)
-        raise DataError(
-            f"{SUM_LOG_INTERVALS} must be finite, and 0 where frequency is 0; {int(bad.sum())} customer(s) violate "
-            f"this (first ids: {', '.join(map(str, ids[:5]))})"
-        )
-    return x, t_x, T, S
+    return x, t_x, T, sum_log_intervals(rfm)
 
 
 def _key(*arrays: ArrayLike) -> str:
