@@ -21,6 +21,7 @@ from clv.errors import ClvError, ConfigError, DataError
 from clv.purchase import ggg
 
 from . import reference_values as ref
+from .test_cli import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -280,15 +281,6 @@ def test_an_evaluation_by_mle_compares_pareto_ggg_by_its_own_method():
 # ---------- the command line ----------
 
 
-def _config(tmp_path: Path) -> Path:
-    text = (ROOT / "configs" / "cdnow.yaml").read_text()
-    text = text.replace("reports_dir: reports", f"reports_dir: {tmp_path / 'reports'}")
-    text = text.replace("models_dir: models", f"models_dir: {tmp_path / 'models'}")
-    path = tmp_path / "run.yaml"
-    path.write_text(text)
-    return path
-
-
 def _sets(*keys: str) -> list[str]:
     return [arg for key in keys for arg in ("--set", key)]
 
@@ -296,7 +288,7 @@ def _sets(*keys: str) -> list[str]:
 def test_run_then_score_on_cdnow(tmp_path):
     """`clv run` with pareto_ggg by Gibbs sampling (short chains) and `clv score` with the saved posterior: the
     latents and the predictive draws are seeded by the run's seed, so the scores are the same numbers."""
-    config = _config(tmp_path)
+    config = write_config(tmp_path)
     sets = _sets("model.purchase=pareto_ggg", "model.method=bayes", *SMALL_CHAINS)
     result = runner.invoke(app, ["run", str(config), *sets, "-q"])
     assert result.exit_code == 0, result.stderr
@@ -330,7 +322,7 @@ def test_evaluate_ranks_pareto_ggg(tmp_path):
     """`clv evaluate --models pareto_ggg,pareto_nbd --methods mle`: Pareto/NBD by maximum likelihood, Pareto/GGG
     by its own method (bayes, short chains), both on the leaderboard; pareto_ggg's row has a finite MAE that is
     the mean absolute error of its holdout predictions (predictions.parquet)."""
-    config = _config(tmp_path)
+    config = write_config(tmp_path)
     args = ["evaluate", str(config), "--models", "pareto_ggg,pareto_nbd", "--methods", "mle", *_sets(*SMALL_CHAINS)]
     result = runner.invoke(app, [*args, "-q"])
     assert result.exit_code == 0, result.stderr
