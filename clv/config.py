@@ -33,6 +33,7 @@ __all__ = [
     "PredictionConfig",
     "PriorConfig",
     "RunConfig",
+    "SparkConfig",
     "TierLevel",
     "TiersConfig",
     "TimeConfig",
@@ -630,6 +631,21 @@ class OutputConfig(_Section):
     models_dir: str = "models"
 
 
+class SparkConfig(_Section):
+    """How `engine: spark` reaches Spark (`clv.spark`): the session it starts when none is active, and how much it
+    may bring to the driver."""
+
+    master: str = Field("local[*]", description="Spark master of a session clv starts (an active session is used)")
+    app_name: str = Field("clv", min_length=1, description="application name of a session clv starts")
+    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings of a session clv starts")
+    partitions: int | None = Field(
+        None, ge=1, description="partitions of the customer stage (default: the session's shuffle partitions)"
+    )
+    max_collected_rows: int = Field(
+        5_000_000, ge=1, description="most customer rows brought to the driver; more is refused with the count"
+    )
+
+
 class RunConfig(_Section):
     """A whole run. Every key is documented, with its default, in configs/example.yaml."""
 
@@ -645,6 +661,10 @@ class RunConfig(_Section):
         None, description="static customer covariates (none: every customer is a draw from one population)"
     )
     output: OutputConfig = OutputConfig()
+    engine: Literal["local", "spark"] = Field(
+        "local", description="local (DuckDB on this machine) or spark (clv.spark: the same job on a Spark session)"
+    )
+    spark: SparkConfig = SparkConfig()
 
     @model_validator(mode="after")
     def _methods_fit_the_models(self) -> RunConfig:
@@ -809,6 +829,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
 
 
 def config_hash(config: RunConfig) -> str:
-    """SHA-256 of the resolved config in canonical JSON: equal configs, equal hashes."""
-    canonical = json.dumps(config.resolved(), sort_keys=True, separators=(",", ":"))
+    """SHA-256 of the resolved config in canonical JSON: equal configs, equal hashes. Where the job runs
+    (`engine`, `spark`) is left out: it changes no number, so a run on Spark and one on this machine agree."""
+    resolved = {k: v for k, v in config.resolved().items() if k not in ("engine", "spark")}
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -12,11 +12,20 @@ The rules, for a text date column:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import duckdb
 
 from clv.errors import DataError
 
-__all__ = ["check_date_order", "suggest_date_formats", "swapped"]
+__all__ = [
+    "DateOrderFacts",
+    "check_date_order",
+    "date_order_facts",
+    "date_order_problem",
+    "suggest_date_formats",
+    "swapped",
+]
 
 _DATES = (
     "%d/%m/%Y",
@@ -73,22 +82,66 @@ def _format_list(found: list[tuple[str, int]], of: int) -> str:
     return " or ".join(f"{f!r} ({n:,} of {of:,})" for f, n in found[:2])
 
 
-def _require_format(con: duckdb.DuckDBPyConnection, raw: str, source: str, label: str, column: str) -> None:
-    """Rule 1: refuse day-or-month-first dates when no date_format is given."""
-    n, examples = con.execute(
-        f"SELECT count(*), list({raw})[1:{_SAMPLE}] FROM {source} WHERE regexp_matches({raw}, "
-        f"{_literal(_DAY_OR_MONTH_FIRST)})"
-    ).fetchone() or (0, [])
-    if not n:
-        return
-    found = suggest_date_formats(con, list(examples))
-    shown = ", ".join(repr(v) for v in list(examples)[:3])
-    advice = f"; of the first {len(examples):,}, {_format_list(found, len(examples))} parse" if found else ""
-    raise DataError(
-        f"{label}: {n:,} date(s) in column {column!r} are written day or month first ({shown}): the order "
-        f"cannot be guessed{advice}",
-        hint="set data.date_format to the file's format, e.g. data.date_format: '%d/%m/%Y' (day first) or "
-        "'%m/%d/%Y' (month first)",
+@dataclass
+class DateOrderFacts:
+    """What rules 1 and 2 read off text dates: without a format, how many are written day or month first and
+    the first of them (up to 2,000); with a format that has %d and %m, how many it and its swap parse. Facts of
+    parts of a log add up (`combine`, for `clv.spark`)."""
+
+    day_or_month_first: int = 0
+    examples: list[str] = field(default_factory=list)
+    given: int = 0
+    alternative: int = 0
+
+    def combine(self, other: DateOrderFacts) -> DateOrderFacts:
+        return DateOrderFacts(
+            self.day_or_month_first + other.day_or_month_first,
+            [*self.examples, *other.examples][:_SAMPLE],
+            self.given + other.given,
+            self.alternative + other.alternative,
+        )
+
+
+def date_order_facts(con: duckdb.DuckDBPyConnection, raw: str, source: str, date_format: str | None) -> DateOrderFacts:
+    """The facts of rules 1 and 2 on the text dates `raw` (a SQL expression over `source`)."""
+    if date_format is None:
+        n, examples = con.execute(
+            f"SELECT count(*), list({raw})[1:{_SAMPLE}] FROM {source} WHERE regexp_matches({raw}, "
+            f"{_literal(_DAY_OR_MONTH_FIRST)})"
+        ).fetchone() or (0, [])
+        return DateOrderFacts(day_or_month_first=int(n), examples=[str(v) for v in examples or []])
+    other = swapped(date_format)
+    if other is None:
+        return DateOrderFacts()
+    given, alternative = _counts(con, raw, source, [date_format, other])
+    return DateOrderFacts(given=given, alternative=alternative)
+
+
+def date_order_problem(
+    con: duckdb.DuckDBPyConnection, facts: DateOrderFacts, date_format: str | None, label: str, column: str
+) -> DataError | None:
+    """The refusal of rules 1 and 2 for `facts`, or None (`con`: any connection, to try formats on the examples)."""
+    if date_format is None:
+        if not facts.day_or_month_first:
+            return None
+        examples = facts.examples
+        found = suggest_date_formats(con, examples)
+        shown = ", ".join(repr(v) for v in examples[:3])
+        advice = f"; of the first {len(examples):,}, {_format_list(found, len(examples))} parse" if found else ""
+        return DataError(
+            f"{label}: {facts.day_or_month_first:,} date(s) in column {column!r} are written day or month first "
+            f"({shown}): the order cannot be guessed{advice}",
+            hint="set data.date_format to the file's format, e.g. data.date_format: '%d/%m/%Y' (day first) or "
+            "'%m/%d/%Y' (month first)",
+        )
+    other = swapped(date_format)
+    if other is None or facts.alternative <= facts.given:
+        return None
+    return DataError(
+        f"{label}: data.date_format {date_format!r} parses {facts.given:,} date(s) of column {column!r}, but "
+        f"{other!r} parses {facts.alternative:,}: day and month look swapped (the given order reads only the days "
+        f"up to 12, with day and month exchanged)",
+        hint=f"set data.date_format: {other!r} if that is the file's order",
     )
 
 
@@ -96,17 +149,6 @@ def check_date_order(
     con: duckdb.DuckDBPyConnection, raw: str, source: str, date_format: str | None, label: str, column: str
 ) -> None:
     """Rules 1 and 2 on the text dates `raw` (a SQL expression over `source`); raise DataError."""
-    if date_format is None:
-        _require_format(con, raw, source, label, column)
-        return
-    other = swapped(date_format)
-    if other is None:
-        return
-    given, alternative = _counts(con, raw, source, [date_format, other])
-    if alternative > given:
-        raise DataError(
-            f"{label}: data.date_format {date_format!r} parses {given:,} date(s) of column {column!r}, but "
-            f"{other!r} parses {alternative:,}: day and month look swapped (the given order reads only the days "
-            f"up to 12, with day and month exchanged)",
-            hint=f"set data.date_format: {other!r} if that is the file's order",
-        )
+    problem = date_order_problem(con, date_order_facts(con, raw, source, date_format), date_format, label, column)
+    if problem is not None:
+        raise problem

@@ -26,7 +26,7 @@ from clv.config import DataConfig
 from clv.data.returns import MONEY
 from clv.errors import DataError, first_ids
 
-__all__ = ["DuplicateCount", "apply_duplicates"]
+__all__ = ["DuplicateCount", "apply_duplicates", "duplicates_problem"]
 
 _GROUPS = "clv_duplicate_groups"
 
@@ -43,6 +43,9 @@ class DuplicateCount:
     identical_invoice_lines: int = 0
     first_customer_ids: list[str] = field(default_factory=list)
     value: float | None = None
+    #: transaction ids on rows that differ in customer, date or value (refused under `drop`), and the first
+    conflicts: int = 0
+    first_conflicts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -102,12 +105,6 @@ def _count(con: duckdb.DuckDBPyConnection, key: str, spec: DataConfig) -> Duplic
         """
     ).fetchone() or (0, 0, 0, [], 0, [])
     rows, invoices, identical, ids, conflicts, conflict_ids = row
-    if conflicts and spec.duplicates == "drop":
-        raise DataError(
-            f"{conflicts:,} transaction id(s) of column {spec.transaction_id!r} appear on rows that differ in "
-            f"customer, date or value (first: {first_ids(conflict_ids or [])}): which row is right cannot be known",
-            hint="fix those rows, or set data.duplicates: keep to keep every row",
-        )
     return DuplicateCount(
         key=key,
         policy=spec.duplicates,
@@ -115,6 +112,8 @@ def _count(con: duckdb.DuckDBPyConnection, key: str, spec: DataConfig) -> Duplic
         invoices=int(invoices) if key == "invoice" else 0,
         identical_invoice_lines=int(identical) if key == "invoice" else 0,
         first_customer_ids=[str(i) for i in ids or []],
+        conflicts=int(conflicts),
+        first_conflicts=[str(i) for i in conflict_ids or []],
     )
 
 
@@ -140,21 +139,40 @@ def _value(con: duckdb.DuckDBPyConnection, table: str) -> Decimal:
     return Decimal(total)
 
 
-def apply_duplicates(con: duckdb.DuckDBPyConnection, table: str, spec: DataConfig, label: str) -> DuplicateCount:
-    """Count the duplicates of the parsed rows in `table` (columns cid, ts, amt, inv, price, row_hash, tid), then
-    drop them, keep them, or refuse them (`data.duplicates`); the counts say what was done."""
-    key = _key(spec)
-    _group_table(con, table, key)
-    count = _count(con, key, spec)
+def duplicates_problem(count: DuplicateCount, spec: DataConfig, label: str) -> DataError | None:
+    """The refusal the duplicates found call for under `data.duplicates`, or None: conflicting transaction ids
+    under `drop`, any duplicate under `fail`."""
+    if count.conflicts and spec.duplicates == "drop":
+        return DataError(
+            f"{count.conflicts:,} transaction id(s) of column {spec.transaction_id!r} appear on rows that differ in "
+            f"customer, date or value (first: {first_ids(count.first_conflicts)}): which row is right cannot be known",
+            hint="fix those rows, or set data.duplicates: keep to keep every row",
+        )
     if count.rows and spec.duplicates == "fail":
-        con.execute(f"DROP TABLE {_GROUPS}")
         what = {"transaction_id": "rows repeat a transaction id", "invoice": "lines repeat an invoice whole"}
-        raise DataError(
-            f"{label}: {count.rows:,} duplicate row(s): {what.get(key, 'rows identical to an earlier row')} "
+        return DataError(
+            f"{label}: {count.rows:,} duplicate row(s): {what.get(count.key, 'rows identical to an earlier row')} "
             f"(customers {first_ids(count.first_customer_ids)})",
             hint="set data.duplicates: drop to keep one copy of each, or keep to keep them all",
         )
-    if count.rows and spec.duplicates == "drop":
+    return None
+
+
+def apply_duplicates(
+    con: duckdb.DuckDBPyConnection, table: str, spec: DataConfig, label: str, decide: bool = True
+) -> DuplicateCount:
+    """Count the duplicates of the parsed rows in `table` (columns cid, ts, amt, inv, price, row_hash, tid), then
+    drop them, keep them, or refuse them (`data.duplicates`); the counts say what was done. `decide=False` (a
+    part of a log, `clv.spark`): never refuse, and drop only what `drop` drops; the caller judges the whole
+    log's counts with `duplicates_problem`."""
+    key = _key(spec)
+    _group_table(con, table, key)
+    count = _count(con, key, spec)
+    problem = duplicates_problem(count, spec, label)
+    if problem is not None and decide:
+        con.execute(f"DROP TABLE {_GROUPS}")
+        raise problem
+    if count.rows and spec.duplicates == "drop" and not count.conflicts:
         before = _value(con, table)
         _drop(con, table, key)
         count.dropped = count.rows

@@ -41,13 +41,28 @@ import pandas as pd
 
 from clv.config import DataConfig
 from clv.data.datasets import EMBEDDED_DATASETS, dataset_path
-from clv.data.date_formats import check_date_order, suggest_date_formats
+from clv.data.date_formats import DateOrderFacts, check_date_order, date_order_facts, suggest_date_formats
 from clv.data.duplicates import DuplicateCount, apply_duplicates
 from clv.data.numbers import number_expr, suggest_number_settings
 from clv.data.returns import DAYS_TABLE, MONEY, net_returns
 from clv.errors import DataError, DataWarning, first_ids
 
-__all__ = ["RowProblem", "Transactions", "ValidationReport", "load_transactions", "sql_date"]
+__all__ = [
+    "FILE_COLUMN",
+    "ROW_COLUMN",
+    "PartFacts",
+    "RowProblem",
+    "Transactions",
+    "ValidationReport",
+    "clean_part",
+    "invoice_problem",
+    "load_transactions",
+    "padded_ids_warning",
+    "price_problem",
+    "problem_error",
+    "returns_problem",
+    "sql_date",
+]
 
 _SRC = "clv_src"
 _SRC_LINES = "clv_src_lines"
@@ -74,21 +89,25 @@ _SHOWN_PROBLEMS = 20
 _MISSING_ID = "missing customer id"
 # Money is summed exactly as DECIMAL(38, 9) (clv.data.returns); values this large could overflow the sums.
 _MAX_VALUE = 1e18
+MIXED_ZONES_HINT = "give every timestamp a UTC offset, or none, so that days are binned in one time zone"
 
 
 @dataclass(frozen=True)
 class RowProblem:
     """One problem with one row: where, whose, which column, what value, and why."""
 
-    line: int
+    line: int | None
     customer_id: str | None
     column: str
     value: str | None
     reason: str
+    #: the file of the row, where the line is not known (a part of a log read by Spark, `clv.spark`)
+    file: str | None = None
 
     def describe(self, location: str) -> str:
         who = f"customer {self.customer_id}" if self.customer_id is not None else "no customer id"
-        return f"{location} {self.line} ({who}): {self.column} {self.value!r} {self.reason}"
+        where = f"{location} {self.line}" if self.line is not None else f"{location} of {self.file or 'the source'}"
+        return f"{where} ({who}): {self.column} {self.value!r} {self.reason}"
 
 
 @dataclass
@@ -123,6 +142,7 @@ class ValidationReport:
     max_invalid_share: float = 0.01
     duplicates: DuplicateCount = field(default_factory=DuplicateCount)
     padded_ids: dict[str, object] = field(default_factory=dict)
+    padded_first_ids: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -566,7 +586,7 @@ def _cause_hint(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Valida
     return suggest_number_settings(_problem_values(con, "reason = 'not a number'"), spec, every)
 
 
-def _problem_error(
+def problem_error(
     report: ValidationReport, cause: str | None = None, over_share: float | None = None, drop: bool = False
 ) -> DataError:
     """The invalid rows as one error: counts by reason, the first rows, and what to do. `over_share`: the
@@ -591,7 +611,9 @@ def _problem_error(
         hint = f"{cause}; otherwise {hint}"
     missing = report.problems_by_reason.get(_MISSING_ID, 0)
     if missing:
-        where = f"{loc}s {first_ids(report.first_lines.get(_MISSING_ID, []))}"
+        lines = report.first_lines.get(_MISSING_ID, [])
+        files = sorted({p.file or report.source for p in report.first_problems if p.reason == _MISSING_ID})
+        where = f"{loc}s {first_ids(lines)}" if lines else f"{loc}s of {first_ids(files, 3)}"
         message += f"; {missing:,} {loc}(s) lack a customer id (first at {where})"
         hint = (
             "if lines without a customer id are guest purchases, set data.missing_customer: drop (they are "
@@ -615,7 +637,7 @@ def _validate(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Validati
     over = report.invalid_share > spec.max_invalid_share
     if over or spec.invalid_rows == "fail":
         cause = _cause_hint(con, spec, report) if over else None
-        raise _problem_error(report, cause, spec.max_invalid_share if over else None, spec.invalid_rows == "drop")
+        raise problem_error(report, cause, spec.max_invalid_share if over else None, spec.invalid_rows == "drop")
     con.execute(f"DELETE FROM {_PARSED} WHERE NOT valid")
 
 
@@ -642,19 +664,28 @@ def _check_padded_ids(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: 
     if not rows:
         return
     report.padded_ids = {"rows": int(rows), "ids": int(ids), "equal_to_another_once_trimmed": int(twins)}
-    shown = ", ".join(repr(i) for i in first or [])
+    report.padded_first_ids = [str(i) for i in first or []]
+    report.warnings.append(padded_ids_warning(report))
+
+
+def padded_ids_warning(report: ValidationReport) -> str:
+    """The warning on ids kept with their spaces, from `report.padded_ids`."""
+    padded = report.padded_ids
+    rows, ids, twins = (int(str(padded[k])) for k in ("rows", "ids", "equal_to_another_once_trimmed"))
+    shown = ", ".join(repr(i) for i in report.padded_first_ids)
     twin_text = f"; {twins:,} of them equal another id once trimmed (now two customers)" if twins else ""
-    report.warnings.append(
+    return (
         f"{rows:,} {report.location}(s) have a customer id with leading or trailing spaces ({ids:,} ids, first: "
         f"{shown}); they are kept as written{twin_text}; set data.trim_ids: true to trim them"
     )
 
 
-def _check_awareness(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> None:
+def _check_awareness(con: duckdb.DuckDBPyConnection, report: ValidationReport, decide: bool = True) -> tuple[int, int]:
+    """The time-zone-aware and naive rows; a mix of both is refused (unless `decide=False`: a part of a log)."""
     n_aware, n_naive = con.execute(
         f"SELECT count(*) FILTER (aware), count(*) FILTER (NOT aware) FROM {_PARSED}"
     ).fetchone() or (0, 0)
-    if n_aware and n_naive:
+    if n_aware and n_naive and decide:
         lines = con.execute(
             f"""
             SELECT (SELECT list(line ORDER BY line) FROM (SELECT line FROM {_LINES} WHERE valid AND aware
@@ -667,31 +698,54 @@ def _check_awareness(con: duckdb.DuckDBPyConnection, report: ValidationReport) -
             f"{report.source}: dates mix time-zone-aware and naive timestamps ({n_aware} aware, first at "
             f"{report.location}s {first_ids(lines[0])}; {n_naive} naive, first at {report.location}s "
             f"{first_ids(lines[1])})",
-            hint="give every timestamp a UTC offset, or none, so that days are binned in one time zone",
+            hint=MIXED_ZONES_HINT,
         )
     report.aware_timestamps = bool(n_aware)
+    return int(n_aware), int(n_naive)
 
 
-def _apply_price_policy(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
+def price_problem(spec: DataConfig, report: ValidationReport, first: str) -> DataError:
+    """The refusal of line items priced <= 0 under `data.non_positive_price: fail` (`first`: the first rows)."""
+    return DataError(
+        f"{report.source}: {report.non_positive_price_lines} {report.location}(s) with a price <= 0 ({spec.price}); "
+        f"first: {first}",
+        hint="set data.non_positive_price: drop to leave them out (not purchases, no value), or keep",
+    )
+
+
+def _apply_price_policy(
+    con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport, decide: bool = True
+) -> None:
     """Line items priced <= 0 (adjustments, samples, postage corrections): drop (not purchases, no value),
-    keep (their value quantity x price counts, a negative one as a return), or fail."""
+    keep (their value quantity x price counts, a negative one as a return), or fail (not with `decide=False`)."""
     if not spec.line_items:
         return
     report.non_positive_price_policy = spec.non_positive_price
     (n,) = con.execute(f"SELECT count(*) FROM {_PARSED} WHERE price <= 0").fetchone() or (0,)
     report.non_positive_price_lines = int(n)
-    if n and spec.non_positive_price == "fail":
-        raise DataError(
-            f"{report.source}: {n} {report.location}(s) with a price <= 0 ({spec.price}); first: "
-            + _first_lines(con, "price <= 0", report),
-            hint="set data.non_positive_price: drop to leave them out (not purchases, no value), or keep",
-        )
+    if n and spec.non_positive_price == "fail" and decide:
+        raise price_problem(spec, report, _first_lines(con, "price <= 0", report))
     if n and spec.non_positive_price == "drop":
         con.execute(f"DELETE FROM {_PARSED} WHERE price <= 0")
 
 
-def _check_invoices(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
-    """An invoice is one transaction of one customer: an invoice whose lines carry two ids is an error."""
+def invoice_problem(
+    spec: DataConfig, report: ValidationReport, count: int, first: list[tuple[str, list[str]]]
+) -> DataError:
+    """The refusal of `count` invoices whose lines carry more than one customer id (`first`: invoice, ids)."""
+    shown = "; ".join(f"{inv} (customers {first_ids(ids, 3)})" for inv, ids in first)
+    return DataError(
+        f"{report.source}: {count} invoice(s) carry lines of more than one customer id; first: {shown}",
+        hint=f"an invoice is one customer's transaction: fix those invoices, or leave data.invoice unset to "
+        f"group lines by customer and day (column {spec.invoice!r})",
+    )
+
+
+def _check_invoices(
+    con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport, decide: bool = True
+) -> None:
+    """An invoice is one transaction of one customer: an invoice whose lines carry two ids is an error (judged
+    by the caller with `decide=False`: a part of a log)."""
     if spec.invoice is None:
         return
     rows = con.execute(
@@ -700,13 +754,8 @@ def _check_invoices(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Va
         GROUP BY inv HAVING count(DISTINCT cid) > 1 ORDER BY inv LIMIT 5
         """
     ).fetchall()
-    if rows:
-        shown = "; ".join(f"{inv} (customers {first_ids(ids, 3)})" for inv, ids, _ in rows)
-        raise DataError(
-            f"{report.source}: {rows[0][2]} invoice(s) carry lines of more than one customer id; first: {shown}",
-            hint=f"an invoice is one customer's transaction: fix those invoices, or leave data.invoice unset to "
-            f"group lines by customer and day (column {spec.invoice!r})",
-        )
+    if rows and decide:
+        raise invoice_problem(spec, report, int(rows[0][2]), [(str(inv), list(ids)) for inv, ids, _ in rows])
     (kept,) = con.execute(f"SELECT count(DISTINCT inv) FROM {_PARSED}").fetchone() or (0,)
     report.invoices_kept = int(kept)
 
@@ -725,7 +774,18 @@ def _count_cancellations(con: duckdb.DuckDBPyConnection, spec: DataConfig, repor
     report.cancellations = cancellations
 
 
-def _apply_returns(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
+def returns_problem(report: ValidationReport, count: int, first: str) -> DataError:
+    """The refusal of returns under `data.returns: fail` (`first`: the first rows)."""
+    return DataError(
+        f"{report.source}: {count} row(s) with a non-positive amount or marked as cancellations (returns or "
+        f"refunds); first: {first}",
+        hint="set data.returns: net to net them against the customer's spend, or drop to leave them out",
+    )
+
+
+def _apply_returns(
+    con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport, decide: bool = True
+) -> int:
     """Count the returns (rows of value <= 0, and cancellation lines); fail on them, drop them, or leave them
     to be netted (`net`, clv.data.returns). A zero-value purchase line is a return only to `drop` and `fail`."""
     report.returns_policy = spec.returns
@@ -739,15 +799,12 @@ def _apply_returns(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Val
             non_positive_rows=int(row[0]) + int(row[1]), zero_amount_rows=int(row[0]), negative_amount_rows=int(row[1])
         )
     n = int(row[2])
-    if n and spec.returns == "fail":
-        raise DataError(
-            f"{report.source}: {n} row(s) with a non-positive amount or marked as cancellations (returns or "
-            f"refunds); first: " + _first_lines(con, returned, report),
-            hint="set data.returns: net to net them against the customer's spend, or drop to leave them out",
-        )
+    if n and spec.returns == "fail" and decide:
+        raise returns_problem(report, n, _first_lines(con, returned, report))
     if spec.returns == "drop":
         report.returns["dropped_rows"] = n
         con.execute(f"DELETE FROM {_PARSED} WHERE {returned}")
+    return n
 
 
 def _merge_days(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
@@ -844,3 +901,99 @@ def load_transactions(
 def sql_date(value: dt.date) -> str:
     """`value` as a SQL date literal for the queries on a `Transactions` table: DATE '2026-01-31'."""
     return f"DATE '{value.isoformat()}'"
+
+
+#: the columns a part of a log carries besides the source's own (`clv.spark`): a row id unique in the whole log,
+#: and the row's file
+ROW_COLUMN = "__clv_row"
+FILE_COLUMN = "__clv_file"
+
+
+@dataclass
+class PartFacts:
+    """What cleaning a part of a log found that only the whole log can judge (`clean_part`). The parts' facts,
+    like their reports, add up to the whole log's (`clv.spark.data`)."""
+
+    date_order: DateOrderFacts = field(default_factory=DateOrderFacts)
+    aware: int = 0
+    naive: int = 0
+    first_aware: list[str] = field(default_factory=list)
+    first_naive: list[str] = field(default_factory=list)
+    first_non_positive_price: list[str] = field(default_factory=list)
+    returned: int = 0
+    first_returned: list[str] = field(default_factory=list)
+    #: invoice, customers: each invoice of the part with the customer ids its lines carry there
+    invoices: pd.DataFrame | None = None
+    #: every problem of the part's invalid rows: line (the row id), customer_id, column, value, reason, file
+    problems: pd.DataFrame | None = None
+
+
+def _first_customers(con: duckdb.DuckDBPyConnection, condition: str) -> list[str]:
+    rows = con.execute(f"SELECT DISTINCT cid FROM {_PARSED} WHERE {condition} ORDER BY cid LIMIT 5").fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def clean_part(table: object, spec: DataConfig, label: str) -> tuple[Transactions | None, PartFacts]:
+    """Read, validate and clean a part of a log exactly as `load_transactions` does, judging nothing that needs
+    the whole log: invalid rows are listed and left out whatever the policy; the refusals (invalid rows,
+    duplicates, prices <= 0, returns, mixed time zones, invoices of two customers, the date order) are left to
+    the caller, with the facts they rest on; nothing is warned. `table` is a pyarrow Table of the source's
+    columns with ROW_COLUMN and FILE_COLUMN, holding every row of its customers (the parts split the customers,
+    so every rule but those refusals is a customer's own). None when no transaction is left."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("clv_part", table)
+    con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT * EXCLUDE ({ROW_COLUMN}, {FILE_COLUMN}) FROM clv_part")
+    con.execute(
+        f"CREATE TEMP VIEW {_SRC_LINES} AS SELECT {ROW_COLUMN} AS line, * EXCLUDE ({ROW_COLUMN}, {FILE_COLUMN}) "
+        "FROM clv_part"
+    )
+    report = ValidationReport(source=label, location="row")
+    facts = PartFacts()
+    types = _column_types(con)
+    if types[spec.date] == "VARCHAR":
+        facts.date_order = date_order_facts(con, f"trim({_quote(spec.date)})", _SRC, spec.date_format)
+    _parse(con, spec, types)
+    _count_read_part(con, spec, report)
+    _drop_guests(con, spec, report)
+    report.max_invalid_share = spec.max_invalid_share
+    (invalid,) = con.execute(f"SELECT count(*) FILTER (NOT valid) FROM {_PARSED}").fetchone() or (0,)
+    if invalid:
+        _collect_problems(con, spec)
+        _fill_problem_report(con, report)
+        facts.problems = con.execute(
+            f"SELECT p.*, f.{FILE_COLUMN} AS file FROM {_PROBLEMS} p "
+            f'JOIN (SELECT {ROW_COLUMN} AS line, {FILE_COLUMN} FROM clv_part) f USING (line) ORDER BY line, "column"'
+        ).df()
+        con.execute(f"DELETE FROM {_PARSED} WHERE NOT valid")
+    report.duplicates = apply_duplicates(con, _PARSED, spec, label, decide=False)
+    _check_padded_ids(con, spec, report)
+    facts.aware, facts.naive = _check_awareness(con, report, decide=False)
+    if facts.aware and facts.naive:
+        facts.first_aware, facts.first_naive = _first_customers(con, "aware"), _first_customers(con, "NOT aware")
+    _apply_price_policy(con, spec, report, decide=False)
+    if report.non_positive_price_lines and spec.non_positive_price == "fail":
+        facts.first_non_positive_price = _first_customers(con, "price <= 0")
+    if spec.invoice is not None:
+        facts.invoices = con.execute(
+            f"SELECT inv AS invoice, list(DISTINCT cid ORDER BY cid) AS customers FROM {_PARSED} GROUP BY inv"
+        ).df()
+        report.invoices_kept = len(facts.invoices)
+    _count_cancellations(con, spec, report)
+    facts.returned = _apply_returns(con, spec, report, decide=False)
+    if facts.returned and spec.returns == "fail":
+        facts.first_returned = _first_customers(con, "cancel OR amt <= 0" if spec.has_values else "cancel")
+    _merge_days(con, spec, report)
+    report.warnings.clear()
+    con.execute(f"DROP TABLE {_PARSED}")
+    if report.customer_days == 0:
+        return None, facts
+    return Transactions(con=con, report=report, has_amount=spec.has_values), facts
+
+
+def _count_read_part(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
+    row = con.execute(f"SELECT count(*), count(DISTINCT inv), count(DISTINCT cid) FROM {_PARSED}").fetchone()
+    assert row is not None
+    report.rows_read, report.customer_ids = int(row[0]), int(row[2])
+    if spec.invoice is not None:
+        report.invoices = int(row[1])
