@@ -159,12 +159,17 @@ def _timed(timings: dict[str, float], step: str, progress: Progress | None) -> I
 
 
 def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
-    """Read and validate the transactions, profile them, and summarise them to RFM; or read an RFM table.
+    """Read and validate the transactions, profile them, and summarise them to RFM (on Spark with `engine:
+    spark`, `clv.spark`); or read an RFM table.
     `check_period=False` turns the refusal of a period that does not fit the data into a note (`summarise`).
     With a covariates section, the customer table's columns are joined to the summary (`with_covariates`)."""
     check_covariate_source(config)
     if is_rfm_table(config.data.source):
         step = DataStep(report=None, profile=None, rfm=load_rfm_table(config))
+    elif config.engine == "spark":
+        from clv.spark import spark_data  # PySpark is imported only on that engine
+
+        step = spark_data(config, check_period)
     else:
         with duckdb.connect() as con:
             step = summarise(config, load_transactions(config.data.source, config.data, con), check_period)

@@ -41,3 +41,41 @@ def pytest_configure(config):
     settings.register_profile("ci", derandomize=True, database=None)
     if os.environ.get("CI"):
         settings.load_profile("ci")
+
+
+def _under_ci() -> bool:
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (2 cores) for the whole test run. Without PySpark or Java the Spark tests are
+    skipped, except under CI, where `make test` installs both and their absence fails."""
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        if _under_ci():
+            pytest.fail("pyspark is not installed under CI=true: `make test` installs clv[spark]")
+        pytest.skip("pyspark is not installed (pip install 'clv[spark]')")
+    if shutil.which("java") is None:
+        if _under_ci():
+            pytest.fail("java is not installed under CI=true: `make test` installs openjdk-17-jre-headless")
+        pytest.skip("java is not installed (make java)")
+    from clv.config import parse_config
+    from clv.spark.session import spark_session
+
+    config = parse_config(
+        {
+            "name": "spark-tests",
+            "data": {"source": "cdnow"},
+            "time": {"calibration_end": "1997-09-30"},
+            "spark": {"master": "local[2]", "conf": {"spark.sql.shuffle.partitions": "4"}},
+        }
+    )
+    session = spark_session(config)
+    yield session
+    session.stop()

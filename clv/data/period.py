@@ -20,7 +20,7 @@ from clv.config import TimeConfig
 from clv.data.transactions import Transactions, sql_date
 from clv.errors import ConfigError
 
-__all__ = ["PeriodCheck", "check_period", "period_facts"]
+__all__ = ["PeriodCheck", "PeriodFacts", "check_period", "judge_period", "period_facts"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,11 @@ def _unused(time: TimeConfig, facts: PeriodFacts) -> str | None:
 def check_period(tx: Transactions, time: TimeConfig) -> PeriodCheck:
     """Refuse a period that does not fit the data (module docstring), unless time.allow_gap: then the problem is
     a note; rows after the holdout end are a note."""
-    facts = period_facts(tx, time)
+    return judge_period(period_facts(tx, time), time)
+
+
+def judge_period(facts: PeriodFacts, time: TimeConfig) -> PeriodCheck:
+    """`check_period` on the facts of a log (of a whole log, or its parts' added up: `clv.spark`)."""
     problem = _gap(time, facts)
     unused = _unused(time, facts)
     if problem is None and unused is not None:

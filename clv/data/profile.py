@@ -60,9 +60,13 @@ class DataProfile:
 
 
 def profile_transactions(
-    tx: Transactions, calibration_end: dt.date | None = None, last_date: dt.date | None = None
+    tx: Transactions,
+    calibration_end: dt.date | None = None,
+    last_date: dt.date | None = None,
+    regularity: bool = True,
 ) -> DataProfile:
-    """Profile validated transactions; with `calibration_end`, count the customers first seen after it."""
+    """Profile validated transactions; with `calibration_end`, count the customers first seen after it.
+    `regularity=False` leaves the regularity estimates out (a part of a log, whose gaps the caller pools)."""
     row = tx.con.execute(
         f"""
         SELECT count(DISTINCT customer_id), count(*), min(day), max(day), sum(amount),
@@ -105,5 +109,5 @@ def profile_transactions(
         cancellations=dict(rep.cancellations),
         returns_netted=rep.returns.get("netted_value"),
         returns_unmatched=rep.returns.get("unmatched_value"),
-        regularity=estimate_regularity(tx, calibration_end),
+        regularity=estimate_regularity(tx, calibration_end) if regularity else [],
     )

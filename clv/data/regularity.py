@@ -10,11 +10,20 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from clv.data.transactions import Transactions, sql_date
 from clv.regularity import gamma_shape_mle, wheat_morrison
 
-__all__ = ["MLE_MIN_GAPS", "RegularityEstimate", "estimate_regularity", "regularity_line", "regularity_reading"]
+__all__ = [
+    "MLE_MIN_GAPS",
+    "RegularityEstimate",
+    "customer_gaps",
+    "estimate_regularity",
+    "regularity_from_gaps",
+    "regularity_line",
+    "regularity_reading",
+]
 
 RegularityMethod = Literal["wheat-morrison", "gamma-mle-median"]
 #: inter-purchase times a customer needs for the per-customer Gamma fit (BTYDplus' default for its MLE methods)
@@ -38,9 +47,9 @@ class RegularityEstimate:
     note: str = ""
 
 
-def _gaps(tx: Transactions, end: dt.date | None) -> dict[str, np.ndarray]:
-    """Per customer with two or more inter-purchase times: their number, sum and sum of logs (days), and the
-    last and second-to-last time."""
+def customer_gaps(tx: Transactions, end: dt.date | None) -> pd.DataFrame:
+    """Per customer with two or more inter-purchase times up to `end`: customer_id, their number n, sum total and
+    sum of logs sum_log (days), and the last and previous (second-to-last) time."""
     where = "" if end is None else f"WHERE day <= {sql_date(end)}"
     frame = tx.con.execute(
         f"""
@@ -50,20 +59,25 @@ def _gaps(tx: Transactions, end: dt.date | None) -> dict[str, np.ndarray]:
                    row_number() OVER (PARTITION BY customer_id ORDER BY day DESC) AS back
             FROM {tx.table} {where}
         )
-        SELECT count(gap) AS n, sum(gap) AS total, sum(ln(gap)) AS sum_log,
+        SELECT customer_id, count(gap) AS n, sum(gap) AS total, sum(ln(gap)) AS sum_log,
                max(gap) FILTER (WHERE back = 1) AS last, max(gap) FILTER (WHERE back = 2) AS previous
         FROM g WHERE gap IS NOT NULL GROUP BY customer_id HAVING count(gap) >= {WHEAT_MIN_GAPS}
         """
     ).df()
-    return {c: frame[c].to_numpy(dtype=float) for c in frame.columns}
+    return frame
+
+
+def regularity_from_gaps(gaps: pd.DataFrame, end: dt.date | None = None) -> list[RegularityEstimate]:
+    """The two estimates from the customers' gaps (`customer_gaps`; of a whole log, or its parts' together)."""
+    g = {c: gaps[c].to_numpy(dtype=float) for c in ("n", "total", "sum_log", "last", "previous")}
+    period = None if end is None else end.isoformat()
+    return [_wheat(g, period), _mle_median(g, period)]
 
 
 def estimate_regularity(tx: Transactions, end: dt.date | None = None) -> list[RegularityEstimate]:
     """The Wheat & Morrison estimate (customers with 2+ inter-purchase times) and the median of the customers'
     maximum-likelihood Gamma shapes (customers with `MLE_MIN_GAPS`+ times), from the purchases up to `end`."""
-    g = _gaps(tx, end)
-    period = None if end is None else end.isoformat()
-    return [_wheat(g, period), _mle_median(g, period)]
+    return regularity_from_gaps(customer_gaps(tx, end), end)
 
 
 def _wheat(g: dict[str, np.ndarray], period: str | None) -> RegularityEstimate:

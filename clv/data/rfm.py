@@ -97,8 +97,10 @@ def rfm_summary(
     calibration_end: dt.date,
     holdout_end: dt.date | None = None,
     unit: TimeUnit = "W",
+    allow_empty: bool = False,
 ) -> RfmSummary:
-    """Summarise validated transactions into one RFM row per customer (see the module docstring)."""
+    """Summarise validated transactions into one RFM row per customer (see the module docstring); a summary
+    without a customer is refused unless `allow_empty` (a part of a log, `clv.spark`)."""
     per_unit = days_per_unit(unit)
     cal = sql_date(calibration_end)
     end = sql_date(holdout_end) if holdout_end is not None else cal
@@ -141,7 +143,7 @@ def rfm_summary(
         frame = frame.drop(columns=list(HOLDOUT_COLUMNS))
     if not tx.has_amount:
         frame = frame.drop(columns=[c for c in ("monetary_value", "monetary_value_holdout") if c in frame])
-    if frame.empty:
+    if frame.empty and not allow_empty:
         raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
     return RfmSummary(
         frame=frame.reset_index(drop=True),

@@ -59,6 +59,7 @@ __all__ = [
     "load_transactions",
     "padded_ids_warning",
     "price_problem",
+    "problem_cause",
     "problem_error",
     "returns_problem",
     "sql_date",
@@ -562,7 +563,7 @@ def _problem_values(con: duckdb.DuckDBPyConnection, condition: str) -> list[str]
     return [str(v) for v in values or []]
 
 
-def _cause_hint(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> str | None:
+def problem_cause(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> str | None:
     """When most problems are dates or numbers that do not parse, what to set: data.date_format (with the
     formats that parse the values seen), or data.decimal / data.thousands / data.currency. Only when a setting
     would read the values, or when every row fails (then the reading, not the rows, is the likely fault)."""
@@ -636,7 +637,7 @@ def _validate(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: Validati
         _write_rejected(con, spec.rejected_rows)
     over = report.invalid_share > spec.max_invalid_share
     if over or spec.invalid_rows == "fail":
-        cause = _cause_hint(con, spec, report) if over else None
+        cause = problem_cause(con, spec, report) if over else None
         raise problem_error(report, cause, spec.max_invalid_share if over else None, spec.invalid_rows == "drop")
     con.execute(f"DELETE FROM {_PARSED} WHERE NOT valid")
 
@@ -933,13 +934,13 @@ def _first_customers(con: duckdb.DuckDBPyConnection, condition: str) -> list[str
     return [str(r[0]) for r in rows]
 
 
-def clean_part(table: object, spec: DataConfig, label: str) -> tuple[Transactions | None, PartFacts]:
+def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationReport, Transactions | None, PartFacts]:
     """Read, validate and clean a part of a log exactly as `load_transactions` does, judging nothing that needs
     the whole log: invalid rows are listed and left out whatever the policy; the refusals (invalid rows,
     duplicates, prices <= 0, returns, mixed time zones, invoices of two customers, the date order) are left to
     the caller, with the facts they rest on; nothing is warned. `table` is a pyarrow Table of the source's
     columns with ROW_COLUMN and FILE_COLUMN, holding every row of its customers (the parts split the customers,
-    so every rule but those refusals is a customer's own). None when no transaction is left."""
+    so every rule but those refusals is a customer's own). The transactions are None when none is left."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("clv_part", table)
@@ -987,8 +988,8 @@ def clean_part(table: object, spec: DataConfig, label: str) -> tuple[Transaction
     report.warnings.clear()
     con.execute(f"DROP TABLE {_PARSED}")
     if report.customer_days == 0:
-        return None, facts
-    return Transactions(con=con, report=report, has_amount=spec.has_values), facts
+        return report, None, facts
+    return report, Transactions(con=con, report=report, has_amount=spec.has_values), facts
 
 
 def _count_read_part(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:

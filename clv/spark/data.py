@@ -1,0 +1,531 @@
+"""The data step on Spark: the log validated, cleaned and summarised to RFM where it lives, by the local code.
+
+The log's rows are shuffled by customer id, so that each Spark partition holds every row of its customers; each
+partition then runs the local engine's own DuckDB code on its rows (`clv.data.transactions.clean_part`, then
+`rfm_summary`, the profile and the period's facts), one Arrow batch in and out (`mapInArrow`). Every rule of the
+local engine is a customer's own (same-day merge, duplicates, returns netting, the RFM columns), so the parts
+give the local numbers exactly; what only the whole log can judge (the share of invalid rows, the refusals under
+the `fail` policies, a mix of time zones, an invoice of two customers, day/month order) is decided here, on the
+driver, from the parts' counts added up, in the local engine's order and with its messages. Problems are named
+by file and customer id (Spark does not keep the files' line numbers); rejected rows are written as Parquet.
+
+The parts' customer rows are brought to the driver, up to `spark.max_collected_rows`: more is refused with the
+count and the remedy, before anything is collected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from clv.config import DataConfig, RunConfig
+from clv.data.date_formats import DateOrderFacts, date_order_problem
+from clv.data.duplicates import DuplicateCount, duplicates_problem
+from clv.data.period import PeriodFacts, judge_period, period_facts
+from clv.data.profile import DataProfile, profile_transactions
+from clv.data.regularity import customer_gaps, regularity_from_gaps
+from clv.data.rfm import HOLDOUT_COLUMNS, NEW_CUSTOMER_COLUMNS, RfmSummary, rfm_summary
+from clv.data.transactions import (
+    FILE_COLUMN,
+    MIXED_ZONES_HINT,
+    ROW_COLUMN,
+    RowProblem,
+    ValidationReport,
+    clean_part,
+    invoice_problem,
+    padded_ids_warning,
+    price_problem,
+    problem_cause,
+    problem_error,
+    returns_problem,
+)
+from clv.errors import DataError, DataWarning, first_ids
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from clv.pipeline import DataStep
+
+__all__ = ["spark_data_step"]
+
+_GAPS = ("n", "total", "sum_log", "last", "previous")
+_SHOWN = 20
+#: problems brought to the driver for the error's examples and its hint at the cause
+_PROBLEMS_COLLECTED = 2000
+
+
+def _out_schema() -> Any:
+    from pyspark.sql import types as T
+
+    double, long, text = T.DoubleType(), T.LongType(), T.StringType()
+    fields = [
+        ("kind", text),
+        ("customer_id", text),
+        ("frequency", long),
+        ("recency", double),
+        ("T", double),
+        ("monetary_value", double),
+        ("sum_log_intervals", double),
+        ("frequency_holdout", long),
+        ("monetary_value_holdout", double),
+        ("first_purchase", T.DateType()),
+        *((f"gap_{g}", double) for g in _GAPS),
+        ("line", long),
+        ("column", text),
+        ("value", text),
+        ("reason", text),
+        ("file", text),
+        ("payload", text),
+    ]
+    return T.StructType([T.StructField(name, kind, True) for name, kind in fields])
+
+
+def _arrow_schema() -> pa.Schema:
+    double, long, text = pa.float64(), pa.int64(), pa.string()
+    return pa.schema(
+        [
+            ("kind", text),
+            ("customer_id", text),
+            ("frequency", long),
+            ("recency", double),
+            ("T", double),
+            ("monetary_value", double),
+            ("sum_log_intervals", double),
+            ("frequency_holdout", long),
+            ("monetary_value_holdout", double),
+            ("first_purchase", pa.date32()),
+            *((f"gap_{g}", double) for g in _GAPS),
+            ("line", long),
+            ("column", text),
+            ("value", text),
+            ("reason", text),
+            ("file", text),
+            ("payload", text),
+        ]
+    )
+
+
+def _batch(kind: str, frame: pd.DataFrame, schema: pa.Schema) -> pa.RecordBatch:
+    """`frame`'s columns under the output schema (the others null), as one batch of `kind` rows."""
+    n = len(frame)
+    arrays = []
+    for name, typ in zip(schema.names, schema.types, strict=True):
+        if name == "kind":
+            arrays.append(pa.array([kind] * n, typ))
+        elif name in frame:
+            column = frame[name]
+            values = column.astype(object).where(column.notna(), None) if typ == pa.string() else column
+            arrays.append(pa.array(values, typ, from_pandas=True))
+        else:
+            arrays.append(pa.nulls(n, typ))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+def part_rows(batches: Iterator[pa.RecordBatch], config_json: str, label: str) -> Iterator[pa.RecordBatch]:
+    """One Spark partition's rows (every row of its customers) to its output: the RFM rows with the customers'
+    inter-purchase gaps, the new customers, the problems, the invoices, and one `part` row of counts."""
+    schema = _arrow_schema()
+    parts = list(batches)
+    if not parts or sum(b.num_rows for b in parts) == 0:
+        return
+    config = RunConfig.model_validate_json(config_json)
+    time = config.time
+    report, tx, facts = clean_part(pa.Table.from_batches(parts), config.data, label)
+    payload: dict[str, Any] = {
+        "report": dataclasses.asdict(report),
+        "facts": {k: v for k, v in dataclasses.asdict(facts).items() if k not in ("invoices", "problems")},
+    }
+    if facts.problems is not None:
+        yield _batch("problem", facts.problems.rename(columns={"customer_id": "customer_id"}), schema)
+    if facts.invoices is not None:
+        invoices = pd.DataFrame(
+            {
+                "customer_id": facts.invoices["invoice"],
+                "payload": [json.dumps(list(c)) for c in facts.invoices["customers"]],
+            }
+        )
+        yield _batch("invoice", invoices, schema)
+    if tx is not None:
+        rfm = rfm_summary(tx, time.calibration_end, time.holdout_end, time.unit, allow_empty=True)
+        gaps = customer_gaps(tx, time.calibration_end).rename(columns={g: f"gap_{g}" for g in _GAPS})
+        yield _batch("rfm", rfm.frame.merge(gaps, on="customer_id", how="left"), schema)
+        if rfm.new_customers is not None and len(rfm.new_customers):
+            new = rfm.new_customers.rename(columns={"purchases_holdout": "frequency_holdout"})
+            if "value_holdout" in new:
+                new = new.rename(columns={"value_holdout": "monetary_value_holdout"})
+            yield _batch("new", new, schema)
+        last = time.holdout_end or time.calibration_end
+        profile = profile_transactions(tx, time.calibration_end, last, regularity=False)
+        payload |= {
+            "profile": dataclasses.asdict(profile),
+            "period": dataclasses.asdict(period_facts(tx, time)),
+            "days_after_end": rfm.days_after_end,
+        }
+    yield _batch("part", pd.DataFrame({"payload": [json.dumps(payload, default=_json_default)]}), schema)
+
+
+# ---------- the parts added up ----------
+
+
+def _sum_dicts(dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for d in dicts:
+        for key, value in d.items():
+            out[key] = out.get(key, 0) + value
+    return out
+
+
+def _first_sorted(lists: list[list[str]], limit: int = 5) -> list[str]:
+    return sorted({v for values in lists for v in values})[:limit]
+
+
+def _merge_duplicates(counts: list[dict[str, Any]], spec: DataConfig) -> DuplicateCount:
+    values = [c["value"] for c in counts if c["value"] is not None]
+    base = DuplicateCount(**counts[0]) if counts else DuplicateCount(policy=spec.duplicates)
+    return dataclasses.replace(
+        base,
+        rows=sum(c["rows"] for c in counts),
+        dropped=sum(c["dropped"] for c in counts),
+        invoices=sum(c["invoices"] for c in counts),
+        identical_invoice_lines=sum(c["identical_invoice_lines"] for c in counts),
+        first_customer_ids=_first_sorted([c["first_customer_ids"] for c in counts]),
+        value=float(sum(values)) if values else None,
+        conflicts=sum(c["conflicts"] for c in counts),
+        first_conflicts=_first_sorted([c["first_conflicts"] for c in counts]),
+    )
+
+
+def _merge_reports(reports: list[dict[str, Any]], spec: DataConfig, label: str) -> ValidationReport:
+    """The whole log's report from its parts' (every count adds up: each customer is in one part)."""
+    total = ValidationReport(source=label, location="row", returns_policy=spec.returns)
+    total.max_invalid_share = spec.max_invalid_share
+    for key in ("rows_read", "rows_rejected", "rows_kept", "customer_days", "customers", "customer_ids"):
+        setattr(total, key, sum(r[key] for r in reports))
+    total.non_positive_price_lines = sum(r["non_positive_price_lines"] for r in reports)
+    if spec.invoice is not None:
+        total.invoices = sum(r["invoices"] or 0 for r in reports)
+        total.invoices_kept = sum(r["invoices_kept"] or 0 for r in reports)
+    if spec.line_items:
+        total.non_positive_price_policy = spec.non_positive_price
+    reasons = _sum_dicts([r["problems_by_reason"] for r in reports])
+    total.problems_by_reason = dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    total.returns = _sum_dicts([r["returns"] for r in reports])
+    total.guest = _sum_dicts([r["guest"] for r in reports])
+    total.cancellations = _sum_dicts([r["cancellations"] for r in reports])
+    total.aware_timestamps = any(r["aware_timestamps"] for r in reports)
+    total.duplicates = _merge_duplicates([r["duplicates"] for r in reports], spec)
+    padded = [r for r in reports if r["padded_ids"]]
+    if padded:
+        total.padded_ids = _sum_dicts([r["padded_ids"] for r in padded])
+        total.padded_first_ids = _first_sorted([r["padded_first_ids"] for r in padded])
+        total.warnings.append(padded_ids_warning(total))
+    return total
+
+
+def _merge_profiles(
+    profiles: list[dict[str, Any]],
+    report: ValidationReport,
+    gaps: pd.DataFrame,
+    new: pd.DataFrame,
+    calibration_end: dt.date,
+) -> DataProfile:
+    first = profiles[0]
+    total = first["total_amount"]
+    return DataProfile(
+        source=report.source,
+        rows_read=report.rows_read,
+        rows_rejected=report.rows_rejected,
+        rows_kept=report.rows_kept,
+        customers=sum(p["customers"] for p in profiles),
+        customer_days=sum(p["customer_days"] for p in profiles),
+        first_date=min(dt.date.fromisoformat(p["first_date"]) for p in profiles),
+        last_date=max(dt.date.fromisoformat(p["last_date"]) for p in profiles),
+        repeat_buyers=sum(p["repeat_buyers"] for p in profiles),
+        same_day_duplicates=report.same_day_merged,
+        non_positive_rows=int(report.returns.get("non_positive_rows", 0)),
+        total_amount=None if total is None else float(sum(p["total_amount"] for p in profiles)),
+        customers_first_seen_after_calibration=len(new),
+        late_customer_ids=[str(i) for i in new["customer_id"].head(10)],
+        rows_after_period_end=sum(p["rows_after_period_end"] for p in profiles),
+        invoices=report.invoices,
+        invoices_kept=report.invoices_kept,
+        customer_ids=report.customer_ids,
+        guest=dict(report.guest),
+        non_positive_price_lines=report.non_positive_price_lines,
+        cancellations=dict(report.cancellations),
+        returns_netted=report.returns.get("netted_value"),
+        returns_unmatched=report.returns.get("unmatched_value"),
+        regularity=regularity_from_gaps(gaps, calibration_end),
+    )
+
+
+def _merge_period(periods: list[dict[str, Any]]) -> PeriodFacts:
+    return PeriodFacts(
+        last_day=max(dt.date.fromisoformat(p["last_day"]) for p in periods),
+        rows_after_calibration=sum(p["rows_after_calibration"] for p in periods),
+        customers_after_calibration=sum(p["customers_after_calibration"] for p in periods),
+        rows_after_holdout=sum(p["rows_after_holdout"] for p in periods),
+    )
+
+
+# ---------- the whole log's decisions ----------
+
+
+def _customers(ids: list[str]) -> str:
+    return f"customers {first_ids(ids)}"
+
+
+def _write_rejected(problems: DataFrame, target: str) -> None:
+    """Every problem as Parquet at `target` (a folder of part files), written beside it and then moved in, so
+    that the target is whole or absent (on a local file system; elsewhere Spark's own commit protocol)."""
+    cols = ["line", "customer_id", "column", "value", "reason", "file"]
+    frame = problems.select(*cols).withColumnRenamed("line", "row_id")
+    if "://" in target and not target.startswith("file://"):
+        frame.write.mode("overwrite").parquet(target)
+        return
+    path = Path(target.removeprefix("file://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".rejected-", dir=path.parent))
+    try:
+        frame.write.mode("overwrite").parquet(str(staging / "rows"))
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        (staging / "rows").replace(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _invalid_rows(out: DataFrame, report: ValidationReport, spec: DataConfig, con: duckdb.DuckDBPyConnection) -> None:
+    """`load_transactions`'s `_validate` on the whole log: the first problems, the rejected rows, the refusal."""
+    if not report.rows_rejected:
+        return
+    problems = out.filter("kind = 'problem'")
+    first = problems.orderBy("file", "line", "column").limit(_PROBLEMS_COLLECTED).toPandas()
+    report.first_problems = [
+        RowProblem(
+            None, _text(r["customer_id"]), str(r["column"]), _text(r["value"]), str(r["reason"]), _text(r["file"])
+        )
+        for r in first.head(_SHOWN).to_dict("records")
+    ]
+    if spec.rejected_rows:
+        _write_rejected(problems, spec.rejected_rows)
+    over = report.invalid_share > spec.max_invalid_share
+    if over or spec.invalid_rows == "fail":
+        con.register("clv_problems", first[["line", "customer_id", "column", "value", "reason"]])
+        cause = problem_cause(con, spec, report) if over else None
+        raise problem_error(report, cause, spec.max_invalid_share if over else None, spec.invalid_rows == "drop")
+
+
+def _shared_invoices(out: DataFrame, spec: DataConfig, report: ValidationReport) -> None:
+    """Invoices whose lines carry more than one customer id, over the whole log (the parts' ids together)."""
+    from pyspark.sql import functions as F
+
+    if spec.invoice is None:
+        return
+    ids = F.from_json(F.col("payload"), "array<string>")
+    shared = (
+        out.filter("kind = 'invoice'")
+        .select(F.col("customer_id").alias("invoice"), F.explode(ids).alias("cid"))
+        .groupBy("invoice")
+        .agg(F.array_sort(F.collect_set("cid")).alias("ids"))
+        .filter(F.size("ids") > 1)
+    )
+    count = shared.count()
+    if count:
+        first = [(r.invoice, list(r.ids)) for r in shared.orderBy("invoice").limit(5).collect()]
+        raise invoice_problem(spec, report, count, first)
+
+
+def _decide(
+    out: DataFrame, parts: list[dict[str, Any]], spec: DataConfig, types: dict[str, str], label: str
+) -> ValidationReport:
+    """The whole log's report, and its refusals in the local engine's order (`load_transactions`)."""
+    report = _merge_reports([p["report"] for p in parts], spec, label)
+    facts = [p["facts"] for p in parts]
+    with duckdb.connect() as con:
+        if types.get(spec.date) == "VARCHAR":
+            order = DateOrderFacts()
+            for f in facts:
+                order = order.combine(DateOrderFacts(**f["date_order"]))
+            problem = date_order_problem(con, order, spec.date_format, label, spec.date)
+            if problem is not None:
+                raise problem
+        if report.rows_read == 0:
+            raise DataError(
+                f"{label}: no transactions (the source has no rows)",
+                hint="check that data.source is the export with its rows (not an empty or truncated copy)",
+            )
+        _invalid_rows(out, report, spec, con)
+    duplicates = duplicates_problem(report.duplicates, spec, label)
+    if duplicates is not None:
+        raise duplicates
+    aware, naive = sum(f["aware"] for f in facts), sum(f["naive"] for f in facts)
+    if aware and naive:
+        raise DataError(
+            f"{label}: dates mix time-zone-aware and naive timestamps ({aware} aware, first of "
+            f"{_customers(_first_sorted([f['first_aware'] for f in facts]))}; {naive} naive, first of "
+            f"{_customers(_first_sorted([f['first_naive'] for f in facts]))})",
+            hint=MIXED_ZONES_HINT,
+        )
+    if report.non_positive_price_lines and spec.non_positive_price == "fail":
+        raise price_problem(spec, report, _customers(_first_sorted([f["first_non_positive_price"] for f in facts])))
+    _shared_invoices(out, spec, report)
+    returned = sum(f["returned"] for f in facts)
+    if returned and spec.returns == "fail":
+        raise returns_problem(report, returned, _customers(_first_sorted([f["first_returned"] for f in facts])))
+    if spec.returns != "net":  # the parts net whatever their policy; only `net` reports it (as locally)
+        report.returns = {k: v for k, v in report.returns.items() if k in _NOT_NETTING}
+    if report.customer_days == 0:
+        raise DataError(f"{label}: no valid transactions left after cleaning")
+    for message in report.warnings:
+        warnings.warn(message, DataWarning, stacklevel=3)
+    return report
+
+
+#: the keys of ValidationReport.returns that are not the netting's (`_apply_returns`'s own)
+_NOT_NETTING = ("non_positive_rows", "zero_amount_rows", "negative_amount_rows", "dropped_rows")
+
+
+# ---------- the step ----------
+
+
+def _duckdb_types(frame: DataFrame) -> dict[str, str]:
+    """The source's columns as DuckDB types them from Spark's Arrow batches (as the parts see them)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(frame.schema)
+    with duckdb.connect() as con:
+        con.register("clv_empty", schema.empty_table())
+        return {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE clv_empty").fetchall()}
+
+
+def _partitions(spark: SparkSession, frame: DataFrame, config: RunConfig) -> int:
+    if config.spark.partitions is not None:
+        return config.spark.partitions
+    return max(spark.sparkContext.defaultParallelism, frame.rdd.getNumPartitions())
+
+
+def _customer_key(frame: DataFrame, types: dict[str, str], spec: DataConfig) -> Any:
+    """A column equal for rows of one customer id (as `clv.data.transactions` reads ids): the id's trimmed text."""
+    from pyspark.sql import functions as F
+
+    return F.trim(F.col(f"`{spec.customer_id}`").cast("string"))
+
+
+def _collect(out: DataFrame, kind: str, columns: list[str], limit: int, what: str) -> pd.DataFrame:
+    rows = out.filter(f"kind = '{kind}'").select(*columns)
+    n = rows.count()
+    if n > limit:
+        raise DataError(
+            f"the log has {n:,} {what}, more than spark.max_collected_rows {limit:,} brought to the driver",
+            hint="raise spark.max_collected_rows (and spark.driver.memory: about 200 bytes a customer) to score "
+            "them on the driver",
+        )
+    table = rows.toArrow() if hasattr(rows, "toArrow") else pa.Table.from_pandas(rows.toPandas())
+    return table.to_pandas()
+
+
+def spark_data_step(
+    spark: SparkSession, config: RunConfig, source: str | DataFrame | None = None, check_period: bool = True
+) -> DataStep:
+    """The data step of `clv.pipeline.prepare_data` (validation report, profile, RFM summary, notes) on Spark,
+    with the local engine's numbers (module docstring); `check_period=False` makes the period's refusal a note."""
+    from clv.data.transactions import _check_columns
+    from clv.spark.source import read_source
+
+    spec = config.data
+    frame, label = read_source(spark, config.data.source if source is None else source)
+    source_columns = [c for c in frame.columns if c not in (ROW_COLUMN, FILE_COLUMN)]
+    types = _duckdb_types(frame.select(*source_columns))
+    _check_columns(types, spec, label)
+    parts = frame.repartition(_partitions(spark, frame, config), _customer_key(frame, types, spec))
+    config_json = config.model_dump_json()
+    out = parts.mapInArrow(lambda batches: part_rows(batches, config_json, label), _out_schema())
+    out = out.persist()
+    try:
+        payloads = [json.loads(r.payload) for r in out.filter("kind = 'part'").select("payload").collect()]
+        report = _decide(out, payloads, spec, types, label)
+        return _summarised(out, payloads, report, config, check_period)
+    finally:
+        out.unpersist()
+
+
+def _summarised(
+    out: DataFrame, parts: list[dict[str, Any]], report: ValidationReport, config: RunConfig, check_period: bool
+) -> DataStep:
+    """`clv.pipeline.summarise` on the parts: the period's check, the profile and the RFM summary."""
+    from clv.pipeline import DataStep
+
+    time = config.time
+    with_tx = [p for p in parts if "profile" in p]
+    period = judge_period(_merge_period([p["period"] for p in with_tx]), time)
+    if period.problem is not None and check_period:
+        raise period.problem
+    notes = period.notes if period.problem is None else [period.problem.message, *period.notes]
+    limit = config.spark.max_collected_rows
+    rfm_columns = ["customer_id", "frequency", "recency", "T", "monetary_value", "sum_log_intervals", *HOLDOUT_COLUMNS]
+    frame = _collect(out, "rfm", [*rfm_columns, *(f"gap_{g}" for g in _GAPS)], limit, "customers")
+    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    gaps = frame.loc[frame["gap_n"].notna(), [f"gap_{g}" for g in _GAPS]]
+    gaps = gaps.rename(columns={f"gap_{g}": g for g in _GAPS})
+    frame = frame[rfm_columns]
+    if time.holdout_end is None:
+        frame = frame.drop(columns=list(HOLDOUT_COLUMNS))
+    if not config.data.has_values:
+        frame = frame.drop(columns=[c for c in ("monetary_value", "monetary_value_holdout") if c in frame])
+    for column in ("frequency", "frequency_holdout"):
+        if column in frame:
+            frame[column] = frame[column].astype(np.int64)
+    if frame.empty:
+        raise DataError(f"no customer made a purchase on or before calibration_end {time.calibration_end}")
+    new = _collect(
+        out,
+        "new",
+        ["customer_id", "first_purchase", "frequency_holdout", "monetary_value_holdout"],
+        limit,
+        "customers first seen after the calibration end",
+    ).rename(columns={"frequency_holdout": "purchases_holdout", "monetary_value_holdout": "value_holdout"})
+    new = new.sort_values(["first_purchase", "customer_id"], kind="stable").reset_index(drop=True)
+    new["first_purchase"] = pd.to_datetime(new["first_purchase"]).dt.date
+    new["purchases_holdout"] = new["purchases_holdout"].astype(np.int64)
+    if new.empty:  # as DuckDB gives an empty list (a text column otherwise)
+        new["customer_id"] = new["customer_id"].astype(object)
+    new = new[list(NEW_CUSTOMER_COLUMNS) if config.data.has_values else list(NEW_CUSTOMER_COLUMNS[:3])]
+    profile = _merge_profiles([p["profile"] for p in with_tx], report, gaps, new, time.calibration_end)
+    rfm = RfmSummary(
+        frame=frame,
+        unit=time.unit,
+        calibration_end=time.calibration_end,
+        holdout_end=time.holdout_end,
+        late_customers=len(new),
+        late_customer_ids=new["customer_id"].head(10).tolist(),
+        days_after_end=sum(p["days_after_end"] for p in with_tx),
+        new_customers=new,
+    )
+    return DataStep(report=report, profile=profile, rfm=rfm, notes=notes)

@@ -1,0 +1,61 @@
+"""The Spark session a run uses: the caller's own (a notebook's, a `spark-submit` job's, a Spark Connect
+session), or, when none is active, one started from the config's `spark` section. PySpark is an optional extra
+(`pip install 'clv[spark]'`) and needs Java 17; both are checked with a clear error before anything starts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clv.config import RunConfig
+from clv.errors import UsageError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+__all__ = ["require_pyspark", "spark_session"]
+
+
+def require_pyspark() -> None:
+    """Refuse, with the remedy, when PySpark or Java is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "engine: spark needs PySpark, which is not installed",
+            hint="pip install 'clv[spark]' (PySpark 4), or set engine: local",
+        ) from None
+
+
+def spark_session(config: RunConfig) -> SparkSession:
+    """The active Spark session, or a new one from `config.spark` (master, app name, settings)."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if shutil.which("java") is None and not _java_home():
+        raise UsageError(
+            "engine: spark starts a local Spark session, which needs Java 17, and no java is on PATH",
+            hint="install Java 17 (Debian: apt-get install openjdk-17-jre-headless; `make java` does it), or pass "
+            "your own SparkSession to clv.spark.run",
+        )
+    builder = SparkSession.builder.master(config.spark.master).appName(config.spark.app_name)
+    settings = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false"}
+    if config.spark.master.startswith("local"):  # the local workers run this interpreter, which has clv
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings |= config.spark.conf
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def _java_home() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return bool(home) and shutil.which("java", path=str(Path(home or "") / "bin")) is not None
