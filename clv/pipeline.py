@@ -39,6 +39,7 @@ from clv.data.period import check_period as period_check
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table, load_rfm_table
+from clv.data.tracking import RepeatTracking, repeat_tracking
 from clv.data.transactions import Transactions, ValidationReport, load_transactions
 from clv.errors import (
     ClvWarning,
@@ -75,6 +76,7 @@ from clv.versions import package_versions
 
 __all__ = [
     "DataStep",
+    "LogSplits",
     "RunResult",
     "check_compatible",
     "check_covariates",
@@ -85,6 +87,7 @@ __all__ = [
     "fit_models",
     "fit_together",
     "has_spend",
+    "log_splits",
     "prepare_data",
     "previous_tiers",
     "purchase_model",
@@ -198,6 +201,54 @@ def summarise(config: RunConfig, tx: Transactions, check_period: bool = True) ->
     profile = profile_transactions(tx, config.time.calibration_end, last)
     rfm = rfm_summary(tx, config.time.calibration_end, config.time.holdout_end, config.time.unit)
     return DataStep(report=tx.report, profile=profile, rfm=rfm, notes=notes)
+
+
+Split = tuple[dt.date, dt.date]
+
+
+@dataclass(frozen=True)
+class LogSplits:
+    """One reading of a transaction log for the jobs that summarise it at several splits (`clv evaluate`'s
+    rolling origins, the forecast band's backtests): the main data step (when asked for), the weekly repeat
+    tracking of the main split (when asked for), and `summary(calibration_end, holdout_end)`, the RFM summary
+    at a split (raising DataError as `rfm_summary` does when no customer is in it)."""
+
+    data: DataStep | None
+    tracking: RepeatTracking | None
+    summary: Callable[[dt.date, dt.date], RfmSummary]
+
+
+@contextmanager
+def log_splits(config: RunConfig, splits: list[Split], main: bool, tracking: bool) -> Iterator[LogSplits]:
+    """Read and validate the config's transaction log once and summarise it at `splits` (and, with `main`, at
+    the config's own split, with covariates, as `prepare_data`; with `tracking`, the main split's weekly repeat
+    purchases). Locally the summaries are made when asked for (any split); on Spark (`engine: spark`) all of
+    `splits` are made in one pass over the log, and only those may be asked for."""
+    time_ = config.time
+    track_end = time_.holdout_end or time_.calibration_end
+    if config.engine == "spark":
+        from clv.spark import spark_log_splits  # PySpark is imported only on that engine
+
+        data, track, summaries = spark_log_splits(config, splits, main, tracking)
+        if data is not None:
+            check_unique_ids(data.rfm.frame, config.data.source)
+            data = with_covariates(config, data)
+
+        def lookup(calibration_end: dt.date, holdout_end: dt.date) -> RfmSummary:
+            found = summaries[(calibration_end, holdout_end)]
+            if isinstance(found, DataError):
+                raise found
+            return found
+
+        yield LogSplits(data, track, lookup)
+        return
+    with duckdb.connect() as con:
+        tx = load_transactions(config.data.source, config.data, con)
+        data = with_covariates(config, summarise(config, tx)) if main else None
+        track = repeat_tracking(tx, time_.calibration_end, track_end) if tracking else None
+        yield LogSplits(
+            data, track, lambda calibration_end, holdout_end: rfm_summary(tx, calibration_end, holdout_end, time_.unit)
+        )
 
 
 def has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:

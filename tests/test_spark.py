@@ -263,3 +263,43 @@ def test_a_200k_customer_synthetic_log_gives_the_local_numbers(spark, tmp_path):
     for column in ("p_alive", "expected_purchases", "clv"):
         a, b = local.customers[column].to_numpy(float), on_spark.customers[column].to_numpy(float)
         np.testing.assert_allclose(b, a, rtol=1e-9, err_msg=column)
+
+
+def test_clv_evaluate_on_spark_gives_the_local_leaderboard_tracking_and_rolling_origins(spark):
+    """The rolling origins' summaries and the weekly tracking come from the same one pass over the log."""
+    from clv.evaluate.job import evaluate
+
+    raw = CDNOW | {"evaluation": {"models": ["bgnbd"], "methods": ["mle"], "rolling": 2}}
+    local, on_spark = evaluate(_config(raw, "local")), evaluate(_config(raw, "spark"))
+    assert on_spark.origins == local.origins and len(local.origins) == 2
+    timed = [c for c in local.leaderboard if c.endswith("_seconds")]
+    assert timed  # the one column a run on another engine may change
+    pd.testing.assert_frame_equal(
+        local.leaderboard.drop(columns=timed), on_spark.leaderboard.drop(columns=timed), rtol=1e-9
+    )
+    timed = [c for c in local.per_origin if c.endswith("_seconds")]
+    pd.testing.assert_frame_equal(
+        local.per_origin.drop(columns=timed), on_spark.per_origin.drop(columns=timed), rtol=1e-9
+    )
+    a, b = local.tracking.actual, on_spark.tracking.actual
+    assert a.start == b.start and a.calibration_end == b.calibration_end
+    for name in ("week_end", "weekly", "first_day", "first_day_customers"):
+        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+
+
+def test_the_forecast_bands_backtests_on_spark_are_the_local_ones(spark, monkeypatch):
+    """The band's backtests summarise the log at every origin and month end: all in one pass on Spark."""
+    from clv.evaluate.band import _origins
+
+    monkeypatch.setattr("clv.evaluate.band.BAND_DRAWS", 40)
+    raw = CDNOW | {"prediction": {"horizon": "3M", "band": 0.8, "band_origins": 4}}
+    (local, local_notes), (on_spark, spark_notes) = (_origins(_config(raw, e), 3) for e in ("local", "spark"))
+    assert spark_notes == local_notes
+    assert [(o.origin, o.customers, o.months) for o in on_spark] == [(o.origin, o.customers, o.months) for o in local]
+    assert len(local) == 4
+    for ours, theirs in zip(local, on_spark, strict=True):
+        for kind in ours.actual:
+            np.testing.assert_allclose(theirs.actual[kind], ours.actual[kind], rtol=1e-12, err_msg=kind)
+            for side in ("month_lo", "month_hi", "expected"):
+                got, want = getattr(theirs.band, side)[kind], getattr(ours.band, side)[kind]
+                np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=f"{kind} {side}")

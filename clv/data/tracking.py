@@ -15,12 +15,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from clv.data.transactions import Transactions, sql_date
 from clv.errors import DataError
 
-__all__ = ["RepeatTracking", "repeat_tracking"]
+__all__ = ["RepeatTracking", "repeat_tracking", "tracking_counts", "tracking_from_counts"]
 
 
 @dataclass(frozen=True)
@@ -49,40 +50,58 @@ class RepeatTracking:
 def repeat_tracking(tx: Transactions, calibration_end: dt.date, end: dt.date) -> RepeatTracking:
     """Weekly repeat purchases from the cohort's first day to `end` (inclusive) of the customers first seen on
     or before `calibration_end`, and the cohort's first-day distribution."""
+    return tracking_from_counts(*tracking_counts(tx, calibration_end, end), calibration_end, end)
+
+
+def tracking_counts(tx: Transactions, calibration_end: dt.date, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What `repeat_tracking` is built from, additive over parts of a log that split its customers (`clv.spark`):
+    the cohort's customers by first purchase day (first_day, customers) and their repeat purchases by day (day,
+    purchases), both by date."""
     con, table = tx.con, tx.table
     cal = sql_date(calibration_end)
     firsts = f"(SELECT customer_id, min(day) AS first_day FROM {table} GROUP BY 1 HAVING min(day) <= {cal})"
-    row = con.execute(f"SELECT min(first_day) FROM {firsts}").fetchone()
-    if row is None or row[0] is None:
-        raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
-    start: dt.date = row[0]
-    cohort = con.execute(
-        f"SELECT date_diff('day', {sql_date(start)}, first_day) AS d, count(*) FROM {firsts} GROUP BY 1 ORDER BY 1"
-    ).fetchnumpy()
+    cohort = con.execute(f"SELECT first_day, count(*) AS customers FROM {firsts} GROUP BY 1 ORDER BY 1").df()
     repeats = con.execute(
         f"""
-        SELECT date_diff('day', {sql_date(start)}, t.day) AS d, count(*) AS n
+        SELECT t.day, count(*) AS purchases
         FROM {table} t JOIN {firsts} f USING (customer_id)
         WHERE t.day > f.first_day AND t.day <= {sql_date(end)}
         GROUP BY 1 ORDER BY 1
         """
-    ).fetchnumpy()
+    ).df()
+    return cohort, repeats
+
+
+def tracking_from_counts(
+    cohort: pd.DataFrame, repeats: pd.DataFrame, calibration_end: dt.date, end: dt.date
+) -> RepeatTracking:
+    """`repeat_tracking` from `tracking_counts`' tables (of a whole log, or added up over its parts)."""
+    if cohort.empty:
+        raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
+    by_first = cohort.groupby("first_day", sort=True)["customers"].sum()
+    by_day = repeats.groupby("day", sort=True)["purchases"].sum()
+    start = _date(by_first.index[0])
+    first_day = np.array([(_date(d) - start).days for d in by_first.index], dtype=np.int64)
+    days = np.array([(_date(d) - start).days for d in by_day.index], dtype=np.int64)
     cal_day, last = (calibration_end - start).days, (end - start).days
     week_end = np.arange(cal_day % 7, last + 7, 7, dtype=np.int64)
     week_end = week_end[week_end - 7 < last]
     week_end[-1] = min(int(week_end[-1]), last)
-    days = np.asarray(repeats["d"], dtype=np.int64)
     weekly = np.bincount(
         np.searchsorted(week_end, days, side="left"),
-        weights=np.asarray(repeats["n"], dtype=float),
+        weights=by_day.to_numpy(dtype=float),
         minlength=week_end.size,
     ).astype(np.int64)
-    values = list(cohort.values())
     return RepeatTracking(
         start=start,
         week_end=week_end,
         weekly=weekly,
-        first_day=np.asarray(values[0], dtype=np.int64),
-        first_day_customers=np.asarray(values[1], dtype=np.int64),
-        calibration_end=(calibration_end - start).days,
+        first_day=first_day,
+        first_day_customers=by_first.to_numpy(dtype=np.int64),
+        calibration_end=cal_day,
     )
+
+
+def _date(value: object) -> dt.date:
+    """A day of the counts' tables (a date, or a pandas timestamp) as a date."""
+    return value.date() if isinstance(value, pd.Timestamp) else value  # type: ignore[return-value]

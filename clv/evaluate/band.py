@@ -21,10 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -32,9 +32,8 @@ from numpy.typing import NDArray
 from clv import conformal
 from clv.band import KINDS, PredictiveBand, asymptotic_draws, predictive_band, usable_spend_draws
 from clv.config import RunConfig
-from clv.data.rfm import rfm_summary
+from clv.data.rfm import RfmSummary
 from clv.data.rfm_table import is_rfm_table
-from clv.data.transactions import Transactions, load_transactions
 from clv.errors import ClvError, ClvWarning, ConfigError
 from clv.evaluate.comparison import holdout_actuals
 from clv.evaluate.rolling import months_back
@@ -261,19 +260,30 @@ def _edges(config: RunConfig, end: dt.date) -> tuple[FloatArray, pd.DataFrame]:
     return np.append(months["start"].to_numpy(dtype=float), float(months["end"].iloc[-1])), months
 
 
+def _covered_ends(config: RunConfig, origin: dt.date, data_end: dt.date, months: int) -> list[dt.date]:
+    """The ends of the calendar months after `origin` (at most `months`) that the data covers whole."""
+    _, frame = _edges(config, origin)
+    return [e for e in (dt.date.fromisoformat(d) for d in frame["end_date"][:months]) if e <= data_end]
+
+
 def _origin(
-    config: RunConfig, tx: Transactions, origin: dt.date, data_end: dt.date, months: int, seed: int
+    config: RunConfig,
+    summary: Callable[[dt.date, dt.date], RfmSummary],
+    origin: dt.date,
+    data_end: dt.date,
+    months: int,
+    seed: int,
 ) -> BacktestOrigin | str:
-    """The backtest at one origin, or why it has none (a note)."""
+    """The backtest at one origin (`summary`: the log's RFM summary at a split), or why it has none (a note)."""
     from clv.pipeline import fit_models, has_spend
 
-    edges, frame = _edges(config, origin)
-    ends = [dt.date.fromisoformat(d) for d in frame["end_date"]][:months]
-    covered = sum(1 for e in ends if e <= data_end)
+    edges, _ = _edges(config, origin)
+    ends = _covered_ends(config, origin, data_end, months)
+    covered = len(ends)
     if covered == 0:
         return f"origin {origin}: the data after it covers no whole month (to {data_end})"
     try:
-        summaries = [rfm_summary(tx, origin, e, config.time.unit) for e in ends[:covered]]
+        summaries = [summary(origin, e) for e in ends]
     except ClvError as exc:
         return f"origin {origin}: {exc.message}; not used"
     rfm = summaries[-1].frame
@@ -310,12 +320,14 @@ def _origins(config: RunConfig, months: int) -> tuple[list[BacktestOrigin], list
         return [], ["the data is an RFM table: there are no rolling origins to calibrate the band on"]
     dates = sorted(months_back(config.time.calibration_end, j) for j in range(config.prediction.band_origins))
     seed = stream_seed(config.model.seed, "forecast_band")
+    from clv.pipeline import log_splits  # the pipeline calls this module
+
     found: list[BacktestOrigin] = []
     notes: list[str] = []
-    with duckdb.connect() as con:
-        tx = load_transactions(config.data.source, config.data, con)
+    splits = [(origin, end) for origin in dates for end in _covered_ends(config, origin, data_end, months)]
+    with log_splits(config, splits, main=False, tracking=False) as log:
         for origin in dates:
-            result = _origin(config, tx, origin, data_end, months, seed)
+            result = _origin(config, log.summary, origin, data_end, months, seed)
             if isinstance(result, str):
                 notes.append(result)
             else:

@@ -12,7 +12,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -20,10 +19,9 @@ from clv.bayes.budget import choose_inference, gibbs_seconds, mle_seconds, nuts_
 from clv.compress import unique_histories
 from clv.config import RunConfig
 from clv.data.customers import attach_covariates
-from clv.data.rfm import RfmSummary, rfm_summary
+from clv.data.rfm import RfmSummary
 from clv.data.rfm_table import is_rfm_table
-from clv.data.tracking import RepeatTracking, repeat_tracking
-from clv.data.transactions import load_transactions
+from clv.data.tracking import RepeatTracking
 from clv.errors import ClvWarning, ConfigError, DataError
 from clv.evaluate.combination import (
     COMBINATIONS,
@@ -55,10 +53,9 @@ from clv.pipeline import (
     Progress,
     fit_models,
     has_spend,
+    log_splits,
     prepare_data,
-    summarise,
     value_models,
-    with_covariates,
 )
 
 __all__ = ["Combinations", "Evaluation", "TrackingCurves", "evaluate", "load_origins", "run_candidate"]
@@ -179,20 +176,17 @@ def load_origins(
         return prepare_data(config), None, {}
     assert config.time.holdout_end is not None
     length = config.time.holdout_end - config.time.calibration_end
-    with duckdb.connect() as con:
-        tx = load_transactions(config.data.source, config.data, con)
-        data = with_covariates(config, summarise(config, tx))
-        tracking = repeat_tracking(tx, config.time.calibration_end, config.time.holdout_end)
+    splits = [(origin, origin + length) for origin in origins if origin != config.time.calibration_end]
+    with log_splits(config, splits, main=True, tracking=True) as log:
+        assert log.data is not None
         rolling = {}
-        for origin in origins:
-            if origin == config.time.calibration_end:
-                continue
+        for origin, end in splits:
             try:
-                summary = rfm_summary(tx, origin, origin + length, config.time.unit)
+                summary = log.summary(origin, end)
             except DataError as exc:
                 raise DataError(f"rolling origin {origin}: {exc.message}") from None
             rolling[origin] = attach_covariates(config, summary)[0]
-    return data, tracking, rolling
+    return log.data, log.tracking, rolling
 
 
 def _run_candidate(

@@ -3,7 +3,8 @@
 `run`, `train` and `prepare_data` take the caller's SparkSession (a notebook's, a `spark-submit` job's, a Spark
 Connect session) and a config, and optionally the log as a DataFrame; without a session they use the active one,
 or start one from the config's `spark` section. The data step runs on Spark (`clv.spark.data`); the fit runs on
-the driver, with the local engine's code, from the customers' rows brought there.
+the driver, with the local engine's code, from the customers' rows brought there. `clv evaluate` and the
+forecast band summarise the log at all their splits in the same one pass (`spark_log_splits`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from clv.config import RunConfig
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from clv.pipeline import DataStep, Progress, RunResult
+    from clv.data.rfm import RfmSummary
+    from clv.data.tracking import RepeatTracking
+    from clv.errors import DataError
+    from clv.pipeline import DataStep, Progress, RunResult, Split
     from clv.store import FittedModels
 
-__all__ = ["prepare_data", "run", "spark_data", "train"]
+__all__ = ["prepare_data", "run", "spark_data", "spark_log_splits", "train"]
 
 #: the caller's session and log, for the pipeline's data step under `engine: spark` (`spark_data`)
 _CALLER: ContextVar[tuple[Any, Any] | None] = ContextVar("clv_spark_caller", default=None)
@@ -48,6 +52,18 @@ def spark_data(config: RunConfig, check_period: bool = True) -> DataStep:
 
     spark, source = _CALLER.get() or (None, None)
     return spark_data_step(spark or spark_session(config), config, source, check_period)
+
+
+def spark_log_splits(
+    config: RunConfig, splits: list[Split], main: bool, tracking: bool
+) -> tuple[DataStep | None, RepeatTracking | None, dict[Split, RfmSummary | DataError]]:
+    """`clv.pipeline.log_splits` on Spark (`clv evaluate`, the forecast band): one pass over the log gives the
+    data step (with `main`), the weekly repeat tracking (with `tracking`) and the RFM summary at each split."""
+    from clv.spark.data import spark_log_step
+    from clv.spark.session import spark_session
+
+    spark, source = _CALLER.get() or (None, None)
+    return spark_log_step(spark or spark_session(config), config, source, splits, main, tracking)
 
 
 def prepare_data(config: RunConfig, spark: SparkSession | None = None, source: DataFrame | None = None) -> DataStep:

@@ -37,6 +37,7 @@ from clv.data.period import PeriodFacts, judge_period, period_facts
 from clv.data.profile import DataProfile, profile_transactions
 from clv.data.regularity import customer_gaps, regularity_from_gaps
 from clv.data.rfm import HOLDOUT_COLUMNS, NEW_CUSTOMER_COLUMNS, RfmSummary, rfm_summary
+from clv.data.tracking import RepeatTracking, tracking_counts, tracking_from_counts
 from clv.data.transactions import (
     FILE_COLUMN,
     MIXED_ZONES_HINT,
@@ -56,7 +57,7 @@ from clv.errors import DataError, DataWarning, first_ids
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from clv.pipeline import DataStep
+    from clv.pipeline import DataStep, Split
 
 __all__ = ["spark_data_step"]
 
@@ -66,37 +67,13 @@ _SHOWN = 20
 _PROBLEMS_COLLECTED = 2000
 
 
-def _out_schema() -> Any:
-    from pyspark.sql import types as T
-
-    double, long, text = T.DoubleType(), T.LongType(), T.StringType()
-    fields = [
-        ("kind", text),
-        ("customer_id", text),
-        ("frequency", long),
-        ("recency", double),
-        ("T", double),
-        ("monetary_value", double),
-        ("sum_log_intervals", double),
-        ("frequency_holdout", long),
-        ("monetary_value_holdout", double),
-        ("first_purchase", T.DateType()),
-        *((f"gap_{g}", double) for g in _GAPS),
-        ("line", long),
-        ("column", text),
-        ("value", text),
-        ("reason", text),
-        ("file", text),
-        ("payload", text),
-    ]
-    return T.StructType([T.StructField(name, kind, True) for name, kind in fields])
-
-
 def _arrow_schema() -> pa.Schema:
+    """The parts' output rows: one `kind` of row each (module docstring), the other columns null."""
     double, long, text = pa.float64(), pa.int64(), pa.string()
     return pa.schema(
         [
             ("kind", text),
+            ("split", long),
             ("customer_id", text),
             ("frequency", long),
             ("recency", double),
@@ -117,13 +94,22 @@ def _arrow_schema() -> pa.Schema:
     )
 
 
-def _batch(kind: str, frame: pd.DataFrame, schema: pa.Schema) -> pa.RecordBatch:
-    """`frame`'s columns under the output schema (the others null), as one batch of `kind` rows."""
+def _out_schema() -> Any:
+    """`_arrow_schema` as Spark types it."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(_arrow_schema())
+
+
+def _batch(kind: str, frame: pd.DataFrame, schema: pa.Schema, split: int = 0) -> pa.RecordBatch:
+    """`frame`'s columns under the output schema (the others null), as one batch of `kind` rows of `split`."""
     n = len(frame)
     arrays = []
     for name, typ in zip(schema.names, schema.types, strict=True):
         if name == "kind":
             arrays.append(pa.array([kind] * n, typ))
+        elif name == "split":
+            arrays.append(pa.array([split] * n, typ))
         elif name in frame:
             column = frame[name]
             values = column.astype(object).where(column.notna(), None) if typ == pa.string() else column
@@ -141,9 +127,21 @@ def _json_default(value: object) -> object:
     raise TypeError(type(value).__name__)
 
 
-def part_rows(batches: Iterator[pa.RecordBatch], config_json: str, label: str) -> Iterator[pa.RecordBatch]:
-    """One Spark partition's rows (every row of its customers) to its output: the RFM rows with the customers'
-    inter-purchase gaps, the new customers, the problems, the invoices, and one `part` row of counts."""
+def _new_rows(rfm: RfmSummary) -> pd.DataFrame | None:
+    if rfm.new_customers is None or not len(rfm.new_customers):
+        return None
+    new = rfm.new_customers.rename(columns={"purchases_holdout": "frequency_holdout"})
+    return new.rename(columns={"value_holdout": "monetary_value_holdout"}) if "value_holdout" in new else new
+
+
+def part_rows(
+    batches: Iterator[pa.RecordBatch], config_json: str, label: str, splits_json: str = "[]", tracking: bool = False
+) -> Iterator[pa.RecordBatch]:
+    """One Spark partition's rows (every row of its customers) to its output: the RFM rows (split 0, the
+    config's) with the customers' inter-purchase gaps, the new customers, the problems, the invoices, and one
+    `part` row of counts; then the RFM and new customers' rows at each of `splits_json`'s other splits
+    ([calibration_end, holdout_end] pairs, split 1, 2, ...) and, with `tracking`, the counts of the config's
+    split's weekly repeat tracking (`cohort` and `repeat` rows, `clv.data.tracking.tracking_counts`)."""
     schema = _arrow_schema()
     parts = list(batches)
     if not parts or sum(b.num_rows for b in parts) == 0:
@@ -156,7 +154,7 @@ def part_rows(batches: Iterator[pa.RecordBatch], config_json: str, label: str) -
         "facts": {k: v for k, v in dataclasses.asdict(facts).items() if k not in ("invoices", "problems")},
     }
     if facts.problems is not None:
-        yield _batch("problem", facts.problems.rename(columns={"customer_id": "customer_id"}), schema)
+        yield _batch("problem", facts.problems, schema)
     if facts.invoices is not None:
         invoices = pd.DataFrame(
             {
@@ -169,17 +167,30 @@ def part_rows(batches: Iterator[pa.RecordBatch], config_json: str, label: str) -
         rfm = rfm_summary(tx, time.calibration_end, time.holdout_end, time.unit, allow_empty=True)
         gaps = customer_gaps(tx, time.calibration_end).rename(columns={g: f"gap_{g}" for g in _GAPS})
         yield _batch("rfm", rfm.frame.merge(gaps, on="customer_id", how="left"), schema)
-        if rfm.new_customers is not None and len(rfm.new_customers):
-            new = rfm.new_customers.rename(columns={"purchases_holdout": "frequency_holdout"})
-            if "value_holdout" in new:
-                new = new.rename(columns={"value_holdout": "monetary_value_holdout"})
+        new = _new_rows(rfm)
+        if new is not None:
             yield _batch("new", new, schema)
         last = time.holdout_end or time.calibration_end
         profile = profile_transactions(tx, time.calibration_end, last, regularity=False)
+        after = [rfm.days_after_end]
+        for i, (calibration_end, holdout_end) in enumerate(json.loads(splits_json), start=1):
+            at = rfm_summary(
+                tx, dt.date.fromisoformat(calibration_end), dt.date.fromisoformat(holdout_end), time.unit, True
+            )
+            yield _batch("rfm", at.frame, schema, i)
+            new = _new_rows(at)
+            if new is not None:
+                yield _batch("new", new, schema, i)
+            after.append(at.days_after_end)
+        if tracking:
+            cohort, repeats = tracking_counts(tx, time.calibration_end, last)
+            cohort = cohort.rename(columns={"first_day": "first_purchase", "customers": "frequency"})
+            yield _batch("cohort", cohort, schema)
+            yield _batch("repeat", repeats.rename(columns={"day": "first_purchase", "purchases": "frequency"}), schema)
         payload |= {
             "profile": dataclasses.asdict(profile),
             "period": dataclasses.asdict(period_facts(tx, time)),
-            "days_after_end": rfm.days_after_end,
+            "days_after_end": after,
         }
     yield _batch("part", pd.DataFrame({"payload": [json.dumps(payload, default=_json_default)]}), schema)
 
@@ -438,8 +449,8 @@ def _customer_key(frame: DataFrame, types: dict[str, str], spec: DataConfig) -> 
     return F.trim(F.col(f"`{spec.customer_id}`").cast("string"))
 
 
-def _collect(out: DataFrame, kind: str, columns: list[str], limit: int, what: str) -> pd.DataFrame:
-    rows = out.filter(f"kind = '{kind}'").select(*columns)
+def _collect(out: DataFrame, kind: str, split: int, columns: list[str], limit: int, what: str) -> pd.DataFrame:
+    rows = out.filter(f"kind = '{kind}' AND split = {split}").select(*columns)
     n = rows.count()
     if n > limit:
         raise DataError(
@@ -456,46 +467,94 @@ def spark_data_step(
 ) -> DataStep:
     """The data step of `clv.pipeline.prepare_data` (validation report, profile, RFM summary, notes) on Spark,
     with the local engine's numbers (module docstring); `check_period=False` makes the period's refusal a note."""
+    data, _, _ = spark_log_step(spark, config, source, check_period=check_period)
+    assert data is not None
+    return data
+
+
+def spark_log_step(
+    spark: SparkSession,
+    config: RunConfig,
+    source: str | DataFrame | None = None,
+    splits: list[Split] | None = None,
+    main: bool = True,
+    tracking: bool = False,
+    check_period: bool = True,
+) -> tuple[DataStep | None, RepeatTracking | None, dict[Split, RfmSummary | DataError]]:
+    """The log read, validated and summarised on Spark in one pass: the data step at the config's split (with
+    `main`), its weekly repeat tracking (with `tracking`), and the RFM summary at each of `splits` (or the
+    DataError `rfm_summary` raises for a split without a customer), as `clv.pipeline.log_splits` gives them."""
     from clv.data.transactions import _check_columns
     from clv.spark.source import read_source
 
     spec = config.data
+    splits = splits or []
     frame, label = read_source(spark, config.data.source if source is None else source)
     source_columns = [c for c in frame.columns if c not in (ROW_COLUMN, FILE_COLUMN)]
     types = _duckdb_types(frame.select(*source_columns))
     _check_columns(types, spec, label)
     parts = frame.repartition(_partitions(spark, frame, config), _customer_key(frame, types, spec))
     config_json = config.model_dump_json()
-    out = parts.mapInArrow(lambda batches: part_rows(batches, config_json, label), _out_schema())
+    splits_json = json.dumps([[c.isoformat(), h.isoformat()] for c, h in splits])
+    out = parts.mapInArrow(lambda batches: part_rows(batches, config_json, label, splits_json, tracking), _out_schema())
     out = out.persist()
     try:
         payloads = [json.loads(r.payload) for r in out.filter("kind = 'part'").select("payload").collect()]
         report = _decide(out, payloads, spec, types, label)
-        return _summarised(out, payloads, report, config, check_period)
+        with_tx = [p for p in payloads if "profile" in p]
+        data = _summarised(out, with_tx, report, config, check_period) if main else None
+        track = _tracking(out, config) if tracking else None
+        summaries: dict[Split, RfmSummary | DataError] = {}
+        for i, (calibration_end, holdout_end) in enumerate(splits, start=1):
+            after = sum(p["days_after_end"][i] for p in with_tx)
+            try:
+                summaries[(calibration_end, holdout_end)] = _split_summary(
+                    out, i, calibration_end, holdout_end, config, after
+                )[0]
+            except DataError as exc:
+                summaries[(calibration_end, holdout_end)] = exc
+        return data, track, summaries
     finally:
         out.unpersist()
 
 
-def _summarised(
-    out: DataFrame, parts: list[dict[str, Any]], report: ValidationReport, config: RunConfig, check_period: bool
-) -> DataStep:
-    """`clv.pipeline.summarise` on the parts: the period's check, the profile and the RFM summary."""
-    from clv.pipeline import DataStep
+def _tracking(out: DataFrame, config: RunConfig) -> RepeatTracking:
+    """The config's split's weekly repeat tracking from the parts' counts (a row a day, summed in Spark)."""
+    from pyspark.sql import functions as F
+
+    def counts(kind: str, day: str, count: str) -> pd.DataFrame:
+        rows = out.filter(f"kind = '{kind}'").groupBy("first_purchase").agg(F.sum("frequency").alias(count))
+        frame = rows.toPandas().rename(columns={"first_purchase": day})
+        frame[day] = pd.to_datetime(frame[day]).dt.date
+        return frame
 
     time = config.time
-    with_tx = [p for p in parts if "profile" in p]
-    period = judge_period(_merge_period([p["period"] for p in with_tx]), time)
-    if period.problem is not None and check_period:
-        raise period.problem
-    notes = period.notes if period.problem is None else [period.problem.message, *period.notes]
+    return tracking_from_counts(
+        counts("cohort", "first_day", "customers"),
+        counts("repeat", "day", "purchases"),
+        time.calibration_end,
+        time.holdout_end or time.calibration_end,
+    )
+
+
+def _split_summary(
+    out: DataFrame,
+    split: int,
+    calibration_end: dt.date,
+    holdout_end: dt.date | None,
+    config: RunConfig,
+    days_after_end: int,
+) -> tuple[RfmSummary, pd.DataFrame]:
+    """`rfm_summary` at one split from the parts' rows of it, and (for split 0) the customers' gaps."""
     limit = config.spark.max_collected_rows
     rfm_columns = ["customer_id", "frequency", "recency", "T", "monetary_value", "sum_log_intervals", *HOLDOUT_COLUMNS]
-    frame = _collect(out, "rfm", [*rfm_columns, *(f"gap_{g}" for g in _GAPS)], limit, "customers")
+    gap_columns = [f"gap_{g}" for g in _GAPS] if split == 0 else []
+    frame = _collect(out, "rfm", split, [*rfm_columns, *gap_columns], limit, "customers")
     frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    gaps = frame.loc[frame["gap_n"].notna(), [f"gap_{g}" for g in _GAPS]]
+    gaps = frame.loc[frame["gap_n"].notna(), gap_columns] if gap_columns else pd.DataFrame()
     gaps = gaps.rename(columns={f"gap_{g}": g for g in _GAPS})
     frame = frame[rfm_columns]
-    if time.holdout_end is None:
+    if holdout_end is None:
         frame = frame.drop(columns=list(HOLDOUT_COLUMNS))
     if not config.data.has_values:
         frame = frame.drop(columns=[c for c in ("monetary_value", "monetary_value_holdout") if c in frame])
@@ -503,10 +562,11 @@ def _summarised(
         if column in frame:
             frame[column] = frame[column].astype(np.int64)
     if frame.empty:
-        raise DataError(f"no customer made a purchase on or before calibration_end {time.calibration_end}")
+        raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
     new = _collect(
         out,
         "new",
+        split,
         ["customer_id", "first_purchase", "frequency_holdout", "monetary_value_holdout"],
         limit,
         "customers first seen after the calibration end",
@@ -517,15 +577,32 @@ def _summarised(
     if new.empty:  # as DuckDB gives an empty list (a text column otherwise)
         new["customer_id"] = new["customer_id"].astype(object)
     new = new[list(NEW_CUSTOMER_COLUMNS) if config.data.has_values else list(NEW_CUSTOMER_COLUMNS[:3])]
-    profile = _merge_profiles([p["profile"] for p in with_tx], report, gaps, new, time.calibration_end)
     rfm = RfmSummary(
         frame=frame,
-        unit=time.unit,
-        calibration_end=time.calibration_end,
-        holdout_end=time.holdout_end,
+        unit=config.time.unit,
+        calibration_end=calibration_end,
+        holdout_end=holdout_end,
         late_customers=len(new),
         late_customer_ids=new["customer_id"].head(10).tolist(),
-        days_after_end=sum(p["days_after_end"] for p in with_tx),
+        days_after_end=days_after_end,
         new_customers=new,
     )
+    return rfm, gaps
+
+
+def _summarised(
+    out: DataFrame, parts: list[dict[str, Any]], report: ValidationReport, config: RunConfig, check_period: bool
+) -> DataStep:
+    """`clv.pipeline.summarise` on the parts: the period's check, the profile and the RFM summary."""
+    from clv.pipeline import DataStep
+
+    time = config.time
+    period = judge_period(_merge_period([p["period"] for p in parts]), time)
+    if period.problem is not None and check_period:
+        raise period.problem
+    notes = period.notes if period.problem is None else [period.problem.message, *period.notes]
+    after = sum(p["days_after_end"][0] for p in parts)
+    rfm, gaps = _split_summary(out, 0, time.calibration_end, time.holdout_end, config, after)
+    assert rfm.new_customers is not None
+    profile = _merge_profiles([p["profile"] for p in parts], report, gaps, rfm.new_customers, time.calibration_end)
     return DataStep(report=report, profile=profile, rfm=rfm, notes=notes)
