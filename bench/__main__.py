@@ -6,6 +6,8 @@ python -m bench models      # fit + predict + value only
 python -m bench evaluate    # holdout evaluation only
 python -m bench nuts        # NUTS per model only (also part of `bayes`)
 python -m bench band        # the forecast band's backtest coverage (a check, not timings; not part of `all`)
+python -m bench spark       # the whole job on Spark local[2] at 10M and 100M transactions, local beside at 10M
+                            # (needs clv[spark] and Java; not part of `all`: about 40 minutes)
 python -m bench --quick     # smaller sizes, for a smoke run
 """
 
@@ -153,7 +155,7 @@ def main() -> None:
         "what",
         nargs="?",
         default="all",
-        choices=["all", "rfm", "models", "bayes", "nuts", "evaluate", "covariates", "band"],
+        choices=["all", "rfm", "models", "bayes", "nuts", "evaluate", "covariates", "band", "spark"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     args = parser.parse_args()
@@ -173,6 +175,11 @@ def main() -> None:
         from bench.band import main as band
 
         band(args.quick)
+    if args.what == "spark":
+        from bench.spark import bench_spark
+
+        sizes = [1_000_000] if args.quick else [10_000_000, 100_000_000]
+        bench_spark(sizes, local_max=sizes[0])
     if args.what == "nuts":
         bench_nuts(importlib.util.find_spec("pymc_marketing") is not None)
     if args.what in ("all", "bayes"):

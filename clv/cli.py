@@ -404,7 +404,8 @@ def run_command(
 
     Writes reports/<name>/ (customers.csv and .parquet, tiers.csv, at_risk.csv, forecast.csv,
     revenue_schedule.csv, summary.json, report.html; migration.csv when an earlier run saved tiers) and
-    models/<name>/<run_id>/; new_customers.csv lists the customers first seen after the calibration end. Times
+    models/<name>/<run_id>/; new_customers.csv lists the customers first seen after the calibration end (with
+    engine=spark the customer table is customers/, Parquet partitioned by tier, and the schedule Parquet). Times
     are in time.unit (D or W, default W); prediction.horizon is a duration from the calibration end (default
     12M: calendar months; 52W, 365D; a bare number is in time.unit); forecast.csv is per calendar month; amounts
     in the data's currency; model.method mle (default) or bayes.

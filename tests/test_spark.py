@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from clv import pipeline
 from clv.config import parse_config
 from clv.errors import DataError, DataWarning
+from clv.report.outputs import CUSTOMERS_BY_TIER, read_by_tier, rebuild_report, write_outputs
 from clv.simulate import simulate_bgnbd_log
 
 CDNOW = {
@@ -80,6 +82,16 @@ def test_cdnow_run_on_spark_gives_the_local_numbers(spark, tmp_path):
     for column in ("p_alive", "expected_purchases", "expected_spend", "clv"):
         np.testing.assert_allclose(b[column].to_numpy(float), a[column].to_numpy(float), rtol=1e-9, err_msg=column)
     pd.testing.assert_frame_equal(local.tiers, on_spark.tiers, rtol=1e-9)
+    # the outputs: the customer table as Parquet partitioned by tier (no CSV), the small files as locally
+    folder = write_outputs(on_spark)
+    assert not (folder / "customers.csv").exists() and (folder / "revenue_schedule.parquet").is_file()
+    tiers = sorted(unquote(p.name) for p in (folder / CUSTOMERS_BY_TIER).iterdir())  # hive style, %-escaped
+    assert tiers == sorted(f"tier={t}" for t in set(a["tier"]))
+    written = read_by_tier(folder / CUSTOMERS_BY_TIER)
+    pd.testing.assert_frame_equal(written, a, check_dtype=False)
+    for name in ("tiers.csv", "forecast.csv", "at_risk.csv", "summary.json", "report.html"):
+        assert (folder / name).is_file(), name
+    assert rebuild_report(_config(CDNOW, "spark", tmp_path)).is_file()
 
 
 def _messy() -> pd.DataFrame:
@@ -194,6 +206,33 @@ def test_an_invoice_of_two_customers_is_refused_on_spark(spark, tmp_path):
     local, on_spark = _refusal(raw, "local"), _refusal(raw, "spark")
     assert "1 invoice(s) carry lines of more than one customer id; first: I1 (customers a, b)" in local
     assert on_spark == local
+
+
+def test_a_transaction_id_of_two_customers_is_refused_or_warned_on_spark(spark, tmp_path):
+    """The parts split the customers, so such an id is found over the whole log (the local engine refuses it as a
+    conflict under `drop`); under `keep` the rows are kept, as locally, with a warning."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(40)] + ["c0"],
+            "date": ["2020-01-01"] * 40 + ["2020-01-05"],
+            "amount": ["1"] * 41,
+            "tid": [f"t{i}" for i in range(40)] + ["t7"],
+        }
+    )
+    path = tmp_path / "tids.parquet"
+    frame.to_parquet(path)
+    raw = {
+        "name": "tid",
+        "data": {"source": str(path), "transaction_id": "tid"},
+        "time": {"calibration_end": "2020-02-15"},
+    }
+    assert "transaction id(s) of column 'tid' appear on rows that differ" in _refusal(raw, "local")
+    on_spark = _refusal(raw, "spark")
+    assert "1 transaction id(s) of column 'tid' appear on rows of more than one customer (first: t7)" in on_spark
+    keep = raw | {"data": raw["data"] | {"duplicates": "keep"}}
+    with pytest.warns(DataWarning, match="1 transaction id.*more than one customer.*kept"):
+        kept = pipeline.prepare_data(_config(keep, "spark"))
+    _same_rfm(pipeline.prepare_data(_config(keep, "local")), kept)
 
 
 def test_sources_on_spark_globs_folders_tables_and_frames(spark, tmp_path):

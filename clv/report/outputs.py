@@ -26,17 +26,20 @@ if TYPE_CHECKING:
     from clv.pipeline import RunResult
 
 __all__ = [
+    "CUSTOMERS_BY_TIER",
     "NO_MONEY_NAMES",
     "RFM_COLUMNS",
     "drivers_file",
     "file_columns",
     "forecast_table",
     "new_customers_table",
+    "read_by_tier",
     "read_drivers",
     "rebuild_report",
     "round_to_total",
     "schedule_file",
     "summary_dict",
+    "write_by_tier",
     "write_outputs",
 ]
 
@@ -292,9 +295,51 @@ def file_columns(frame: pd.DataFrame, money: bool) -> pd.DataFrame:
     return frame if money else frame.rename(columns=NO_MONEY_NAMES)
 
 
-def schedule_file(money: bool) -> str:
-    """The per-customer monthly schedule's file: revenue with amounts, purchases without."""
-    return "revenue_schedule.csv" if money else "purchase_schedule.csv"
+def schedule_file(money: bool, kind: str = "csv") -> str:
+    """The per-customer monthly schedule's file: revenue with amounts, purchases without (Parquet under
+    `engine: spark`)."""
+    return f"revenue_schedule.{kind}" if money else f"purchase_schedule.{kind}"
+
+
+_COLUMN_ORDER = b"clv.columns"
+#: under `engine: spark`, the customer table's folder: Parquet partitioned by tier (`tier=<label>/`), no CSV
+CUSTOMERS_BY_TIER = "customers"
+
+
+def write_by_tier(customers: pd.DataFrame, folder: Path) -> None:
+    """The customer table as Parquet partitioned by tier (hive style, `tier=<label>/part-0.parquet`), each
+    part in the table's order (highest CLV first); `read_by_tier` reads it back."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    table = pa.Table.from_pandas(customers, preserve_index=False)
+    order = json.dumps(list(customers.columns)).encode()
+    table = table.replace_schema_metadata((table.schema.metadata or {}) | {_COLUMN_ORDER: order})
+    ds.write_dataset(
+        table,
+        folder,
+        format="parquet",
+        partitioning=ds.partitioning(pa.schema([("tier", pa.string())]), flavor="hive"),
+        basename_template="part-{i}.parquet",
+        existing_data_behavior="error",
+    )
+
+
+def read_by_tier(folder: Path) -> pd.DataFrame:
+    """`write_by_tier`'s folder as the customer table: its columns in their order, highest CLV first (ties by
+    id), the tier as text."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    frame = table.to_pandas()
+    frame["tier"] = frame["tier"].astype(str)
+    order = (table.schema.metadata or {}).get(_COLUMN_ORDER)
+    if order is not None:
+        frame = frame[json.loads(order)]
+    value = "clv" if "clv" in frame else NO_MONEY_NAMES["clv"]
+    frame = frame.sort_values([value, "customer_id"], ascending=[False, True], kind="stable")
+    return frame.reset_index(drop=True)
 
 
 def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
@@ -302,11 +347,15 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
     its path; `model_dir` is where the run's models were saved, recorded in summary.json."""
     target = Path(result.config.output.reports_dir) / result.config.name
     money = result.fitted.spend is not None
+    spark = result.config.engine == "spark"
     with staged_folder(target, keep=("evaluation",)) as staging:
         customers = result.customers
         in_files = file_columns(customers, money)
-        in_files.to_csv(staging / "customers.csv", index=False)
-        in_files.to_parquet(staging / "customers.parquet", index=False)
+        if spark:
+            write_by_tier(in_files, staging / CUSTOMERS_BY_TIER)
+        else:
+            in_files.to_csv(staging / "customers.csv", index=False)
+            in_files.to_parquet(staging / "customers.parquet", index=False)
         file_columns(result.tiers, money).to_csv(staging / "tiers.csv", index=False)
         action_list = at_risk(in_files)
         action_list.drop(columns=[c for c in RFM_COLUMNS if c in action_list]).to_csv(
@@ -314,7 +363,10 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
         )
         forecast = forecast_table(result)
         forecast.to_csv(staging / "forecast.csv", index=False, float_format="%.2f")
-        result.value.schedule().to_csv(staging / schedule_file(money), index=False)
+        if spark:
+            result.value.schedule().to_parquet(staging / schedule_file(money, "parquet"), index=False)
+        else:
+            result.value.schedule().to_csv(staging / schedule_file(money), index=False)
         new_customers_table(result).to_csv(staging / "new_customers.csv", index=False, float_format="%.2f")
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
@@ -340,7 +392,8 @@ def read_drivers(path: Path) -> pd.DataFrame:
 def rebuild_report(config: RunConfig) -> Path:
     """Rebuild report.html from the saved outputs of reports/<name>/ (no data read, nothing refitted)."""
     folder = Path(config.output.reports_dir) / config.name
-    needed = ["summary.json", "customers.parquet", "forecast.csv", "tiers.csv"]
+    by_tier = (folder / CUSTOMERS_BY_TIER).is_dir()
+    needed = ["summary.json", *([] if by_tier else ["customers.parquet"]), "forecast.csv", "tiers.csv"]
     missing = [name for name in needed if not (folder / name).is_file()]
     if missing:
         raise ClvError(
@@ -348,7 +401,8 @@ def rebuild_report(config: RunConfig) -> Path:
             hint=f"run `clv run` with this config first (it writes {folder}/)",
         )
     summary = json.loads((folder / "summary.json").read_text())
-    customers = pd.read_parquet(folder / "customers.parquet").rename(columns=_MONEY_NAMES)
+    customers = read_by_tier(folder / CUSTOMERS_BY_TIER) if by_tier else pd.read_parquet(folder / "customers.parquet")
+    customers = customers.rename(columns=_MONEY_NAMES)
     forecast = pd.read_csv(folder / "forecast.csv")
     tiers = pd.read_csv(folder / "tiers.csv").rename(columns=_MONEY_NAMES)
     migration = pd.read_csv(folder / "migration.csv", index_col=0) if (folder / "migration.csv").is_file() else None

@@ -373,8 +373,48 @@ def _shared_invoices(out: DataFrame, spec: DataConfig, report: ValidationReport)
         raise invoice_problem(spec, report, count, first)
 
 
+def _shared_transaction_ids(frame: DataFrame, spec: DataConfig) -> tuple[int, list[str]]:
+    """Transaction ids on the rows of more than one customer, and the first five: the parts split the
+    customers, so a part never sees such an id twice (the local engine counts its rows as duplicates)."""
+    from pyspark.sql import functions as F
+
+    if spec.transaction_id is None:
+        return 0, []
+    tid = F.trim(F.col(f"`{spec.transaction_id}`").cast("string"))
+    cid = F.trim(F.col(f"`{spec.customer_id}`").cast("string"))
+    rows = frame.select(tid.alias("tid"), cid.alias("cid")).filter("tid <> '' AND cid <> ''")
+    shared = rows.groupBy("tid").agg(F.countDistinct("cid").alias("customers")).filter("customers > 1")
+    count = shared.count()
+    first = [str(r.tid) for r in shared.orderBy("tid").limit(5).collect()] if count else []
+    return count, first
+
+
+def _shared_ids_problem(count: int, first: list[str], spec: DataConfig, label: str) -> DataError | None:
+    """The refusal (or, under `keep`, the warning) for transaction ids shared by customers."""
+    if not count:
+        return None
+    ids = f"{count:,} transaction id(s) of column {spec.transaction_id!r} appear on rows of more than one customer"
+    if spec.duplicates == "keep":
+        warnings.warn(
+            f"{label}: {ids} (first: {first_ids(first)}); kept (data.duplicates: keep), and not counted among the "
+            "duplicates, which engine: spark counts within a customer",
+            DataWarning,
+            stacklevel=4,
+        )
+        return None
+    return DataError(
+        f"{label}: {ids} (first: {first_ids(first)}): which row is right cannot be known",
+        hint="fix those rows, or set data.duplicates: keep to keep every row",
+    )
+
+
 def _decide(
-    out: DataFrame, parts: list[dict[str, Any]], spec: DataConfig, types: dict[str, str], label: str
+    out: DataFrame,
+    parts: list[dict[str, Any]],
+    spec: DataConfig,
+    types: dict[str, str],
+    label: str,
+    shared_ids: tuple[int, list[str]] = (0, []),
 ) -> ValidationReport:
     """The whole log's report, and its refusals in the local engine's order (`load_transactions`)."""
     report = _merge_reports([p["report"] for p in parts], spec, label)
@@ -393,7 +433,7 @@ def _decide(
                 hint="check that data.source is the export with its rows (not an empty or truncated copy)",
             )
         _invalid_rows(out, report, spec, con)
-    duplicates = duplicates_problem(report.duplicates, spec, label)
+    duplicates = duplicates_problem(report.duplicates, spec, label) or _shared_ids_problem(*shared_ids, spec, label)
     if duplicates is not None:
         raise duplicates
     aware, naive = sum(f["aware"] for f in facts), sum(f["naive"] for f in facts)
@@ -500,7 +540,7 @@ def spark_log_step(
     out = out.persist()
     try:
         payloads = [json.loads(r.payload) for r in out.filter("kind = 'part'").select("payload").collect()]
-        report = _decide(out, payloads, spec, types, label)
+        report = _decide(out, payloads, spec, types, label, _shared_transaction_ids(frame, spec))
         with_tx = [p for p in payloads if "profile" in p]
         data = _summarised(out, with_tx, report, config, check_period) if main else None
         track = _tracking(out, config) if tracking else None

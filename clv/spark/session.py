@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,15 @@ def require_pyspark() -> None:
             "engine: spark needs PySpark, which is not installed",
             hint="pip install 'clv[spark]' (PySpark 4), or set engine: local",
         ) from None
+    _quiet_pandas_notices()
+
+
+def _quiet_pandas_notices() -> None:
+    """PySpark 4 warns, at every conversion, that it does not fully support pandas 3, and pandas 3 that PySpark
+    passes `copy=`: notices to PySpark's developers, not to a clv user (clv's conversions go through Arrow and
+    are tested for the local engine's numbers). Only those two notices are silenced."""
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
 
 
 def spark_session(config: RunConfig) -> SparkSession:
