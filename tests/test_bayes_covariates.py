@@ -485,6 +485,7 @@ def test_the_pooled_fit_recovers_groups_better_than_separate_fits():
     assert posterior.param_names[:4] == ("r[A]", "alpha[A]", "a[A]", "b[A]")
 
 
+@pytest.mark.slow
 def test_a_small_pooled_spend_fit_shrinks_the_small_group_most():
     """Gamma-Gamma pooled across three groups of 1,500 / 150 / 12 buyers whose v differ: NUTS (few draws) runs,
     every group's v has its interval, and the small group is drawn further toward the population than the

@@ -126,7 +126,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_reading(tmp_path, mon
 )
 def test_every_writing_command_checks_its_output_folder(tmp_path, monkeypatch, command, key):
     monkeypatch.setattr("clv.pipeline.prepare_data", _must_not_read)
-    monkeypatch.setattr("clv.evaluate.job.load_transactions", _must_not_read)
+    monkeypatch.setattr("clv.pipeline.load_transactions", _must_not_read)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     extra = ["--model", str(tmp_path)] if command == "score" else []

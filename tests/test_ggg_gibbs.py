@@ -63,6 +63,7 @@ def _synthetic(n, seed):
     return ggg.simulate_histories(k, lam, mu, T, rng, horizon=39.0), rng
 
 
+@pytest.mark.slow
 def test_latents_at_the_true_parameters_forecast_the_holdout():
     """With the heterogeneity held at the truth, the customers' latents give a holdout total within sampling
     error of the actual (the process noise of 3,000 customers' totals is about 2%)."""

@@ -73,7 +73,7 @@ def test_every_model_has_a_graph():
     ("cls", "center"),
     [
         (BetaGeoModel, [0.24, 1.1, 0.8, 2.4]),
-        (ModifiedBetaGeoModel, [0.5, 1.6, 0.9, 1.6]),
+        pytest.param(ModifiedBetaGeoModel, [0.5, 1.6, 0.9, 1.6], marks=pytest.mark.slow),
         (ParetoNBDModel, [0.55, 2.7, 0.6, 3.0]),
     ],
 )
@@ -183,13 +183,13 @@ def test_bgbb_graph_at_the_extremes():
         (ModifiedBetaGeoModel, [0.5, 1.6, 0.9, 1.6]),
         (ParetoNBDModel, [0.55, 25.7, 0.6, 0.26]),
         (GammaGammaModel, [6.2, 3.7, 0.5]),
-        (ModifiedBetaGeoCNBDModel, [0.9, 1.1, 0.6, 1.8]),
+        pytest.param(ModifiedBetaGeoCNBDModel, [0.9, 1.1, 0.6, 1.8], marks=pytest.mark.slow),
         (BetaGeoCNBDModel, [0.9, 1.1, 0.6, 1.8]),
     ],
 )
 def test_graphs_compile_with_numba(cdnow_rfm, cls, point):
     """What nutpie compiles: the Numba backend gives the same values and gradients (Pareto/NBD: with its 2F1
-    kernel; the regularity models at k = 3)."""
+    kernel; the regularity models at k = 3). The modified models share their parents' kernels: slow only."""
     model = cls(k=3) if cls in (ModifiedBetaGeoCNBDModel, BetaGeoCNBDModel) else cls()
     problem, f = compiled(model, cdnow_rfm, mode="NUMBA")
     assert_equal_to_numpy(problem, f, [point])

@@ -42,7 +42,10 @@ def call_expand(compiled, theta: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize(("cls", "point"), [(BetaGeoModel, [0.24, 1.1, 0.8, 2.4]), (GammaGammaModel, [6.2, 3.7, 0.5])])
+@pytest.mark.parametrize(
+    ("cls", "point"),
+    [(BetaGeoModel, [0.24, 1.1, 0.8, 2.4]), pytest.param(GammaGammaModel, [6.2, 3.7, 0.5], marks=pytest.mark.slow)],
+)
 def test_the_callbacks_are_the_log_posterior_of_the_data_given(cdnow_rfm, cls, point):
     """Two data sets through one compiled model (the second by `with_data`, without recompiling): gradient equal
     to `_log_posterior`'s to 1e-9, value equal up to the priors' normalising constants (compared as differences
@@ -72,6 +75,7 @@ def test_the_callbacks_are_the_log_posterior_of_the_data_given(cdnow_rfm, cls, p
     assert call_logp(compiled, np.zeros(theta.size + 1))[0] == -1
 
 
+@pytest.mark.slow
 def test_without_the_cache_nutpie_compiles_the_model_itself_and_says_so(cdnow_rfm, monkeypatch):
     """The cached build uses nutpie's internals: if they fail, nutpie's own compiler makes the model (the same
     log posterior), and the sampler's note says why."""
