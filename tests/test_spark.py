@@ -208,6 +208,26 @@ def test_an_invoice_of_two_customers_is_refused_on_spark(spark, tmp_path):
     assert on_spark == local
 
 
+def test_invoices_read_are_counted_once_across_parts(spark, tmp_path):
+    """An invoice with a guest line and a customer's lines, and one with a customer's line and another's bad line,
+    are in two parts each (guests are a part of their own): read once each, as locally."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "", "b", "c", "d", "d"],
+            "date": ["2020-01-01", "2020-01-01", "2020-01-01", "2020-01-03", "2020-01-03", "2020-01-04", "2020-02-01"],
+            "amount": ["1", "2", "3", "4", "x", "5", "6"],
+            "invoice": ["I1", "I1", "I1", "I2", "I2", "I3", "I4"],
+        }
+    )
+    path = tmp_path / "invoices.parquet"
+    frame.to_parquet(path)
+    raw = _messy_config(path, invoice="invoice", max_invalid_share=0.5) | {"time": {"calibration_end": "2020-02-15"}}
+    local, on_spark = _data_steps(raw)
+    assert (local.report.invoices, local.report.invoices_kept, local.report.guest["invoices"]) == (4, 4, 1)
+    _same_report(local, on_spark)
+    _same_rfm(local, on_spark)
+
+
 def test_a_transaction_id_of_two_customers_is_refused_or_warned_on_spark(spark, tmp_path):
     """The parts split the customers, so such an id is found over the whole log (the local engine refuses it as a
     conflict under `drop`); under `keep` the rows are kept, as locally, with a warning."""

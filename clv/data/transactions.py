@@ -70,6 +70,7 @@ _SRC_LINES = "clv_src_lines"
 _LINES = "clv_lines"
 _PARSED = "clv_parsed"
 _PROBLEMS = "clv_problems"
+_READ_INVOICES = "clv_read_invoices"
 TX_TABLE = "clv_tx"
 
 # A time of day followed by a UTC offset or Z: the mark of a time-zone-aware timestamp string. A bare date
@@ -923,7 +924,8 @@ class PartFacts:
     first_non_positive_price: list[str] = field(default_factory=list)
     returned: int = 0
     first_returned: list[str] = field(default_factory=list)
-    #: invoice, customers: each invoice of the part with the customer ids its lines carry there
+    #: invoice, customers: each invoice read in the part with the customer ids its kept lines carry there (none
+    #: when every line of it there was left out)
     invoices: pd.DataFrame | None = None
     #: every problem of the part's invalid rows: line (the row id), customer_id, column, value, reason, file
     problems: pd.DataFrame | None = None
@@ -977,9 +979,13 @@ def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationR
         facts.first_non_positive_price = _first_customers(con, "price <= 0")
     if spec.invoice is not None:
         facts.invoices = con.execute(
-            f"SELECT inv AS invoice, list(DISTINCT cid ORDER BY cid) AS customers FROM {_PARSED} GROUP BY inv"
+            f"""
+            SELECT r.inv AS invoice, coalesce(k.customers, []::VARCHAR[]) AS customers FROM {_READ_INVOICES} r
+            LEFT JOIN (SELECT inv, list(DISTINCT cid ORDER BY cid) AS customers FROM {_PARSED} GROUP BY inv) k
+            USING (inv)
+            """
         ).df()
-        report.invoices_kept = len(facts.invoices)
+        report.invoices_kept = int((facts.invoices["customers"].map(len) > 0).sum())
     _count_cancellations(con, spec, report)
     facts.returned = _apply_returns(con, spec, report, decide=False)
     if facts.returned and spec.returns == "fail":
@@ -993,8 +999,12 @@ def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationR
 
 
 def _count_read_part(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:
+    """As `_count_read`, and the part's invoices read kept aside (`_READ_INVOICES`): an invoice's lines may be in
+    two parts (a guest line's part and a customer's, or two customers' when one's lines are invalid), so the
+    whole log's count of invoices read is the distinct invoices over the parts, not the sum of theirs."""
     row = con.execute(f"SELECT count(*), count(DISTINCT inv), count(DISTINCT cid) FROM {_PARSED}").fetchone()
     assert row is not None
     report.rows_read, report.customer_ids = int(row[0]), int(row[2])
     if spec.invoice is not None:
         report.invoices = int(row[1])
+        con.execute(f"CREATE TEMP TABLE {_READ_INVOICES} AS SELECT DISTINCT inv FROM {_PARSED} WHERE inv IS NOT NULL")

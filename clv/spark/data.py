@@ -233,7 +233,7 @@ def _merge_reports(reports: list[dict[str, Any]], spec: DataConfig, label: str) 
     for key in ("rows_read", "rows_rejected", "rows_kept", "customer_days", "customers", "customer_ids"):
         setattr(total, key, sum(r[key] for r in reports))
     total.non_positive_price_lines = sum(r["non_positive_price_lines"] for r in reports)
-    if spec.invoice is not None:
+    if spec.invoice is not None:  # the invoices read: counted over the parts by `_decide`
         total.invoices = sum(r["invoices"] or 0 for r in reports)
         total.invoices_kept = sum(r["invoices_kept"] or 0 for r in reports)
     if spec.line_items:
@@ -354,7 +354,8 @@ def _invalid_rows(out: DataFrame, report: ValidationReport, spec: DataConfig, co
 
 
 def _shared_invoices(out: DataFrame, spec: DataConfig, report: ValidationReport) -> None:
-    """Invoices whose lines carry more than one customer id, over the whole log (the parts' ids together)."""
+    """The refusal of invoices whose kept lines carry more than one customer id, over the whole log (the parts'
+    ids together)."""
     from pyspark.sql import functions as F
 
     if spec.invoice is None:
@@ -418,6 +419,8 @@ def _decide(
 ) -> ValidationReport:
     """The whole log's report, and its refusals in the local engine's order (`load_transactions`)."""
     report = _merge_reports([p["report"] for p in parts], spec, label)
+    if spec.invoice is not None:  # an invoice's lines may be in two parts (a guest's and a customer's): once each
+        report.invoices = out.filter("kind = 'invoice'").select("customer_id").distinct().count()
     facts = [p["facts"] for p in parts]
     with duckdb.connect() as con:
         if types.get(spec.date) == "VARCHAR":
