@@ -228,31 +228,39 @@ def test_invoices_read_are_counted_once_across_parts(spark, tmp_path):
     _same_rfm(local, on_spark)
 
 
-def test_a_transaction_id_of_two_customers_is_refused_or_warned_on_spark(spark, tmp_path):
-    """The parts split the customers, so such an id is found over the whole log (the local engine refuses it as a
-    conflict under `drop`); under `keep` the rows are kept, as locally, with a warning."""
+def test_a_transaction_id_of_two_customers_counts_as_locally_on_spark(spark, tmp_path):
+    """The parts split the customers, so an id on two customers' rows is in two parts: the rows of such ids are
+    counted over the parts, and every policy gives the local engine's refusal or report. t7 is on c0's and c7's
+    rows; t9 on c9's twice (a plain duplicate, in one part) and c1's; t3 on c3's row and on a bad row of c4's
+    (left out as invalid, so no conflict); t5 twice on c5's rows that differ (a conflict within one part)."""
+    n = 40
     frame = pd.DataFrame(
         {
-            "customer_id": [f"c{i}" for i in range(40)] + ["c0"],
-            "date": ["2020-01-01"] * 40 + ["2020-01-05"],
-            "amount": ["1"] * 41,
-            "tid": [f"t{i}" for i in range(40)] + ["t7"],
+            "customer_id": [f"c{i}" for i in range(n)] + ["c0", "c9", "c1", "c4", "c5"],
+            "date": ["2020-01-01"] * n + ["2020-01-05", "2020-01-01", "2020-01-06", "2020-01-07", "2020-01-08"],
+            "amount": ["1"] * n + ["1", "1", "1", "x", "2"],
+            "tid": [f"t{i}" for i in range(n)] + ["t7", "t9", "t9", "t3", "t5"],
         }
     )
     path = tmp_path / "tids.parquet"
     frame.to_parquet(path)
     raw = {
         "name": "tid",
-        "data": {"source": str(path), "transaction_id": "tid"},
+        "data": {"source": str(path), "transaction_id": "tid", "max_invalid_share": 0.1, "invalid_rows": "drop"},
         "time": {"calibration_end": "2020-02-15"},
     }
-    assert "transaction id(s) of column 'tid' appear on rows that differ" in _refusal(raw, "local")
-    on_spark = _refusal(raw, "spark")
-    assert "1 transaction id(s) of column 'tid' appear on rows of more than one customer (first: t7)" in on_spark
+    local = _refusal(raw, "local")
+    assert "3 transaction id(s) of column 'tid' appear on rows that differ" in local and "t5, t7, t9" in local
+    assert _refusal(raw, "spark") == local
+    fail = raw | {"data": raw["data"] | {"duplicates": "fail"}}
+    local = _refusal(fail, "local")
+    assert "4 duplicate row(s): rows repeat a transaction id" in local
+    assert _refusal(fail, "spark") == local
     keep = raw | {"data": raw["data"] | {"duplicates": "keep"}}
-    with pytest.warns(DataWarning, match="1 transaction id.*more than one customer.*kept"):
-        kept = pipeline.prepare_data(_config(keep, "spark"))
-    _same_rfm(pipeline.prepare_data(_config(keep, "local")), kept)
+    local, on_spark = _data_steps(keep)
+    assert local.report.duplicates.rows == 4
+    _same_report(local, on_spark)
+    _same_rfm(local, on_spark)
 
 
 def test_sources_on_spark_globs_folders_tables_and_frames(spark, tmp_path):

@@ -73,7 +73,7 @@ def _group_table(con: duckdb.DuckDBPyConnection, table: str, key: str) -> None:
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE {_GROUPS} AS
-            SELECT tid, any_value(cid) AS cid, count(*) AS n, count(DISTINCT (cid, ts, amt, inv, price)) AS variants,
+            SELECT tid, min(cid) AS cid, count(*) AS n, count(DISTINCT (cid, ts, amt, inv, price)) AS variants,
                    NULL AS inv, true AS dup_invoice
             FROM {table} WHERE tid IS NOT NULL GROUP BY tid HAVING count(*) > 1
             """
@@ -94,12 +94,12 @@ def _group_table(con: duckdb.DuckDBPyConnection, table: str, key: str) -> None:
         con.execute(f"DELETE FROM {_GROUPS} WHERE inv IN (SELECT inv FROM {_GROUPS} GROUP BY 1 HAVING max(n) = 1)")
 
 
-def _count(con: duckdb.DuckDBPyConnection, key: str, spec: DataConfig) -> DuplicateCount:
+def _count(con: duckdb.DuckDBPyConnection, key: str, spec: DataConfig, named: str) -> DuplicateCount:
     row = con.execute(
         f"""
         SELECT coalesce(sum(n - 1) FILTER (dup_invoice), 0), count(DISTINCT inv) FILTER (dup_invoice),
                coalesce(sum(n - 1) FILTER (NOT dup_invoice), 0),
-               (list(DISTINCT cid ORDER BY cid) FILTER (dup_invoice))[1:5], count(*) FILTER (variants > 1),
+               (list(DISTINCT cid ORDER BY cid) FILTER (dup_invoice AND {named}))[1:5], count(*) FILTER (variants > 1),
                (list(tid ORDER BY tid) FILTER (variants > 1))[1:5]
         FROM (SELECT *, {"tid" if key == "transaction_id" else "NULL AS tid"} FROM {_GROUPS})
         """
@@ -159,15 +159,23 @@ def duplicates_problem(count: DuplicateCount, spec: DataConfig, label: str) -> D
 
 
 def apply_duplicates(
-    con: duckdb.DuckDBPyConnection, table: str, spec: DataConfig, label: str, decide: bool = True
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    spec: DataConfig,
+    label: str,
+    decide: bool = True,
+    unnamed_tids: str | None = None,
 ) -> DuplicateCount:
     """Count the duplicates of the parsed rows in `table` (columns cid, ts, amt, inv, price, row_hash, tid), then
     drop them, keep them, or refuse them (`data.duplicates`); the counts say what was done. `decide=False` (a
     part of a log, `clv.spark`): never refuse, and drop only what `drop` drops; the caller judges the whole
-    log's counts with `duplicates_problem`."""
+    log's counts with `duplicates_problem`. A group of rows sharing a transaction id is named by its smallest
+    customer id; `unnamed_tids` (a SQL query of transaction ids: a part's ids that other parts hold too) leaves
+    their groups' customers out of `first_customer_ids`, for the caller to name over the whole log."""
     key = _key(spec)
     _group_table(con, table, key)
-    count = _count(con, key, spec)
+    named = "true" if unnamed_tids is None or key != "transaction_id" else f"tid NOT IN ({unnamed_tids})"
+    count = _count(con, key, spec, named)
     problem = duplicates_problem(count, spec, label)
     if problem is not None and decide:
         con.execute(f"DROP TABLE {_GROUPS}")

@@ -34,7 +34,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import duckdb
 import pandas as pd
@@ -47,9 +47,13 @@ from clv.data.numbers import number_expr, suggest_number_settings
 from clv.data.returns import DAYS_TABLE, MONEY, net_returns
 from clv.errors import DataError, DataWarning, first_ids
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
     "FILE_COLUMN",
     "ROW_COLUMN",
+    "SHARED_TID_COLUMN",
     "PartFacts",
     "RowProblem",
     "Transactions",
@@ -367,17 +371,20 @@ def _id_expr(col: str, col_type: str, trim: bool) -> str:
     return f"CASE WHEN trim({text}) = '' THEN NULL ELSE {f'trim({text})' if trim else text} END"
 
 
+def _tid_expr(spec: DataConfig) -> str:
+    """SQL: the row's transaction id as the duplicate rule reads it (trimmed text, NULL when empty or unset)."""
+    if spec.transaction_id is None:
+        return "CAST(NULL AS VARCHAR)"
+    return f"NULLIF(trim(CAST({_quote(spec.transaction_id)} AS VARCHAR)), '')"
+
+
 def _base_columns(spec: DataConfig, types: dict[str, str]) -> str:
     """The SELECT list that reads one row: cid, ts, aware, the numbers with their raw text, inv, raw_date, tid
     (the transaction id) and row_hash (of every column of the row, for the duplicate rule)."""
     cid, dcol = _quote(spec.customer_id), _quote(spec.date)
     stamp, aware = _timestamp_expr(dcol, types[spec.date], spec)
     inv = f"NULLIF(trim(CAST({_quote(spec.invoice)} AS VARCHAR)), '')" if spec.invoice else "CAST(NULL AS VARCHAR)"
-    tid = (
-        f"NULLIF(trim(CAST({_quote(spec.transaction_id)} AS VARCHAR)), '')"
-        if spec.transaction_id
-        else "CAST(NULL AS VARCHAR)"
-    )
+    tid = _tid_expr(spec)
     row_hash = "hash(" + ", ".join(_quote(c) for c in types) + ")"
     return f"""
         {_id_expr(cid, types[spec.customer_id], spec.trim_ids)} AS cid,
@@ -909,6 +916,8 @@ def sql_date(value: dt.date) -> str:
 #: and the row's file
 ROW_COLUMN = "__clv_row"
 FILE_COLUMN = "__clv_file"
+#: and, when some transaction id is on the rows of two customer ids, whether the row's id is such an id
+SHARED_TID_COLUMN = "__clv_shared_tid"
 
 
 @dataclass
@@ -929,6 +938,10 @@ class PartFacts:
     invoices: pd.DataFrame | None = None
     #: every problem of the part's invalid rows: line (the row id), customer_id, column, value, reason, file
     problems: pd.DataFrame | None = None
+    #: tid, n, customers, conflict: each transaction id of the part's valid rows that is also on another
+    #: customer id's rows in the log (SHARED_TID_COLUMN), with its rows here, their customer ids, and whether
+    #: they differ (the duplicate rule's conflict within the part)
+    shared_tids: pd.DataFrame | None = None
 
 
 def _first_customers(con: duckdb.DuckDBPyConnection, condition: str) -> list[str]:
@@ -936,7 +949,9 @@ def _first_customers(con: duckdb.DuckDBPyConnection, condition: str) -> list[str
     return [str(r[0]) for r in rows]
 
 
-def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationReport, Transactions | None, PartFacts]:
+def clean_part(
+    table: pa.Table, spec: DataConfig, label: str
+) -> tuple[ValidationReport, Transactions | None, PartFacts]:
     """Read, validate and clean a part of a log exactly as `load_transactions` does, judging nothing that needs
     the whole log: invalid rows are listed and left out whatever the policy; the refusals (invalid rows,
     duplicates, prices <= 0, returns, mixed time zones, invoices of two customers, the date order) are left to
@@ -946,11 +961,10 @@ def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationR
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.register("clv_part", table)
-    con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT * EXCLUDE ({ROW_COLUMN}, {FILE_COLUMN}) FROM clv_part")
-    con.execute(
-        f"CREATE TEMP VIEW {_SRC_LINES} AS SELECT {ROW_COLUMN} AS line, * EXCLUDE ({ROW_COLUMN}, {FILE_COLUMN}) "
-        "FROM clv_part"
-    )
+    marked = SHARED_TID_COLUMN in table.column_names
+    extra = ", ".join((ROW_COLUMN, FILE_COLUMN, *((SHARED_TID_COLUMN,) if marked else ())))
+    con.execute(f"CREATE TEMP VIEW {_SRC} AS SELECT * EXCLUDE ({extra}) FROM clv_part")
+    con.execute(f"CREATE TEMP VIEW {_SRC_LINES} AS SELECT {ROW_COLUMN} AS line, * EXCLUDE ({extra}) FROM clv_part")
     report = ValidationReport(source=label, location="row")
     facts = PartFacts()
     types = _column_types(con)
@@ -969,7 +983,10 @@ def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationR
             f'JOIN (SELECT {ROW_COLUMN} AS line, {FILE_COLUMN} FROM clv_part) f USING (line) ORDER BY line, "column"'
         ).df()
         con.execute(f"DELETE FROM {_PARSED} WHERE NOT valid")
-    report.duplicates = apply_duplicates(con, _PARSED, spec, label, decide=False)
+    marked_tids = f"SELECT {_tid_expr(spec)} FROM clv_part WHERE {SHARED_TID_COLUMN}" if marked else None
+    if marked_tids is not None:
+        facts.shared_tids = _shared_tids(con, marked_tids)
+    report.duplicates = apply_duplicates(con, _PARSED, spec, label, decide=False, unnamed_tids=marked_tids)
     _check_padded_ids(con, spec, report)
     facts.aware, facts.naive = _check_awareness(con, report, decide=False)
     if facts.aware and facts.naive:
@@ -996,6 +1013,19 @@ def clean_part(table: object, spec: DataConfig, label: str) -> tuple[ValidationR
     if report.customer_days == 0:
         return report, None, facts
     return report, Transactions(con=con, report=report, has_amount=spec.has_values), facts
+
+
+def _shared_tids(con: duckdb.DuckDBPyConnection, marked_tids: str) -> pd.DataFrame:
+    """PartFacts.shared_tids: the marked transaction ids (`marked_tids`, a query of them as the duplicate rule
+    reads them), over the part's valid rows, before the rule drops any."""
+    return con.execute(
+        f"""
+        SELECT tid, count(*) AS n, list(DISTINCT cid ORDER BY cid) AS customers,
+               count(DISTINCT (cid, ts, amt, inv, price)) > 1 AS conflict
+        FROM {_PARSED} WHERE tid IN ({marked_tids})
+        GROUP BY tid
+        """
+    ).df()
 
 
 def _count_read_part(con: duckdb.DuckDBPyConnection, spec: DataConfig, report: ValidationReport) -> None:

@@ -42,6 +42,7 @@ from clv.data.transactions import (
     FILE_COLUMN,
     MIXED_ZONES_HINT,
     ROW_COLUMN,
+    SHARED_TID_COLUMN,
     RowProblem,
     ValidationReport,
     clean_part,
@@ -151,7 +152,9 @@ def part_rows(
     report, tx, facts = clean_part(pa.Table.from_batches(parts), config.data, label)
     payload: dict[str, Any] = {
         "report": dataclasses.asdict(report),
-        "facts": {k: v for k, v in dataclasses.asdict(facts).items() if k not in ("invoices", "problems")},
+        "facts": {
+            k: v for k, v in dataclasses.asdict(facts).items() if k not in ("invoices", "problems", "shared_tids")
+        },
     }
     if facts.problems is not None:
         yield _batch("problem", facts.problems, schema)
@@ -163,6 +166,19 @@ def part_rows(
             }
         )
         yield _batch("invoice", invoices, schema)
+    if facts.shared_tids is not None and len(facts.shared_tids):
+        shared = facts.shared_tids
+        tids = pd.DataFrame(
+            {
+                "customer_id": shared["tid"],
+                "frequency": shared["n"],
+                "payload": [
+                    json.dumps({"customers": list(c), "conflict": bool(k)})
+                    for c, k in zip(shared["customers"], shared["conflict"], strict=True)
+                ],
+            }
+        )
+        yield _batch("shared_tid", tids, schema)
     if tx is not None:
         rfm = rfm_summary(tx, time.calibration_end, time.holdout_end, time.unit, allow_empty=True)
         gaps = customer_gaps(tx, time.calibration_end).rename(columns={g: f"gap_{g}" for g in _GAPS})
@@ -374,38 +390,73 @@ def _shared_invoices(out: DataFrame, spec: DataConfig, report: ValidationReport)
         raise invoice_problem(spec, report, count, first)
 
 
-def _shared_transaction_ids(frame: DataFrame, spec: DataConfig) -> tuple[int, list[str]]:
-    """Transaction ids on the rows of more than one customer, and the first five: the parts split the
-    customers, so a part never sees such an id twice (the local engine counts its rows as duplicates)."""
+def _mark_shared_transaction_ids(frame: DataFrame, spec: DataConfig) -> DataFrame:
+    """The log with SHARED_TID_COLUMN when some transaction id is on the rows of two customer ids (as written):
+    the parts split the customers, so such an id is in two parts, and the parts report its rows apart
+    (PartFacts.shared_tids) for `_shared_tid_duplicates` to count them as one group, as the local engine does.
+    The ids are marked as Spark reads them, a superset of what the duplicate rule finds (that rule counts valid
+    rows only, with the ids as the local engine reads them). The log as it is when no id is shared."""
     from pyspark.sql import functions as F
 
     if spec.transaction_id is None:
-        return 0, []
+        return frame
     tid = F.trim(F.col(f"`{spec.transaction_id}`").cast("string"))
-    cid = F.trim(F.col(f"`{spec.customer_id}`").cast("string"))
-    rows = frame.select(tid.alias("tid"), cid.alias("cid")).filter("tid <> '' AND cid <> ''")
-    shared = rows.groupBy("tid").agg(F.countDistinct("cid").alias("customers")).filter("customers > 1")
-    count = shared.count()
-    first = [str(r.tid) for r in shared.orderBy("tid").limit(5).collect()] if count else []
-    return count, first
+    rows = frame.select(tid.alias("tid"), F.col(f"`{spec.customer_id}`").cast("string").alias("cid"))
+    shared = (
+        rows.filter("tid <> ''")
+        .groupBy("tid")
+        .agg(F.countDistinct("cid").alias("ids"))
+        .filter("ids > 1")
+        .select("tid", F.lit(True).alias(SHARED_TID_COLUMN))
+    )
+    if shared.isEmpty():
+        return frame
+    marked = frame.withColumn("__clv_tid", tid).join(shared.withColumnRenamed("tid", "__clv_tid"), "__clv_tid", "left")
+    return marked.drop("__clv_tid").fillna(False, subset=[SHARED_TID_COLUMN])
 
 
-def _shared_ids_problem(count: int, first: list[str], spec: DataConfig, label: str) -> DataError | None:
-    """The refusal (or, under `keep`, the warning) for transaction ids shared by customers."""
-    if not count:
-        return None
-    ids = f"{count:,} transaction id(s) of column {spec.transaction_id!r} appear on rows of more than one customer"
-    if spec.duplicates == "keep":
-        warnings.warn(
-            f"{label}: {ids} (first: {first_ids(first)}); kept (data.duplicates: keep), and not counted among the "
-            "duplicates, which engine: spark counts within a customer",
-            DataWarning,
-            stacklevel=4,
+def _shared_tid_duplicates(out: DataFrame, count: DuplicateCount) -> DuplicateCount:
+    """The parts' duplicate counts with the marked transaction ids (`_mark_shared_transaction_ids`) counted over
+    the whole log, as the local engine counts them (`clv.data.duplicates`): an id whose valid rows are in two
+    parts is one group, whose rows but one repeat it, and a conflict (the parts hold different customers); each
+    marked group of two rows or more is named by its smallest customer id (the parts leave those unnamed)."""
+    from pyspark.sql import functions as F
+
+    payload = F.from_json(F.col("payload"), "customers array<string>, conflict boolean")
+    groups = (
+        out.filter("kind = 'shared_tid'")
+        .select(F.col("customer_id").alias("tid"), F.col("frequency").alias("n"), payload.alias("p"))
+        .groupBy("tid")
+        .agg(
+            F.count("*").alias("parts"),
+            F.sum("n").alias("n"),
+            F.sum(F.when(F.col("n") > 1, F.col("n") - 1).otherwise(0)).alias("counted"),
+            F.sum(F.col("p.conflict").cast("long")).alias("conflicts_counted"),
+            F.array_min(F.flatten(F.collect_list("p.customers"))).alias("first_customer"),
         )
-        return None
-    return DataError(
-        f"{label}: {ids} (first: {first_ids(first)}): which row is right cannot be known",
-        hint="fix those rows, or set data.duplicates: keep to keep every row",
+        .filter("n > 1")
+        .persist()
+    )
+    try:
+        spread = groups.filter("parts > 1")
+        totals = spread.agg(
+            F.count("*").alias("tids"),
+            F.sum(F.col("n") - 1 - F.col("counted")).alias("rows"),
+            F.sum(1 - F.col("conflicts_counted")).alias("conflicts"),
+        ).first()
+        first_tids = [r.tid for r in spread.orderBy("tid").select("tid").limit(5).collect()]
+        named = groups.select("first_customer").distinct().orderBy("first_customer").limit(5).collect()
+    finally:
+        groups.unpersist()
+    spread_rows, spread_conflicts = (
+        (int(totals["rows"]), int(totals["conflicts"])) if totals is not None and totals["tids"] else (0, 0)
+    )
+    return dataclasses.replace(
+        count,
+        rows=count.rows + spread_rows,
+        conflicts=count.conflicts + spread_conflicts,
+        first_conflicts=_first_sorted([count.first_conflicts, first_tids]),
+        first_customer_ids=_first_sorted([count.first_customer_ids, [r.first_customer for r in named]]),
     )
 
 
@@ -415,7 +466,6 @@ def _decide(
     spec: DataConfig,
     types: dict[str, str],
     label: str,
-    shared_ids: tuple[int, list[str]] = (0, []),
 ) -> ValidationReport:
     """The whole log's report, and its refusals in the local engine's order (`load_transactions`)."""
     report = _merge_reports([p["report"] for p in parts], spec, label)
@@ -436,7 +486,9 @@ def _decide(
                 hint="check that data.source is the export with its rows (not an empty or truncated copy)",
             )
         _invalid_rows(out, report, spec, con)
-    duplicates = duplicates_problem(report.duplicates, spec, label) or _shared_ids_problem(*shared_ids, spec, label)
+    if spec.transaction_id is not None:
+        report.duplicates = _shared_tid_duplicates(out, report.duplicates)
+    duplicates = duplicates_problem(report.duplicates, spec, label)
     if duplicates is not None:
         raise duplicates
     aware, naive = sum(f["aware"] for f in facts), sum(f["naive"] for f in facts)
@@ -536,14 +588,15 @@ def spark_log_step(
     source_columns = [c for c in frame.columns if c not in (ROW_COLUMN, FILE_COLUMN)]
     types = _duckdb_types(frame.select(*source_columns))
     _check_columns(types, spec, label)
-    parts = frame.repartition(_partitions(spark, frame, config), _customer_key(frame, types, spec))
+    marked = _mark_shared_transaction_ids(frame, spec)
+    parts = marked.repartition(_partitions(spark, frame, config), _customer_key(marked, types, spec))
     config_json = config.model_dump_json()
     splits_json = json.dumps([[c.isoformat(), h.isoformat()] for c, h in splits])
     out = parts.mapInArrow(lambda batches: part_rows(batches, config_json, label, splits_json, tracking), _out_schema())
     out = out.persist()
     try:
         payloads = [json.loads(r.payload) for r in out.filter("kind = 'part'").select("payload").collect()]
-        report = _decide(out, payloads, spec, types, label, _shared_transaction_ids(frame, spec))
+        report = _decide(out, payloads, spec, types, label)
         with_tx = [p for p in payloads if "profile" in p]
         data = _summarised(out, with_tx, report, config, check_period) if main else None
         track = _tracking(out, config) if tracking else None
