@@ -122,6 +122,44 @@ def test_weighted_compressed_rows_equal_expanded_rows(cls):
     assert len(counts) < len(rfm)
 
 
+def test_gamma_gamma_fits_the_distinct_spend_pairs_exactly():
+    """Spends in cents repeat: the fit runs on the distinct (x, m) pairs with their counts, and its
+    log-likelihood is the sum over every buyer of Eq. 5 evaluated row by row (scipy's gamma functions, not the
+    model's gathered terms); the same fit from a frame of weighted pairs."""
+    from scipy import special
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(1, 6, 4000)
+    rfm = pd.DataFrame(
+        {
+            "frequency": x,
+            "recency": 1.0,
+            "T": 2.0,
+            "monetary_value": np.round(simulate_gamma_gamma(x, 6.0, 4.0, 15.0, seed=3) * 4) / 4,  # quarters
+        }
+    )
+    fitted = GammaGammaModel().fit(rfm)
+    problem = GammaGammaModel().likelihood_problem(rfm)
+    pairs = rfm.groupby(["frequency", "monetary_value"]).size()
+    assert problem.n_customers == 4000 and problem.n_unique == len(pairs) < 4000
+    p, q, v = (fitted.params_[k] for k in ("p", "q", "v"))
+    m = rfm["monetary_value"].to_numpy()
+    by_hand = (
+        special.gammaln(p * x + q)
+        - special.gammaln(p * x)
+        - special.gammaln(q)
+        + q * np.log(v)
+        + (p * x - 1) * np.log(m)
+        + p * x * np.log(x)
+        - (p * x + q) * np.log(v + m * x)
+    ).sum()
+    assert fitted.log_likelihood_ == pytest.approx(by_hand, rel=1e-10)
+    weighted = pairs.rename("w").reset_index().assign(recency=1.0, T=2.0)
+    again = GammaGammaModel().fit(weighted, weights=weighted["w"])
+    for key in ("p", "q", "v"):
+        assert again.params_[key] == pytest.approx(fitted.params_[key], rel=1e-8)
+
+
 def test_gamma_gamma_spend_is_between_own_mean_and_population_mean():
     rng = np.random.default_rng(1)
     x = rng.integers(0, 20, 500)

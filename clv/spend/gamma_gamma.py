@@ -266,21 +266,26 @@ class GammaGammaModel(FittedModel):
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
         keep = (rfm["frequency"].to_numpy() > 0) & (rfm["monetary_value"].to_numpy() > 0)
         w = np.asarray(w_all[keep], dtype=float)
-        # Mean spends are continuous: (x, m) pairs rarely repeat, so rows are not compressed.
         scale = float(np.average(m, weights=w))
         sm = m / scale
         if self.covariate_options.active:
             buyers = rfm.loc[keep]
             return self._covariate_problem(buyers, (x, sm), (x, m), w, np.array([1.0, 1.0, scale]), ("x", "m"))
+        # Buyers with the same (x, m) have the same log density (Eq. 5 reads nothing else): the rows are the
+        # distinct pairs, weighted by how many buyers share each (exact; spends in cents repeat, most of all at
+        # small x, so the fit's cost grows with the distinct pairs, not with the buyers).
+        (xu, mu), inverse, _ = unique_rows(x, m)
+        wu = np.bincount(inverse, weights=w, minlength=xu.size).astype(float)
+        smu = mu / scale
         return LikelihoodProblem(
             param_names=self.param_names,
-            likelihood=SpendLikelihood(x, sm, w),
+            likelihood=SpendLikelihood(xu, smu, wu),
             factor=np.array([1.0, 1.0, scale]),
-            unscaled=lambda p: loglik_grad(p, x, m),
+            unscaled=lambda p: loglik_grad(p, xu, mu),
             n_customers=int(x.size),
-            n_unique=int(x.size),
+            n_unique=int(xu.size),
             model_name=self.name,
-            rows={"x": x, "m": sm},
+            rows={"x": xu, "m": smu},
         )
 
     def fit(self, rfm: pd.DataFrame, weights: ArrayLike | None = None) -> Self:
