@@ -11,23 +11,53 @@ from numpy.typing import NDArray
 __all__ = ["unique_histories", "unique_rows"]
 
 
+def _first_rows(code: NDArray[np.intp], n_unique: int) -> NDArray[np.intp]:
+    """The first row of each of `n_unique` codes (a reversed scatter: the earliest row writes last)."""
+    first = np.empty(n_unique, dtype=np.intp)
+    first[code[::-1]] = np.arange(code.size - 1, -1, -1)
+    return first
+
+
+def _renumber(code: NDArray[np.int64], size: int) -> tuple[NDArray[np.intp], int]:
+    """Codes in [0, size) renumbered 0, 1, ... in order of first appearance (as `pd.factorize` numbers them),
+    and how many there are. A small enough range is renumbered by counting (no hashing of the rows)."""
+    n = code.size
+    if size > 2 * n + (1 << 22):
+        renumbered, uniques = pd.factorize(code)
+        return renumbered.astype(np.intp), len(uniques)
+    present = np.bincount(code, minlength=size) > 0
+    by_key = (np.cumsum(present) - 1)[code]  # 0, 1, ... in order of the codes' values
+    n_unique = int(present.sum())
+    rank = np.empty(n_unique, dtype=np.intp)
+    rank[np.argsort(_first_rows(by_key, n_unique), kind="stable")] = np.arange(n_unique)
+    return rank[by_key], n_unique
+
+
 def unique_rows(
     *columns: NDArray[np.float64],
 ) -> tuple[list[NDArray[np.float64]], NDArray[np.intp], NDArray[np.float64]]:
-    """Unique combinations of equal-length columns, by hashing (no sort of the full data).
+    """Unique combinations of equal-length columns, by hashing each column (no sort of the full data), numbered
+    in order of first appearance.
 
     Returns the unique columns, the index of each input row into them, and how many rows each unique row has.
+    The columns' codes are combined in mixed radix, renumbered only when the next column would overflow the
+    range that `_renumber` counts over.
     """
-    code = np.zeros(columns[0].shape[0], dtype=np.int64)
+    n = columns[0].shape[0]
+    code = np.zeros(n, dtype=np.int64)
+    size = 1
     for col in columns:
-        col_code, col_uniques = pd.factorize(col)
-        code, _ = pd.factorize(code * len(col_uniques) + col_code)
-    # factorize numbers values in order of first appearance, so a reversed scatter finds each first row
-    n_unique = int(code.max(initial=-1)) + 1
-    first = np.empty(n_unique, dtype=np.intp)
-    first[code[::-1]] = np.arange(code.size - 1, -1, -1)
-    counts = np.bincount(code, minlength=n_unique).astype(float)
-    return [np.asarray(col)[first] for col in columns], code.astype(np.intp), counts
+        col_code, col_uniques = pd.factorize(col, use_na_sentinel=False)
+        k = max(len(col_uniques), 1)
+        if size * k > 2 * n + (1 << 22) and size > 1:
+            renumbered, size = _renumber(code, size)
+            code = renumbered.astype(np.int64)
+        code = code * k + col_code
+        size *= k
+    inverse, n_unique = _renumber(code, size)
+    first = _first_rows(inverse, n_unique)
+    counts = np.bincount(inverse, minlength=n_unique).astype(float)
+    return [np.asarray(col)[first] for col in columns], inverse, counts
 
 
 def unique_histories(
@@ -41,8 +71,7 @@ def unique_histories(
     if covariates:
         columns.append(pd.MultiIndex.from_frame(rfm[list(covariates)]).factorize()[0].astype(float))
     _, inverse, counts = unique_rows(*columns)
-    first = np.empty(counts.size, dtype=np.intp)
-    first[inverse[::-1]] = np.arange(inverse.size - 1, -1, -1)
+    first = _first_rows(inverse, counts.size)
     frame = rfm.iloc[first][[*keys, *covariates]].reset_index(drop=True)
     frame = frame.astype({"frequency": float, "recency": float, "T": float})
     return frame, inverse, counts

@@ -122,6 +122,23 @@ def test_weighted_compressed_rows_equal_expanded_rows(cls):
     assert len(counts) < len(rfm)
 
 
+@pytest.mark.parametrize("columns", [(5, 50, 3), (3000, 3000, 3000), (0, 3)])
+def test_unique_rows_are_the_distinct_rows_in_order_of_first_appearance(columns):
+    """Against pandas' drop_duplicates: the same rows in the same order, each row's index into them and the
+    counts; small ranges (counted), ranges whose product overflows (renumbered) and a continuous column."""
+    from clv.compress import unique_rows
+
+    rng = np.random.default_rng(len(columns))
+    cols = [rng.integers(0, k, 50_000).astype(float) if k else rng.random(50_000) for k in columns]
+    uniques, inverse, counts = unique_rows(*cols)
+    frame = pd.DataFrame({str(i): c for i, c in enumerate(cols)})
+    expected = frame.drop_duplicates()
+    np.testing.assert_array_equal(np.column_stack(uniques), expected.to_numpy())
+    np.testing.assert_array_equal(np.column_stack(uniques)[inverse], frame.to_numpy())
+    sizes = frame.groupby(list(frame.columns), sort=False).size()
+    np.testing.assert_array_equal(counts, sizes.to_numpy())
+
+
 def test_gamma_gamma_fits_the_distinct_spend_pairs_exactly():
     """Spends in cents repeat: the fit runs on the distinct (x, m) pairs with their counts, and its
     log-likelihood is the sum over every buyer of Eq. 5 evaluated row by row (scipy's gamma functions, not the
