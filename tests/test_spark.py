@@ -370,3 +370,38 @@ def test_the_forecast_bands_backtests_on_spark_are_the_local_ones(spark, monkeyp
             for side in ("month_lo", "month_hi", "expected"):
                 got, want = getattr(theirs.band, side)[kind], getattr(ours.band, side)[kind]
                 np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=f"{kind} {side}")
+
+
+def test_the_driver_options_get_clvs_log_configuration_unless_they_name_one():
+    from clv.spark.session import LOG_CONFIG, _with_log_config
+
+    assert LOG_CONFIG.is_file()
+    assert _with_log_config("") == f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+    assert _with_log_config("-Xss4m").startswith("-Xss4m -Dlog4j2.configurationFile=")
+    own = "-Dlog4j2.configurationFile=file:/etc/spark/log4j2.properties"
+    assert _with_log_config(own) == own
+
+
+@pytest.mark.slow
+def test_a_session_clv_starts_prints_none_of_sparks_start_up_warnings(tmp_path):
+    """A fresh JVM (a subprocess): Spark's default logging prints its log4j profile, the hostname's address,
+    the native library and a default log level on stderr before clv's first line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.test_cli import write_config
+
+    config = write_config(tmp_path)
+    clv = Path(sys.executable).with_name("clv")
+    done = subprocess.run(
+        [str(clv), "data", "summarize", str(config), "--set", "engine=spark", "--set", "spark.master=local[1]"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for noise in ("log4j profile", "WARN Utils", "NativeCodeLoader", "Setting default log level"):
+        assert noise not in done.stderr, noise
+    assert "6,919 rows" in done.stderr + done.stdout

@@ -59,11 +59,24 @@ def spark_session(config: RunConfig) -> SparkSession:
     if config.spark.master.startswith("local"):  # the local workers run this interpreter, which has clv
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings |= config.spark.conf
+    settings[_JAVA_OPTIONS] = _with_log_config(settings.get(_JAVA_OPTIONS, ""))
     for key, value in settings.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+#: Spark's logging in the sessions clv starts: errors only (the file says why)
+LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def _with_log_config(options: str) -> str:
+    """The driver's Java options with clv's log configuration, unless they name one of their own."""
+    if "log4j2.configurationFile" in options or "log4j.configuration" in options:
+        return options
+    return f"{options} -Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}".strip()
 
 
 def _java_home() -> bool:
