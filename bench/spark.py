@@ -35,31 +35,15 @@ CORES = 2
 
 
 def _simulate(first: int, n: int, seed: int) -> pd.DataFrame:
-    """Customers first..first+n-1's transactions (customer_id as int, day, amount), as `clv.simulate`'s process:
-    first purchases uniform over 13 weeks, purchase days binned, amounts Gamma(p, nu) rounded to cents."""
+    """Customers first..first+n-1's transactions (customer_id as int, day, amount), by `clv.simulate`'s process
+    (`bgnbd_purchases`: first purchases uniform over 13 weeks, purchase days binned, amounts Gamma(p, nu) rounded
+    to cents)."""
+    from clv.simulate import bgnbd_purchases
+
     rng = np.random.default_rng([seed, first])
-    lam = rng.gamma(TRUTH["r"], 1.0 / TRUTH["alpha"], n)
-    p = rng.beta(TRUTH["a"], TRUTH["b"], n)
-    t = rng.uniform(0.0, 13.0, n)
-    ids, times = [np.arange(n)], [t.copy()]
-    active = np.arange(n)
-    while active.size:
-        active = active[rng.random(active.size) >= p[active]] if len(ids) > 1 else active
-        t[active] += rng.exponential(1.0 / lam[active])
-        active = active[t[active] <= WEEKS]
-        ids.append(active)
-        times.append(t[active])
-    who, when = np.concatenate(ids), np.concatenate(times)
-    shape, q, v = SPEND
-    nu = rng.gamma(q, 1.0 / v, n)
-    day = np.datetime64(START, "D") + np.floor(when * 7.0).astype("timedelta64[D]")
-    return pd.DataFrame(
-        {
-            "customer_id": who.astype(np.int64) + first,
-            "date": day,
-            "amount": np.round(rng.gamma(shape, 1.0 / nu[who]), 2) + 0.01,
-        }
-    )
+    params = (TRUTH["r"], TRUTH["alpha"], TRUTH["a"], TRUTH["b"])
+    who, day, amount = bgnbd_purchases(rng, n, params, SPEND, START, WEEKS, 13.0)
+    return pd.DataFrame({"customer_id": who.astype(np.int64) + first, "date": day, "amount": amount})
 
 
 def generated_log(spark: Any, transactions: int, seed: int = 11) -> Any:

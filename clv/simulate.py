@@ -15,6 +15,7 @@ from clv import seeds
 from clv.errors import UsageError, first_ids
 
 __all__ = [
+    "bgnbd_purchases",
     "simulate_bgnbd",
     "simulate_bgnbd_log",
     "simulate_bgnbd_rows",
@@ -194,6 +195,39 @@ def simulate_transactions(
     return pd.DataFrame({"customer_id": ids, "date": dates.astype(str), "amount": amount})
 
 
+def bgnbd_purchases(
+    rng: np.random.Generator,
+    customers: int,
+    params: tuple[float, float, float, float],
+    spend: tuple[float, float, float] | None,
+    start: str,
+    weeks: float,
+    acquisition_weeks: float,
+) -> tuple[NDArray[np.intp], NDArray[np.datetime64], NDArray[np.float64] | None]:
+    """The draws of `simulate_bgnbd_log` from `rng`, params = (r, alpha, a, b): each purchase's customer (0 to
+    customers - 1), its day, and its amount (None without `spend`)."""
+    r, alpha, a, b = params
+    lam = rng.gamma(r, 1.0 / alpha, customers)
+    p = rng.beta(a, b, customers)
+    t = rng.uniform(0.0, acquisition_weeks, customers)
+    ids, times = [np.arange(customers)], [t.copy()]
+    active = np.arange(customers)
+    while active.size:
+        active = active[rng.random(active.size) >= p[active]] if len(ids) > 1 else active
+        t[active] += rng.exponential(1.0 / lam[active])
+        active = active[t[active] <= weeks]
+        ids.append(active)
+        times.append(t[active])
+    who, when = np.concatenate(ids), np.concatenate(times)
+    day = np.datetime64(start, "D") + np.floor(when * 7.0).astype("timedelta64[D]")
+    amount = None
+    if spend is not None:
+        shape, q, v = spend
+        nu = rng.gamma(q, 1.0 / v, customers)
+        amount = np.round(rng.gamma(shape, 1.0 / nu[who]), 2) + 0.01
+    return who, day, amount
+
+
 def simulate_bgnbd_log(
     customers: int,
     r: float,
@@ -213,22 +247,8 @@ def simulate_bgnbd_log(
     (the Gamma-Gamma model with spend = (p, q, v), Fader, Hardie & Lee 2005b), rounded to cents. Purchase times
     are binned to days, so that two on one day make one purchase day, as a real log read by clv does."""
     rng = np.random.default_rng(seed)
-    lam = rng.gamma(r, 1.0 / alpha, customers)
-    p = rng.beta(a, b, customers)
-    t = rng.uniform(0.0, acquisition_weeks, customers)
-    ids, times = [np.arange(customers)], [t.copy()]
-    active = np.arange(customers)
-    while active.size:
-        active = active[rng.random(active.size) >= p[active]] if len(ids) > 1 else active
-        t[active] += rng.exponential(1.0 / lam[active])
-        active = active[t[active] <= weeks]
-        ids.append(active)
-        times.append(t[active])
-    who, when = np.concatenate(ids), np.concatenate(times)
-    day = np.datetime64(start, "D") + np.floor(when * 7.0).astype("timedelta64[D]")
+    who, day, amount = bgnbd_purchases(rng, customers, (r, alpha, a, b), spend, start, weeks, acquisition_weeks)
     frame = pd.DataFrame({"customer_id": who.astype(str), "date": day.astype(str)})
-    if spend is not None:
-        shape, q, v = spend
-        nu = rng.gamma(q, 1.0 / v, customers)
-        frame["amount"] = np.round(rng.gamma(shape, 1.0 / nu[who]), 2) + 0.01
+    if amount is not None:
+        frame["amount"] = amount
     return frame.sort_values(["customer_id", "date"], kind="stable").reset_index(drop=True)
