@@ -133,7 +133,7 @@ def measure(engine: str, transactions: int, parquet: str | None) -> dict[str, An
             from pyspark import StorageLevel
 
             from clv.spark.data import spark_data_step
-            from clv.spark.session import spark_session
+            from clv.spark.session import pandas_notices_quieted, spark_session
 
             config = _config("table:generated", "spark", folder)
             spark = spark_session(config)
@@ -142,7 +142,8 @@ def measure(engine: str, transactions: int, parquet: str | None) -> dict[str, An
             rows = log.count()
             timed["generate (not the job)"] = time.perf_counter() - start
             start = time.perf_counter()
-            data = spark_data_step(spark, config, log)
+            with pandas_notices_quieted():
+                data = spark_data_step(spark, config, log)
             timed["read, validate, summarise"] = time.perf_counter() - start
             if parquet is not None:
                 start = time.perf_counter()

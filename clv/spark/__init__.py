@@ -48,10 +48,11 @@ def spark_data(config: RunConfig, check_period: bool = True) -> DataStep:
     """The pipeline's data step on Spark: with the session and log the caller gave `run` / `train` /
     `prepare_data`, or the active session (or a new one from `config.spark`) and `config.data.source`."""
     from clv.spark.data import spark_data_step
-    from clv.spark.session import spark_session
+    from clv.spark.session import pandas_notices_quieted, spark_session
 
     spark, source = _CALLER.get() or (None, None)
-    return spark_data_step(spark or spark_session(config), config, source, check_period)
+    with pandas_notices_quieted():
+        return spark_data_step(spark or spark_session(config), config, source, check_period)
 
 
 def spark_log_splits(
@@ -60,10 +61,11 @@ def spark_log_splits(
     """`clv.pipeline.log_splits` on Spark (`clv evaluate`, the forecast band): one pass over the log gives the
     data step (with `main`), the weekly repeat tracking (with `tracking`) and the RFM summary at each split."""
     from clv.spark.data import spark_log_step
-    from clv.spark.session import spark_session
+    from clv.spark.session import pandas_notices_quieted, spark_session
 
     spark, source = _CALLER.get() or (None, None)
-    return spark_log_step(spark or spark_session(config), config, source, splits, main, tracking)
+    with pandas_notices_quieted():
+        return spark_log_step(spark or spark_session(config), config, source, splits, main, tracking)
 
 
 def prepare_data(config: RunConfig, spark: SparkSession | None = None, source: DataFrame | None = None) -> DataStep:

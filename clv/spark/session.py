@@ -8,6 +8,8 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ from clv.errors import UsageError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["require_pyspark", "spark_session"]
+__all__ = ["pandas_notices_quieted", "require_pyspark", "spark_session"]
 
 
 def require_pyspark() -> None:
@@ -29,15 +31,18 @@ def require_pyspark() -> None:
             "engine: spark needs PySpark, which is not installed",
             hint="pip install 'clv[spark]' (PySpark 4), or set engine: local",
         ) from None
-    _quiet_pandas_notices()
 
 
-def _quiet_pandas_notices() -> None:
-    """PySpark 4 warns, at every conversion, that it does not fully support pandas 3, and pandas 3 that PySpark
-    passes `copy=`: notices to PySpark's developers, not to a clv user (clv's conversions go through Arrow and
-    are tested for the local engine's numbers). Only those two notices are silenced."""
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
+@contextmanager
+def pandas_notices_quieted() -> Iterator[None]:
+    """A block in which two notices are silenced: PySpark 4 warns, at every conversion, that it does not fully
+    support pandas 3, and pandas 3 that PySpark passes `copy=`; notices to PySpark's developers, not to a clv
+    user (clv's conversions go through Arrow and are tested for the local engine's numbers). The caller's
+    warning filters are as they were after the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="The copy keyword is deprecated", module="pyspark")
+        yield
 
 
 def spark_session(config: RunConfig) -> SparkSession:
