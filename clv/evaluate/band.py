@@ -270,15 +270,15 @@ def _origin(
     config: RunConfig,
     summary: Callable[[dt.date, dt.date], RfmSummary],
     origin: dt.date,
+    ends: list[dt.date],
     data_end: dt.date,
-    months: int,
     seed: int,
 ) -> BacktestOrigin | str:
-    """The backtest at one origin (`summary`: the log's RFM summary at a split), or why it has none (a note)."""
+    """The backtest at one origin over the month ends `ends` (`_covered_ends`; `summary`: the log's RFM summary
+    at a split), or why it has none (a note)."""
     from clv.pipeline import fit_models, has_spend
 
     edges, _ = _edges(config, origin)
-    ends = _covered_ends(config, origin, data_end, months)
     covered = len(ends)
     if covered == 0:
         return f"origin {origin}: the data after it covers no whole month (to {data_end})"
@@ -324,10 +324,11 @@ def _origins(config: RunConfig, months: int) -> tuple[list[BacktestOrigin], list
 
     found: list[BacktestOrigin] = []
     notes: list[str] = []
-    splits = [(origin, end) for origin in dates for end in _covered_ends(config, origin, data_end, months)]
+    ends = {origin: _covered_ends(config, origin, data_end, months) for origin in dates}
+    splits = [(origin, end) for origin in dates for end in ends[origin]]
     with log_splits(config, splits, main=False, tracking=False) as log:
         for origin in dates:
-            result = _origin(config, log.summary, origin, data_end, months, seed)
+            result = _origin(config, log.summary, origin, ends[origin], data_end, seed)
             if isinstance(result, str):
                 notes.append(result)
             else:
