@@ -287,7 +287,7 @@ def _print_late(result: Any) -> None:
         end = result.config.time.calibration_end
         err.print(
             f"{late:,} customer(s) first seen after the calibration end ({end}) are not in the forecast (listed in "
-            f"new_customers.csv): it covers the {len(result.customers):,} customers with a history by then",
+            f"new_customers.csv): it covers the {result.digest.customers:,} customers with a history by then",
             highlight=False,
             soft_wrap=True,
         )
@@ -295,7 +295,7 @@ def _print_late(result: Any) -> None:
 
 def _print_headline(result: Any) -> None:
     from clv.model import DROPOUT
-    from clv.tiers import AT_RISK, at_risk, churn_column, churn_window
+    from clv.tiers import AT_RISK, churn_column, churn_window
 
     console = Console()
     spend = f" + {result.spend.name}" if result.spend is not None else ""
@@ -318,19 +318,16 @@ def _print_headline(result: Any) -> None:
     for posterior in (result.fitted.purchase_posterior, result.fitted.spend_posterior):
         if posterior is not None:
             table.add_row(f"{posterior.model_name} diagnostics", _diagnostics_line(posterior.diagnostics))
-    customers = result.customers
-    table.add_row("customers", f"{len(customers):,}")
+    digest = result.digest
+    table.add_row("customers", f"{digest.customers:,}")
     flat = DROPOUT in result.purchase.not_identified_
-    table.add_row("mean P(alive)", f"{customers['p_alive'].mean():.3f}" + (" (not meaningful)" if flat else ""))
-    table.add_row(
-        f"expected purchases, next {result.config.horizon_label()}",
-        f"{customers['expected_purchases'].sum():,.1f}",
-    )
+    table.add_row("mean P(alive)", f"{digest.mean_p_alive:.3f}" + (" (not meaningful)" if flat else ""))
+    table.add_row(f"expected purchases, next {result.config.horizon_label()}", f"{digest.expected_purchases:,.1f}")
     currency = result.config.data.currency or "currency of the data"
     clv_label = "total CLV (discounted purchases)"
     if result.spend is not None:
         clv_label = f"total CLV ({currency}, discounted)"
-    table.add_row(clv_label, f"{customers['clv'].sum():,.2f}")
+    table.add_row(clv_label, f"{digest.total_clv:,.2f}")
     band = result.forecast_band
     if band is not None:
         for kind, total in band.kinds.items():
@@ -350,12 +347,12 @@ def _print_headline(result: Any) -> None:
     buys = f"P(buys in the next {window:g} {result.config.time.unit})"
     if flat:
         table.add_row(AT_RISK, "not meaningful: dropout not identified")
-    elif risk in customers:
-        table.add_row(f"mean {buys}", f"{customers[risk].mean():.1%}")
+    elif digest.churn == risk and digest.mean_churn is not None:
+        table.add_row(f"mean {buys}", f"{digest.mean_churn:.1%}")
         threshold = f"{result.config.tiers.at_risk_p_purchase:.0%}"
-        table.add_row(f"{AT_RISK} (P < {threshold})", f"{len(at_risk(customers)):,} customers")
+        table.add_row(f"{AT_RISK} (P < {threshold})", f"{digest.at_risk_customers:,} customers")
     else:
-        table.add_row(AT_RISK, f"{len(at_risk(customers)):,} customers")
+        table.add_row(AT_RISK, f"{digest.at_risk_customers:,} customers")
     if result.holdout:
         h = result.holdout
         table.add_row(

@@ -41,6 +41,7 @@ from clv.data.rfm import RfmSummary, rfm_summary
 from clv.data.rfm_table import is_rfm_table, load_rfm_table
 from clv.data.tracking import RepeatTracking, repeat_tracking
 from clv.data.transactions import Transactions, ValidationReport, load_transactions
+from clv.digest import CustomerDigest, digest_customers
 from clv.errors import (
     ClvWarning,
     ConfigError,
@@ -135,6 +136,7 @@ class RunResult:
     value: ValueResult | BayesValue
     holdout: dict[str, Any] | None
     customers: pd.DataFrame
+    digest: CustomerDigest
     tiers: pd.DataFrame
     migration: pd.DataFrame | None
     spend_outliers: SpendOutliers | None
@@ -542,6 +544,8 @@ def score(
         customers = _customer_table(config, data.rfm.frame, fitted, value, holdout_customers)
         labels = [level.label for level in config.tiers.levels]
         migration = _migration(previous_tiers, customers, labels)
+        churn = churn_column(churn_window(config.tiers, config.time.unit), config.time.unit)
+        digest = digest_customers(customers, churn)
     return RunResult(
         config,
         data,
@@ -549,9 +553,8 @@ def score(
         value,
         holdout,
         customers,
-        tier_table(
-            customers, config.tiers, churn_column(churn_window(config.tiers, config.time.unit), config.time.unit)
-        ),
+        digest,
+        tier_table(customers, config.tiers, churn),
         migration,
         spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None,
         messages,

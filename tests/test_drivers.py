@@ -18,6 +18,7 @@ import pytest
 from clv import BetaGeoModel, GammaGammaModel, ParetoNBDModel
 from clv.config import DataConfig, RunConfig, load_config
 from clv.data import load_transactions, rfm_summary
+from clv.digest import digest_customers
 from clv.drivers import CoefficientEstimate, Valuation, drivers_table, wald_intervals
 from clv.errors import ConvergenceWarning
 from clv.pipeline import run
@@ -289,7 +290,7 @@ def test_report_section_from_the_report_objects(run_pair: tuple[Path, Path, RunC
     """build_report with and without a drivers table: the section, its chart and tables only with one."""
     without, with_, _ = run_pair
     summary = json.loads((without / "summary.json").read_text())
-    customers = pd.read_parquet(without / "customers.parquet")
+    customers = digest_customers(pd.read_parquet(without / "customers.parquet"))
     forecast, tiers = pd.read_csv(without / "forecast.csv"), pd.read_csv(without / "tiers.csv")
     assert "What drives value" not in build_report(summary, customers, forecast, tiers, None)
     drivers = read_drivers(with_ / "drivers.csv")

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from clv.evaluate.scores import by_frequency
+from clv.digest import ClvShape
 
 __all__ = [
     "clv_distribution",
@@ -137,37 +137,26 @@ def _money_ticks(ax: Any) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}" if x >= 1 else f"{x:g}"))
 
 
-def clv_distribution(clv: np.ndarray, unit: str) -> str:
+def clv_distribution(shape: ClvShape, unit: str) -> str:
     """Two views a marketer reads: how many customers have each CLV (histogram on a log axis, labelled in
-    `unit`), and how concentrated the value is (share of total CLV held by the top x% of customers)."""
+    `unit`), and how concentrated the value is (share of total CLV held by the top x% of customers), from the
+    customer digest's figures (`clv.digest.ClvShape`)."""
     fig, (left, right) = subplots(1, 2, figsize=(10, 3.6))
-    positive = clv[clv > 0]
-    if positive.size:
-        low = max(float(np.quantile(positive, 0.001)), float(positive.max()) * 1e-6)
-        bins = np.logspace(np.log10(low), np.log10(positive.max() * 1.001), 30)
-        left.hist(np.clip(positive, low, None), bins=list(bins), color=_BLUE)
+    if shape.counts.size:
+        left.hist(shape.edges[:-1], bins=list(shape.edges), weights=shape.counts, color=_BLUE)
         left.set_xscale("log")
         _money_ticks(left)
     left.set_xlabel(f"CLV per customer ({unit}, log scale)")
     left.set_ylabel("customers")
     left.set_title("How many customers have each CLV", fontsize=10)
-    ordered = np.sort(np.maximum(clv, 0.0))[::-1]
-    total = float(ordered.sum())
-    if ordered.size and total > 0:
-        share_customers = 100 * np.arange(1, ordered.size + 1) / ordered.size
-        share_value = 100 * np.cumsum(ordered) / total
-        right.plot(np.r_[0, share_customers], np.r_[0, share_value], color=_BLUE)
+    if len(shape.curve):
+        right.plot(shape.curve[:, 0], shape.curve[:, 1], color=_BLUE)
         right.plot([0, 100], [0, 100], ls=":", color=_GREY, label="equal shares")
-        for top in (5, 20, 50):
-            k = max(1, round(ordered.size * top / 100))
+        for top, (x, y) in shape.tops.items():
             right.annotate(
-                f"top {top}%: {share_value[k - 1]:.0f}% of CLV",
-                (share_customers[k - 1], share_value[k - 1]),
-                xytext=(8, -12),
-                textcoords="offset points",
-                fontsize=8,
+                f"top {top}%: {y:.0f}% of CLV", (x, y), xytext=(8, -12), textcoords="offset points", fontsize=8
             )
-            right.plot(share_customers[k - 1], share_value[k - 1], "o", color=_ORANGE, ms=4)
+            right.plot(x, y, "o", color=_ORANGE, ms=4)
         right.legend(frameon=False, loc="lower right", fontsize=8)
     right.set_xlim(0, 100)
     right.set_ylim(0, 101)
@@ -178,14 +167,9 @@ def clv_distribution(clv: np.ndarray, unit: str) -> str:
     return png(fig)
 
 
-def holdout_by_frequency(customers: pd.DataFrame) -> str:
-    """Mean holdout purchases, predicted and actual, by calibration frequency (`clv.evaluate.scores.by_frequency`:
-    0, 1, ..., 7+)."""
-    table = by_frequency(
-        customers["frequency"].to_numpy(dtype=float),
-        customers["expected_purchases_holdout"].to_numpy(dtype=float),
-        customers["frequency_holdout"].to_numpy(dtype=float),
-    )
+def holdout_by_frequency(table: pd.DataFrame) -> str:
+    """Mean holdout purchases, predicted and actual, by calibration frequency (`clv.evaluate.scores.by_frequency`'s
+    table: 0, 1, ..., 7+)."""
     position = [int(label.rstrip("+")) for label in table["frequency"]]
     fig, ax = subplots(figsize=(7, 3.2))
     ax.plot(position, table["mean_actual"], "o-", color=_GREY, label="actual")

@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clv.digest import AT_RISK_ROWS, CustomerDigest, GroupFigures
 from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS
 from clv.report import charts
 from clv.report.markup import Format, card, escape, fixed, money, number, page, percent, percent_below, table, text
-from clv.tiers import AT_RISK, SEGMENTS, UNIDENTIFIED_SEGMENTS, at_risk
+from clv.tiers import AT_RISK, SEGMENTS, UNIDENTIFIED_SEGMENTS
 
 __all__ = ["build_report"]
 
-_AT_RISK_ROWS = 25  # rows of the at-risk list in the report; at_risk.csv has all of them
 _UNIT_WORDS = {"W": "weeks", "D": "days"}
 
 
@@ -36,14 +36,14 @@ class _Units:
     window: str  # "the next 13 weeks"
 
     @classmethod
-    def of(cls, summary: dict[str, Any], customers: pd.DataFrame) -> _Units:
+    def of(cls, summary: dict[str, Any], digest: CustomerDigest) -> _Units:
         config = summary.get("config") or {}
         risk = summary.get("churn_risk") or {}
         unit = risk.get("unit") or (config.get("time") or {}).get("unit", "W")
         time = _UNIT_WORDS.get(unit, unit)
-        churn = risk.get("column") or next((str(c) for c in customers if str(c).startswith("p_purchase_next_")), None)
+        churn = risk.get("column") or digest.churn
         window = f"the next {risk['window']:g} {time}" if risk.get("window") else "the churn window"
-        has_money = summary.get("spend_model") is not None or "expected_spend" in customers
+        has_money = summary.get("spend_model") is not None or "expected_spend" in digest.columns
         return cls(has_money, (config.get("data") or {}).get("currency"), time, churn, window)
 
     @property
@@ -80,19 +80,19 @@ class _Units:
         return f"P(buys in {self.window})"
 
 
-def _headline(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
+def _headline(summary: dict[str, Any], digest: CustomerDigest, units: _Units) -> str:
     totals = summary["forecast_totals"]
     horizon = f"next {_horizon(totals)}"
     cards = [
-        card("customers", number(len(customers))),
+        card("customers", number(digest.customers)),
         card(
             f"total CLV, {horizon} ({units.value_unit}{', discounted' if units.has_money else ''})",
             units.headline(totals["total_clv"]),
         ),
         card(f"expected purchases, {horizon}", number(totals["expected_purchases"], 0)),
     ]
-    if units.churn is not None and _churn_caveat(summary) is None:
-        cards.append(card(f"mean {units.p_purchase}", percent(float(customers[units.churn].mean()))))
+    if units.churn is not None and digest.mean_churn is not None and _churn_caveat(summary) is None:
+        cards.append(card(f"mean {units.p_purchase}", percent(digest.mean_churn)))
     if totals.get("expected_revenue") is not None:
         label = f"expected revenue, {horizon} ({units.value_unit}, not discounted)"
         cards.insert(2, card(label, money(totals["expected_revenue"], units.currency, 0)))
@@ -373,7 +373,7 @@ def _spend_checks(summary: dict[str, Any]) -> str:
     return text + "</p>"
 
 
-def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
+def _risk_chart(summary: dict[str, Any], digest: CustomerDigest, units: _Units) -> str:
     """The churn-risk map: P(at least one purchase in the window) over frequency and recency, for customers
     observed as long as most are (the 90th percentile of T); P(alive) when the window is not known."""
     block = summary["purchase_model"]
@@ -381,8 +381,8 @@ def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units)
     if cls is None:
         return ""
     model = cls.from_params(**block["params"])
-    T = float(np.quantile(customers["T"], 0.9))
-    top = int(max(2, min(np.quantile(customers["frequency"], 0.99), 60)))
+    T = digest.T_p90
+    top = int(max(2, min(digest.frequency_p99, 60)))
     freqs = np.arange(0, top + 1, dtype=float)
     recs = np.linspace(0, T, 40)
     grid_x, grid_t = np.meshgrid(freqs, recs, indexing="ij")
@@ -412,9 +412,9 @@ def _risk_chart(summary: dict[str, Any], customers: pd.DataFrame, units: _Units)
     return image
 
 
-def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
+def _holdout(summary: dict[str, Any], digest: CustomerDigest) -> str:
     h = summary.get("holdout")
-    if not h or "expected_purchases_holdout" not in customers:
+    if not h or digest.holdout_by_frequency is None:
         return ""
     lines = [
         f"<p>Holdout of {h['holdout_length']:.1f} {escape(_UNIT_WORDS.get(h['unit'], h['unit']))}: "
@@ -431,7 +431,7 @@ def _holdout(summary: dict[str, Any], customers: pd.DataFrame) -> str:
             f"{number(total['hi'], 0)}, and the actual total is "
             f"{'inside' if h['actual_total_inside_interval'] else 'outside'} it.</p>"
         )
-    chart = charts.holdout_by_frequency(customers)
+    chart = charts.holdout_by_frequency(digest.holdout_by_frequency)
     return "<h2>Holdout: predicted versus actual</h2>" + "".join(lines) + f'<img alt="holdout" src="{chart}">'
 
 
@@ -471,26 +471,28 @@ def _churn_caveat(summary: dict[str, Any]) -> str | None:
     return caveats.get(DROPOUT)
 
 
-def _segment_table(customers: pd.DataFrame, units: _Units, by: str, order: list[str]) -> str:
-    """Per segment of `by`: customers, their share, CLV and its share, mean churn risk, and with a holdout the
-    share of customers who bought in it (the check of the segments)."""
-    total = float(customers["clv"].sum())
+def _segment_table(
+    groups: dict[str, GroupFigures], digest: CustomerDigest, units: _Units, by: str, order: list[str]
+) -> str:
+    """Per segment of `by` (its groups' figures, in `order`): customers, their share, CLV and its share, mean
+    churn risk, and with a holdout the share of customers who bought in it (the check of the segments)."""
+    total = digest.total_clv
     rows = []
     for name in order:
-        part = customers[customers[by] == name]
-        if not len(part):
+        part = groups.get(name)
+        if part is None or not part.customers:
             continue
         row: dict[str, Any] = {
             by: name,
-            "customers": len(part),
-            "share_of_customers": len(part) / len(customers),
-            "clv": float(part["clv"].sum()),
-            "share_of_clv": float(part["clv"].sum()) / total if total else float("nan"),
+            "customers": part.customers,
+            "share_of_customers": part.customers / digest.customers,
+            "clv": part.clv,
+            "share_of_clv": part.clv / total if total else float("nan"),
         }
-        if units.churn:
-            row["p"] = float(part[units.churn].mean())
-        if "frequency_holdout" in part:
-            row["bought"] = float((part["frequency_holdout"] > 0).mean())
+        if units.churn and part.p_purchase is not None:
+            row["p"] = part.p_purchase
+        if part.bought is not None:
+            row["bought"] = part.bought
         rows.append(row)
     headers = {
         "segment": "segment",
@@ -507,7 +509,7 @@ def _segment_table(customers: pd.DataFrame, units: _Units, by: str, order: list[
     return table(pd.DataFrame(rows), formats=formats, headers=headers)
 
 
-def _segments(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
+def _segments(summary: dict[str, Any], digest: CustomerDigest, units: _Units) -> str:
     """The value-by-risk segments: how they are defined, their table and the churn-risk map."""
     caveat = _churn_caveat(summary)
     risk = summary.get("churn_risk") or {}
@@ -530,18 +532,19 @@ def _segments(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -
             "under BG/NBD however long ago the purchase was.</p>"
         )
         order = list(SEGMENTS)
-    chart = "" if caveat is not None else _risk_chart(summary, customers, units)
-    return "<h2>Churn risk and segments</h2>" + text_ + _segment_table(customers, units, "segment", order) + chart
+    chart = "" if caveat is not None else _risk_chart(summary, digest, units)
+    segments = _segment_table(digest.segments, digest, units, "segment", order)
+    return "<h2>Churn risk and segments</h2>" + text_ + segments + chart
 
 
-def _at_risk(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) -> str:
+def _at_risk(summary: dict[str, Any], digest: CustomerDigest, units: _Units) -> str:
     caveat = _churn_caveat(summary)
     if caveat is not None:
         return (
             f"<h2>{escape(AT_RISK.capitalize())}: not meaningful</h2>"
             "<p>The data cannot tell who is slipping away (see above): the list is empty.</p>"
         )
-    slipping = at_risk(customers)
+    slipping = digest.at_risk_top
     days = "days_since_last_purchase"
     wanted = ["customer_id", "tier", "clv", units.churn, "frequency", "first_purchase", "last_purchase", days]
     columns = [c for c in [*wanted, "expected_spend"] if c is not None and c in slipping]
@@ -559,23 +562,22 @@ def _at_risk(summary: dict[str, Any], customers: pd.DataFrame, units: _Units) ->
     below = {units.churn: percent_below} if units.churn else {}  # listed for being below the threshold
     formats |= {"first_purchase": text, "last_purchase": text, **below}
     body = (
-        table(slipping[columns].head(_AT_RISK_ROWS), formats=formats, headers=headers)
+        table(slipping[columns], formats=formats, headers=headers)
         if len(slipping)
         else "<p>No high-value customer is slipping away.</p>"
     )
     return (
-        f"<h2>{escape(AT_RISK.capitalize())} ({len(slipping):,} customers)</h2>"
+        f"<h2>{escape(AT_RISK.capitalize())} ({digest.at_risk_customers:,} customers)</h2>"
         f"<p class='note'>Customers in the top tiers who are unlikely to buy in {escape(units.window)}: whom to win "
-        f"back first (the first {_AT_RISK_ROWS} by CLV; the whole list is at_risk.csv).</p>" + body
+        f"back first (the first {AT_RISK_ROWS} by CLV; the whole list is at_risk.csv).</p>" + body
     )
 
 
-def _rfm_view(customers: pd.DataFrame, units: _Units) -> str:
+def _rfm_view(digest: CustomerDigest, units: _Units) -> str:
     """The RFM segments, as a separate, descriptive view of the calibration history."""
-    if "rfm_segment" not in customers:
+    if digest.rfm_segments is None or digest.rfm_by_segment is None:
         return ""
-    counts = customers["rfm_segment"].value_counts()
-    order = [str(name) for name in counts.index]
+    order = list(digest.rfm_segments)
     note = (
         "<p>RFM segments describe the past: each customer's recency (time since the last purchase), frequency and, "
         "with amounts, mean spend are scored 1-5 by quintile against the other customers (the rfm_score), and the "
@@ -584,12 +586,12 @@ def _rfm_view(customers: pd.DataFrame, units: _Units) -> str:
         f"forecast of {escape(units.window)}. The two can differ: a customer with one repeat purchase months ago "
         "scores as loyal when most customers never came back, yet is unlikely to buy soon.</p>"
     )
-    crossed = pd.crosstab(customers["rfm_segment"], customers["segment"]).reindex(order)
+    crossed = digest.rfm_by_segment.reindex(order)
     crossed.index.name = "RFM segment"
     return (
         "<h2>RFM view</h2>"
         + note
-        + _segment_table(customers, units, "rfm_segment", order)
+        + _segment_table(digest.rfm_segments, digest, units, "rfm_segment", order)
         + "<h3>RFM segments by churn-risk segment (customers)</h3>"
         + table(crossed, index=True)
     )
@@ -704,15 +706,16 @@ def _units_note(summary: dict[str, Any]) -> str:
 
 def build_report(
     summary: dict[str, Any],
-    customers: pd.DataFrame,
+    digest: CustomerDigest,
     forecast: pd.DataFrame,
     tiers: pd.DataFrame,
     migration: pd.DataFrame | None,
     drivers: pd.DataFrame | None = None,
 ) -> str:
     """The report as one HTML string with every chart embedded; `drivers` (drivers.csv, for models with
-    covariates) adds the section "What drives value"."""
-    units = _Units.of(summary, customers)
+    covariates) adds the section "What drives value". What it shows of the customers comes from their digest
+    (`clv.digest`), never the customer table itself."""
+    units = _Units.of(summary, digest)
     totals = summary["forecast_totals"]
     revenue = "expected_revenue" in forecast
     config = summary["config"]
@@ -729,7 +732,7 @@ def build_report(
         f"created {escape(summary['created'])}.</p>",
     ]
     parts += [f"<p class='warn'>{escape(w)}</p>" for w in summary.get("warnings", [])]
-    parts.append(_headline(summary, customers, units))
+    parts.append(_headline(summary, digest, units))
     parts.append(_data(summary, units))
     parts.append("<h2>Value tiers</h2>" + _tiers(tiers, units))
     parts.append(f'<img alt="tiers" src="{charts.tier_shares(tiers)}">')
@@ -741,12 +744,12 @@ def build_report(
     band_label = None if not band else f"{percent(band['level'], 0)} band"
     forecast_chart = charts.revenue_forecast(forecast, column, label, band_label)
     parts.append(f'<h2>Forecast</h2><img alt="forecast" src="{forecast_chart}">' + _band(band, units))
-    parts.append(_segments(summary, customers, units))
-    chart = charts.clv_distribution(customers["clv"].to_numpy(dtype=float), units.value_unit)
+    parts.append(_segments(summary, digest, units))
+    chart = charts.clv_distribution(digest.clv_shape, units.value_unit)
     parts.append(f'<h2>CLV distribution</h2><img alt="CLV distribution" src="{chart}">')
     parts.append(_drivers(drivers, units))
-    parts.append(_at_risk(summary, customers, units))
-    parts.append(_rfm_view(customers, units))
+    parts.append(_at_risk(summary, digest, units))
+    parts.append(_rfm_view(digest, units))
     parts.append(
         "<h2>Models</h2>"
         + _model_choice(summary.get("model_choice"))
@@ -756,7 +759,7 @@ def build_report(
         + _pooling(summary.get("spend_model"))
         + _spend_checks(summary)
     )
-    parts.append(_holdout(summary, customers))
+    parts.append(_holdout(summary, digest))
     parts.append(_units_note(summary))
     parts.append(
         f"<p class='note'>config hash {escape(summary['config_hash'])}; "

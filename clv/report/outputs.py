@@ -12,6 +12,7 @@ import pandas as pd
 
 from clv.config import RunConfig, config_hash
 from clv.data.rfm import NEW_CUSTOMER_COLUMNS
+from clv.digest import digest_customers
 from clv.drivers import DRIVER_UNITS, Valuation, drivers_table, posterior_intervals
 from clv.errors import ClvError
 from clv.model import DROPOUT
@@ -203,7 +204,7 @@ def summary_dict(
     """Everything summary.json records (`model_dir`: where the run's models were saved, if they were; `drivers`:
     the run's drivers table, `drivers_file`)."""
     config = result.config
-    customers = result.customers
+    digest = result.digest
     forecast = result.value.forecast
     data = result.data
     totals: dict[str, Any] = {
@@ -218,10 +219,10 @@ def summary_dict(
         "currency": config.data.currency if "expected_revenue" in forecast else None,
         "expected_purchases": float(forecast["expected_purchases"].sum()),
         "expected_revenue": float(forecast["expected_revenue"].sum()) if "expected_revenue" in forecast else None,
-        "total_clv": float(customers["clv"].sum()),
+        "total_clv": digest.total_clv,
     }
-    if "residual_clv" in customers:
-        totals["total_residual_clv"] = float(customers["residual_clv"].sum())
+    if digest.total_residual_clv is not None:
+        totals["total_residual_clv"] = digest.total_residual_clv
     distribution = getattr(result.value, "totals", None)
     if distribution is not None:
         totals["distribution"] = distribution
@@ -263,7 +264,7 @@ def summary_dict(
         "model_dir": str(model_dir) if model_dir else None,
         "model_run_id": result.fitted.metadata.get("run_id") if result.fitted.metadata else None,
         "tiers": result.tiers.to_dict(orient="records"),
-        "segments": customers["segment"].value_counts().to_dict(),
+        "segments": digest.segment_counts(),
         "churn_risk": _churn_risk(result),
         "drivers": _drivers_block(result, drivers),
         "spend_outliers": None
@@ -375,7 +376,7 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
             drivers.to_csv(staging / "drivers.csv", index=False)
         summary = summary_dict(result, model_dir, drivers)
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        html = build_report(summary, customers, forecast, result.tiers, result.migration, drivers)
+        html = build_report(summary, result.digest, forecast, result.tiers, result.migration, drivers)
         (staging / "report.html").write_text(html, encoding="utf-8")
     return target
 
@@ -403,11 +404,12 @@ def rebuild_report(config: RunConfig) -> Path:
     summary = json.loads((folder / "summary.json").read_text())
     customers = read_by_tier(folder / CUSTOMERS_BY_TIER) if by_tier else pd.read_parquet(folder / "customers.parquet")
     customers = customers.rename(columns=_MONEY_NAMES)
+    digest = digest_customers(file_columns(customers, True), (summary.get("churn_risk") or {}).get("column"))
     forecast = pd.read_csv(folder / "forecast.csv")
     tiers = pd.read_csv(folder / "tiers.csv").rename(columns=_MONEY_NAMES)
     migration = pd.read_csv(folder / "migration.csv", index_col=0) if (folder / "migration.csv").is_file() else None
     drivers = read_drivers(folder / "drivers.csv") if (folder / "drivers.csv").is_file() else None
-    html = build_report(summary, customers, forecast, tiers, migration, drivers)
+    html = build_report(summary, digest, forecast, tiers, migration, drivers)
     tmp = folder / ".report.html.tmp"
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(folder / "report.html")
