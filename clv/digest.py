@@ -20,7 +20,9 @@ from clv.evaluate.scores import by_frequency
 from clv.tiers import AT_RISK
 
 __all__ = [
+    "AT_RISK_LEAD",
     "AT_RISK_ROWS",
+    "AT_RISK_TAIL",
     "CURVE_POINTS",
     "CURVE_TOPS",
     "ClvShape",
@@ -38,11 +40,11 @@ AT_RISK_ROWS = 25
 CURVE_POINTS = 200
 #: the top shares of customers (%) whose share of the CLV the concentration chart marks
 CURVE_TOPS = (5, 20, 50)
-#: histogram bins of the positive CLVs, on a log axis from the 0.1% quantile to the largest
-_BINS = 30
-#: the at-risk list's columns in the report, where the table has them (the churn-risk column after clv)
-_AT_RISK_COLUMNS = ("customer_id", "tier", "clv", "frequency", "first_purchase", "last_purchase")
-_AT_RISK_TAIL = ("days_since_last_purchase", "expected_spend")
+#: edges of the histogram of the positive CLVs, on a log axis from the 0.1% quantile to just past the largest
+HISTOGRAM_BINS = 30
+#: the at-risk list's columns in the report, where the table has them: the lead, the churn-risk column, the tail
+AT_RISK_LEAD = ("customer_id", "tier", "clv", "frequency", "first_purchase", "last_purchase")
+AT_RISK_TAIL = ("days_since_last_purchase", "expected_spend")
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def digest_customers(customers: pd.DataFrame, churn: str | None = None) -> Custo
     churn = churn if churn in customers else None
     clv = customers["clv"].to_numpy(dtype=float)
     slipping = customers[customers["segment"] == AT_RISK]
-    lead = [*_AT_RISK_COLUMNS, *([churn] if churn else []), *_AT_RISK_TAIL]
+    lead = [*AT_RISK_LEAD, *([churn] if churn else []), *AT_RISK_TAIL]
     holdout = None
     if "expected_purchases_holdout" in customers and "frequency_holdout" in customers:
         holdout = by_frequency(
@@ -180,7 +182,7 @@ def clv_shape(clv: FloatArray) -> ClvShape:
     positive = clv[clv > 0]
     if positive.size:
         low = max(float(np.quantile(positive, 0.001)), float(positive.max()) * 1e-6)
-        edges = np.logspace(np.log10(low), np.log10(positive.max() * 1.001), _BINS)
+        edges = np.logspace(np.log10(low), np.log10(positive.max() * 1.001), HISTOGRAM_BINS)
         counts = np.histogram(np.clip(positive, low, None), bins=edges)[0].astype(np.int64)
     else:
         edges, counts = np.zeros(0), np.zeros(0, dtype=np.int64)

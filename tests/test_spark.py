@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from urllib.parse import unquote
 
 import numpy as np
@@ -91,7 +92,10 @@ def test_cdnow_run_on_spark_gives_the_local_numbers(spark, tmp_path):
     pd.testing.assert_frame_equal(written, a, check_dtype=False)
     for name in ("tiers.csv", "forecast.csv", "at_risk.csv", "summary.json", "report.html"):
         assert (folder / name).is_file(), name
-    assert rebuild_report(_config(CDNOW, "spark", tmp_path)).is_file()
+    # rebuilt with the saved table digested on Spark: the same report but for the charts' images
+    images = re.compile(r'src="data:image/png;base64,[^"]*"')
+    written = images.sub("", (folder / "report.html").read_text())
+    assert images.sub("", rebuild_report(_config(CDNOW, "spark", tmp_path)).read_text()) == written
 
 
 def _messy() -> pd.DataFrame:
@@ -405,3 +409,60 @@ def test_a_session_clv_starts_prints_none_of_sparks_start_up_warnings(tmp_path):
     for noise in ("log4j profile", "WARN Utils", "NativeCodeLoader", "Setting default log level"):
         assert noise not in done.stderr, noise
     assert "6,919 rows" in done.stderr + done.stdout
+
+
+@pytest.mark.slow  # the digest's test below checks order statistics through its quantiles and top shares
+def test_order_statistics_are_exact_with_ties(spark):
+    from pyspark.sql import functions as F
+
+    from clv.spark.digest import order_statistics, spark_quantile
+
+    rng = np.random.default_rng(11)
+    values = np.round(rng.lognormal(2.0, 1.0, 8_000), 1)  # many ties
+    frame = spark.createDataFrame(pd.DataFrame({"v": values, "id": [f"i{k:05d}" for k in range(values.size)]}))
+    ranks = [0, 1, 999, 4_000, 7_998, 7_999]
+    ordered = np.sort(values)
+    assert order_statistics(frame, F.col("v"), ranks, values.size) == [float(ordered[r]) for r in ranks]
+    assert order_statistics(frame, -F.col("v"), [0, 1_999], values.size, tie="id") == [
+        -float(ordered[-1]),
+        -float(ordered[::-1][1_999]),
+    ]
+    for p in (0.001, 0.37, 0.99):
+        assert spark_quantile(frame, F.col("v"), p, values.size) == np.quantile(values, p)
+
+
+def test_digest_on_spark_gives_the_local_digest(spark, tmp_path):
+    from clv.digest import digest_customers
+    from clv.spark.digest import spark_digest
+
+    result = pipeline.run(_config(CDNOW | {"tiers": {"min_size": 1}}, "local", tmp_path))
+    customers = result.customers
+    local = digest_customers(customers)
+    ours = spark_digest(spark.createDataFrame(customers.sample(frac=1.0, random_state=1)))
+    assert local.at_risk_customers > 25 and len(local.segments) == 4  # every part of the digest has rows
+    for field in ("customers", "columns", "churn", "at_risk_customers"):
+        assert getattr(ours, field) == getattr(local, field), field
+    for field in ("total_clv", "total_residual_clv", "expected_purchases", "mean_p_alive", "mean_churn"):
+        assert getattr(ours, field) == pytest.approx(getattr(local, field), rel=1e-12), field
+    assert (ours.T_p90, ours.frequency_p99) == (local.T_p90, local.frequency_p99)
+    for name in ("segments", "rfm_segments"):
+        a, b = getattr(local, name), getattr(ours, name)
+        assert list(a) == list(b)
+        for key in a:
+            assert a[key].customers == b[key].customers
+            for figure in ("clv", "p_purchase", "bought"):
+                assert getattr(b[key], figure) == pytest.approx(getattr(a[key], figure), rel=1e-12), (key, figure)
+    pd.testing.assert_frame_equal(ours.rfm_by_segment, local.rfm_by_segment, check_dtype=False)
+    pd.testing.assert_frame_equal(ours.at_risk_top, local.at_risk_top, check_dtype=False)
+    pd.testing.assert_frame_equal(ours.holdout_by_frequency, local.holdout_by_frequency, check_dtype=False)
+    a, b = local.clv_shape, ours.clv_shape
+    np.testing.assert_allclose(b.edges, a.edges, rtol=1e-14)
+    assert b.counts.tolist() == a.counts.tolist()
+    for top in a.tops:
+        assert b.tops[top] == pytest.approx(a.tops[top], rel=1e-12)
+    # the curve's points at Spark's approximate quantiles: each exactly on the curve of the whole sorted table
+    assert len(b.curve) > 100 and b.curve[0].tolist() == [0.0, 0.0] and b.curve[-1].tolist() == [100.0, 100.0]
+    ordered = np.sort(np.maximum(customers["clv"].to_numpy(), 0.0))[::-1]
+    x = np.r_[0.0, 100.0 * np.arange(1, ordered.size + 1) / ordered.size]
+    y = np.r_[0.0, 100.0 * np.cumsum(ordered) / ordered.sum()]
+    np.testing.assert_allclose(np.interp(b.curve[:, 0], x, y), b.curve[:, 1], atol=1e-9)

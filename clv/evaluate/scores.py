@@ -16,7 +16,7 @@ from clv.errors import ClvError
 from clv.evaluate import metrics
 from clv.model import check_finite_frame
 
-__all__ = ["HOLDOUT_COLUMNS", "HoldoutScore", "score_holdout"]
+__all__ = ["FREQUENCY_TOP", "HOLDOUT_COLUMNS", "HoldoutScore", "score_holdout"]
 
 #: Columns the scored frame needs: the calibration frequency, the predicted value (CLV over the run's horizon),
 #: its tier, P(alive), P(a purchase in the holdout), predicted and actual holdout purchases. With amounts also
@@ -32,7 +32,7 @@ HOLDOUT_COLUMNS = (
     "actual_purchases",
 )
 
-_FREQUENCY_TOP = 7  # calibration frequencies 0..6 and 7+ (Fader, Hardie & Lee 2005, Fig. 4)
+FREQUENCY_TOP = 7  # calibration frequencies 0..6 and 7+ (Fader, Hardie & Lee 2005, Fig. 4)
 _GAINS_POINTS = 101
 
 
@@ -127,13 +127,13 @@ def score_holdout(frame: pd.DataFrame, tier_labels: list[str]) -> HoldoutScore:
 def by_frequency(frequency: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> pd.DataFrame:
     """Customers grouped by calibration frequency (0, 1, ..., 7+): mean predicted and actual holdout purchases
     (the conditional-expectation check of Fader, Hardie & Lee 2005, Fig. 4)."""
-    group = np.minimum(frequency.astype(np.int64), _FREQUENCY_TOP)
+    group = np.minimum(frequency.astype(np.int64), FREQUENCY_TOP)
     frame = pd.DataFrame({"frequency": group, "predicted": predicted, "actual": actual})
     out = frame.groupby("frequency").agg(
         customers=("actual", "size"), mean_predicted=("predicted", "mean"), mean_actual=("actual", "mean")
     )
     out = out.reset_index()
-    out["frequency"] = [str(k) if k < _FREQUENCY_TOP else f"{_FREQUENCY_TOP}+" for k in out["frequency"]]
+    out["frequency"] = [str(k) if k < FREQUENCY_TOP else f"{FREQUENCY_TOP}+" for k in out["frequency"]]
     return out
 
 

@@ -391,7 +391,8 @@ def read_drivers(path: Path) -> pd.DataFrame:
 
 
 def rebuild_report(config: RunConfig) -> Path:
-    """Rebuild report.html from the saved outputs of reports/<name>/ (no data read, nothing refitted)."""
+    """Rebuild report.html from the saved outputs of reports/<name>/ (no data read, nothing refitted). Under
+    `engine: spark` a customer table saved by tier is digested on Spark (`clv.spark.digest.saved_digest`)."""
     folder = Path(config.output.reports_dir) / config.name
     by_tier = (folder / CUSTOMERS_BY_TIER).is_dir()
     needed = ["summary.json", *([] if by_tier else ["customers.parquet"]), "forecast.csv", "tiers.csv"]
@@ -402,9 +403,16 @@ def rebuild_report(config: RunConfig) -> Path:
             hint=f"run `clv run` with this config first (it writes {folder}/)",
         )
     summary = json.loads((folder / "summary.json").read_text())
-    customers = read_by_tier(folder / CUSTOMERS_BY_TIER) if by_tier else pd.read_parquet(folder / "customers.parquet")
-    customers = customers.rename(columns=_MONEY_NAMES)
-    digest = digest_customers(file_columns(customers, True), (summary.get("churn_risk") or {}).get("column"))
+    churn = (summary.get("churn_risk") or {}).get("column")
+    if by_tier and config.engine == "spark":  # digested where the table is read, never brought to the driver
+        from clv.spark.digest import saved_digest
+
+        digest = saved_digest(config, folder / CUSTOMERS_BY_TIER, churn, _MONEY_NAMES)
+    else:
+        customers = (
+            read_by_tier(folder / CUSTOMERS_BY_TIER) if by_tier else pd.read_parquet(folder / "customers.parquet")
+        )
+        digest = digest_customers(file_columns(customers.rename(columns=_MONEY_NAMES), True), churn)
     forecast = pd.read_csv(folder / "forecast.csv")
     tiers = pd.read_csv(folder / "tiers.csv").rename(columns=_MONEY_NAMES)
     migration = pd.read_csv(folder / "migration.csv", index_col=0) if (folder / "migration.csv").is_file() else None

@@ -1,0 +1,307 @@
+"""The customer digest (`clv.digest.CustomerDigest`) of a customer table that is a Spark DataFrame: every
+figure computed where the table lives, and only the digest brought to the driver.
+
+Group figures are Spark aggregates; the quantiles are exact order statistics (`order_statistics`: a bracket from
+Spark's approximate quantiles, the rows inside it counted and sorted exactly), interpolated as numpy's default
+(linear) quantile; the at-risk rows are the first in the table's order (highest CLV first, ties by customer id).
+The concentration curve's points sit at Spark's approximate quantiles of the CLV instead of exact ones: each point
+is still exact (the share of the CLV held by the customers above the value), only where along the curve it falls
+may differ; the top 5 / 20 / 50% marks are exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from clv.config import RunConfig
+from clv.digest import (
+    AT_RISK_LEAD,
+    AT_RISK_ROWS,
+    AT_RISK_TAIL,
+    CURVE_POINTS,
+    CURVE_TOPS,
+    HISTOGRAM_BINS,
+    ClvShape,
+    CustomerDigest,
+    GroupFigures,
+    churn_of,
+)
+from clv.errors import ClvError
+from clv.evaluate.scores import FREQUENCY_TOP
+from clv.tiers import AT_RISK
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+__all__ = ["MAX_BRACKET_ROWS", "order_statistics", "saved_digest", "spark_digest", "spark_quantile"]
+
+#: most rows an order statistic's bracket may bring to the driver (`order_statistics`)
+MAX_BRACKET_ROWS = 5_000_000
+#: the relative rank error of the approximate quantiles that bracket an order statistic
+_BRACKET_ERROR = 1e-4
+
+
+def order_statistics(
+    frame: DataFrame, value: Column, ranks: Sequence[int], count: int, tie: str | None = None
+) -> list[float]:
+    """The values at 0-based `ranks` of `value` over the `count` rows of `frame`, in ascending order of (value,
+    `tie`): exact. Each rank is bracketed by Spark's approximate quantiles (relative rank error 1e-4), the rows
+    below and inside the bracket counted, and the bracket's rows sorted on the driver; a bracket that misses its
+    rank (which the quantiles' guarantee rules out) is widened to every row. Raises ClvError when a bracket holds
+    more than MAX_BRACKET_ROWS rows."""
+    from pyspark.sql import functions as F
+
+    if not ranks:
+        return []
+    if any(not 0 <= r < count for r in ranks):
+        raise ValueError(f"ranks must be in [0, {count}), got {list(ranks)}")
+    keyed = frame.select(value.cast("double").alias("v"), *([F.col(tie).alias("t")] if tie else []))
+    slack = 2 * _BRACKET_ERROR
+    probabilities = [max(0.0, r / count - slack) for r in ranks] + [min(1.0, (r + 1) / count + slack) for r in ranks]
+    quantiles = keyed.approxQuantile("v", probabilities, _BRACKET_ERROR)
+    k = len(ranks)
+    bounds = [(quantiles[i], quantiles[k + i]) for i in range(k)]
+    below, inside = _bracket_counts(keyed, bounds)
+    missed = [i for i in range(k) if not below[i] <= ranks[i] < below[i] + inside[i]]
+    if missed:  # outside the quantiles' guarantee: every row is in the bracket
+        for i in missed:
+            bounds[i] = (-math.inf, math.inf)
+        below, inside = _bracket_counts(keyed, bounds)
+    if max(inside) > MAX_BRACKET_ROWS:
+        raise ClvError(
+            f"an order statistic's bracket holds {max(inside):,} rows, more than {MAX_BRACKET_ROWS:,}",
+            hint="a column with that many equal values at one rank: report it (issue tracker)",
+        )
+    v = F.col("v")
+    wanted = functools.reduce(lambda a, b: a | b, [(v >= lo) & (v <= hi) for lo, hi in bounds])
+    rows = keyed.filter(wanted).toPandas().sort_values(["v", "t"] if tie else ["v"], kind="stable")
+    values = rows["v"].to_numpy(dtype=float)
+    out = []
+    for i, (lo, _) in enumerate(bounds):  # the bracket's rows, in order: the rank's row is at rank - below
+        start = int(np.searchsorted(values, lo, side="left"))
+        out.append(float(values[start + ranks[i] - below[i]]))
+    return out
+
+
+def _bracket_counts(keyed: DataFrame, bounds: list[tuple[float, float]]) -> tuple[list[int], list[int]]:
+    """Per bracket: rows below it, rows inside it (bounds included), in one pass."""
+    from pyspark.sql import functions as F
+
+    v = F.col("v")
+    columns = []
+    for i, (lo, hi) in enumerate(bounds):
+        columns.append(F.sum((v < lo).cast("long")).alias(f"b{i}"))
+        columns.append(F.sum(((v >= lo) & (v <= hi)).cast("long")).alias(f"i{i}"))
+    row = keyed.agg(*columns).first()
+    assert row is not None
+    return [int(row[f"b{i}"] or 0) for i in range(len(bounds))], [int(row[f"i{i}"] or 0) for i in range(len(bounds))]
+
+
+def spark_quantile(frame: DataFrame, value: Column, probability: float, count: int) -> float:
+    """numpy's default (linear) quantile of `value` over the `count` rows, from two exact order statistics."""
+    position = (count - 1) * probability
+    low = math.floor(position)
+    ranks = [low] if low + 1 >= count else [low, low + 1]
+    values = order_statistics(frame, value, ranks, count)
+    if len(values) == 1:
+        return values[0]
+    a, b, t = values[0], values[1], position - low
+    return b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp, to the last bit
+
+
+def spark_digest(customers: DataFrame, churn: str | None = None) -> CustomerDigest:
+    """The digest of a Spark customer table (the columns of `clv.pipeline`'s customer table); `churn` names its
+    churn-risk column (found by its name when not given). The same figures as `clv.digest.digest_customers` of
+    the table brought to pandas (see the module docstring for the concentration curve)."""
+    from pyspark.sql import functions as F
+
+    columns = list(customers.columns)
+    churn = churn if churn is not None else churn_of(columns)
+    churn = churn if churn in columns else None
+    holdout = "frequency_holdout" in columns
+    totals = [
+        F.count(F.lit(1)).alias("n"),
+        F.sum("clv").alias("clv"),
+        F.sum("expected_purchases").alias("expected_purchases"),
+        F.avg("p_alive").alias("p_alive"),
+        *([F.sum("residual_clv").alias("residual")] if "residual_clv" in columns else []),
+        *([F.avg(churn).alias("churn")] if churn else []),
+    ]
+    row = customers.agg(*totals).first()
+    assert row is not None
+    n = int(row["n"])
+    rfm = "rfm_segment" in columns
+    return CustomerDigest(
+        customers=n,
+        columns=tuple(columns),
+        churn=churn,
+        total_clv=float(row["clv"] or 0.0),
+        total_residual_clv=float(row["residual"] or 0.0) if "residual_clv" in columns else None,
+        expected_purchases=float(row["expected_purchases"] or 0.0),
+        mean_p_alive=float(row["p_alive"]) if n else float("nan"),
+        mean_churn=float(row["churn"]) if churn and n else None,
+        segments=_groups(customers, "segment", churn, holdout),
+        rfm_segments=_groups(customers, "rfm_segment", churn, holdout) if rfm else None,
+        rfm_by_segment=_crossed(customers) if rfm else None,
+        T_p90=spark_quantile(customers, F.col("T"), 0.9, n) if n else 0.0,
+        frequency_p99=spark_quantile(customers, F.col("frequency"), 0.99, n) if n else 0.0,
+        at_risk_customers=customers.filter(F.col("segment") == AT_RISK).count(),
+        at_risk_top=_at_risk_top(customers, churn),
+        holdout_by_frequency=_by_frequency(customers) if holdout and "expected_purchases_holdout" in columns else None,
+        clv_shape=_clv_shape(customers, n),
+    )
+
+
+def _groups(customers: DataFrame, by: str, churn: str | None, holdout: bool) -> dict[str, GroupFigures]:
+    from pyspark.sql import functions as F
+
+    figures = [F.count(F.lit(1)).alias("n"), F.sum("clv").alias("clv")]
+    if churn:
+        figures.append(F.sum(churn).alias("p"))
+    if holdout:
+        figures.append(F.sum((F.col("frequency_holdout") > 0).cast("double")).alias("bought"))
+    rows = customers.groupBy(F.col(by).cast("string").alias("key")).agg(*figures).collect()
+    rows.sort(key=lambda r: (-int(r["n"]), str(r["key"])))
+    return {
+        str(r["key"]): GroupFigures(
+            customers=int(r["n"]),
+            clv=float(r["clv"]),
+            p_purchase=float(r["p"]) / int(r["n"]) if churn else None,
+            bought=float(r["bought"]) / int(r["n"]) if holdout else None,
+        )
+        for r in rows
+    }
+
+
+def _crossed(customers: DataFrame) -> pd.DataFrame:
+    from pyspark.sql import functions as F
+
+    counts = customers.groupBy(
+        F.col("rfm_segment").cast("string").alias("rfm_segment"), F.col("segment").cast("string").alias("segment")
+    ).count()
+    table = counts.toPandas().pivot(index="rfm_segment", columns="segment", values="count").fillna(0).astype(np.int64)
+    table = table.sort_index().sort_index(axis=1)
+    table.index.name, table.columns.name = "rfm_segment", "segment"
+    return table
+
+
+def _at_risk_top(customers: DataFrame, churn: str | None) -> pd.DataFrame:
+    from pyspark.sql import functions as F
+
+    lead = [*AT_RISK_LEAD, *([churn] if churn else []), *AT_RISK_TAIL]
+    wanted = [c for c in lead if c in customers.columns]
+    slipping = customers.filter(F.col("segment") == AT_RISK)
+    top = slipping.orderBy(F.col("clv").desc(), F.col("customer_id").asc()).limit(AT_RISK_ROWS).select(*wanted)
+    return top.toPandas().reset_index(drop=True)
+
+
+def _by_frequency(customers: DataFrame) -> pd.DataFrame:
+    """`clv.evaluate.scores.by_frequency`'s table, aggregated in Spark."""
+    from pyspark.sql import functions as F
+
+    group = F.least(F.col("frequency").cast("long"), F.lit(FREQUENCY_TOP)).alias("frequency")
+    table = (
+        customers.groupBy(group)
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.avg("expected_purchases_holdout").alias("mean_predicted"),
+            F.avg("frequency_holdout").alias("mean_actual"),
+        )
+        .toPandas()
+        .sort_values("frequency")
+        .reset_index(drop=True)
+    )
+    table["frequency"] = [str(k) if k < FREQUENCY_TOP else f"{FREQUENCY_TOP}+" for k in table["frequency"]]
+    return table
+
+
+def _clv_shape(customers: DataFrame, n: int) -> ClvShape:
+    """`clv.digest.clv_shape` in Spark: the histogram's edges from exact order statistics of the positive CLVs,
+    its counts and the curve's points by conditional sums (see the module docstring)."""
+    from pyspark.sql import functions as F
+
+    clv = F.col("clv").cast("double")
+    positive = customers.filter(clv > 0)
+    facts = positive.agg(F.count(F.lit(1)).alias("m"), F.max(clv).alias("top")).first()
+    assert facts is not None
+    m = int(facts["m"])
+    edges, counts = np.zeros(0), np.zeros(0, dtype=np.int64)
+    if m:
+        top = float(facts["top"])
+        low = max(spark_quantile(positive, clv, 0.001, m), top * 1e-6)
+        edges = np.logspace(np.log10(low), np.log10(top * 1.001), HISTOGRAM_BINS)
+        clipped = F.greatest(clv, F.lit(low))
+        # np.histogram's bins: [e0, e1), ..., [e_last-1, e_last]: the bin is the count of inner edges reached
+        index = sum((clipped >= float(e)).cast("int") for e in edges[1:-1])
+        rows = positive.groupBy(F.lit(0) + index).count().collect()
+        counts = np.zeros(edges.size - 1, dtype=np.int64)
+        for r in rows:
+            counts[int(r[0])] = int(r["count"])
+    worth = F.greatest(clv, F.lit(0.0))
+    total_row = customers.agg(F.sum(worth).alias("total")).first()
+    total = float(total_row["total"] or 0.0) if total_row is not None else 0.0
+    if not n or total <= 0:
+        return ClvShape(edges, counts, np.zeros((0, 2)), {})
+    probabilities = list(np.linspace(0.0, 1.0, CURVE_POINTS))
+    thresholds = sorted(set(customers.select(worth.alias("w")).approxQuantile("w", probabilities, 1e-4)))
+    above = customers.agg(
+        *(F.sum((worth > t).cast("long")).alias(f"n{i}") for i, t in enumerate(thresholds)),
+        *(F.sum(F.when(worth > t, worth).otherwise(0.0)).alias(f"s{i}") for i, t in enumerate(thresholds)),
+    ).first()
+    assert above is not None
+    points = np.array(
+        [[100.0 * int(above[f"n{i}"]) / n, 100.0 * float(above[f"s{i}"]) / total] for i in range(len(thresholds))]
+    )
+    curve = np.vstack([[0.0, 0.0], points[::-1], [100.0, 100.0]])
+    curve = curve[np.r_[True, np.any(np.diff(curve, axis=0) != 0, axis=1)]]
+    return ClvShape(edges, counts, curve, _tops(customers, worth, n, total))
+
+
+def _tops(customers: DataFrame, worth: Column, n: int, total: float) -> dict[int, tuple[float, float]]:
+    """The share of the CLV of the top k customers: the k-th largest value v (exact), then the sum above v and
+    v for each of the customers at v that make up k."""
+    from pyspark.sql import functions as F
+
+    ks = [max(1, round(n * top / 100)) for top in CURVE_TOPS]
+    values = order_statistics(customers, -worth, [k - 1 for k in ks], n)
+    out: dict[int, tuple[float, float]] = {}
+    for top, k, negated in zip(CURVE_TOPS, ks, values, strict=True):
+        v = -negated
+        row: Any = customers.agg(
+            F.sum((worth > v).cast("long")).alias("c"), F.sum(F.when(worth > v, worth).otherwise(0.0)).alias("s")
+        ).first()
+        above, above_sum = int(row["c"] or 0), float(row["s"] or 0.0)
+        out[top] = (100.0 * k / n, 100.0 * (above_sum + (k - above) * v) / total)
+    return out
+
+
+def saved_digest(config: RunConfig, folder: Path, churn: str | None, renames: dict[str, str]) -> CustomerDigest:
+    """The digest of a saved customer table (`clv.report.outputs.write_by_tier`'s folder: Parquet by tier) read
+    and digested on Spark, for `clv report` under `engine: spark`: the table is never brought to the driver.
+    The tiers are read as text, exactly as written (partition values are not typed); `renames` maps a saved
+    column's name to the report's (the value columns of a run without amounts)."""
+    from clv.spark.session import pandas_notices_quieted, spark_session
+
+    with pandas_notices_quieted():
+        spark = spark_session(config)
+        key = "spark.sql.sources.partitionColumnTypeInference.enabled"
+        before = spark.conf.get(key, None)
+        spark.conf.set(key, "false")
+        try:
+            customers = spark.read.parquet(str(folder))
+            for saved, name in renames.items():
+                if saved in customers.columns:
+                    customers = customers.withColumnRenamed(saved, name)
+            return spark_digest(customers, churn)
+        finally:
+            if before is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, before)
