@@ -25,10 +25,15 @@ __all__ = [
     "AT_RISK_TAIL",
     "CURVE_POINTS",
     "CURVE_TOPS",
+    "HISTOGRAM_BINS",
     "ClvShape",
     "CustomerDigest",
     "GroupFigures",
+    "churn_of",
+    "clv_shape",
+    "curve_probabilities",
     "digest_customers",
+    "histogram_edges",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -36,8 +41,18 @@ FloatArray = NDArray[np.float64]
 #: rows of the at-risk list the report shows (at_risk.csv has all of them)
 AT_RISK_ROWS = 25
 #: CLV quantiles at which the concentration curve is drawn: each point is exact (the customers above a value are
-#: the top ones), the curve between them a straight line (exact where the values between are equal)
+#: the top ones), the curve between them a straight line (exact where the values between are equal); evenly
+#: spaced, and as many again spaced geometrically over the top 1% down to the top 0.001%, where the curve is
+#: steepest
 CURVE_POINTS = 200
+
+
+def curve_probabilities() -> list[float]:
+    """The probabilities of the CLV quantiles the concentration curve is drawn at (see CURVE_POINTS)."""
+    top = 1.0 - np.logspace(-5.0, -2.0, CURVE_POINTS // 2)
+    return sorted({*np.linspace(0.0, 1.0, CURVE_POINTS).tolist(), *top.tolist()})
+
+
 #: the top shares of customers (%) whose share of the CLV the concentration chart marks
 CURVE_TOPS = (5, 20, 50)
 #: edges of the histogram of the positive CLVs, on a log axis from the 0.1% quantile to just past the largest
@@ -177,12 +192,20 @@ def _crossed(customers: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def histogram_edges(low: float, top: float) -> FloatArray:
+    """The CLV histogram's log-spaced edges from `low` (the first edge exactly: every CLV clipped to it is
+    counted) to just past the largest CLV `top`."""
+    edges = np.logspace(np.log10(low), np.log10(top * 1.001), HISTOGRAM_BINS)
+    edges[0] = low  # logspace may land one ulp above it, and np.histogram would then drop the clipped values
+    return edges
+
+
 def clv_shape(clv: FloatArray) -> ClvShape:
     """The histogram and the concentration curve of the CLVs (see ClvShape)."""
     positive = clv[clv > 0]
     if positive.size:
         low = max(float(np.quantile(positive, 0.001)), float(positive.max()) * 1e-6)
-        edges = np.logspace(np.log10(low), np.log10(positive.max() * 1.001), HISTOGRAM_BINS)
+        edges = histogram_edges(low, float(positive.max()))
         counts = np.histogram(np.clip(positive, low, None), bins=edges)[0].astype(np.int64)
     else:
         edges, counts = np.zeros(0), np.zeros(0, dtype=np.int64)
@@ -192,7 +215,7 @@ def clv_shape(clv: FloatArray) -> ClvShape:
         return ClvShape(edges, counts, np.zeros((0, 2)), {})
     n = ordered.size
     # the customers above a value are the top ones: each threshold gives an exact point of the curve
-    thresholds = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, CURVE_POINTS)))
+    thresholds = np.unique(np.quantile(ordered, curve_probabilities()))
     ascending = ordered[::-1]
     above = n - np.searchsorted(ascending, thresholds, side="right")
     tail = np.concatenate([[0.0], np.cumsum(ordered)])  # tail[k]: the sum of the k largest

@@ -34,11 +34,13 @@ __all__ = [
     "UNIDENTIFIED_SEGMENTS",
     "assign_tiers",
     "at_risk",
+    "check_tier_sizes",
     "churn_column",
     "churn_window",
     "migration_table",
     "rfm_scores",
     "segments",
+    "share_boundaries",
     "tier_probabilities",
     "tier_table",
 ]
@@ -70,7 +72,7 @@ def churn_column(window: float, unit: TimeUnit) -> str:
     return f"p_purchase_next_{window:g}{unit.lower()}".replace(".", "_")
 
 
-def _share_boundaries(n: int, config: TiersConfig) -> NDArray[np.intp]:
+def share_boundaries(n: int, config: TiersConfig) -> NDArray[np.intp]:
     """Positions (in CLV order, highest first) where each tier ends, rounding cumulative shares."""
     shares = np.array([level.share or 0.0 for level in config.levels])
     ends = np.rint(np.cumsum(shares) * n).astype(np.intp)
@@ -88,11 +90,17 @@ def assign_tiers(clv: FloatArray, config: TiersConfig, ids: NDArray[np.generic] 
         keys = (np.arange(n) if ids is None else ids, -clv)
         order = np.lexsort(keys)
         tier = np.empty(n, dtype=np.intp)
-        tier[order] = np.searchsorted(_share_boundaries(n, config), np.arange(n), side="right")
+        tier[order] = np.searchsorted(share_boundaries(n, config), np.arange(n), side="right")
     else:
         thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
         tier = np.searchsorted(-thresholds, -clv, side="left").astype(np.intp)  # thresholds above the CLV
-    sizes = np.bincount(tier, minlength=len(labels))
+    check_tier_sizes(np.bincount(tier, minlength=len(labels)).tolist(), config)
+    return tier
+
+
+def check_tier_sizes(sizes: list[int], config: TiersConfig) -> None:
+    """Raises DataError when a tier holds fewer than `min_size` customers (`sizes`: per tier, highest first)."""
+    labels = [level.label for level in config.levels]
     small = [f"{labels[k]} ({sizes[k]})" for k in range(len(labels)) if sizes[k] < config.min_size]
     if small:
         raise DataError(
@@ -100,7 +108,6 @@ def assign_tiers(clv: FloatArray, config: TiersConfig, ids: NDArray[np.generic] 
             hint="widen the tiers' shares or thresholds, or use fewer tiers"
             + (", or lower tiers.min_size" if config.min_size > 1 else " (tiers.levels)"),
         )
-    return tier
 
 
 def tier_table(customers: pd.DataFrame, config: TiersConfig, churn: str | None = None) -> pd.DataFrame:
@@ -227,7 +234,7 @@ def _share_cut_offs(
     """Per draw (columns), the least CLV inside each share tier but the last: order statistics of the draw's CLV
     over all customers, found for `step` draws at a time by one partition along the customers."""
     draws = clv_draws.shape[1]
-    positions = np.clip(clv_index.size - _share_boundaries(clv_index.size, config)[:-1], 0, clv_index.size - 1)
+    positions = np.clip(clv_index.size - share_boundaries(clv_index.size, config)[:-1], 0, clv_index.size - 1)
     cut = np.empty((positions.size, draws))
 
     def cut_offs(d0: int) -> None:

@@ -10,7 +10,7 @@ from clv import BetaGeoBetaBinomModel, BetaGeoModel, ModifiedBetaGeoModel, Paret
 from clv.config import TiersConfig
 from clv.errors import DataError, UsageError
 from clv.purchase import beta_geometric as bg
-from clv.tiers import _share_boundaries, tier_probabilities
+from clv.tiers import share_boundaries, tier_probabilities
 
 from . import reference_values as ref
 
@@ -113,7 +113,7 @@ def _tier_probabilities_per_draw(draws: np.ndarray, index: np.ndarray, config: T
     for d in range(draws.shape[1]):
         clv = draws[index, d].astype(float)
         if config.levels[0].share is not None:
-            positions = index.size - _share_boundaries(index.size, config)[:-1]
+            positions = index.size - share_boundaries(index.size, config)[:-1]
             cut = np.sort(clv)[np.clip(positions, 0, index.size - 1)]
         else:
             cut = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)

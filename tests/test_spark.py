@@ -415,20 +415,22 @@ def test_a_session_clv_starts_prints_none_of_sparks_start_up_warnings(tmp_path):
 def test_order_statistics_are_exact_with_ties(spark):
     from pyspark.sql import functions as F
 
-    from clv.spark.digest import order_statistics, spark_quantile
+    from clv.spark.digest import order_keys, order_statistics, spark_quantile
 
     rng = np.random.default_rng(11)
-    values = np.round(rng.lognormal(2.0, 1.0, 8_000), 1)  # many ties
-    frame = spark.createDataFrame(pd.DataFrame({"v": values, "id": [f"i{k:05d}" for k in range(values.size)]}))
-    ranks = [0, 1, 999, 4_000, 7_998, 7_999]
-    ordered = np.sort(values)
-    assert order_statistics(frame, F.col("v"), ranks, values.size) == [float(ordered[r]) for r in ranks]
-    assert order_statistics(frame, -F.col("v"), [0, 1_999], values.size, tie="id") == [
-        -float(ordered[-1]),
-        -float(ordered[::-1][1_999]),
-    ]
-    for p in (0.001, 0.37, 0.99):
-        assert spark_quantile(frame, F.col("v"), p, values.size) == np.quantile(values, p)
+    # runs of equal values (rounded) and distinct ones (brackets sorted on the driver)
+    for values in (np.round(rng.lognormal(2.0, 1.0, 8_000), 1), rng.random(200_000)):
+        n = values.size
+        ids = [f"i{k:06d}" for k in rng.permutation(n)]
+        frame = spark.createDataFrame(pd.DataFrame({"v": values, "id": ids}))
+        ranks = [0, 1, n // 8, n // 2, n - 2, n - 1]
+        ordered = np.sort(values)
+        assert order_statistics(frame, F.col("v"), ranks, n) == [float(ordered[r]) for r in ranks]
+        keyed = pd.DataFrame({"neg": -values, "id": ids}).sort_values(["neg", "id"]).reset_index(drop=True)
+        wanted = [(float(keyed["neg"][r]), keyed["id"][r]) for r in ranks]
+        assert order_keys(frame, -F.col("v"), ranks, n, tie="id") == wanted
+        for p in (0.001, 0.37, 0.99):
+            assert spark_quantile(frame, F.col("v"), p, n) == np.quantile(values, p)
 
 
 def test_digest_on_spark_gives_the_local_digest(spark, tmp_path):
@@ -466,3 +468,41 @@ def test_digest_on_spark_gives_the_local_digest(spark, tmp_path):
     x = np.r_[0.0, 100.0 * np.arange(1, ordered.size + 1) / ordered.size]
     y = np.r_[0.0, 100.0 * np.cumsum(ordered) / ordered.sum()]
     np.testing.assert_allclose(np.interp(b.curve[:, 0], x, y), b.curve[:, 1], atol=1e-9)
+
+
+def test_tiers_on_spark_are_the_local_tiers_with_ties_at_the_cuts(spark):
+    from clv.config import TiersConfig
+    from clv.spark.tiers import spark_tier_table, tier_index
+    from clv.tiers import assign_tiers, tier_table
+
+    rng = np.random.default_rng(5)
+    n = 3_000
+    clv = rng.choice([0.0, 1.5, 7.25, 40.0], n, p=[0.5, 0.3, 0.15, 0.05])  # every cut inside a run of equal CLVs
+    ids = np.array([f"{k:04d}" if k % 3 else f"x{k}" for k in rng.permutation(n)], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "clv": clv,
+            "p_alive": rng.random(n),
+            "p_purchase_next_13w": rng.random(n),
+            "expected_purchases": rng.random(n),
+            "expected_spend": rng.random(n) * 30,
+        }
+    )
+    table = spark.createDataFrame(frame)
+    shares = TiersConfig()  # top 5% / next 15% / next 30% / rest
+    thresholds = TiersConfig.model_validate(
+        {"levels": [{"label": "A", "min_clv": 40.0}, {"label": "B", "min_clv": 1.5}, {"label": "C"}]}
+    )
+    for config in (shares, thresholds):
+        expected = assign_tiers(clv, config, ids)
+        labels = np.asarray([level.label for level in config.levels], dtype=object)
+        got = table.select("customer_id", tier_index(table, config, n).alias("k")).toPandas()
+        got = got.set_index("customer_id").loc[list(ids), "k"].to_numpy()
+        assert (got == expected).all()
+        with_tiers = frame.assign(tier=labels[expected])
+        local = tier_table(with_tiers, config, "p_purchase_next_13w")
+        ours = spark_tier_table(spark.createDataFrame(with_tiers), config, "p_purchase_next_13w")
+        pd.testing.assert_frame_equal(ours, local, check_exact=False, rtol=1e-12)
+    with pytest.raises(DataError, match="min_size"):
+        tier_index(table, TiersConfig.model_validate({"min_size": 200}), n)

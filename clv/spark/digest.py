@@ -25,13 +25,13 @@ from clv.digest import (
     AT_RISK_LEAD,
     AT_RISK_ROWS,
     AT_RISK_TAIL,
-    CURVE_POINTS,
     CURVE_TOPS,
-    HISTOGRAM_BINS,
     ClvShape,
     CustomerDigest,
     GroupFigures,
     churn_of,
+    curve_probabilities,
+    histogram_edges,
 )
 from clv.errors import ClvError
 from clv.evaluate.scores import FREQUENCY_TOP
@@ -40,7 +40,7 @@ from clv.tiers import AT_RISK
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-__all__ = ["MAX_BRACKET_ROWS", "order_statistics", "saved_digest", "spark_digest", "spark_quantile"]
+__all__ = ["MAX_BRACKET_ROWS", "order_keys", "order_statistics", "saved_digest", "spark_digest", "spark_quantile"]
 
 #: most rows an order statistic's bracket may bring to the driver (`order_statistics`)
 MAX_BRACKET_ROWS = 5_000_000
@@ -48,14 +48,21 @@ MAX_BRACKET_ROWS = 5_000_000
 _BRACKET_ERROR = 1e-4
 
 
-def order_statistics(
+def order_statistics(frame: DataFrame, value: Column, ranks: Sequence[int], count: int) -> list[float]:
+    """The values at 0-based `ranks` of `value` over the `count` rows of `frame`, in ascending order: exact
+    (`order_keys`)."""
+    return [v for v, _ in order_keys(frame, value, ranks, count)]
+
+
+def order_keys(
     frame: DataFrame, value: Column, ranks: Sequence[int], count: int, tie: str | None = None
-) -> list[float]:
-    """The values at 0-based `ranks` of `value` over the `count` rows of `frame`, in ascending order of (value,
-    `tie`): exact. Each rank is bracketed by Spark's approximate quantiles (relative rank error 1e-4), the rows
-    below and inside the bracket counted, and the bracket's rows sorted on the driver; a bracket that misses its
-    rank (which the quantiles' guarantee rules out) is widened to every row. Raises ClvError when a bracket holds
-    more than MAX_BRACKET_ROWS rows."""
+) -> list[tuple[float, Any]]:
+    """The (value, `tie`) keys at 0-based `ranks` over the `count` rows of `frame`, in ascending order of
+    (value, tie) (tie None without a tie column): exact. Each rank is bracketed by Spark's approximate quantiles
+    (relative rank error 1e-4) and the rows below and inside the bracket counted; a bracket that misses its rank
+    (which the quantiles' guarantee rules out) is widened to every row. A rank inside a run of equal values at
+    either end of its bracket takes that value, and its tie by a sort of the run alone; any other bracket's rows
+    are sorted on the driver. Raises ClvError when such a bracket holds more than MAX_BRACKET_ROWS rows."""
     from pyspark.sql import functions as F
 
     if not ranks:
@@ -68,30 +75,54 @@ def order_statistics(
     quantiles = keyed.approxQuantile("v", probabilities, _BRACKET_ERROR)
     k = len(ranks)
     bounds = [(quantiles[i], quantiles[k + i]) for i in range(k)]
-    below, inside = _bracket_counts(keyed, bounds)
+    below, inside, at_lo, at_hi = _bracket_counts(keyed, bounds)
     missed = [i for i in range(k) if not below[i] <= ranks[i] < below[i] + inside[i]]
     if missed:  # outside the quantiles' guarantee: every row is in the bracket
         for i in missed:
             bounds[i] = (-math.inf, math.inf)
-        below, inside = _bracket_counts(keyed, bounds)
-    if max(inside) > MAX_BRACKET_ROWS:
-        raise ClvError(
-            f"an order statistic's bracket holds {max(inside):,} rows, more than {MAX_BRACKET_ROWS:,}",
-            hint="a column with that many equal values at one rank: report it (issue tracker)",
-        )
-    v = F.col("v")
-    wanted = functools.reduce(lambda a, b: a | b, [(v >= lo) & (v <= hi) for lo, hi in bounds])
-    rows = keyed.filter(wanted).toPandas().sort_values(["v", "t"] if tie else ["v"], kind="stable")
-    values = rows["v"].to_numpy(dtype=float)
-    out = []
-    for i, (lo, _) in enumerate(bounds):  # the bracket's rows, in order: the rank's row is at rank - below
-        start = int(np.searchsorted(values, lo, side="left"))
-        out.append(float(values[start + ranks[i] - below[i]]))
-    return out
+        below, inside, at_lo, at_hi = _bracket_counts(keyed, bounds)
+    out: dict[int, tuple[float, Any]] = {}
+    sorted_here = []
+    for i, (lo, hi) in enumerate(bounds):
+        r = ranks[i] - below[i]  # the rank inside the bracket
+        if r < at_lo[i]:  # in the run of rows equal to the bracket's low end
+            out[i] = (float(lo), _run_tie(keyed, lo, r) if tie else None)
+        elif r >= inside[i] - at_hi[i]:  # in the run equal to its high end
+            out[i] = (float(hi), _run_tie(keyed, hi, r - (inside[i] - at_hi[i])) if tie else None)
+        else:
+            sorted_here.append(i)
+    if sorted_here:
+        largest = max(inside[i] - at_lo[i] - at_hi[i] for i in sorted_here)
+        if largest > MAX_BRACKET_ROWS:
+            raise ClvError(
+                f"an order statistic's bracket holds {largest:,} rows, more than {MAX_BRACKET_ROWS:,}",
+                hint="a column with that many nearly equal values at one rank: report it (issue tracker)",
+            )
+        v = F.col("v")
+        wanted = functools.reduce(lambda a, b: a | b, [(v > bounds[i][0]) & (v < bounds[i][1]) for i in sorted_here])
+        rows = keyed.filter(wanted).toPandas().sort_values(["v", "t"] if tie else ["v"], kind="stable")
+        values = rows["v"].to_numpy(dtype=float)
+        ties = rows["t"].to_numpy() if tie else None
+        for i in sorted_here:  # the bracket's inner rows, in order: the rank's row is past the low end's run
+            j = int(np.searchsorted(values, bounds[i][0], side="right")) + ranks[i] - below[i] - at_lo[i]
+            out[i] = (float(values[j]), ties[j] if ties is not None else None)
+    return [out[i] for i in range(k)]
 
 
-def _bracket_counts(keyed: DataFrame, bounds: list[tuple[float, float]]) -> tuple[list[int], list[int]]:
-    """Per bracket: rows below it, rows inside it (bounds included), in one pass."""
+def _run_tie(keyed: DataFrame, value: float, offset: int) -> Any:
+    """The tie of the row `offset` places into the run of rows whose value is `value`, in the tie's order."""
+    from pyspark.sql import functions as F
+
+    row = keyed.filter(F.col("v") == value).orderBy("t").offset(offset).limit(1).first()
+    assert row is not None
+    return row["t"]
+
+
+def _bracket_counts(
+    keyed: DataFrame, bounds: list[tuple[float, float]]
+) -> tuple[list[int], list[int], list[int], list[int]]:
+    """Per bracket, in one pass: the rows below it, inside it (ends included), equal to its low end and equal
+    to its high end (0 when the ends are one value: the run is counted once, as the low end's)."""
     from pyspark.sql import functions as F
 
     v = F.col("v")
@@ -99,9 +130,13 @@ def _bracket_counts(keyed: DataFrame, bounds: list[tuple[float, float]]) -> tupl
     for i, (lo, hi) in enumerate(bounds):
         columns.append(F.sum((v < lo).cast("long")).alias(f"b{i}"))
         columns.append(F.sum(((v >= lo) & (v <= hi)).cast("long")).alias(f"i{i}"))
+        columns.append(F.sum((v == lo).cast("long")).alias(f"l{i}"))
+        columns.append(F.sum(((v == hi) & F.lit(hi != lo)).cast("long")).alias(f"h{i}"))
     row = keyed.agg(*columns).first()
     assert row is not None
-    return [int(row[f"b{i}"] or 0) for i in range(len(bounds))], [int(row[f"i{i}"] or 0) for i in range(len(bounds))]
+    return tuple(  # type: ignore[return-value]
+        [int(row[f"{c}{i}"] or 0) for i in range(len(bounds))] for c in "bilh"
+    )
 
 
 def spark_quantile(frame: DataFrame, value: Column, probability: float, count: int) -> float:
@@ -236,7 +271,7 @@ def _clv_shape(customers: DataFrame, n: int) -> ClvShape:
     if m:
         top = float(facts["top"])
         low = max(spark_quantile(positive, clv, 0.001, m), top * 1e-6)
-        edges = np.logspace(np.log10(low), np.log10(top * 1.001), HISTOGRAM_BINS)
+        edges = histogram_edges(low, top)
         clipped = F.greatest(clv, F.lit(low))
         # np.histogram's bins: [e0, e1), ..., [e_last-1, e_last]: the bin is the count of inner edges reached
         index = sum((clipped >= float(e)).cast("int") for e in edges[1:-1])
@@ -249,8 +284,8 @@ def _clv_shape(customers: DataFrame, n: int) -> ClvShape:
     total = float(total_row["total"] or 0.0) if total_row is not None else 0.0
     if not n or total <= 0:
         return ClvShape(edges, counts, np.zeros((0, 2)), {})
-    probabilities = list(np.linspace(0.0, 1.0, CURVE_POINTS))
-    thresholds = sorted(set(customers.select(worth.alias("w")).approxQuantile("w", probabilities, 1e-4)))
+    quantiles = customers.select(worth.alias("w")).approxQuantile("w", curve_probabilities(), 1e-5)
+    thresholds = sorted(set(quantiles))
     above = customers.agg(
         *(F.sum((worth > t).cast("long")).alias(f"n{i}") for i, t in enumerate(thresholds)),
         *(F.sum(F.when(worth > t, worth).otherwise(0.0)).alias(f"s{i}") for i, t in enumerate(thresholds)),
@@ -270,16 +305,32 @@ def _tops(customers: DataFrame, worth: Column, n: int, total: float) -> dict[int
     from pyspark.sql import functions as F
 
     ks = [max(1, round(n * top / 100)) for top in CURVE_TOPS]
-    values = order_statistics(customers, -worth, [k - 1 for k in ks], n)
+    values = [-v for v in order_statistics(customers, -worth, [k - 1 for k in ks], n)]
+    row: Any = customers.agg(
+        *(F.sum((worth > v).cast("long")).alias(f"c{i}") for i, v in enumerate(values)),
+        *(F.sum(F.when(worth > v, worth).otherwise(0.0)).alias(f"s{i}") for i, v in enumerate(values)),
+    ).first()
     out: dict[int, tuple[float, float]] = {}
-    for top, k, negated in zip(CURVE_TOPS, ks, values, strict=True):
-        v = -negated
-        row: Any = customers.agg(
-            F.sum((worth > v).cast("long")).alias("c"), F.sum(F.when(worth > v, worth).otherwise(0.0)).alias("s")
-        ).first()
-        above, above_sum = int(row["c"] or 0), float(row["s"] or 0.0)
+    for i, (top, k, v) in enumerate(zip(CURVE_TOPS, ks, values, strict=True)):
+        above, above_sum = int(row[f"c{i}"] or 0), float(row[f"s{i}"] or 0.0)
         out[top] = (100.0 * k / n, 100.0 * (above_sum + (k - above) * v) / total)
     return out
+
+
+def _tier_labels(customers: DataFrame, labels: list[str]) -> DataFrame:
+    """The tier column as written: pyarrow percent-encodes a label's UTF-8 bytes in the folder names, and Spark
+    decodes each %XX to one character ("Très" reads as "TrÃ¨s"); a value whose bytes are a configured label's
+    UTF-8 is that label."""
+    found = [str(r[0]) for r in customers.select("tier").distinct().collect()]
+    mapping: dict[bool | float | int | str, bool | float | int | str | None] = {}
+    for value in found:
+        try:
+            fixed = value.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+        if fixed != value and fixed in labels and value not in labels:
+            mapping[value] = fixed
+    return customers.replace(mapping, subset=["tier"]) if mapping else customers
 
 
 def saved_digest(config: RunConfig, folder: Path, churn: str | None, renames: dict[str, str]) -> CustomerDigest:
@@ -295,7 +346,7 @@ def saved_digest(config: RunConfig, folder: Path, churn: str | None, renames: di
         before = spark.conf.get(key, None)
         spark.conf.set(key, "false")
         try:
-            customers = spark.read.parquet(str(folder))
+            customers = _tier_labels(spark.read.parquet(str(folder)), [level.label for level in config.tiers.levels])
             for saved, name in renames.items():
                 if saved in customers.columns:
                     customers = customers.withColumnRenamed(saved, name)
