@@ -468,6 +468,33 @@ def test_digest_on_spark_gives_the_local_digest(spark, tmp_path):
     x = np.r_[0.0, 100.0 * np.arange(1, ordered.size + 1) / ordered.size]
     y = np.r_[0.0, 100.0 * np.cumsum(ordered) / ordered.sum()]
     np.testing.assert_allclose(np.interp(b.curve[:, 0], x, y), b.curve[:, 1], atol=1e-9)
+    _same_segments_and_rfm_scores(spark, result)
+
+
+def _same_segments_and_rfm_scores(spark, result) -> None:
+    """Segments and RFM scores as Spark expressions over the customer table: every customer's as the local run's
+    (CDNOW: 60% of the frequencies are 0, so quintile runs of equal values cross the cuts)."""
+    from pyspark.sql import functions as F
+
+    from clv.spark.tiers import rfm_score_columns, segment_column
+
+    local = result.customers
+    labels = [level.label for level in result.config.tiers.levels]
+    tiers = spark.createDataFrame(local.drop(columns=["r_score", "f_score", "m_score", "rfm_score", "rfm_segment"]))
+    index = F.when(F.lit(False), F.lit(0))
+    for k, label in enumerate(labels):
+        index = index.when(F.col("tier") == label, F.lit(k))
+    churn = next(c for c in local.columns if c.startswith("p_purchase_next_"))
+    scored = tiers.select(
+        "customer_id",
+        segment_column(index, F.col(churn), result.config.tiers).alias("segment_again"),
+        *(column.alias(name) for name, column in rfm_score_columns(tiers, len(local)).items()),
+    ).toPandas()
+    scored = scored.set_index("customer_id").loc[local["customer_id"]]
+    assert (scored["segment_again"].to_numpy() == local["segment"].to_numpy()).all()
+    for name in ("r_score", "f_score", "m_score", "rfm_score", "rfm_segment"):
+        assert (scored[name].to_numpy() == local[name].to_numpy()).all(), name
+    assert local["f_score"].nunique() > 1 and local["rfm_segment"].nunique() > 3
 
 
 def test_tiers_on_spark_are_the_local_tiers_with_ties_at_the_cuts(spark):

@@ -1,26 +1,35 @@
-"""Value tiers of a Spark customer table, exactly as `clv.tiers.assign_tiers` gives them, and the tier table.
+"""Value tiers, segments and RFM scores of a Spark customer table, exactly as `clv.tiers` gives them, and the
+tier table.
 
 Share tiers cut the customers, highest CLV first and ties by customer id, at the rounded cumulative shares: the
 customer at each cut is found by an exact order statistic of (-clv, customer_id) (`clv.spark.digest.order_keys`),
 and a customer's tier is the number of cuts its own key lies past, a column expression evaluated where the rows
 are. Threshold tiers compare the CLV with the configured thresholds. Ids compare as text in both engines (Spark by
-UTF-8 bytes, Python by code points: the same order).
+UTF-8 bytes, Python by code points: the same order). Segments are a column expression of the tier and the
+churn risk; RFM scores compare each value with its four quintile thresholds (`quintile_thresholds`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from clv.config import TiersConfig
-from clv.spark.digest import order_keys
-from clv.tiers import check_tier_sizes, share_boundaries
+from clv.spark.digest import order_keys, order_statistics
+from clv.tiers import RFM_SEGMENTS, SEGMENTS, UNIDENTIFIED_SEGMENTS, check_tier_sizes, share_boundaries
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-__all__ = ["spark_tier_table", "tier_index"]
+__all__ = [
+    "quintile_thresholds",
+    "rfm_score_columns",
+    "segment_column",
+    "spark_tier_table",
+    "tier_index",
+]
 
 
 def tier_index(customers: DataFrame, config: TiersConfig, count: int) -> Column:
@@ -96,3 +105,86 @@ def spark_tier_table(customers: DataFrame, config: TiersConfig, churn: str | Non
             row["mean_expected_spend"] = float(r["mean_expected_spend"]) if r is not None else nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def segment_column(tier: Column, p_purchase: Column, config: TiersConfig, churn_identified: bool = True) -> Column:
+    """`clv.tiers.segments` as a column expression: the churn-risk x value segment from the tier index and
+    P(at least one purchase in the churn window)."""
+    from pyspark.sql import functions as F
+
+    high = tier < F.lit(config.high_value_tiers)
+    if not churn_identified:
+        return F.when(high, F.lit(UNIDENTIFIED_SEGMENTS[0])).otherwise(F.lit(UNIDENTIFIED_SEGMENTS[1]))
+    alive = p_purchase >= F.lit(config.at_risk_p_purchase)
+    return (
+        F.when(high & alive, F.lit(SEGMENTS[0]))
+        .when(high, F.lit(SEGMENTS[1]))
+        .when(alive, F.lit(SEGMENTS[2]))
+        .otherwise(F.lit(SEGMENTS[3]))
+    )
+
+
+def rfm_score_columns(customers: DataFrame, count: int) -> dict[str, Column]:
+    """`clv.tiers.rfm_scores` as column expressions (r_score, f_score, m_score with amounts, rfm_score,
+    rfm_segment) over the `count` customers: each 1-5 score is 1 plus the number of quintile thresholds the
+    value reaches (`quintile_thresholds`)."""
+    from pyspark.sql import functions as F
+
+    values = {"r_score": F.col("recency") - F.col("T"), "f_score": F.col("frequency")}
+    if "monetary_value" in customers.columns:
+        values["m_score"] = F.col("monetary_value")
+    scores: dict[str, Column] = {}
+    for name, value in values.items():
+        thresholds = quintile_thresholds(customers, value, count)
+        reached = [(value.cast("double") >= F.lit(t)).cast("int") for t in thresholds if math.isfinite(t)]
+        scores[name] = sum(reached, F.lit(1))
+    r, f = scores["r_score"], scores["f_score"]
+    segment: Column = F.lit("other")
+    for r_set, f_set, label in RFM_SEGMENTS:  # the last named segment that matches wins, as in rfm_scores
+        hit = r.isin([int(c) for c in r_set]) & f.isin([int(c) for c in f_set])
+        segment = F.when(hit, F.lit(label)).otherwise(segment)
+    digits = [scores[name].cast("string") for name in values]
+    return scores | {"rfm_score": F.concat(*digits), "rfm_segment": segment}
+
+
+def _quintile(below: int, run: int, count: int) -> int:
+    """`clv.tiers._quintile_score` of a value whose run of equal values starts at 0-based position `below` and
+    holds `run` values: pandas' average rank as a share of `count`, in the same float operations."""
+    pct = ((below + 1 + below + run) / 2) / count
+    return int(min(max(math.ceil(pct * 5.0), 1), 5))
+
+
+def quintile_thresholds(customers: DataFrame, value: Column, count: int) -> list[float]:
+    """For s = 1..4, the least value whose quintile score (`clv.tiers._quintile_score`) exceeds s, +inf when
+    none does. The score grows with the value, so the least value above s is in the run of values at position
+    floor(s n / 5) or the next run (the run before is checked too, against rounding): three candidates per s,
+    found by an exact order statistic and two passes of counts."""
+    from pyspark.sql import functions as F
+
+    keyed = customers.select(value.cast("double").alias("v"))
+    v = F.col("v")
+    positions = [min(count - 1, math.floor(s * count / 5)) for s in range(1, 5)]
+    at = order_statistics(keyed, v, positions, count)
+    first: Any = keyed.agg(
+        *(F.sum((v < q).cast("long")).alias(f"a{i}") for i, q in enumerate(at)),
+        *(F.sum((v == q).cast("long")).alias(f"e{i}") for i, q in enumerate(at)),
+        *(F.max(F.when(v < q, v)).alias(f"p{i}") for i, q in enumerate(at)),
+        *(F.min(F.when(v > q, v)).alias(f"n{i}") for i, q in enumerate(at)),
+    ).first()
+    second: Any = keyed.agg(
+        *(F.sum((v < F.lit(first[f"p{i}"])).cast("long")).alias(f"a{i}") for i in range(len(at))),
+        *(F.sum((v == F.lit(first[f"n{i}"])).cast("long")).alias(f"e{i}") for i in range(len(at))),
+    ).first()
+    thresholds = []
+    for i, q in enumerate(at):
+        s = i + 1
+        a, e = int(first[f"a{i}"]), int(first[f"e{i}"])
+        candidates: list[tuple[float, int, int]] = []
+        if first[f"p{i}"] is not None:
+            start = int(second[f"a{i}"] or 0)
+            candidates.append((float(first[f"p{i}"]), start, a - start))
+        candidates.append((q, a, e))
+        if first[f"n{i}"] is not None:
+            candidates.append((float(first[f"n{i}"]), a + e, int(second[f"e{i}"] or 0)))
+        thresholds.append(next((c for c, below, run in candidates if _quintile(below, run, count) > s), math.inf))
+    return thresholds
