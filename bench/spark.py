@@ -111,14 +111,14 @@ def _stages(config: Any, timed: dict[str, float], tasks: Any) -> dict[str, Any]:
     timed["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     result = pipeline.score(config, fitted, data)
-    timed["score (driver)"] = time.perf_counter() - start
+    timed["score"] = time.perf_counter() - start
     start = time.perf_counter()
     write_outputs(result)
     timed["write outputs"] = time.perf_counter() - start
     return {
         "customers": len(data.rfm.frame),
         "params": fitted.purchase.params_,
-        "clv_total": float(result.customers["clv"].sum()),
+        "clv_total": result.digest.total_clv,
     }
 
 

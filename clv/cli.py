@@ -255,7 +255,7 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
     with _steps(quiet) as steps:
         result = run(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
         steps("write the reports and save the model")
-        with staged_fitted(result.config, result.fitted, result.data.rfm.frame, result.customers) as model_dir:
+        with staged_fitted(result.config, result.fitted, result.data.rfm.frame, result.customer_tiers) as model_dir:
             out = write_outputs(result, model_dir)  # the model becomes `latest` only once the reports are written
     if not quiet:
         _print_reading(result.data.report)

@@ -84,6 +84,7 @@ __all__ = [
     "check_outputs",
     "check_unique_ids",
     "choose_purchase",
+    "customer_rows",
     "customer_tiers",
     "fit_models",
     "fit_together",
@@ -110,6 +111,7 @@ Progress = Callable[[str], None]
 
 if TYPE_CHECKING:
     from clv.evaluate.band import ForecastBand
+    from clv.spark.score import SparkValue
 
 
 @dataclass
@@ -128,14 +130,15 @@ class DataStep:
 @dataclass(frozen=True)
 class RunResult:
     """Everything one scoring produced, finished: `score` builds it whole, and the writers only read it (they
-    return the paths they wrote)."""
+    return the paths they wrote). A point fit scored on Spark keeps its customer table there: `customers` is
+    None and `value` (a `clv.spark.score.SparkValue`) holds the table, the schedule and each customer's tier."""
 
     config: RunConfig
     data: DataStep
     fitted: FittedModels
-    value: ValueResult | BayesValue
+    value: ValueResult | BayesValue | SparkValue
     holdout: dict[str, Any] | None
-    customers: pd.DataFrame
+    customers: pd.DataFrame | None
     digest: CustomerDigest
     tiers: pd.DataFrame
     migration: pd.DataFrame | None
@@ -148,6 +151,16 @@ class RunResult:
     @property
     def purchase(self) -> PurchaseModel:
         return self.fitted.purchase
+
+    @property
+    def customer_tiers(self) -> pd.DataFrame:
+        """Each customer's tier (customer_id, tier): for the model store and the next run's migration table."""
+        if self.customers is None:
+            from clv.spark.score import SparkValue
+
+            assert isinstance(self.value, SparkValue)
+            return self.value.tiers
+        return self.customers[["customer_id", "tier"]]
 
     @property
     def spend(self) -> GammaGammaModel | None:
@@ -449,16 +462,19 @@ def value_models(
     rfm: pd.DataFrame,
     residual: bool = True,
     calibration_end: dt.date | None = None,
+    outliers: SpendOutliers | None = None,
 ) -> ValueResult | BayesValue:
     """Predict and value the customers of `rfm` with fitted models (posterior means and intervals for a
     posterior), over the config's horizon from `calibration_end` (default time.calibration_end; a rolling
     origin's own), in calendar months, with the config's discount rate and margin; `residual=False` skips the
     maximum likelihood fits' residual CLV (not needed to score a holdout). Under `model.spend_outliers: cap` the
-    outliers' mean spend is capped for the spend predictions."""
+    outliers' mean spend is capped for the spend predictions; `outliers` gives the outliers of the whole data
+    when `rfm` is a part of it (found in `rfm` when not given)."""
     p = config.prediction
     end = config.time.calibration_end if calibration_end is None else calibration_end
     horizon = config.horizon_units(end)
-    outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
+    if outliers is None and fitted.spend is not None:
+        outliers = spend_outliers(config, rfm)
     if outliers is not None:
         rfm = spend_value_frame(rfm, outliers)
     if fitted.purchase_posterior is not None:
@@ -531,6 +547,8 @@ def score(
         *(warnings_seen or []),
         *(str(w.message) for w in caught if issubclass(w.category, ClvWarning)),
     ]
+    if config.engine == "spark" and fitted.purchase_posterior is None:  # scored where the rows are
+        return _score_on_spark(config, fitted, data, previous_tiers, progress, timings, messages, model_choice)
     with _timed(timings, "predict and value", progress):
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
@@ -557,6 +575,50 @@ def score(
         tier_table(customers, config.tiers, churn),
         migration,
         spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None,
+        messages,
+        timings,
+        model_choice,
+        band,
+    )
+
+
+def _score_on_spark(
+    config: RunConfig,
+    fitted: FittedModels,
+    data: DataStep,
+    previous_tiers: pd.DataFrame | None,
+    progress: Progress | None,
+    timings: dict[str, float],
+    messages: list[str],
+    model_choice: ModelChoice | None,
+) -> RunResult:
+    """`score` for a point fit under `engine: spark`: predictions, value, tiers, segments, the forecast and the
+    digest computed on Spark per partition (`clv.spark.score`); the band as locally."""
+    from clv.spark import session_for
+    from clv.spark.score import score_on_spark
+
+    with _timed(timings, "predict, value, tiers and segments (Spark)", progress):
+        value, digest, tiers, holdout = score_on_spark(session_for(config), config, fitted, data)
+        labels = [level.label for level in config.tiers.levels]
+        migration = _migration(previous_tiers, value.tiers, labels)
+    band = None
+    if config.prediction.band is not None:
+        from clv.evaluate.band import forecast_band
+
+        with _timed(timings, "forecast band (rolling origins)", progress):
+            band = forecast_band(config, fitted, data)
+    outliers = spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None
+    return RunResult(
+        config,
+        data,
+        fitted,
+        value,
+        holdout,
+        None,
+        digest,
+        tiers,
+        migration,
+        outliers,
         messages,
         timings,
         model_choice,
@@ -735,13 +797,8 @@ def _customer_table(
 ) -> pd.DataFrame:
     """The customer table: predictions, tier, segment, RFM scores (and tier probabilities for a posterior),
     highest CLV first."""
-    table = rfm.merge(value.customers, on="customer_id", how="left", validate="one_to_one")
-    if holdout_customers is not None:
-        table = table.merge(holdout_customers, on="customer_id", how="left", validate="one_to_one")
-    table = pd.concat([_purchase_dates(config, table), table], axis=1)
-    window = churn_window(config.tiers, config.time.unit)
-    churn = churn_column(window, config.time.unit)
-    table = pd.concat([table, purchase_probability(config, fitted, table, window).add_prefix(churn)], axis=1)
+    table = customer_rows(config, rfm, fitted, value, holdout_customers)
+    churn = churn_column(churn_window(config.tiers, config.time.unit), config.time.unit)
     ids = table["customer_id"].to_numpy()
     tier_index = assign_tiers(table["clv"].to_numpy(dtype=float), config.tiers, ids)
     labels = [level.label for level in config.tiers.levels]
@@ -755,6 +812,25 @@ def _customer_table(
             table[f"p_tier_{_slug(label)}"] = probabilities[:, k]
     table = table.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
     return table[_column_order(list(table.columns))]
+
+
+def customer_rows(
+    config: RunConfig,
+    rfm: pd.DataFrame,
+    fitted: FittedModels,
+    value: ValueResult | BayesValue,
+    holdout_customers: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """The customer table's columns that are each customer's own: the RFM columns, the predictions and value,
+    the holdout prediction, the purchase dates and the churn risk; not the tier, segment and RFM scores, which
+    rank the customers against each other (`clv.spark.score` computes these rows per partition)."""
+    table = rfm.merge(value.customers, on="customer_id", how="left", validate="one_to_one")
+    if holdout_customers is not None:
+        table = table.merge(holdout_customers, on="customer_id", how="left", validate="one_to_one")
+    table = pd.concat([_purchase_dates(config, table), table], axis=1)
+    window = churn_window(config.tiers, config.time.unit)
+    churn = churn_column(window, config.time.unit)
+    return pd.concat([table, purchase_probability(config, fitted, table, window).add_prefix(churn)], axis=1)
 
 
 def _purchase_dates(config: RunConfig, rfm: pd.DataFrame) -> pd.DataFrame:
@@ -878,7 +954,7 @@ def _migration(previous: pd.DataFrame | None, customers: pd.DataFrame, labels: l
 
 def save_fitted(result: RunResult) -> Path:
     """Save a scored run's models with its customers' tiers (see `save_trained`); its path."""
-    return save_trained(result.config, result.fitted, result.data.rfm.frame, result.customers)
+    return save_trained(result.config, result.fitted, result.data.rfm.frame, result.customer_tiers)
 
 
 def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tiers: pd.DataFrame) -> Path:

@@ -32,7 +32,16 @@ from clv.model import FitResult
 from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 
-__all__ = ["SCHEMA_VERSION", "FittedModels", "data_fingerprint", "load_models", "save_models", "staged_models"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "FittedModels",
+    "data_fingerprint",
+    "load_models",
+    "point_models_from_json",
+    "point_models_json",
+    "save_models",
+    "staged_models",
+]
 
 #: 2: a model block may carry covariates (coefficients, their standard errors, the encoding)
 SCHEMA_VERSION = 2
@@ -92,6 +101,31 @@ def _model_block(model: PurchaseModel | GammaGammaModel, posterior: Posterior | 
         block["posterior"] = posterior.summary()
         block["posterior_file"] = f"{model.name}_posterior.nc"
     return block
+
+
+def point_models_json(fitted: FittedModels) -> str:
+    """The fitted point models as the JSON of their model.json blocks (no posterior): what a Spark job sends to
+    its workers to score with the same models (`point_models_from_json`); floats round-trip exactly."""
+    blocks = {"purchase_model": _model_block(fitted.purchase, None)}
+    if fitted.spend is not None:
+        blocks["spend_model"] = _model_block(fitted.spend, None)
+    return json.dumps(blocks, default=_json_number)
+
+
+def point_models_from_json(text: str) -> tuple[PurchaseModel, GammaGammaModel | None]:
+    """The models of `point_models_json`, rebuilt and checked as `load_models` rebuilds saved ones."""
+    blocks = json.loads(text)
+    source = Path("<point models>")
+    purchase = _restore(PURCHASE_MODELS[blocks["purchase_model"]["model"]], blocks["purchase_model"], source)
+    spend = _restore(GammaGammaModel, blocks["spend_model"], source) if "spend_model" in blocks else None
+    return purchase, spend
+
+
+def _json_number(value: object) -> object:
+    """numpy scalars in a model block, as Python numbers (exactly)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _new_run_id(root: Path) -> str:

@@ -94,13 +94,17 @@ def column_units(
 @dataclass
 class ValueResult:
     """Per-customer predictions and value, and the monthly totals; the per-customer monthly schedule is built
-    on request (`schedule()`), since it is customers x months."""
+    on request (`schedule()`), since it is customers x months, from each unique history's expected purchases
+    per month (`per_month_unique`, customer i's history is `inverse[i]`) and the customers' spend; with each
+    history's discounted purchases per month (`discounted_unique`) the monthly totals can be summed anew over
+    any subset of customers (`clv.spark.score` sums them per partition)."""
 
     customers: pd.DataFrame
     forecast: pd.DataFrame
     per_month_unique: FloatArray
     inverse: NDArray[np.intp]
     spend: FloatArray | None
+    discounted_unique: FloatArray
 
     def schedule(self) -> pd.DataFrame:
         """Expected revenue (purchases, without amounts) per customer and future month, a column per month
@@ -217,7 +221,9 @@ def value_customers(
             out["residual_clv"] = dert
         forecast["discounted_purchases"] = customers_per_row @ discounted
     check_finite_frame(out, "a value output")
-    return ValueResult(customers=out, forecast=forecast, per_month_unique=per_month, inverse=inverse, spend=m)
+    return ValueResult(
+        out, forecast, per_month_unique=per_month, inverse=inverse, spend=m, discounted_unique=discounted
+    )
 
 
 def discounted_increments(cumulative: FloatArray, middle: FloatArray, edges: FloatArray, delta: float) -> FloatArray:

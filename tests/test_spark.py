@@ -77,21 +77,42 @@ def test_cdnow_run_on_spark_gives_the_local_numbers(spark, tmp_path):
         ours, theirs = getattr(local, model).params_, getattr(on_spark, model).params_
         for name in ours:
             assert theirs[name] == pytest.approx(ours[name], rel=1e-8), name
-    a, b = local.customers, on_spark.customers
+    # scored per partition: every column of every customer as locally (1e-9), the same tier, segment and RFM
+    # scores; the table stays on Spark (customers is None), the driver has each customer's tier
+    a, b = local.customers, on_spark.value.customers()
+    assert on_spark.customers is None and list(a.columns) == list(b.columns)
     assert a["customer_id"].tolist() == b["customer_id"].tolist()
-    assert a["tier"].tolist() == b["tier"].tolist()
-    for column in ("p_alive", "expected_purchases", "expected_spend", "clv"):
-        np.testing.assert_allclose(b[column].to_numpy(float), a[column].to_numpy(float), rtol=1e-9, err_msg=column)
+    for column in a.columns:
+        if a[column].dtype.kind == "f":
+            np.testing.assert_allclose(b[column].to_numpy(float), a[column].to_numpy(float), rtol=1e-9, err_msg=column)
+        else:
+            assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
+    assert on_spark.customer_tiers.set_index("customer_id")["tier"].loc[a["customer_id"]].tolist() == a["tier"].tolist()
     pd.testing.assert_frame_equal(local.tiers, on_spark.tiers, rtol=1e-9)
-    # the outputs: the customer table as Parquet partitioned by tier (no CSV), the small files as locally
+    pd.testing.assert_frame_equal(local.value.forecast, on_spark.value.forecast, rtol=1e-9)
+    assert (
+        on_spark.holdout is not None and local.holdout is not None and on_spark.holdout.keys() == local.holdout.keys()
+    )
+    for key, figure in local.holdout.items():
+        assert on_spark.holdout[key] == (pytest.approx(figure, rel=1e-9) if isinstance(figure, float) else figure), key
+    assert on_spark.digest.segments.keys() == local.digest.segments.keys()
+    # the outputs: the customer table as Parquet partitioned by tier (no CSV), written by Spark, and the schedule
+    # as a Parquet folder; the small files as locally
     folder = write_outputs(on_spark)
-    assert not (folder / "customers.csv").exists() and (folder / "revenue_schedule.parquet").is_file()
-    tiers = sorted(unquote(p.name) for p in (folder / CUSTOMERS_BY_TIER).iterdir())  # hive style, %-escaped
-    assert tiers == sorted(f"tier={t}" for t in set(a["tier"]))
+    schedule = pd.read_parquet(folder / "revenue_schedule.parquet").sort_values("customer_id", ignore_index=True)
+    expected = local.value.schedule().sort_values("customer_id", ignore_index=True)
+    assert not (folder / "customers.csv").exists() and list(schedule.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(schedule, expected, check_dtype=False, rtol=1e-9)
+    parts = sorted(unquote(p.name) for p in (folder / CUSTOMERS_BY_TIER).iterdir() if p.is_dir())  # %-escaped
+    assert parts == sorted(f"tier={t}" for t in set(a["tier"]))
     written = read_by_tier(folder / CUSTOMERS_BY_TIER)
-    pd.testing.assert_frame_equal(written, a, check_dtype=False)
+    pd.testing.assert_frame_equal(written, a, check_dtype=False, rtol=1e-9)
     for name in ("tiers.csv", "forecast.csv", "at_risk.csv", "summary.json", "report.html"):
         assert (folder / name).is_file(), name
+    local_folder = write_outputs(dataclasses.replace(local, config=_config(CDNOW, "local", tmp_path / "local")))
+    for name in ("at_risk.csv", "tiers.csv", "forecast.csv"):
+        ours, theirs = pd.read_csv(folder / name), pd.read_csv(local_folder / name)
+        pd.testing.assert_frame_equal(ours, theirs, rtol=1e-9, obj=name)
     # rebuilt with the saved table digested on Spark: the same report but for the charts' images
     images = re.compile(r'src="data:image/png;base64,[^"]*"')
     written = images.sub("", (folder / "report.html").read_text())
@@ -330,9 +351,12 @@ def test_a_200k_customer_synthetic_log_gives_the_local_numbers(spark, tmp_path):
         ours, theirs = getattr(local, model).params_, getattr(on_spark, model).params_
         for name in ours:
             assert theirs[name] == pytest.approx(ours[name], rel=1e-8), name
-    assert local.customers["tier"].tolist() == on_spark.customers["tier"].tolist()
+    scored = on_spark.value.customers()
+    assert local.customers["customer_id"].tolist() == scored["customer_id"].tolist()
+    for column in ("tier", "segment", "rfm_score"):
+        assert local.customers[column].tolist() == scored[column].tolist(), column
     for column in ("p_alive", "expected_purchases", "clv"):
-        a, b = local.customers[column].to_numpy(float), on_spark.customers[column].to_numpy(float)
+        a, b = local.customers[column].to_numpy(float), scored[column].to_numpy(float)
         np.testing.assert_allclose(b, a, rtol=1e-9, err_msg=column)
 
 

@@ -18,6 +18,7 @@ from clv.errors import ClvError
 from clv.model import DROPOUT
 from clv.report.files import staged_folder
 from clv.report.html import build_report
+from clv.spark.score import SparkValue
 from clv.spend.outliers import spend_value_frame
 from clv.tiers import at_risk, churn_column, churn_window
 from clv.value import column_units
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from clv.pipeline import RunResult
 
 __all__ = [
+    "COLUMNS_FILE",
     "CUSTOMERS_BY_TIER",
     "NO_MONEY_NAMES",
     "RFM_COLUMNS",
@@ -305,6 +307,9 @@ def schedule_file(money: bool, kind: str = "csv") -> str:
 _COLUMN_ORDER = b"clv.columns"
 #: under `engine: spark`, the customer table's folder: Parquet partitioned by tier (`tier=<label>/`), no CSV
 CUSTOMERS_BY_TIER = "customers"
+#: in a customer table's folder written by Spark, the table's columns in their order (a JSON list); readers of
+#: Parquet datasets skip files whose names start with an underscore
+COLUMNS_FILE = "_clv_columns.json"
 
 
 def write_by_tier(customers: pd.DataFrame, folder: Path) -> None:
@@ -336,6 +341,8 @@ def read_by_tier(folder: Path) -> pd.DataFrame:
     frame = table.to_pandas()
     frame["tier"] = frame["tier"].astype(str)
     order = (table.schema.metadata or {}).get(_COLUMN_ORDER)
+    if order is None and (folder / COLUMNS_FILE).is_file():  # written by Spark: the order beside the parts
+        order = (folder / COLUMNS_FILE).read_bytes()
     if order is not None:
         frame = frame[json.loads(order)]
     value = "clv" if "clv" in frame else NO_MONEY_NAMES["clv"]
@@ -350,24 +357,19 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
     money = result.fitted.spend is not None
     spark = result.config.engine == "spark"
     with staged_folder(target, keep=("evaluation",)) as staging:
-        customers = result.customers
-        in_files = file_columns(customers, money)
-        if spark:
-            write_by_tier(in_files, staging / CUSTOMERS_BY_TIER)
+        if result.customers is None:  # scored on Spark: the big tables are written from there
+            from clv.spark.score import write_spark_tables
+
+            assert isinstance(result.value, SparkValue)
+            action_list = write_spark_tables(result.value, staging, money)
         else:
-            in_files.to_csv(staging / "customers.csv", index=False)
-            in_files.to_parquet(staging / "customers.parquet", index=False)
-        file_columns(result.tiers, money).to_csv(staging / "tiers.csv", index=False)
-        action_list = at_risk(in_files)
+            action_list = _write_tables(result, staging, money, spark)
         action_list.drop(columns=[c for c in RFM_COLUMNS if c in action_list]).to_csv(
             staging / "at_risk.csv", index=False
         )
+        file_columns(result.tiers, money).to_csv(staging / "tiers.csv", index=False)
         forecast = forecast_table(result)
         forecast.to_csv(staging / "forecast.csv", index=False, float_format="%.2f")
-        if spark:
-            result.value.schedule().to_parquet(staging / schedule_file(money, "parquet"), index=False)
-        else:
-            result.value.schedule().to_csv(staging / schedule_file(money), index=False)
         new_customers_table(result).to_csv(staging / "new_customers.csv", index=False, float_format="%.2f")
         if result.migration is not None:
             result.migration.to_csv(staging / "migration.csv")
@@ -379,6 +381,21 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
         html = build_report(summary, result.digest, forecast, result.tiers, result.migration, drivers)
         (staging / "report.html").write_text(html, encoding="utf-8")
     return target
+
+
+def _write_tables(result: RunResult, staging: Path, money: bool, spark: bool) -> pd.DataFrame:
+    """The customer table and the schedule from the driver (CSV and Parquet; by tier and Parquet under
+    `engine: spark`); the at-risk rows, for at_risk.csv."""
+    assert result.customers is not None and not isinstance(result.value, SparkValue)
+    in_files = file_columns(result.customers, money)
+    if spark:
+        write_by_tier(in_files, staging / CUSTOMERS_BY_TIER)
+        result.value.schedule().to_parquet(staging / schedule_file(money, "parquet"), index=False)
+    else:
+        in_files.to_csv(staging / "customers.csv", index=False)
+        in_files.to_parquet(staging / "customers.parquet", index=False)
+        result.value.schedule().to_csv(staging / schedule_file(money), index=False)
+    return at_risk(in_files)
 
 
 def read_drivers(path: Path) -> pd.DataFrame:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from clv.pipeline import DataStep, Progress, RunResult, Split
     from clv.store import FittedModels
 
-__all__ = ["prepare_data", "run", "spark_data", "spark_log_splits", "train"]
+__all__ = ["prepare_data", "run", "session_for", "spark_data", "spark_log_splits", "train"]
 
 #: the caller's session and log, for the pipeline's data step under `engine: spark` (`spark_data`)
 _CALLER: ContextVar[tuple[Any, Any] | None] = ContextVar("clv_spark_caller", default=None)
@@ -42,6 +42,15 @@ def _given(spark: SparkSession | None, source: DataFrame | None) -> Iterator[Non
 
 def _on_spark(config: RunConfig) -> RunConfig:
     return config if config.engine == "spark" else config.model_copy(update={"engine": "spark"})
+
+
+def session_for(config: RunConfig) -> SparkSession:
+    """The session of the caller of `run` / `train` / `prepare_data`, or the active one (or a new one from
+    `config.spark`)."""
+    from clv.spark.session import spark_session
+
+    spark, _ = _CALLER.get() or (None, None)
+    return spark or spark_session(config)
 
 
 def spark_data(config: RunConfig, check_period: bool = True) -> DataStep:

@@ -338,21 +338,14 @@ def saved_digest(config: RunConfig, folder: Path, churn: str | None, renames: di
     and digested on Spark, for `clv report` under `engine: spark`: the table is never brought to the driver.
     The tiers are read as text, exactly as written (partition values are not typed); `renames` maps a saved
     column's name to the report's (the value columns of a run without amounts)."""
-    from clv.spark.session import pandas_notices_quieted, spark_session
+    from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf, spark_session
 
     with pandas_notices_quieted():
         spark = spark_session(config)
-        key = "spark.sql.sources.partitionColumnTypeInference.enabled"
-        before = spark.conf.get(key, None)
-        spark.conf.set(key, "false")
-        try:
+        untyped = {"spark.sql.sources.partitionColumnTypeInference.enabled": "false"}
+        with session_conf(spark, untyped | ARROW_EXCHANGE):
             customers = _tier_labels(spark.read.parquet(str(folder)), [level.label for level in config.tiers.levels])
             for saved, name in renames.items():
                 if saved in customers.columns:
                     customers = customers.withColumnRenamed(saved, name)
             return spark_digest(customers, churn)
-        finally:
-            if before is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, before)

@@ -45,6 +45,27 @@ def pandas_notices_quieted() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """A block in which the session's SQL settings are `settings`; each is as it was after the block (unset
+    again when it was not set)."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in before.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+#: pandas <-> Spark through Arrow (the default from Spark 4.2; clv's conversions of whole tables need it)
+ARROW_EXCHANGE = {"spark.sql.execution.arrow.pyspark.enabled": "true"}
+
+
 def spark_session(config: RunConfig) -> SparkSession:
     """The active Spark session, or a new one from `config.spark` (master, app name, settings)."""
     require_pyspark()

@@ -1,0 +1,268 @@
+"""Scoring on Spark, per partition: the customer table and the revenue schedule computed where the rows are.
+
+The fitted point models go to the workers as the JSON of their model.json blocks (`clv.store.point_models_json`),
+with the config and the spend outliers of the whole data (a cap's threshold is the data's, not a partition's).
+Each partition runs the local engine's own code on its customers (`clv.pipeline.value_models` and
+`customer_rows`: predictions, value, holdout prediction, purchase dates, churn risk), one pandas batch at a time
+(`mapInPandas`), and adds each customer's schedule and the month terms of the forecast. What ranks customers
+against each other is then computed over the whole table: tiers from exact global ranks with the local tie rule,
+segments and RFM scores (`clv.spark.tiers`), the forecast and tier table as sums, the digest the report reads
+(`clv.spark.digest`). The driver keeps the RFM rows it fitted on, the small tables, and each customer's tier (id
+and tier, for the model store and the migration table); never the customer table or the schedule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from clv.config import RunConfig
+from clv.digest import CustomerDigest
+from clv.spend.outliers import SpendOutliers
+from clv.store import FittedModels, point_models_from_json, point_models_json
+from clv.tiers import churn_column, churn_window
+from clv.value import ValueResult, forecast_months, schedule_columns
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from clv.pipeline import DataStep
+
+__all__ = ["SparkValue", "score_on_spark", "score_parts", "scored_rows", "write_spark_tables"]
+
+#: the scored rows' month terms, dropped from the outputs: purchases, schedule (revenue or purchases), discounted
+_TERMS = ("__p", "__s", "__d")
+#: rows per pandas batch of the scoring (Spark's default is 10,000): fewer, larger vectorised steps
+_BATCHES = {"spark.sql.execution.arrow.maxRecordsPerBatch": "100000"}
+
+
+@dataclass(frozen=True)
+class SparkValue:
+    """A scoring on Spark: the customer table and the per-customer schedule as Spark DataFrames (the scored rows
+    stay persisted until `release`), the monthly forecast summed there (as `clv.value.ValueResult.forecast`), and
+    each customer's tier on the driver (customer_id, tier)."""
+
+    table: DataFrame
+    schedule: DataFrame
+    forecast: pd.DataFrame
+    tiers: pd.DataFrame
+    scored: DataFrame
+
+    def customers(self) -> pd.DataFrame:
+        """The customer table brought to the driver, highest CLV first (ties by id): for small tables."""
+        from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
+
+        with pandas_notices_quieted(), session_conf(self.table.sparkSession, ARROW_EXCHANGE):
+            frame = self.table.toPandas()
+        frame = frame.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable")
+        return frame.reset_index(drop=True)
+
+    def release(self) -> None:
+        """Unpersist the scored rows (after the outputs are written)."""
+        self.scored.unpersist()
+
+
+def scored_rows(
+    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, outliers: SpendOutliers | None, length: float | None
+) -> pd.DataFrame:
+    """A part's scored rows: `clv.pipeline.customer_rows` of its customers, then per future month k the
+    customer's expected purchases (`__p_k`), schedule value (`__s_k`: revenue with amounts, purchases without)
+    and discounted value (`__d_k`: margin x spend x discounted purchases, or discounted purchases)."""
+    from clv.pipeline import customer_rows, value_models
+
+    value = value_models(config, fitted, rfm, outliers=outliers)
+    assert isinstance(value, ValueResult)
+    holdout = None
+    if length is not None and "frequency_holdout" in rfm:
+        predicted = fitted.purchase.expected_purchases(rfm, length)
+        holdout = pd.DataFrame({"customer_id": rfm["customer_id"].to_numpy(), "expected_purchases_holdout": predicted})
+    rows = customer_rows(config, rfm, fitted, value, holdout)
+    purchases = value.per_month_unique[value.inverse]
+    discounted = value.discounted_unique[value.inverse]
+    schedule = purchases
+    if value.spend is not None:
+        schedule = purchases * value.spend[:, None]
+        discounted = config.prediction.margin * value.spend[:, None] * discounted
+    months = purchases.shape[1]
+    blocks = zip(_TERMS, (purchases, schedule, discounted), strict=True)
+    terms = {f"{t}_{k}": block[:, k] for t, block in blocks for k in range(months)}
+    return pd.concat([rows, pd.DataFrame(terms, index=rows.index)], axis=1)
+
+
+def _score_batches(
+    batches: Iterator[pd.DataFrame], config_json: str, models_json: str, method: str, outliers_json: str, length: Any
+) -> Iterator[pd.DataFrame]:
+    """The mapInPandas function: each batch of RFM rows scored (`scored_rows`) with the models rebuilt once."""
+    config = RunConfig.model_validate_json(config_json)
+    purchase, spend = point_models_from_json(models_json)
+    fitted = FittedModels(purchase, spend, method, None, None, {})
+    found = json.loads(outliers_json)
+    outliers = SpendOutliers(**found) if found else None
+    for batch in batches:
+        if len(batch):
+            yield scored_rows(config, fitted, batch.reset_index(drop=True), outliers, length)
+
+
+def score_parts(
+    spark: SparkSession,
+    config: RunConfig,
+    fitted: FittedModels,
+    rfm: pd.DataFrame,
+    length: float | None,
+    outliers: SpendOutliers | None,
+) -> DataFrame:
+    """The RFM rows sent to Spark and scored per partition (`scored_rows`), persisted. The output's schema is
+    that of the driver's own scoring of the first rows, so both engines give the same columns and types."""
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    sample = scored_rows(config, fitted, rfm.head(8).reset_index(drop=True), outliers, length)
+    schema = from_arrow_schema(pa.Schema.from_pandas(sample, preserve_index=False))
+    config_json = config.model_dump_json()
+    models_json = point_models_json(fitted)
+    outliers_json = json.dumps(dataclasses.asdict(outliers) if outliers is not None else None)
+    method = fitted.method
+    parts = max(
+        1, spark.sparkContext.defaultParallelism * 2 if config.spark.partitions is None else config.spark.partitions
+    )
+    frame = spark.createDataFrame(rfm).repartition(parts)
+    scored = frame.mapInPandas(
+        lambda batches: _score_batches(batches, config_json, models_json, method, outliers_json, length), schema
+    )
+    return scored.persist()
+
+
+def forecast_sums(scored: DataFrame, config: RunConfig, money: bool) -> pd.DataFrame:
+    """`clv.value.value_customers`' forecast, its month sums added up over the scored rows."""
+    from pyspark.sql import functions as F
+
+    months = forecast_months(
+        config.horizon_units(config.time.calibration_end), config.time.unit, config.time.calibration_end
+    )
+    k = len(months)
+    row: Any = scored.agg(*(F.sum(f"{t}_{m}").alias(f"{t}_{m}") for t in _TERMS for m in range(k))).first()
+    totals = {t: np.array([float(row[f"{t}_{m}"] or 0.0) for m in range(k)]) for t in _TERMS}
+    forecast = months.assign(expected_purchases=totals["__p"])
+    if money:
+        forecast["expected_revenue"] = totals["__s"]
+        forecast["discounted_profit"] = totals["__d"]
+    else:
+        forecast["discounted_purchases"] = totals["__d"]
+    return forecast
+
+
+def schedule_frame(scored: DataFrame, forecast: pd.DataFrame) -> DataFrame:
+    """The per-customer schedule (customer_id and a column per month, as `ValueResult.schedule`)."""
+    from pyspark.sql import functions as F
+
+    names = schedule_columns(forecast)
+    return scored.select("customer_id", *(F.col(f"__s_{m}").alias(name) for m, name in enumerate(names)))
+
+
+def churn_name(config: RunConfig) -> str:
+    """The run's churn-risk column (`p_purchase_next_13w`)."""
+    return churn_column(churn_window(config.tiers, config.time.unit), config.time.unit)
+
+
+def score_on_spark(
+    spark: SparkSession, config: RunConfig, fitted: FittedModels, data: DataStep
+) -> tuple[SparkValue, CustomerDigest, pd.DataFrame, dict[str, Any] | None]:
+    """`clv.pipeline.score`'s predictions, value, tiers and segments on Spark for point fits: the scored table
+    (`SparkValue`), its digest, the tier table and the holdout figures, with the local engine's numbers."""
+    from pyspark.sql import functions as F
+
+    from clv.model import DROPOUT
+    from clv.pipeline import _column_order, spend_outliers
+    from clv.spark.digest import spark_digest
+    from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
+    from clv.spark.tiers import rfm_score_columns, segment_column, spark_tier_table, tier_index
+
+    rfm = data.rfm.frame
+    n = len(rfm)
+    outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
+    with pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
+        terms = score_parts(spark, config, fitted, rfm, data.rfm.holdout_length, outliers)
+        forecast = forecast_sums(terms, config, fitted.spend is not None)
+        # the month terms summed, the rows kept without them: the table's columns and the schedule
+        scored = terms.select(*(c for c in terms.columns if not c.startswith(("__p_", "__d_")))).persist()
+        scored.count()
+        terms.unpersist()
+        churn = churn_name(config)
+        index = tier_index(scored, config.tiers, n)
+        label = F.when(F.lit(False), F.lit(None).cast("string"))
+        for k, level in enumerate(config.tiers.levels):
+            label = label.when(index == F.lit(k), F.lit(level.label))
+        identified = DROPOUT not in fitted.purchase.not_identified_
+        ranked = {
+            "tier": label,
+            "segment": segment_column(index, F.col(churn), config.tiers, identified),
+            **rfm_score_columns(scored, n),
+        }
+        own = [c for c in scored.columns if not c.startswith(_TERMS)]
+        order = _column_order([*own, *ranked])
+        table = scored.select(*(ranked[c].alias(c) if c in ranked else F.col(c) for c in order))
+        tiers = table.select("customer_id", "tier").toPandas()
+        value = SparkValue(table, schedule_frame(scored, forecast), forecast, tiers, scored)
+        digest = spark_digest(table, churn)
+        tier_table = spark_tier_table(table, config.tiers, churn)
+        holdout = _holdout_figures(scored, config, data.rfm.holdout_length)
+    return value, digest, tier_table, holdout
+
+
+def _holdout_figures(scored: DataFrame, config: RunConfig, length: float | None) -> dict[str, Any] | None:
+    """`clv.pipeline._holdout`'s figures for a point fit, summed over the scored rows."""
+    from pyspark.sql import functions as F
+
+    if length is None or "expected_purchases_holdout" not in scored.columns:
+        return None
+    predicted, actual = F.col("expected_purchases_holdout"), F.col("frequency_holdout").cast("double")
+    row: Any = scored.agg(
+        F.sum(predicted).alias("p"), F.sum(actual).alias("a"), F.avg(F.abs(predicted - actual)).alias("mae")
+    ).first()
+    total_pred, total_act = float(row["p"]), float(row["a"])
+    return {
+        "holdout_length": length,
+        "unit": config.time.unit,
+        "predicted_repeat_purchases": total_pred,
+        "actual_repeat_purchases": total_act,
+        "percent_error": 100.0 * (total_pred - total_act) / total_act if total_act else None,
+        "mae_per_customer": float(row["mae"]),
+    }
+
+
+def write_spark_tables(value: SparkValue, staging: Path, money: bool) -> pd.DataFrame:
+    """The customer table (Parquet by tier, highest CLV first in each part, its column order beside the parts)
+    and the schedule (a Parquet folder) written from Spark into the staged outputs folder; the at-risk rows
+    brought to the driver for at_risk.csv, in the table's order."""
+    from pyspark.sql import functions as F
+
+    from clv.report.outputs import COLUMNS_FILE, CUSTOMERS_BY_TIER, NO_MONEY_NAMES, schedule_file
+    from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
+    from clv.tiers import AT_RISK
+
+    table = value.table
+    if not money:
+        for name, saved in NO_MONEY_NAMES.items():
+            if name in table.columns:
+                table = table.withColumnRenamed(name, saved)
+    worth = "clv" if money else NO_MONEY_NAMES["clv"]
+    ordered = table.orderBy(F.col(worth).desc(), F.col("customer_id").asc())
+    folder = staging / CUSTOMERS_BY_TIER
+    ordered.write.partitionBy("tier").parquet(_uri(folder))
+    (folder / COLUMNS_FILE).write_text(json.dumps(list(table.columns)))
+    value.schedule.write.parquet(_uri(staging / schedule_file(money, "parquet")))
+    with pandas_notices_quieted(), session_conf(table.sparkSession, ARROW_EXCHANGE):
+        slipping = ordered.filter(F.col("segment") == AT_RISK).toPandas()
+    return slipping.reset_index(drop=True)
+
+
+def _uri(path: Path) -> str:
+    """A local path as a file URI: Spark writes there whatever the cluster's default file system."""
+    return path.resolve().as_uri()
