@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from clv.config import RunConfig
 from clv.digest import (
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 __all__ = ["MAX_BRACKET_ROWS", "order_keys", "order_statistics", "saved_digest", "spark_digest", "spark_quantile"]
+
+FloatArray = NDArray[np.float64]
 
 #: most rows an order statistic's bracket may bring to the driver (`order_statistics`)
 MAX_BRACKET_ROWS = 5_000_000
@@ -272,31 +275,49 @@ def _clv_shape(customers: DataFrame, n: int) -> ClvShape:
         top = float(facts["top"])
         low = max(spark_quantile(positive, clv, 0.001, m), top * 1e-6)
         edges = histogram_edges(low, top)
-        clipped = F.greatest(clv, F.lit(low))
         # np.histogram's bins: [e0, e1), ..., [e_last-1, e_last]: the bin is the count of inner edges reached
-        index = sum((clipped >= float(e)).cast("int") for e in edges[1:-1])
-        rows = positive.groupBy(F.lit(0) + index).count().collect()
-        counts = np.zeros(edges.size - 1, dtype=np.int64)
-        for r in rows:
-            counts[int(r[0])] = int(r["count"])
+        counts = _bucket_sums(positive, F.greatest(clv, F.lit(low)), edges[1:-1], "right")[0]
     worth = F.greatest(clv, F.lit(0.0))
     total_row = customers.agg(F.sum(worth).alias("total")).first()
     total = float(total_row["total"] or 0.0) if total_row is not None else 0.0
     if not n or total <= 0:
         return ClvShape(edges, counts, np.zeros((0, 2)), {})
     quantiles = customers.select(worth.alias("w")).approxQuantile("w", curve_probabilities(), 1e-5)
-    thresholds = sorted(set(quantiles))
-    above = customers.agg(
-        *(F.sum((worth > t).cast("long")).alias(f"n{i}") for i, t in enumerate(thresholds)),
-        *(F.sum(F.when(worth > t, worth).otherwise(0.0)).alias(f"s{i}") for i, t in enumerate(thresholds)),
-    ).first()
-    assert above is not None
-    points = np.array(
-        [[100.0 * int(above[f"n{i}"]) / n, 100.0 * float(above[f"s{i}"]) / total] for i in range(len(thresholds))]
-    )
+    thresholds = np.array(sorted(set(quantiles)))
+    # bucket k: the customers above k thresholds; those above threshold i are the buckets past i
+    sizes, sums = _bucket_sums(customers, worth, thresholds, "left")
+    above = np.cumsum(sizes[::-1])[::-1][1:]
+    above_sum = np.cumsum(sums[::-1])[::-1][1:]
+    points = np.column_stack([100.0 * above / n, 100.0 * above_sum / total])
     curve = np.vstack([[0.0, 0.0], points[::-1], [100.0, 100.0]])
     curve = curve[np.r_[True, np.any(np.diff(curve, axis=0) != 0, axis=1)]]
     return ClvShape(edges, counts, curve, _tops(customers, worth, n, total))
+
+
+def _bucket_sums(
+    frame: DataFrame, value: Column, boundaries: FloatArray, side: Literal["left", "right"]
+) -> tuple[NDArray[np.int64], FloatArray]:
+    """Per bucket k = 0 .. len(boundaries): the rows whose value v has np.searchsorted(boundaries, v, side) == k,
+    and the sum of their values, in one pass (each pandas batch bucketed by numpy, the buckets added in Spark)."""
+    from pyspark.sql import functions as F
+
+    size = boundaries.size + 1
+    bounds = boundaries.tolist()
+
+    def buckets(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        edges = np.asarray(bounds, dtype=float)
+        for batch in batches:
+            v = batch["v"].to_numpy(dtype=float)
+            k = np.searchsorted(edges, v, side=side)
+            n, s = np.bincount(k, minlength=size), np.bincount(k, weights=v, minlength=size)
+            yield pd.DataFrame({"k": np.arange(size), "n": n, "s": s})
+
+    keyed = frame.select(value.cast("double").alias("v"))
+    rows = keyed.mapInPandas(buckets, "k long, n long, s double").groupBy("k").agg(F.sum("n"), F.sum("s")).collect()
+    counts, sums = np.zeros(size, dtype=np.int64), np.zeros(size)
+    for r in rows:
+        counts[int(r[0])], sums[int(r[0])] = int(r[1]), float(r[2])
+    return counts, sums
 
 
 def _tops(customers: DataFrame, worth: Column, n: int, total: float) -> dict[int, tuple[float, float]]:
