@@ -41,7 +41,15 @@ from clv.tiers import AT_RISK
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-__all__ = ["MAX_BRACKET_ROWS", "order_keys", "order_statistics", "saved_digest", "spark_digest", "spark_quantile"]
+__all__ = [
+    "MAX_BRACKET_ROWS",
+    "order_keys",
+    "order_statistics",
+    "saved_digest",
+    "spark_digest",
+    "spark_quantile",
+    "table_cells",
+]
 
 FloatArray = NDArray[np.float64]
 
@@ -154,78 +162,93 @@ def spark_quantile(frame: DataFrame, value: Column, probability: float, count: i
     return b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp, to the last bit
 
 
-def spark_digest(customers: DataFrame, churn: str | None = None) -> CustomerDigest:
+def table_cells(customers: DataFrame, churn: str | None) -> pd.DataFrame:
+    """The customer table's sums by (tier, segment, RFM segment), in one pass: customers, CLV (sum, least,
+    largest), and the sums of P(alive), the churn risk, the holdout buyers, expected purchases, residual CLV and
+    expected spend where the table has them. At most tiers x segments x RFM segments rows; every group figure of
+    the digest and the tier table is a sum of these cells."""
+    from pyspark.sql import functions as F
+
+    columns = customers.columns
+    keys = [
+        F.col("tier").cast("string").alias("tier"),
+        (F.col("segment").cast("string") if "segment" in columns else F.lit("")).alias("segment"),
+        (F.col("rfm_segment").cast("string") if "rfm_segment" in columns else F.lit("")).alias("rfm_segment"),
+    ]
+    sums = {
+        "p_alive": F.col("p_alive"),
+        "expected_purchases": F.col("expected_purchases"),
+        **({"churn": F.col(churn)} if churn else {}),
+        **({"bought": (F.col("frequency_holdout") > 0).cast("double")} if "frequency_holdout" in columns else {}),
+        **({"residual_clv": F.col("residual_clv")} if "residual_clv" in columns else {}),
+        **({"expected_spend": F.col("expected_spend")} if "expected_spend" in columns else {}),
+    }
+    figures = [
+        F.count(F.lit(1)).alias("n"),
+        F.sum("clv").alias("clv"),
+        F.min("clv").alias("min_clv"),
+        F.max("clv").alias("max_clv"),
+        *(F.sum(value).alias(name) for name, value in sums.items()),
+    ]
+    with_keys = customers.groupBy(*keys).agg(*figures).toPandas()
+    return with_keys.sort_values(["tier", "segment", "rfm_segment"], ignore_index=True)
+
+
+def spark_digest(customers: DataFrame, churn: str | None = None, cells: pd.DataFrame | None = None) -> CustomerDigest:
     """The digest of a Spark customer table (the columns of `clv.pipeline`'s customer table); `churn` names its
-    churn-risk column (found by its name when not given). The same figures as `clv.digest.digest_customers` of
-    the table brought to pandas (see the module docstring for the concentration curve)."""
+    churn-risk column (found by its name when not given); `cells` are its `table_cells` when already summed. The
+    same figures as `clv.digest.digest_customers` of the table brought to pandas (see the module docstring for
+    the concentration curve)."""
     from pyspark.sql import functions as F
 
     columns = list(customers.columns)
     churn = churn if churn is not None else churn_of(columns)
     churn = churn if churn in columns else None
     holdout = "frequency_holdout" in columns
-    totals = [
-        F.count(F.lit(1)).alias("n"),
-        F.sum("clv").alias("clv"),
-        F.sum("expected_purchases").alias("expected_purchases"),
-        F.avg("p_alive").alias("p_alive"),
-        *([F.sum("residual_clv").alias("residual")] if "residual_clv" in columns else []),
-        *([F.avg(churn).alias("churn")] if churn else []),
-    ]
-    row = customers.agg(*totals).first()
-    assert row is not None
-    n = int(row["n"])
+    cells = table_cells(customers, churn) if cells is None else cells
+    n = int(cells["n"].sum())
     rfm = "rfm_segment" in columns
     return CustomerDigest(
         customers=n,
         columns=tuple(columns),
         churn=churn,
-        total_clv=float(row["clv"] or 0.0),
-        total_residual_clv=float(row["residual"] or 0.0) if "residual_clv" in columns else None,
-        expected_purchases=float(row["expected_purchases"] or 0.0),
-        mean_p_alive=float(row["p_alive"]) if n else float("nan"),
-        mean_churn=float(row["churn"]) if churn and n else None,
-        segments=_groups(customers, "segment", churn, holdout),
-        rfm_segments=_groups(customers, "rfm_segment", churn, holdout) if rfm else None,
-        rfm_by_segment=_crossed(customers) if rfm else None,
+        total_clv=float(cells["clv"].sum()),
+        total_residual_clv=float(cells["residual_clv"].sum()) if "residual_clv" in columns else None,
+        expected_purchases=float(cells["expected_purchases"].sum()),
+        mean_p_alive=float(cells["p_alive"].sum()) / n if n else float("nan"),
+        mean_churn=float(cells["churn"].sum()) / n if churn and n else None,
+        segments=_groups(cells, "segment", churn is not None, holdout),
+        rfm_segments=_groups(cells, "rfm_segment", churn is not None, holdout) if rfm else None,
+        rfm_by_segment=_crossed(cells) if rfm else None,
         T_p90=spark_quantile(customers, F.col("T"), 0.9, n) if n else 0.0,
         frequency_p99=spark_quantile(customers, F.col("frequency"), 0.99, n) if n else 0.0,
-        at_risk_customers=customers.filter(F.col("segment") == AT_RISK).count(),
+        at_risk_customers=int(cells.loc[cells["segment"] == AT_RISK, "n"].sum()),
         at_risk_top=_at_risk_top(customers, churn),
         holdout_by_frequency=_by_frequency(customers) if holdout and "expected_purchases_holdout" in columns else None,
         clv_shape=_clv_shape(customers, n),
     )
 
 
-def _groups(customers: DataFrame, by: str, churn: str | None, holdout: bool) -> dict[str, GroupFigures]:
-    from pyspark.sql import functions as F
-
-    figures = [F.count(F.lit(1)).alias("n"), F.sum("clv").alias("clv")]
-    if churn:
-        figures.append(F.sum(churn).alias("p"))
-    if holdout:
-        figures.append(F.sum((F.col("frequency_holdout") > 0).cast("double")).alias("bought"))
-    rows = customers.groupBy(F.col(by).cast("string").alias("key")).agg(*figures).collect()
-    rows.sort(key=lambda r: (-int(r["n"]), str(r["key"])))
+def _groups(cells: pd.DataFrame, by: str, churn: bool, holdout: bool) -> dict[str, GroupFigures]:
+    """Per value of `by`, the largest group first (ties by name): its figures, from the table's cells."""
+    wanted = ["n", "clv", *(["churn"] if churn else []), *(["bought"] if holdout else [])]
+    sums: dict[Any, dict[Any, Any]] = cells.groupby(by, sort=True)[wanted].sum().to_dict("index")
+    order = sorted(sums, key=lambda name: (-int(sums[name]["n"]), str(name)))
     return {
-        str(r["key"]): GroupFigures(
-            customers=int(r["n"]),
-            clv=float(r["clv"]),
-            p_purchase=float(r["p"]) / int(r["n"]) if churn else None,
-            bought=float(r["bought"]) / int(r["n"]) if holdout else None,
+        str(name): GroupFigures(
+            customers=int(sums[name]["n"]),
+            clv=float(sums[name]["clv"]),
+            p_purchase=float(sums[name]["churn"]) / int(sums[name]["n"]) if churn else None,
+            bought=float(sums[name]["bought"]) / int(sums[name]["n"]) if holdout else None,
         )
-        for r in rows
+        for name in order
     }
 
 
-def _crossed(customers: DataFrame) -> pd.DataFrame:
-    from pyspark.sql import functions as F
-
-    counts = customers.groupBy(
-        F.col("rfm_segment").cast("string").alias("rfm_segment"), F.col("segment").cast("string").alias("segment")
-    ).count()
-    table = counts.toPandas().pivot(index="rfm_segment", columns="segment", values="count").fillna(0).astype(np.int64)
-    table = table.sort_index().sort_index(axis=1)
+def _crossed(cells: pd.DataFrame) -> pd.DataFrame:
+    """Customers by RFM segment (rows) and churn-risk segment (columns), from the table's cells."""
+    table = cells.pivot_table(index="rfm_segment", columns="segment", values="n", aggfunc="sum", fill_value=0)
+    table = table.astype(np.int64).sort_index().sort_index(axis=1)
     table.index.name, table.columns.name = "rfm_segment", "segment"
     return table
 

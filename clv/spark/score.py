@@ -180,7 +180,7 @@ def score_on_spark(
 
     from clv.model import DROPOUT
     from clv.pipeline import _column_order, spend_outliers
-    from clv.spark.digest import spark_digest
+    from clv.spark.digest import spark_digest, table_cells
     from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
     from clv.spark.tiers import rfm_score_columns, segment_column, spark_tier_table, tier_index
 
@@ -210,8 +210,9 @@ def score_on_spark(
         table = scored.select(*(ranked[c].alias(c) if c in ranked else F.col(c) for c in order))
         tiers = table.select("customer_id", "tier").toPandas()
         value = SparkValue(table, schedule_frame(scored, forecast), forecast, tiers, scored)
-        digest = spark_digest(table, churn)
-        tier_table = spark_tier_table(table, config.tiers, churn)
+        cells = table_cells(table, churn)
+        digest = spark_digest(table, churn, cells)
+        tier_table = spark_tier_table(table, config.tiers, churn, cells)
         holdout = _holdout_figures(scored, config, data.rfm.holdout_length)
     return value, digest, tier_table, holdout
 

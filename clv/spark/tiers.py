@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from clv.config import TiersConfig
-from clv.spark.digest import order_keys, order_statistics
+from clv.spark.digest import order_keys, order_statistics, table_cells
 from clv.tiers import RFM_SEGMENTS, SEGMENTS, UNIDENTIFIED_SEGMENTS, check_tier_sizes, share_boundaries
 
 if TYPE_CHECKING:
@@ -62,47 +62,41 @@ def tier_index(customers: DataFrame, config: TiersConfig, count: int) -> Column:
     return index
 
 
-def spark_tier_table(customers: DataFrame, config: TiersConfig, churn: str | None = None) -> pd.DataFrame:
-    """`clv.tiers.tier_table` of a Spark customer table (with its tier column): the same columns, aggregated
-    in Spark."""
-    from pyspark.sql import functions as F
-
-    columns = customers.columns
-    figures = [
-        F.count(F.lit(1)).alias("customers"),
-        F.sum("clv").alias("total_clv"),
-        F.min("clv").alias("min_clv"),
-        F.max("clv").alias("max_clv"),
-        F.avg("p_alive").alias("mean_p_alive"),
-        *([F.avg(churn).alias(f"mean_{churn}")] if churn else []),
-        F.sum("expected_purchases").alias("expected_purchases"),
-        *([F.avg("expected_spend").alias("mean_expected_spend")] if "expected_spend" in columns else []),
-    ]
-    found = {
-        str(r["tier"]): r for r in customers.groupBy(F.col("tier").cast("string").alias("tier")).agg(*figures).collect()
-    }
-    n = sum(int(r["customers"]) for r in found.values())
-    total = sum(float(r["total_clv"]) for r in found.values())
+def spark_tier_table(
+    customers: DataFrame, config: TiersConfig, churn: str | None = None, cells: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """`clv.tiers.tier_table` of a Spark customer table (with its tier column): the same columns, from its
+    `clv.spark.digest.table_cells` (summed here when not given)."""
+    cells = table_cells(customers, churn) if cells is None else cells
+    money = "expected_spend" in customers.columns
+    grouped = cells.groupby("tier")
+    sums: dict[Any, dict[Any, Any]] = grouped.sum(numeric_only=True).to_dict("index")
+    least, largest = grouped["min_clv"].min().to_dict(), grouped["max_clv"].max().to_dict()
+    n, total = int(cells["n"].sum()), float(cells["clv"].sum())
+    nan = float("nan")
     rows = []
     for level in config.levels:
-        r = found.get(level.label)
-        size = int(r["customers"]) if r is not None else 0
-        clv = float(r["total_clv"]) if r is not None else 0.0
-        nan = float("nan")
+        found = sums.get(level.label)
+        size = int(found["n"]) if found else 0
+        clv = float(found["clv"]) if found else 0.0
+
+        def mean(column: str, found: dict[Any, Any] | None = found, size: int = size) -> float:
+            return float(found[column]) / size if found else nan
+
         row = {
             "tier": level.label,
             "customers": size,
             "share_of_customers": size / n if n else 0.0,
             "total_clv": clv,
             "share_of_clv": clv / total if total else 0.0,
-            "min_clv": float(r["min_clv"]) if r is not None else nan,
-            "max_clv": float(r["max_clv"]) if r is not None else nan,
-            "mean_p_alive": float(r["mean_p_alive"]) if r is not None else nan,
-            **({f"mean_{churn}": float(r[f"mean_{churn}"]) if r is not None else nan} if churn else {}),
-            "expected_purchases": float(r["expected_purchases"]) if r is not None else 0.0,
+            "min_clv": float(least[level.label]) if found else nan,
+            "max_clv": float(largest[level.label]) if found else nan,
+            "mean_p_alive": mean("p_alive"),
+            **({f"mean_{churn}": mean("churn")} if churn else {}),
+            "expected_purchases": float(found["expected_purchases"]) if found else 0.0,
         }
-        if "expected_spend" in columns:
-            row["mean_expected_spend"] = float(r["mean_expected_spend"]) if r is not None else nan
+        if money:
+            row["mean_expected_spend"] = mean("expected_spend")
         rows.append(row)
     return pd.DataFrame(rows)
 
