@@ -107,6 +107,7 @@ def test_cdnow_run_on_spark_gives_the_local_numbers(spark, tmp_path):
     assert parts == sorted(f"tier={t}" for t in set(a["tier"]))
     written = read_by_tier(folder / CUSTOMERS_BY_TIER)
     pd.testing.assert_frame_equal(written, a, check_dtype=False, rtol=1e-9)
+    assert [str(written[c].dtype) for c in ("r_score", "f_score", "m_score")] == ["int64"] * 3
     for name in ("tiers.csv", "forecast.csv", "at_risk.csv", "summary.json", "report.html"):
         assert (folder / name).is_file(), name
     local_folder = write_outputs(dataclasses.replace(local, config=_config(CDNOW, "local", tmp_path / "local")))

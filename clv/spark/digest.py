@@ -388,7 +388,8 @@ def saved_digest(config: RunConfig, folder: Path, churn: str | None, renames: di
         spark = spark_session(config)
         untyped = {"spark.sql.sources.partitionColumnTypeInference.enabled": "false"}
         with session_conf(spark, untyped | ARROW_EXCHANGE):
-            customers = _tier_labels(spark.read.parquet(str(folder)), [level.label for level in config.tiers.levels])
+            table = spark.read.parquet(folder.resolve().as_uri())
+            customers = _tier_labels(table, [level.label for level in config.tiers.levels])
             for saved, name in renames.items():
                 if saved in customers.columns:
                     customers = customers.withColumnRenamed(saved, name)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from clv.config import RunConfig
 from clv.digest import CustomerDigest
+from clv.errors import ClvError
 from clv.spend.outliers import SpendOutliers
 from clv.store import FittedModels, point_models_from_json, point_models_json
 from clv.tiers import churn_column, churn_window
@@ -176,44 +177,78 @@ def score_on_spark(
 ) -> tuple[SparkValue, CustomerDigest, pd.DataFrame, dict[str, Any] | None]:
     """`clv.pipeline.score`'s predictions, value, tiers and segments on Spark for point fits: the scored table
     (`SparkValue`), its digest, the tier table and the holdout figures, with the local engine's numbers."""
+    from pyspark.errors import PythonException
+
+    from clv.pipeline import spend_outliers
+    from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
+
+    rfm = data.rfm.frame
+    outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
+    persisted: list[DataFrame] = []
+    try:
+        with pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
+            return _scored_table(spark, config, fitted, data, outliers, persisted)
+    except PythonException as exc:  # a worker's error: its last line, which names the clv error and its message
+        for frame in persisted:
+            frame.unpersist()
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise ClvError(
+            f"scoring on Spark failed in a worker: {lines[-1].strip() if lines else exc}",
+            hint="the worker's full error is in the Spark log; run with engine: local on a sample to see it whole",
+        ) from None
+    except BaseException:
+        for frame in persisted:
+            frame.unpersist()
+        raise
+
+
+def _scored_table(
+    spark: SparkSession,
+    config: RunConfig,
+    fitted: FittedModels,
+    data: DataStep,
+    outliers: SpendOutliers | None,
+    persisted: list[DataFrame],
+) -> tuple[SparkValue, CustomerDigest, pd.DataFrame, dict[str, Any] | None]:
+    """`score_on_spark`'s work; every frame it persists is in `persisted` (unpersisted on an error)."""
     from pyspark.sql import functions as F
 
     from clv.model import DROPOUT
-    from clv.pipeline import _column_order, spend_outliers
+    from clv.pipeline import _column_order
     from clv.spark.digest import spark_digest, table_cells
-    from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
     from clv.spark.tiers import rfm_score_columns, segment_column, spark_tier_table, tier_index
 
     rfm = data.rfm.frame
     n = len(rfm)
-    outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
-    with pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
-        terms = score_parts(spark, config, fitted, rfm, data.rfm.holdout_length, outliers)
-        forecast = forecast_sums(terms, config, fitted.spend is not None)
-        # the month terms summed, the rows kept without them: the table's columns and the schedule
-        scored = terms.select(*(c for c in terms.columns if not c.startswith(("__p_", "__d_")))).persist()
-        scored.count()
-        terms.unpersist()
-        churn = churn_name(config)
-        index = tier_index(scored, config.tiers, n)
-        label = F.when(F.lit(False), F.lit(None).cast("string"))
-        for k, level in enumerate(config.tiers.levels):
-            label = label.when(index == F.lit(k), F.lit(level.label))
-        identified = DROPOUT not in fitted.purchase.not_identified_
-        ranked = {
-            "tier": label,
-            "segment": segment_column(index, F.col(churn), config.tiers, identified),
-            **rfm_score_columns(scored, n),
-        }
-        own = [c for c in scored.columns if not c.startswith(_TERMS)]
-        order = _column_order([*own, *ranked])
-        table = scored.select(*(ranked[c].alias(c) if c in ranked else F.col(c) for c in order))
-        tiers = table.select("customer_id", "tier").toPandas()
-        value = SparkValue(table, schedule_frame(scored, forecast), forecast, tiers, scored)
-        cells = table_cells(table, churn)
-        digest = spark_digest(table, churn, cells)
-        tier_table = spark_tier_table(table, config.tiers, churn, cells)
-        holdout = _holdout_figures(scored, config, data.rfm.holdout_length)
+    terms = score_parts(spark, config, fitted, rfm, data.rfm.holdout_length, outliers)
+    persisted.append(terms)
+    forecast = forecast_sums(terms, config, fitted.spend is not None)
+    # the month terms summed, the rows kept without them: the table's columns and the schedule
+    kept = [F.col(f"`{c}`") for c in terms.columns if not c.startswith(("__p_", "__d_"))]
+    scored = terms.select(*kept).persist()
+    persisted.append(scored)
+    scored.count()
+    terms.unpersist()
+    churn = churn_name(config)
+    index = tier_index(scored, config.tiers, n)
+    label = F.when(F.lit(False), F.lit(None).cast("string"))
+    for k, level in enumerate(config.tiers.levels):
+        label = label.when(index == F.lit(k), F.lit(level.label))
+    identified = DROPOUT not in fitted.purchase.not_identified_
+    ranked = {
+        "tier": label,
+        "segment": segment_column(index, F.col(churn), config.tiers, identified),
+        **rfm_score_columns(scored, n),
+    }
+    own = [c for c in scored.columns if not c.startswith(_TERMS)]
+    order = _column_order([*own, *ranked])
+    table = scored.select(*(ranked[c].alias(c) if c in ranked else F.col(f"`{c}`") for c in order))
+    tiers = table.select("customer_id", "tier").toPandas()
+    value = SparkValue(table, schedule_frame(scored, forecast), forecast, tiers, scored)
+    cells = table_cells(table, churn)
+    digest = spark_digest(table, churn, cells)
+    tier_table = spark_tier_table(table, config.tiers, churn, cells)
+    holdout = _holdout_figures(scored, config, data.rfm.holdout_length)
     return value, digest, tier_table, holdout
 
 
@@ -257,8 +292,16 @@ def write_spark_tables(value: SparkValue, staging: Path, money: bool) -> pd.Data
     ordered = table.orderBy(F.col(worth).desc(), F.col("customer_id").asc())
     folder = staging / CUSTOMERS_BY_TIER
     ordered.write.partitionBy("tier").parquet(_uri(folder))
+    schedule = staging / schedule_file(money, "parquet")
+    value.schedule.write.parquet(_uri(schedule))
+    for written in (folder, schedule):  # what the workers wrote must be where the driver moves the folder from
+        if not (written / "_SUCCESS").is_file():
+            raise ClvError(
+                f"Spark's workers wrote {written.name} where the driver does not see it ({written})",
+                hint="output.reports_dir must be a path the driver and every worker share (a local path in local "
+                "mode; on a cluster a mounted one, such as /dbfs/...)",
+            )
     (folder / COLUMNS_FILE).write_text(json.dumps(list(table.columns)))
-    value.schedule.write.parquet(_uri(staging / schedule_file(money, "parquet")))
     with pandas_notices_quieted(), session_conf(table.sparkSession, ARROW_EXCHANGE):
         slipping = ordered.filter(F.col("segment") == AT_RISK).toPandas()
     return slipping.reset_index(drop=True)

@@ -131,7 +131,7 @@ def rfm_score_columns(customers: DataFrame, count: int) -> dict[str, Column]:
     for name, value in values.items():
         thresholds = quintile_thresholds(customers, value, count)
         reached = [(value.cast("double") >= F.lit(t)).cast("int") for t in thresholds if math.isfinite(t)]
-        scores[name] = sum(reached, F.lit(1))
+        scores[name] = sum(reached, F.lit(1)).cast("long")  # int64, as the local scores
     r, f = scores["r_score"], scores["f_score"]
     segment: Column = F.lit("other")
     for r_set, f_set, label in RFM_SEGMENTS:  # the last named segment that matches wins, as in rfm_scores
