@@ -42,6 +42,10 @@ __all__ = ["SparkValue", "score_on_spark", "score_parts", "scored_rows", "write_
 _TERMS = ("__p", "__s", "__d")
 #: rows per pandas batch of the scoring (Spark's default is 10,000): fewer, larger vectorised steps
 _BATCHES = {"spark.sql.execution.arrow.maxRecordsPerBatch": "100000"}
+#: most customers in a scoring partition, which a worker scores as one frame (about 0.5 GB of Python memory)
+_PART_ROWS = 1_000_000
+#: scored rows per batch sent back to Spark
+_OUT_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -100,15 +104,22 @@ def scored_rows(
 def _score_batches(
     batches: Iterator[pd.DataFrame], config_json: str, models_json: str, method: str, outliers_json: str, length: Any
 ) -> Iterator[pd.DataFrame]:
-    """The mapInPandas function: each batch of RFM rows scored (`scored_rows`) with the models rebuilt once."""
+    """The mapInPandas function: the partition's RFM rows scored together (`scored_rows`, the models rebuilt
+    from their JSON), as local scoring scores a whole frame: identical histories, which the partitioning keeps
+    together, share one computed value, so their CLVs tie exactly and the id decides between them, as locally
+    (a model's numerics may depend on the frame, e.g. its quadrature on the largest T, by the last bit). The
+    scored rows go out in batches of `_OUT_ROWS`."""
     config = RunConfig.model_validate_json(config_json)
     purchase, spend = point_models_from_json(models_json)
     fitted = FittedModels(purchase, spend, method, None, None, {})
     found = json.loads(outliers_json)
     outliers = SpendOutliers(**found) if found else None
-    for batch in batches:
-        if len(batch):
-            yield scored_rows(config, fitted, batch.reset_index(drop=True), outliers, length)
+    parts = [batch for batch in batches if len(batch)]
+    if not parts:
+        return
+    scored = scored_rows(config, fitted, pd.concat(parts, ignore_index=True), outliers, length)
+    for start in range(0, len(scored), _OUT_ROWS):
+        yield scored.iloc[start : start + _OUT_ROWS]
 
 
 def score_parts(
@@ -130,10 +141,11 @@ def score_parts(
     models_json = point_models_json(fitted)
     outliers_json = json.dumps(dataclasses.asdict(outliers) if outliers is not None else None)
     method = fitted.method
-    parts = max(
-        1, spark.sparkContext.defaultParallelism * 2 if config.spark.partitions is None else config.spark.partitions
-    )
-    frame = spark.createDataFrame(rfm).repartition(parts)
+    # partitions of at most about _PART_ROWS customers (each is scored as one frame), by frequency and T: identical
+    # histories are in one partition, and so are those a model without dropout values alike whatever the recency
+    least = config.spark.partitions or 2 * spark.sparkContext.defaultParallelism
+    parts = max(least, -(-len(rfm) // _PART_ROWS))
+    frame = spark.createDataFrame(rfm).repartition(parts, "frequency", "T")
     scored = frame.mapInPandas(
         lambda batches: _score_batches(batches, config_json, models_json, method, outliers_json, length), schema
     )
