@@ -552,12 +552,7 @@ def score(
     with _timed(timings, "predict and value", progress):
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
-    band = None
-    if config.prediction.band is not None:
-        from clv.evaluate.band import forecast_band  # it fits the rolling origins with the pipeline's steps
-
-        with _timed(timings, "forecast band (rolling origins)", progress):
-            band = forecast_band(config, fitted, data)
+    band = _band(config, fitted, data, timings, progress)
     with _timed(timings, "tiers and segments", progress):
         customers = _customer_table(config, data.rfm.frame, fitted, value, holdout_customers)
         labels = [level.label for level in config.tiers.levels]
@@ -597,17 +592,12 @@ def _score_on_spark(
     from clv.spark import session_for
     from clv.spark.score import score_on_spark
 
+    outliers = spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None
     with _timed(timings, "predict, value, tiers and segments (Spark)", progress):
-        value, digest, tiers, holdout = score_on_spark(session_for(config), config, fitted, data)
+        value, digest, tiers, holdout = score_on_spark(session_for(config), config, fitted, data, outliers)
         labels = [level.label for level in config.tiers.levels]
         migration = _migration(previous_tiers, value.tiers, labels)
-    band = None
-    if config.prediction.band is not None:
-        from clv.evaluate.band import forecast_band
-
-        with _timed(timings, "forecast band (rolling origins)", progress):
-            band = forecast_band(config, fitted, data)
-    outliers = spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None
+    band = _band(config, fitted, data, timings, progress)
     return RunResult(
         config,
         data,
@@ -624,6 +614,18 @@ def _score_on_spark(
         model_choice,
         band,
     )
+
+
+def _band(
+    config: RunConfig, fitted: FittedModels, data: DataStep, timings: dict[str, float], progress: Progress | None
+) -> ForecastBand | None:
+    """With prediction.band, the forecast band calibrated on rolling origins (`clv.evaluate.band`); else None."""
+    if config.prediction.band is None:
+        return None
+    from clv.evaluate.band import forecast_band  # it fits the rolling origins with the pipeline's steps
+
+    with _timed(timings, "forecast band (rolling origins)", progress):
+        return forecast_band(config, fitted, data)
 
 
 def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:

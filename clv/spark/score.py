@@ -185,17 +185,15 @@ def churn_name(config: RunConfig) -> str:
 
 
 def score_on_spark(
-    spark: SparkSession, config: RunConfig, fitted: FittedModels, data: DataStep
+    spark: SparkSession, config: RunConfig, fitted: FittedModels, data: DataStep, outliers: SpendOutliers | None
 ) -> tuple[SparkValue, CustomerDigest, pd.DataFrame, dict[str, Any] | None]:
     """`clv.pipeline.score`'s predictions, value, tiers and segments on Spark for point fits: the scored table
-    (`SparkValue`), its digest, the tier table and the holdout figures, with the local engine's numbers."""
+    (`SparkValue`), its digest, the tier table and the holdout figures, with the local engine's numbers;
+    `outliers` are the whole data's spend outliers (`clv.pipeline.spend_outliers`, None without a spend model)."""
     from pyspark.errors import PythonException
 
-    from clv.pipeline import spend_outliers
     from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
 
-    rfm = data.rfm.frame
-    outliers = spend_outliers(config, rfm) if fitted.spend is not None else None
     persisted: list[DataFrame] = []
     try:
         with pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
