@@ -107,7 +107,7 @@ def _stages(config: Any, timed: dict[str, float], tasks: Any) -> dict[str, Any]:
 
     data = tasks
     start = time.perf_counter()
-    fitted = pipeline.fit_models(config, data.rfm.frame)
+    fitted = pipeline.fit_models(config, data.rfm)  # on Spark: from the distinct histories collected
     timed["fit"] = time.perf_counter() - start
     start = time.perf_counter()
     result = pipeline.score(config, fitted, data)
@@ -116,7 +116,7 @@ def _stages(config: Any, timed: dict[str, float], tasks: Any) -> dict[str, Any]:
     write_outputs(result)
     timed["write outputs"] = time.perf_counter() - start
     return {
-        "customers": len(data.rfm.frame),
+        "customers": data.rfm.customers,
         "params": fitted.purchase.params_,
         "clv_total": result.digest.total_clv,
     }

@@ -157,12 +157,11 @@ def data_summarize(
             _warn(step.report.warnings)
         if step.customers is not None:
             info["customer_table"] = step.customers.to_dict()
-        info |= {
-            "rfm_customers": len(step.rfm.frame),
-            "repeat_purchases_calibration": int(step.rfm.frame["frequency"].sum()),
-        }
-        if "frequency_holdout" in step.rfm.frame:
-            info["repeat_purchases_holdout"] = int(step.rfm.frame["frequency_holdout"].sum())
+        counted: list[str] = [c for c in ("frequency", "frequency_holdout") if c in step.rfm.columns]
+        sums = step.rfm.sums(counted)
+        info |= {"rfm_customers": step.rfm.customers, "repeat_purchases_calibration": int(sums["frequency"])}
+        if "frequency_holdout" in sums:
+            info["repeat_purchases_holdout"] = int(sums["frequency_holdout"])
         if quiet:
             return
         if json_out:
@@ -255,7 +254,7 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
     with _steps(quiet) as steps:
         result = run(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
         steps("write the reports and save the model")
-        with staged_fitted(result.config, result.fitted, result.data.rfm.frame, result.customer_tiers) as model_dir:
+        with staged_fitted(result.config, result.fitted, result.data.rfm, result.customer_tiers) as model_dir:
             out = write_outputs(result, model_dir)  # the model becomes `latest` only once the reports are written
     if not quiet:
         _print_reading(result.data.report)
@@ -435,9 +434,9 @@ def train_command(
             cfg, choice = choose_purchase(cfg, steps, strict)
             data, fitted, messages, _ = train(cfg, steps, strict, progress_bar=not quiet and cfg.bayes.progress)
             steps("tier the customers (saved for the next run's migration table)")
-            tiers = customer_tiers(cfg, fitted, data.rfm.frame)
+            tiers = customer_tiers(cfg, fitted, data.rfm)
             steps("save the model")
-            path = save_trained(cfg, fitted, data.rfm.frame, tiers)
+            path = save_trained(cfg, fitted, data.rfm, tiers)
         _warn([*data.notes, *messages])
         if choice is not None:
             typer.echo(f"purchase model chosen (auto): {choice.reason}")
@@ -476,7 +475,7 @@ def score_command(
             steps("read, validate and summarise")
             data = prepare_data(cfg)
             steps("check the model against the config and data")
-            check_compatible(cfg, fitted, data.rfm.frame)
+            check_compatible(cfg, fitted, data.rfm)
             result = score(cfg, fitted, data, previous_tiers(cfg, fitted), progress=steps)
             steps("write the reports")
             out = write_outputs(result)

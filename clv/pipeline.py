@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from clv.bayes.posterior import Posterior, warn_or_raise
 from clv.bayes.predict import (
@@ -59,7 +60,13 @@ from clv.model import DROPOUT
 from clv.purchase import PURCHASE_MODELS, ParetoGGGModel, PurchaseModel
 from clv.seeds import stream_seed
 from clv.spend.gamma_gamma import GammaGammaModel
-from clv.spend.outliers import SpendOutliers, find_spend_outliers, spend_fit_frame, spend_value_frame
+from clv.spend.outliers import (
+    SpendOutliers,
+    find_spend_outliers,
+    spend_fit_frame,
+    spend_fit_rows,
+    spend_value_frame,
+)
 from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, staged_models
 from clv.tiers import (
     assign_tiers,
@@ -76,7 +83,9 @@ from clv.value import ValueResult, value_customers
 from clv.versions import package_versions
 
 __all__ = [
+    "HISTORY_MODELS",
     "DataStep",
+    "FitRows",
     "LogSplits",
     "RunResult",
     "check_compatible",
@@ -87,6 +96,7 @@ __all__ = [
     "customer_rows",
     "customer_tiers",
     "fit_models",
+    "fit_rows",
     "fit_together",
     "has_spend",
     "log_splits",
@@ -166,6 +176,17 @@ class RunResult:
     def spend(self) -> GammaGammaModel | None:
         return self.fitted.spend
 
+    def release(self) -> None:
+        """Free what the run keeps on Spark, once its outputs are written and its models saved: the scored
+        table and the customers' RFM rows (nothing for a local run). Reading them later recomputes them."""
+        if self.customers is None:
+            from clv.spark.score import SparkValue
+
+            assert isinstance(self.value, SparkValue)
+            self.value.release()
+        if self.data.rfm.remote is not None:
+            self.data.rfm.remote.release()
+
 
 @contextmanager
 def _timed(timings: dict[str, float], step: str, progress: Progress | None) -> Iterator[None]:
@@ -191,7 +212,7 @@ def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
     else:
         with duckdb.connect() as con:
             step = summarise(config, load_transactions(config.data.source, config.data, con), check_period)
-    check_unique_ids(step.rfm.frame, config.data.source)
+    check_unique_ids(step.rfm, config.data.source)
     return with_covariates(config, step)
 
 
@@ -246,7 +267,7 @@ def log_splits(config: RunConfig, splits: list[Split], main: bool, tracking: boo
 
         data, track, summaries = spark_log_splits(config, splits, main, tracking)
         if data is not None:
-            check_unique_ids(data.rfm.frame, config.data.source)
+            check_unique_ids(data.rfm, config.data.source)
             data = with_covariates(config, data)
 
         def lookup(calibration_end: dt.date, holdout_end: dt.date) -> RfmSummary:
@@ -266,16 +287,62 @@ def log_splits(config: RunConfig, splits: list[Split], main: bool, tracking: boo
         )
 
 
-def has_spend(config: RunConfig, rfm: pd.DataFrame) -> bool:
-    """Whether the run has amounts, so a spend model is fitted."""
+def has_spend(config: RunConfig, rfm: pd.DataFrame | list[str]) -> bool:
+    """Whether the run has amounts (an RFM frame's, or its columns'), so a spend model is fitted."""
     return config.data.has_values and "monetary_value" in rfm
 
 
-def spend_outliers(config: RunConfig, rfm: pd.DataFrame) -> SpendOutliers | None:
-    """The spend outliers of the data under the config's policy, or None for data without amounts."""
-    if not has_spend(config, rfm):
+def spend_outliers(config: RunConfig, rfm: pd.DataFrame | RfmSummary) -> SpendOutliers | None:
+    """The spend outliers of the data under the config's policy, or None for data without amounts; of rows
+    kept on Spark from their distinct spends (`clv.spark.rows`), without collecting the customers."""
+    policy, multiple = config.model.spend_outliers, config.model.spend_outlier_multiple
+    remote = rfm.remote if isinstance(rfm, RfmSummary) else None
+    if remote is not None:
+        if not has_spend(config, remote.columns):
+            return None
+        pairs, counts = remote.spend_pairs()
+        return find_spend_outliers(pairs, policy, multiple, counts, remote.spend_outlier_ids)
+    frame = rfm.frame if isinstance(rfm, RfmSummary) else rfm
+    if not has_spend(config, frame):
         return None
-    return find_spend_outliers(rfm, config.model.spend_outliers, config.model.spend_outlier_multiple)
+    return find_spend_outliers(frame, policy, multiple)
+
+
+#: the purchase models whose likelihood reads a customer's (frequency, recency, T) alone (no regularity term, no
+#: customer-level latents): fitted to distinct histories with counts when the rows are kept on Spark
+HISTORY_MODELS = ("bgnbd", "pareto_nbd", "mbgnbd", "bgbb")
+
+
+@dataclass(frozen=True)
+class FitRows:
+    """The rows the fits read: the purchase model's, and the spend model's under the outlier policy (None
+    without amounts), each row standing for as many customers as its weight (weights None: one each)."""
+
+    purchase: pd.DataFrame
+    spend: pd.DataFrame | None
+    outliers: SpendOutliers | None
+    purchase_weights: NDArray[np.float64] | None = None
+    spend_weights: NDArray[np.float64] | None = None
+
+
+def fit_rows(config: RunConfig, rfm: pd.DataFrame | RfmSummary) -> FitRows:
+    """What `fit_models` fits: the customers' rows, or for rows kept on Spark (`clv.spark.rows`) and models
+    that read nothing else, their distinct histories and spend pairs with counts (the same likelihood, summed
+    per distinct row: only these come to the driver)."""
+    remote = rfm.remote if isinstance(rfm, RfmSummary) else None
+    plain = config.covariates is None and not config.model.pool_by and config.model.purchase in HISTORY_MODELS
+    if remote is not None and plain:
+        assert isinstance(rfm, RfmSummary)
+        histories, counts = remote.histories()
+        outliers = spend_outliers(config, rfm)
+        if outliers is None:
+            return FitRows(histories, None, None, counts)
+        pairs, pair_counts = remote.spend_pairs()
+        spend, spend_counts = spend_fit_rows(pairs, outliers, pair_counts)
+        return FitRows(histories, spend, outliers, counts, spend_counts)
+    frame = rfm.frame if isinstance(rfm, RfmSummary) else rfm
+    outliers = spend_outliers(config, frame)
+    return FitRows(frame, spend_fit_frame(frame, outliers) if outliers is not None else None, outliers)
 
 
 def purchase_model(config: RunConfig) -> PurchaseModel:
@@ -316,17 +383,19 @@ def spend_model(config: RunConfig) -> GammaGammaModel:
     )
 
 
-def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progress_bar: bool = False) -> FittedModels:
+def fit_models(
+    config: RunConfig, rfm: pd.DataFrame | RfmSummary, strict: bool = False, progress_bar: bool = False
+) -> FittedModels:
     """Fit the configured purchase model, and Gamma-Gamma when the data has amounts, by the configured method
     (the spend model on the rows that `model.spend_outliers` leaves it, see `clv.spend.outliers`), each with the
-    covariates of the config's covariates section (columns of `rfm`, see `with_covariates`)."""
+    covariates of the config's covariates section (columns of `rfm`, see `with_covariates`); on the rows
+    `fit_rows` gives (distinct histories with counts for rows kept on Spark)."""
     seed = config.model.seed
+    rows = fit_rows(config, rfm)
     purchase = purchase_model(config)
-    outliers = spend_outliers(config, rfm)
-    spend = spend_model(config) if outliers is not None else None
-    spend_rfm = spend_fit_frame(rfm, outliers) if outliers is not None else rfm
+    spend = spend_model(config) if rows.spend is not None else None
     if config.model.method == "mle":
-        purchase, spend = fit_together(purchase, spend, rfm, spend_rfm)
+        purchase, spend = fit_together(purchase, spend, rows)
         return FittedModels(purchase, spend, "mle", None, None, {})
     from clv.bayes.fit import fit_posterior  # PyMC is imported only when a Bayesian fit is asked for
     from clv.bayes.pooling import PoolingOptions
@@ -335,20 +404,31 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
     if isinstance(purchase, ParetoGGGModel):  # customer-level latents: the Gibbs sampler, not a likelihood in PyMC
         from clv.bayes.ggg_fit import fit_ggg_posterior
 
-        purchase_posterior = fit_ggg_posterior(rfm, config.bayes, stream_seed(seed, "purchase_fit"))
+        purchase_posterior = fit_ggg_posterior(rows.purchase, config.bayes, stream_seed(seed, "purchase_fit"))
     else:
         purchase_posterior = fit_posterior(
-            purchase, rfm, config.bayes, stream_seed(seed, "purchase_fit"), progress_bar, pooling=pooling
+            purchase,
+            rows.purchase,
+            config.bayes,
+            stream_seed(seed, "purchase_fit"),
+            progress_bar,
+            weights=rows.purchase_weights,
+            pooling=pooling,
         )
     posteriors = [purchase_posterior]
-    if spend is not None:
+    if spend is not None and rows.spend is not None:
         spend_seed = stream_seed(seed, "spend_fit")
-        posteriors.append(fit_posterior(spend, spend_rfm, config.bayes, spend_seed, progress_bar, pooling=pooling))
+        posteriors.append(
+            fit_posterior(
+                spend, rows.spend, config.bayes, spend_seed, progress_bar, weights=rows.spend_weights, pooling=pooling
+            )
+        )
     for posterior in posteriors:
         warn_or_raise(posterior, strict)
+    data = ((rows.purchase, rows.purchase_weights), (rows.spend, rows.spend_weights))
     points = [
-        _point_model(model, post, data)
-        for model, post, data in zip((purchase, spend), posteriors, (rfm, spend_rfm), strict=False)
+        _point_model(model, post, frame, weights)
+        for model, post, (frame, weights) in zip((purchase, spend), posteriors, data, strict=False)
     ]
     return FittedModels(
         points[0],
@@ -360,19 +440,24 @@ def fit_models(config: RunConfig, rfm: pd.DataFrame, strict: bool = False, progr
     )
 
 
-def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
+def _point_model(
+    model: Any, posterior: Posterior, rfm: pd.DataFrame | None, weights: NDArray[np.float64] | None = None
+) -> Any:
     """The model at the posterior mean (with covariates: its coefficients too; pooled: the population's
     parameters, each group's own being in the posterior's `pooling`), with the log-likelihood there (for
-    summaries and plug-in use; none for a pooled fit, whose likelihood is the groups')."""
+    summaries and plug-in use; none for a pooled fit, whose likelihood is the groups'); `rfm`'s rows weighted
+    by `weights` (None: one customer each)."""
+    assert rfm is not None
     point = posterior.point_result()
+    customers = len(rfm) if weights is None else round(float(np.sum(weights)))
     if isinstance(model, ParetoGGGModel):  # no likelihood of a history: the posterior means alone
-        return ParetoGGGModel.from_result(dataclasses.replace(point, n_customers=len(rfm)))
+        return ParetoGGGModel.from_result(dataclasses.replace(point, n_customers=customers))
     if posterior.layout is not None and posterior.layout.pooled:
-        return type(model).from_result(dataclasses.replace(point, n_customers=len(rfm)))
+        return type(model).from_result(dataclasses.replace(point, n_customers=customers))
     if posterior.held:  # k of the regularity models: the likelihood of the data as given, at the point itself
         ll = float(type(model).from_result(point).loglik(rfm).sum())
-        return type(model).from_result(dataclasses.replace(point, log_likelihood=ll, n_customers=len(rfm)))
-    problem = model.likelihood_problem(rfm)
+        return type(model).from_result(dataclasses.replace(point, log_likelihood=ll, n_customers=customers))
+    problem = model.likelihood_problem(rfm, weights)
     mean = posterior.mean()
     k = len(model.param_names)
     # the problem's parameters: the base ones, then e^g per coefficient slot (clv.covariate_fit)
@@ -382,19 +467,18 @@ def _point_model(model: Any, posterior: Posterior, rfm: pd.DataFrame) -> Any:
 
 
 def fit_together(
-    purchase: PurchaseModel,
-    spend: GammaGammaModel | None,
-    rfm: pd.DataFrame,
-    spend_rfm: pd.DataFrame | None = None,
+    purchase: PurchaseModel, spend: GammaGammaModel | None, rows: FitRows
 ) -> tuple[PurchaseModel, GammaGammaModel | None]:
-    """Fit the purchase model to `rfm` and the spend model to `spend_rfm` (default `rfm`) at the same time: they
-    are independent, and their array work releases the GIL, so on two cores the two fits overlap. Warnings
+    """Fit the purchase model and the spend model to their rows (`FitRows`) at the same time: they are
+    independent, and their array work releases the GIL, so on two cores the two fits overlap. Warnings
     raised in either reach the caller."""
-    if spend is None:
-        return purchase.fit(rfm), None
-    frames = (rfm, rfm if spend_rfm is None else spend_rfm)
+    if spend is None or rows.spend is None:
+        return purchase.fit(rows.purchase, rows.purchase_weights), None
     with single_threaded_blas(), ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = [pool.submit(_fit_recording, purchase, frames[0]), pool.submit(_fit_recording, spend, frames[1])]
+        jobs = [
+            pool.submit(_fit_recording, purchase, rows.purchase, rows.purchase_weights),
+            pool.submit(_fit_recording, spend, rows.spend, rows.spend_weights),
+        ]
         results = [job.result() for job in jobs]
     for _, caught in results:
         for warning in caught:
@@ -403,11 +487,11 @@ def fit_together(
 
 
 def _fit_recording(
-    model: PurchaseModel | GammaGammaModel, rfm: pd.DataFrame
+    model: PurchaseModel | GammaGammaModel, rfm: pd.DataFrame, weights: NDArray[np.float64] | None
 ) -> tuple[object, list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ConvergenceWarning)
-        model.fit(rfm)
+        model.fit(rfm, weights)
     return model, list(caught)
 
 
@@ -518,7 +602,7 @@ def train(
         with _timed(timings, "read, validate and summarise", progress):
             data = prepare_data(config)
         with _timed(timings, f"fit ({config.model.method})", progress):
-            fitted = fit_models(config, data.rfm.frame, strict, progress_bar)
+            fitted = fit_models(config, data.rfm, strict, progress_bar)
     messages = [str(w.message) for w in caught if issubclass(w.category, ClvWarning)]
     return data, fitted, messages, timings
 
@@ -538,10 +622,10 @@ def score(
     prediction.band, the forecast band is calibrated on rolling origins, where the model is fitted again
     (`clv.evaluate.band`)."""
     timings = {} if timings is None else dict(timings)
-    check_unique_ids(data.rfm.frame, config.data.source)
+    check_unique_ids(data.rfm, config.data.source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.filterwarnings("always", category=ClvWarning)
-        _check_compatible(config, fitted, data.rfm.frame)
+        _check_compatible(config, fitted, data.rfm)
     messages = [
         *data.notes,
         *(warnings_seen or []),
@@ -592,7 +676,7 @@ def _score_on_spark(
     from clv.spark import session_for
     from clv.spark.score import score_on_spark
 
-    outliers = spend_outliers(config, data.rfm.frame) if fitted.spend is not None else None
+    outliers = spend_outliers(config, data.rfm) if fitted.spend is not None else None
     with _timed(timings, "predict, value, tiers and segments (Spark)", progress):
         value, digest, tiers, holdout = score_on_spark(session_for(config), config, fitted, data, outliers)
         labels = [level.label for level in config.tiers.levels]
@@ -628,7 +712,7 @@ def _band(
         return forecast_band(config, fitted, data)
 
 
-def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
+def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: RfmSummary) -> None:
     """`check_compatible`, and a warning when the saved model is another purchase model than the config names."""
     check_compatible(config, fitted, rfm)
     if fitted.metadata and config.model.purchase not in (fitted.purchase.name, AUTO):
@@ -639,7 +723,7 @@ def _check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame
         )
 
 
-def check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
+def check_compatible(config: RunConfig, fitted: FittedModels, rfm: RfmSummary) -> None:
     """Refuse (UsageError, exit 2) fitted models that do not fit the config and data: fitted in another time
     unit, or a spend model on one side only (the CLV would count purchases where the config asks for money, or
     need amounts the data lacks). Nothing has been written when this refuses."""
@@ -650,12 +734,12 @@ def check_compatible(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame)
                 f"the saved model was fitted in unit {saved_unit}; this config's time.unit is {config.time.unit}",
                 hint=f"score with --set time.unit={saved_unit}",
             )
-    if fitted.spend is not None and not has_spend(config, rfm):
+    if fitted.spend is not None and not has_spend(config, rfm.columns):
         raise UsageError(
             "the saved model has a spend model, but this data has no amounts (monetary_value)",
             hint="score data with amounts (data.amount), or retrain without them",
         )
-    if fitted.spend is None and has_spend(config, rfm):
+    if fitted.spend is None and has_spend(config, rfm.columns):
         raise UsageError(
             f"the saved model has no spend model (it was trained without amounts), but this config and data have "
             f"amounts and model.spend is {config.model.spend}: its CLV would count purchases, not money",
@@ -678,7 +762,7 @@ def _describe_lists(lists: dict[str, list[str]]) -> str:
     return "; ".join(f"{p}: {', '.join(cols)}" for p, cols in lists.items()) or "none"
 
 
-def check_covariates(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> None:
+def check_covariates(config: RunConfig, fitted: FittedModels, summary: RfmSummary) -> None:
     """Refuse fitted models whose covariates are not the config's (UsageError naming the processes that
     differ), and data whose covariates the models cannot read: a missing column or a level the models were not
     fitted with (DataError naming the customers), before anything is predicted."""
@@ -695,6 +779,7 @@ def check_covariates(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame)
         covariates = None if model is None else model.covariates_
         if covariates is None:
             continue
+        rfm = summary.frame  # the customers' own columns
         _warn_scoring_covariates(config, covariates, rfm)
         for process in covariates.processes:
             try:
@@ -749,15 +834,22 @@ def _encoding(column: CovariateColumn) -> str:
     return "numeric, standardised" if column.standardised else "numeric, as given"
 
 
-def check_unique_ids(rfm: pd.DataFrame, source: str) -> None:
-    """One row per customer in the RFM frame, before anything is fitted or joined (rule: identity is sacred;
-    two ids that read as the same value would merge two customers' predictions): DataError otherwise."""
-    repeated = rfm["customer_id"][rfm["customer_id"].duplicated(keep=False)]
-    if len(repeated):
+def check_unique_ids(rfm: pd.DataFrame | RfmSummary, source: str) -> None:
+    """One row per customer in the RFM summary, before anything is fitted or joined (rule: identity is sacred;
+    two ids that read as the same value would merge two customers' predictions): DataError otherwise. Rows
+    kept on Spark are counted there."""
+    remote = rfm.remote if isinstance(rfm, RfmSummary) else None
+    if remote is not None:
+        count, shown = remote.repeated_ids(6)
+    else:
+        frame = rfm.frame if isinstance(rfm, RfmSummary) else rfm
+        repeated = frame["customer_id"][frame["customer_id"].duplicated(keep=False)]
         distinct = list(dict.fromkeys(repeated.tolist()))
+        count, shown = len(distinct), distinct
+    if count:
         raise DataError(
-            f"{source}: {len(distinct):,} customer id(s) stand for more than one customer in the RFM summary "
-            f"(first: {first_ids(distinct)}); predictions cannot be joined back to one customer each",
+            f"{source}: {count:,} customer id(s) stand for more than one customer in the RFM summary "
+            f"(first: {first_ids(shown)}); predictions cannot be joined back to one customer each",
             hint="check that the id column is read as written (leading zeros, spaces, case) and that each "
             "customer has a single id",
         )
@@ -880,9 +972,17 @@ def purchase_probability(config: RunConfig, fitted: FittedModels, rfm: pd.DataFr
     )
 
 
-def customer_tiers(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame) -> pd.DataFrame:
+def customer_tiers(config: RunConfig, fitted: FittedModels, summary: RfmSummary) -> pd.DataFrame:
     """Each customer's tier by CLV (customer_id, tier), without the rest of the scoring: what `clv train`
-    saves for the next run's migration table."""
+    saves for the next run's migration table. Rows kept on Spark, with a point fit, are tiered there
+    (`clv.spark.score.spark_customer_tiers`): only the ids and tiers come to the driver."""
+    if summary.remote is not None and fitted.purchase_posterior is None:
+        from clv.spark import session_for
+        from clv.spark.score import spark_customer_tiers
+
+        outliers = spend_outliers(config, summary) if fitted.spend is not None else None
+        return spark_customer_tiers(session_for(config), config, fitted, summary, outliers)
+    rfm = summary.frame
     value = value_models(config, fitted, rfm, residual=False)
     clv = rfm[["customer_id"]].merge(value.customers[["customer_id", "clv"]], on="customer_id", validate="one_to_one")
     tier_index = assign_tiers(clv["clv"].to_numpy(dtype=float), config.tiers, clv["customer_id"].to_numpy())
@@ -956,10 +1056,10 @@ def _migration(previous: pd.DataFrame | None, customers: pd.DataFrame, labels: l
 
 def save_fitted(result: RunResult) -> Path:
     """Save a scored run's models with its customers' tiers (see `save_trained`); its path."""
-    return save_trained(result.config, result.fitted, result.data.rfm.frame, result.customer_tiers)
+    return save_trained(result.config, result.fitted, result.data.rfm, result.customer_tiers)
 
 
-def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tiers: pd.DataFrame) -> Path:
+def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame | RfmSummary, tiers: pd.DataFrame) -> Path:
     """Save the fitted models to models/<name>/<run_id>/ with the customers' tiers (customer_id, tier; for the
     next run's migration table), point models/<name>/latest at it, and return its path."""
     with staged_fitted(config, fitted, rfm, tiers) as path:
@@ -967,8 +1067,17 @@ def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tie
     return path
 
 
+def _fingerprint(rfm: pd.DataFrame | RfmSummary) -> dict[str, Any]:
+    """`clv.store.data_fingerprint` of the fitted rows (of rows kept on Spark, computed there)."""
+    if isinstance(rfm, RfmSummary):
+        return data_fingerprint(rfm.frame) if rfm.remote is None else rfm.remote.fingerprint()
+    return data_fingerprint(rfm)
+
+
 @contextmanager
-def staged_fitted(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, tiers: pd.DataFrame) -> Iterator[Path]:
+def staged_fitted(
+    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame | RfmSummary, tiers: pd.DataFrame
+) -> Iterator[Path]:
     """`save_trained` around a block: the run is written to a staging folder, its final path yielded, and it is
     renamed into place and made `latest` only when the block (e.g. writing the reports) ends without an error;
     otherwise nothing is left (see clv.store.staged_models)."""
@@ -978,7 +1087,7 @@ def staged_fitted(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame, ti
         fitted,
         config.resolved(),
         config_hash(config),
-        data_fingerprint(rfm),
+        _fingerprint(rfm),
         package_versions(),
         extra={"customer_tiers.parquet": tiers[["customer_id", "tier"]]},
     ) as path:

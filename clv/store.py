@@ -33,9 +33,12 @@ from clv.purchase import PURCHASE_MODELS, PurchaseModel
 from clv.spend.gamma_gamma import GammaGammaModel
 
 __all__ = [
+    "FINGERPRINT_COLUMNS",
     "SCHEMA_VERSION",
     "FittedModels",
     "data_fingerprint",
+    "fingerprint_from_parts",
+    "fingerprint_part",
     "load_models",
     "point_models_from_json",
     "point_models_json",
@@ -78,20 +81,44 @@ def _canonical(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def data_fingerprint(rfm: pd.DataFrame) -> dict[str, Any]:
-    """Counts, sums and a SHA-256 of the RFM table the models were fitted on (customer order does not matter)."""
-    columns = [c for c in ("customer_id", "frequency", "recency", "T", "monetary_value") if c in rfm]
-    table = rfm[columns].sort_values(columns[0], kind="stable") if columns else rfm
-    digest = hashlib.sha256()
+#: the RFM columns a fingerprint reads
+FINGERPRINT_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
+#: the keys of the fingerprint's two 64-bit row hashes (`pd.util.hash_pandas_object`, 16 characters each)
+_HASH_KEYS = ("clv-fingerprint1", "clv-fingerprint2")
+
+
+def fingerprint_part(rfm: pd.DataFrame) -> str:
+    """A part of `data_fingerprint` (any split of the rows into parts gives the same fingerprint): its row
+    count, each row hash added up modulo 2^64, and the columns' sums, as JSON."""
+    columns = [c for c in FINGERPRINT_COLUMNS if c in rfm]
+    table = rfm[columns].copy()
     for column in columns:
-        values = table[column].to_numpy()
-        digest.update(column.encode())
-        digest.update(np.asarray(values.astype(str) if values.dtype == object else values).tobytes())
-    out: dict[str, Any] = {"customers": len(rfm), "sha256": digest.hexdigest()}
-    for column in ("frequency", "recency", "T", "monetary_value"):
-        if column in rfm:
-            out[f"sum_{column}"] = float(rfm[column].sum())
+        table[column] = table[column].astype(str) if column == "customer_id" else table[column].astype(float)
+    lanes = [int(pd.util.hash_pandas_object(table, index=False, hash_key=key).to_numpy().sum()) for key in _HASH_KEYS]
+    sums = {c: float(table[c].sum()) for c in columns if c != "customer_id"}
+    return json.dumps({"customers": len(table), "columns": columns, "lanes": lanes, "sums": sums})
+
+
+def fingerprint_from_parts(parts: list[str]) -> dict[str, Any]:
+    """`data_fingerprint` from `fingerprint_part` of each part of the rows."""
+    found = [json.loads(p) for p in parts]
+    columns = found[0]["columns"] if found else []
+    lanes = [sum(f["lanes"][k] for f in found) % 2**64 for k in range(len(_HASH_KEYS))]
+    out: dict[str, Any] = {
+        "customers": sum(f["customers"] for f in found),
+        "row_hash": "".join(f"{lane:016x}" for lane in lanes),
+    }
+    for column in columns[1:] if columns[:1] == ["customer_id"] else columns:
+        out[f"sum_{column}"] = float(sum(f["sums"][column] for f in found))
     return out
+
+
+def data_fingerprint(rfm: pd.DataFrame) -> dict[str, Any]:
+    """Counts, sums and a 128-bit hash of the RFM table the models were fitted on: the sum of each row's hash
+    (customer id as text, numbers as floats) modulo 2^64 in two lanes, so customer order does not matter and
+    the rows' parts on Spark give the same hash (`clv.spark.rows.SparkRows.fingerprint`; the sums may differ
+    there in the last digit, being added in another order)."""
+    return fingerprint_from_parts([fingerprint_part(rfm)])
 
 
 def _model_block(model: PurchaseModel | GammaGammaModel, posterior: Posterior | None) -> dict[str, Any]:

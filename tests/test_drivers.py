@@ -261,7 +261,7 @@ def run_pair(tmp_path_factory) -> tuple[Path, Path, RunConfig]:
         ParetoNBDModel(**BOTH).fit(rfm), GammaGammaModel(spend_covariates=["Channel"]).fit(rfm), "mle", None, None, {}
     )
     config = load_config(config_file, [f"output.reports_dir={root / 'cov'}"])
-    data = dataclasses.replace(plain.data, rfm=dataclasses.replace(plain.data.rfm, frame=rfm))
+    data = dataclasses.replace(plain.data, rfm=dataclasses.replace(plain.data.rfm, rows=rfm))
     return without, write_outputs(dataclasses.replace(plain, config=config, data=data, fitted=fitted)), config
 
 

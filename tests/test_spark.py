@@ -310,10 +310,32 @@ def test_sources_on_spark_globs_folders_tables_and_frames(spark, tmp_path):
     assert step.report.source == "data frame"
 
 
-def test_more_customers_than_the_driver_bound_is_refused_with_the_count(spark):
-    raw = CDNOW | {"spark": {"master": "local[2]", "max_collected_rows": 1000}}
-    with pytest.raises(DataError, match=r"2,357 customers, more than spark.max_collected_rows 1,000"):
-        pipeline.prepare_data(parse_config(raw | {"engine": "spark"}))
+def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bound(spark, tmp_path):
+    """CDNOW's 2,357 customers share 1,000-odd distinct histories: with the driver bound at 1,200 rows the run
+    fits, scores and tiers them without the customer frame coming to the driver; reading the frame, or a bound
+    under the histories, is refused with the count and the remedy."""
+    bound = {"spark": {"master": "local[2]", "max_collected_rows": 1200}}
+    extra = {"output": {"reports_dir": str(tmp_path / "r"), "models_dir": str(tmp_path / "m")}}
+    local = pipeline.run(_config(CDNOW, "local"))
+    result = pipeline.run(parse_config(CDNOW | extra | bound | {"engine": "spark"}))
+    rfm = result.data.rfm
+    assert rfm.remote is not None and rfm._collected is None  # never collected
+    assert rfm.customers == 2357 and result.customers is None
+    assert result.purchase.n_customers_ == local.purchase.n_customers_ == 2357
+    assert (
+        result.spend.summary()["assumption_checks"]["buyers_fitted"]
+        == local.spend.summary()["assumption_checks"]["buyers_fitted"]
+    )
+    assert result.spend_outliers == local.spend_outliers
+    tiers = result.customer_tiers.sort_values("customer_id").reset_index(drop=True)
+    expected = local.customers[["customer_id", "tier"]].sort_values("customer_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(tiers, expected, check_dtype=False)
+    with pytest.raises(DataError, match=r"2,357 customers, more than spark.max_collected_rows 1,200") as caught:
+        _ = rfm.frame
+    assert "raise spark.max_collected_rows" in (caught.value.hint or "")
+    small = {"spark": {"master": "local[2]", "max_collected_rows": 100}}
+    with pytest.raises(DataError, match=r"more than spark.max_collected_rows 100"):
+        pipeline.run(parse_config(CDNOW | extra | small | {"engine": "spark"}))
 
 
 def test_a_missing_source_is_a_clear_error(spark):

@@ -279,4 +279,4 @@ def attach_covariates(config: RunConfig, rfm: RfmSummary) -> tuple[RfmSummary, C
     extra = [config.model.pool_by] if config.model.pool_by else []
     table = read_customer_table(source, id_column, [*spec.columns, *extra], trim)
     frame, info, notes = join_covariates(rfm.frame, table, spec, source, extra)
-    return dataclasses.replace(rfm, frame=frame), info, notes
+    return dataclasses.replace(rfm, rows=frame), info, notes

@@ -22,15 +22,25 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from clv.data.transactions import Transactions, sql_date
 from clv.errors import DataError, first_ids
 from clv.units import TimeUnit, days_per_unit
 
-__all__ = ["NEW_CUSTOMER_COLUMNS", "RFM_COLUMNS", "RfmSummary", "new_customers", "rfm_summary", "validate_rfm"]
+__all__ = [
+    "NEW_CUSTOMER_COLUMNS",
+    "RFM_COLUMNS",
+    "RemoteRows",
+    "RfmSummary",
+    "new_customers",
+    "rfm_summary",
+    "validate_rfm",
+]
 
 #: Columns every RFM frame has, in this order.
 RFM_COLUMNS = ("customer_id", "frequency", "recency", "T", "monetary_value")
@@ -39,11 +49,55 @@ HOLDOUT_COLUMNS = ("frequency_holdout", "monetary_value_holdout")
 NEW_CUSTOMER_COLUMNS = ("customer_id", "first_purchase", "purchases_holdout", "value_holdout")
 
 
+class RemoteRows(Protocol):
+    """RFM rows kept where they were summarised (on Spark, `clv.spark.rows.SparkRows`): how many customers and
+    which columns, and the frame itself only when a step asks for it (`RfmSummary.frame`)."""
+
+    @property
+    def customers(self) -> int: ...
+
+    @property
+    def columns(self) -> list[str]: ...
+
+    def collect(self) -> pd.DataFrame:
+        """The rows as `rfm_summary` gives them (by customer id), brought to this process."""
+        ...
+
+    def histories(self) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+        """The distinct (frequency, recency, T) rows (with their first customer's id) and their customer counts."""
+        ...
+
+    def spend_pairs(self) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+        """The repeat buyers' distinct (frequency, monetary_value) rows (with the first id) and their counts."""
+        ...
+
+    def spend_outlier_ids(self, threshold: float, shown: int) -> list[str]:
+        """The first `shown` ids of the repeat buyers spending more than `threshold`, highest spend first."""
+        ...
+
+    def repeated_ids(self, shown: int) -> tuple[int, list[str]]:
+        """How many ids have more than one row, and the first `shown` of them."""
+        ...
+
+    def sums(self, columns: list[str]) -> dict[str, float]:
+        """The sums of numeric columns over the rows."""
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """`clv.store.data_fingerprint` of the rows."""
+        ...
+
+    def release(self) -> None:
+        """Free the rows where they are kept."""
+        ...
+
+
 @dataclass
 class RfmSummary:
-    """The RFM frame plus what the summary left out and why."""
+    """The RFM rows plus what the summary left out and why. The rows are a frame, or rows kept where they were
+    summarised (`RemoteRows`), brought here the first time `frame` is read."""
 
-    frame: pd.DataFrame
+    rows: pd.DataFrame | RemoteRows
     unit: TimeUnit
     calibration_end: dt.date
     holdout_end: dt.date | None
@@ -52,6 +106,38 @@ class RfmSummary:
     days_after_end: int = 0
     #: the customers first seen after calibration_end (`new_customers`); None for an RFM table
     new_customers: pd.DataFrame | None = None
+
+    _collected: pd.DataFrame | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The RFM frame: one row per customer (of remote rows, collected once)."""
+        if isinstance(self.rows, pd.DataFrame):
+            return self.rows
+        if self._collected is None:
+            self._collected = self.rows.collect()
+        return self._collected
+
+    @property
+    def remote(self) -> RemoteRows | None:
+        """The rows where they were summarised, when they were kept there (None for a frame)."""
+        return None if isinstance(self.rows, pd.DataFrame) else self.rows
+
+    @property
+    def customers(self) -> int:
+        """How many customers (rows) the summary has, without collecting remote rows."""
+        return len(self.rows) if isinstance(self.rows, pd.DataFrame) else self.rows.customers
+
+    @property
+    def columns(self) -> list[str]:
+        """The RFM rows' columns, without collecting remote rows."""
+        return list(self.rows.columns)
+
+    def sums(self, columns: list[str]) -> dict[str, float]:
+        """The sums of numeric columns over the customers (of remote rows, where they are)."""
+        if isinstance(self.rows, pd.DataFrame):
+            return {c: float(self.rows[c].sum()) for c in columns}
+        return self.rows.sums(columns)
 
     @property
     def holdout_length(self) -> float | None:
@@ -146,7 +232,7 @@ def rfm_summary(
     if frame.empty and not allow_empty:
         raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
     return RfmSummary(
-        frame=frame.reset_index(drop=True),
+        rows=frame.reset_index(drop=True),
         unit=unit,
         calibration_end=calibration_end,
         holdout_end=holdout_end,
@@ -162,30 +248,33 @@ def _violations(rfm: pd.DataFrame, mask: np.ndarray) -> tuple[int, str]:
     return int(mask.sum()), first_ids(ids)
 
 
-def validate_rfm(rfm: pd.DataFrame, need_monetary: bool = False) -> None:
-    """Check an RFM frame at a model's boundary; raise DataError naming the offending customers.
+def validate_rfm(rfm: pd.DataFrame, need_monetary: bool = False, times: bool = True) -> None:
+    """Check an RFM frame at a model's boundary; raise DataError naming the offending customers. Without
+    `times`, recency and T are neither needed nor checked (the spend model's fit reads frequency and spend).
 
     Finiteness is checked first (NaN compares False and would slip through the range checks).
     """
-    needed = ["frequency", "recency", "T"] + (["monetary_value"] if need_monetary else [])
+    needed = ["frequency", *(["recency", "T"] if times else []), *(["monetary_value"] if need_monetary else [])]
     missing = [c for c in needed if c not in rfm.columns]
     if missing:
         raise DataError(f"RFM frame lacks column(s) {', '.join(missing)}; it has {', '.join(map(str, rfm.columns))}")
     if len(rfm) == 0:
         raise DataError("RFM frame has no rows")
     values = {c: pd.to_numeric(rfm[c], errors="coerce").to_numpy(dtype=float) for c in needed}
-    x, t_x, T = values["frequency"], values["recency"], values["T"]
+    x = values["frequency"]
     checks: list[tuple[str, np.ndarray]] = [
         (f"{c} must be a finite number", ~np.isfinite(v)) for c, v in values.items()
     ]
     with np.errstate(invalid="ignore"):
-        checks += [
-            ("frequency must be a whole number >= 0", (x < 0) | (np.floor(x) != x)),
-            ("recency must be >= 0", t_x < 0),
-            ("T must be >= 0", T < 0),
-            ("recency must be <= T", t_x > T * (1 + 1e-12)),
-            ("frequency 0 requires recency 0", (x == 0) & (t_x > 0)),
-        ]
+        checks.append(("frequency must be a whole number >= 0", (x < 0) | (np.floor(x) != x)))
+        if times:
+            t_x, T = values["recency"], values["T"]
+            checks += [
+                ("recency must be >= 0", t_x < 0),
+                ("T must be >= 0", T < 0),
+                ("recency must be <= T", t_x > T * (1 + 1e-12)),
+                ("frequency 0 requires recency 0", (x == 0) & (t_x > 0)),
+            ]
         if need_monetary:
             m = values["monetary_value"]
             # 0 is a mean spend: repeat purchases whose value was all returned (the returns policy, data.returns)

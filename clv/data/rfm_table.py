@@ -70,7 +70,7 @@ def load_rfm_table(config: RunConfig) -> RfmSummary:
         raise DataError(f"{path}: {exc.message}") from None
     holdout = "frequency_holdout" in frame
     return RfmSummary(
-        frame=frame,
+        rows=frame,
         unit=config.time.unit,
         calibration_end=config.time.calibration_end,
         holdout_end=config.time.holdout_end if holdout else None,

@@ -153,7 +153,7 @@ class PurchaseModel(FittedModel):
             likelihood=search,
             factor=np.array([scale if k in self.time_params else 1.0 for k in self.param_names]),
             unscaled=lambda p: self._loglik_grad(p, ux, ut, uT),
-            n_customers=int(x.size),
+            n_customers=int(x.size) if weights is None else round(float(w.sum())),
             n_unique=int(ux.size),
             model_name=self.name,
             rows={"x": sx, "t_x": st, "T": sT},

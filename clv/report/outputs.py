@@ -255,7 +255,7 @@ def summary_dict(
                 "cancellations": data.report.cancellations,
                 "summary": data.report.summary_lines(),
             },
-            "rfm_customers": len(data.rfm.frame),
+            "rfm_customers": data.rfm.customers,
             "customer_table": data.customers.to_dict() if data.customers is not None else None,
             "customers_first_seen_after_calibration": data.rfm.late_customers,
             "new_customers": _new_customers_block(result),

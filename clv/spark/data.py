@@ -54,6 +54,7 @@ from clv.data.transactions import (
     returns_problem,
 )
 from clv.errors import DataError, DataWarning, first_ids
+from clv.spark.rows import SparkRows, collected
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -545,16 +546,7 @@ def _customer_key(frame: DataFrame, types: dict[str, str], spec: DataConfig) -> 
 
 
 def _collect(out: DataFrame, kind: str, split: int, columns: list[str], limit: int, what: str) -> pd.DataFrame:
-    rows = out.filter(f"kind = '{kind}' AND split = {split}").select(*columns)
-    n = rows.count()
-    if n > limit:
-        raise DataError(
-            f"the log has {n:,} {what}, more than spark.max_collected_rows {limit:,} brought to the driver",
-            hint="raise spark.max_collected_rows (and spark.driver.memory: about 200 bytes a customer) to score "
-            "them on the driver",
-        )
-    table = rows.toArrow() if hasattr(rows, "toArrow") else pa.Table.from_pandas(rows.toPandas())
-    return table.to_pandas()
+    return collected(out.filter(f"kind = '{kind}' AND split = {split}").select(*columns), limit, what)
 
 
 def spark_data_step(
@@ -641,30 +633,59 @@ def _split_summary(
     config: RunConfig,
     days_after_end: int,
 ) -> tuple[RfmSummary, pd.DataFrame]:
-    """`rfm_summary` at one split from the parts' rows of it, and (for split 0) the customers' gaps."""
+    """`rfm_summary` at one split from the parts' rows of it: collected to the driver, or for split 0 (the
+    config's own) kept on Spark (`clv.spark.rows.SparkRows`), with the repeat customers' gaps collected."""
+    from pyspark.sql import functions as F
+
     limit = config.spark.max_collected_rows
-    rfm_columns = ["customer_id", "frequency", "recency", "T", "monetary_value", "sum_log_intervals", *HOLDOUT_COLUMNS]
-    gap_columns = [f"gap_{g}" for g in _GAPS] if split == 0 else []
-    frame = _collect(out, "rfm", split, [*rfm_columns, *gap_columns], limit, "customers")
-    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    gaps = frame.loc[frame["gap_n"].notna(), gap_columns] if gap_columns else pd.DataFrame()
-    gaps = gaps.rename(columns={f"gap_{g}": g for g in _GAPS})
-    frame = frame[rfm_columns]
+    columns = ["customer_id", "frequency", "recency", "T", "monetary_value", "sum_log_intervals", *HOLDOUT_COLUMNS]
     if holdout_end is None:
-        frame = frame.drop(columns=list(HOLDOUT_COLUMNS))
+        columns = [c for c in columns if c not in HOLDOUT_COLUMNS]
     if not config.data.has_values:
-        frame = frame.drop(columns=[c for c in ("monetary_value", "monetary_value_holdout") if c in frame])
+        columns = [c for c in columns if c not in ("monetary_value", "monetary_value_holdout")]
+    rows = out.filter(f"kind = 'rfm' AND split = {split}")
+    gaps = pd.DataFrame()
+    if split == 0:
+        typed = [F.col(c).cast("bigint").alias(c) if c.startswith("frequency") else F.col(c) for c in columns]
+        table = rows.select(*typed).persist()
+        try:
+            n = table.count()
+            if n == 0:
+                raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
+            with_gaps = rows.filter(F.col("gap_n").isNotNull()).orderBy("customer_id")
+            gaps = collected(with_gaps.select(*(f"gap_{g}" for g in _GAPS)), limit, "repeat customers' gaps")
+            gaps = gaps.rename(columns={f"gap_{g}": g for g in _GAPS})
+            rfm = _summary(out, SparkRows(table, n, limit), split, calibration_end, holdout_end, config, days_after_end)
+        except BaseException:
+            table.unpersist()
+            raise
+        return rfm, gaps
+    frame = collected(rows.select(*columns), limit, "customers")
+    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
     for column in ("frequency", "frequency_holdout"):
         if column in frame:
             frame[column] = frame[column].astype(np.int64)
     if frame.empty:
         raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
+    return _summary(out, frame, split, calibration_end, holdout_end, config, days_after_end), gaps
+
+
+def _summary(
+    out: DataFrame,
+    rows: pd.DataFrame | SparkRows,
+    split: int,
+    calibration_end: dt.date,
+    holdout_end: dt.date | None,
+    config: RunConfig,
+    days_after_end: int,
+) -> RfmSummary:
+    """The summary of the split's `rows`, with the customers first seen after its calibration end collected."""
     new = _collect(
         out,
         "new",
         split,
         ["customer_id", "first_purchase", "frequency_holdout", "monetary_value_holdout"],
-        limit,
+        config.spark.max_collected_rows,
         "customers first seen after the calibration end",
     ).rename(columns={"frequency_holdout": "purchases_holdout", "monetary_value_holdout": "value_holdout"})
     new = new.sort_values(["first_purchase", "customer_id"], kind="stable").reset_index(drop=True)
@@ -673,8 +694,8 @@ def _split_summary(
     if new.empty:  # as DuckDB gives an empty list (a text column otherwise)
         new["customer_id"] = new["customer_id"].astype(object)
     new = new[list(NEW_CUSTOMER_COLUMNS) if config.data.has_values else list(NEW_CUSTOMER_COLUMNS[:3])]
-    rfm = RfmSummary(
-        frame=frame,
+    return RfmSummary(
+        rows=rows,
         unit=config.time.unit,
         calibration_end=calibration_end,
         holdout_end=holdout_end,
@@ -683,7 +704,6 @@ def _split_summary(
         days_after_end=days_after_end,
         new_customers=new,
     )
-    return rfm, gaps
 
 
 def _summarised(

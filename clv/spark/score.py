@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ import pandas as pd
 from clv.config import RunConfig
 from clv.digest import CustomerDigest
 from clv.errors import ClvError
+from clv.spark.rows import SparkRows, typed_rows
 from clv.spend.outliers import SpendOutliers
 from clv.store import FittedModels, point_models_from_json, point_models_json
 from clv.tiers import churn_column, churn_window
@@ -34,6 +36,7 @@ from clv.value import ValueResult, forecast_months, schedule_columns
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from clv.data.rfm import RfmSummary
     from clv.pipeline import DataStep
 
 __all__ = ["SparkValue", "score_on_spark", "score_parts", "scored_rows", "write_spark_tables"]
@@ -123,19 +126,23 @@ def _score_batches(
 
 
 def score_parts(
-    spark: SparkSession,
-    config: RunConfig,
-    fitted: FittedModels,
-    rfm: pd.DataFrame,
-    length: float | None,
-    outliers: SpendOutliers | None,
+    spark: SparkSession, config: RunConfig, fitted: FittedModels, rfm: RfmSummary, outliers: SpendOutliers | None
 ) -> DataFrame:
-    """The RFM rows sent to Spark and scored per partition (`scored_rows`), persisted. The output's schema is
-    that of the driver's own scoring of the first rows, so both engines give the same columns and types."""
+    """The RFM rows (kept on Spark, or a frame sent there) scored per partition (`scored_rows`), persisted. The
+    output's schema is that of the driver's own scoring of the first rows, so both engines give the same
+    columns and types."""
     import pyarrow as pa
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    sample = scored_rows(config, fitted, rfm.head(8).reset_index(drop=True), outliers, length)
+    remote = rfm.remote
+    if isinstance(remote, SparkRows):
+        frame = remote.table
+        head = typed_rows(frame.limit(8).toPandas())
+    else:
+        frame = spark.createDataFrame(rfm.frame)
+        head = rfm.frame.head(8)
+    length = rfm.holdout_length
+    sample = scored_rows(config, fitted, head.reset_index(drop=True), outliers, length)
     schema = from_arrow_schema(pa.Schema.from_pandas(sample, preserve_index=False))
     config_json = config.model_dump_json()
     models_json = point_models_json(fitted)
@@ -144,9 +151,8 @@ def score_parts(
     # partitions of at most about _PART_ROWS customers (each is scored as one frame), by frequency and T: identical
     # histories are in one partition, and so are those a model without dropout values alike whatever the recency
     least = config.spark.partitions or 2 * spark.sparkContext.defaultParallelism
-    parts = max(least, -(-len(rfm) // _PART_ROWS))
-    frame = spark.createDataFrame(rfm).repartition(parts, "frequency", "T")
-    scored = frame.mapInPandas(
+    parts = max(least, -(-rfm.customers // _PART_ROWS))
+    scored = frame.repartition(parts, "frequency", "T").mapInPandas(
         lambda batches: _score_batches(batches, config_json, models_json, method, outliers_json, length), schema
     )
     return scored.persist()
@@ -190,26 +196,32 @@ def score_on_spark(
     """`clv.pipeline.score`'s predictions, value, tiers and segments on Spark for point fits: the scored table
     (`SparkValue`), its digest, the tier table and the holdout figures, with the local engine's numbers;
     `outliers` are the whole data's spend outliers (`clv.pipeline.spend_outliers`, None without a spend model)."""
-    from pyspark.errors import PythonException
-
     from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
 
     persisted: list[DataFrame] = []
     try:
-        with pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
+        with _worker_errors(), pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
             return _scored_table(spark, config, fitted, data, outliers, persisted)
-    except PythonException as exc:  # a worker's error: its last line, which names the clv error and its message
+    except BaseException:
         for frame in persisted:
             frame.unpersist()
+        raise
+
+
+@contextmanager
+def _worker_errors() -> Iterator[None]:
+    """A worker's error (a PythonException) as a one-line ClvError: its last line, which names the clv error
+    and its message."""
+    from pyspark.errors import PythonException
+
+    try:
+        yield
+    except PythonException as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         raise ClvError(
             f"scoring on Spark failed in a worker: {lines[-1].strip() if lines else exc}",
             hint="the worker's full error is in the Spark log; run with engine: local on a sample to see it whole",
         ) from None
-    except BaseException:
-        for frame in persisted:
-            frame.unpersist()
-        raise
 
 
 def _scored_table(
@@ -228,9 +240,8 @@ def _scored_table(
     from clv.spark.digest import spark_digest, table_cells
     from clv.spark.tiers import rfm_score_columns, segment_column, spark_tier_table, tier_index
 
-    rfm = data.rfm.frame
-    n = len(rfm)
-    terms = score_parts(spark, config, fitted, rfm, data.rfm.holdout_length, outliers)
+    n = data.rfm.customers
+    terms = score_parts(spark, config, fitted, data.rfm, outliers)
     persisted.append(terms)
     forecast = forecast_sums(terms, config, fitted.spend is not None)
     # the month terms summed, the rows kept without them: the table's columns and the schedule
@@ -241,9 +252,7 @@ def _scored_table(
     terms.unpersist()
     churn = churn_name(config)
     index = tier_index(scored, config.tiers, n)
-    label = F.when(F.lit(False), F.lit(None).cast("string"))
-    for k, level in enumerate(config.tiers.levels):
-        label = label.when(index == F.lit(k), F.lit(level.label))
+    label = _tier_label(index, config)
     identified = DROPOUT not in fitted.purchase.not_identified_
     ranked = {
         "tier": label,
@@ -260,6 +269,33 @@ def _scored_table(
     tier_table = spark_tier_table(table, config.tiers, churn, cells)
     holdout = _holdout_figures(scored, config, data.rfm.holdout_length)
     return value, digest, tier_table, holdout
+
+
+def _tier_label(index: Any, config: RunConfig) -> Any:
+    """The tier's label from its index (`clv.spark.tiers.tier_index`), as a column."""
+    from pyspark.sql import functions as F
+
+    label = F.when(F.lit(False), F.lit(None).cast("string"))
+    for k, level in enumerate(config.tiers.levels):
+        label = label.when(index == F.lit(k), F.lit(level.label))
+    return label
+
+
+def spark_customer_tiers(
+    spark: SparkSession, config: RunConfig, fitted: FittedModels, rfm: RfmSummary, outliers: SpendOutliers | None
+) -> pd.DataFrame:
+    """`clv.pipeline.customer_tiers` for rows kept on Spark and a point fit: the customers scored per partition
+    and tiered there (`tier_index`: the local tiers and tie rule); (customer_id, tier) brought to the driver."""
+    from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
+    from clv.spark.tiers import tier_index
+
+    with _worker_errors(), pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
+        scored = score_parts(spark, config, fitted, rfm, outliers)
+        try:
+            label = _tier_label(tier_index(scored, config.tiers, rfm.customers), config)
+            return scored.select("customer_id", label.alias("tier")).toPandas()
+        finally:
+            scored.unpersist()
 
 
 def _holdout_figures(scored: DataFrame, config: RunConfig, length: float | None) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ independent of the purchase process: the fit warns when frequency and spend corr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Self
 
@@ -186,6 +187,32 @@ class SpendLikelihood:
         return self.on_rows(rows, weights).hessian(params)
 
 
+#: whole-number weights below this multiply a float exactly in two halves (Veltkamp's split, 26 bits each)
+_EXACT_WEIGHT = float(2**26)
+
+
+def weighted_mean(values: FloatArray, weights: FloatArray) -> float:
+    """The weighted mean, its sum correctly rounded (math.fsum) when the weights are whole numbers under 2^26
+    (counts of customers): then rows weighted by counts and the rows repeated give the same float, so a fit on
+    distinct rows with counts starts from the very scale of the fit on the customers. Other weights: np.average."""
+    w = np.asarray(weights, dtype=float)
+    whole = bool(np.all(w == np.floor(w)) and np.all((w >= 0) & (w < _EXACT_WEIGHT)))
+    if not whole:
+        return float(np.average(values, weights=w))
+    v = np.asarray(values, dtype=float)
+    t = v * 134217729.0  # 2^27 + 1: v = high + low exactly, each with at most 26 significant bits
+    high = t - (t - v)
+    low = v - high
+    total = math.fsum(np.concatenate([high * w, low * w]))  # each product exact: the sum is the exact sum rounded
+    return total / math.fsum(w)
+
+
+def _weighted_correlation(x: FloatArray, m: FloatArray, w: FloatArray) -> float:
+    """Pearson's correlation of x and m over rows that stand for `w` buyers each (as np.corrcoef over the buyers)."""
+    dx, dm = x - np.average(x, weights=w), m - np.average(m, weights=w)
+    return float(np.sum(w * dx * dm) / np.sqrt(np.sum(w * dx * dx) * np.sum(w * dm * dm)))
+
+
 class GammaGammaModel(FittedModel):
     """Gamma-Gamma model of average transaction value. Fit on customers with frequency > 0.
 
@@ -247,7 +274,7 @@ class GammaGammaModel(FittedModel):
         return loglik_grad(params, x, m)
 
     def _repeat_buyers(self, rfm: pd.DataFrame) -> tuple[FloatArray, FloatArray, int]:
-        validate_rfm(rfm, need_monetary=True)
+        validate_rfm(rfm, need_monetary=True, times=False)  # the fit reads frequency and spend alone
         x = rfm["frequency"].to_numpy(dtype=float)
         m = rfm["monetary_value"].to_numpy(dtype=float)
         keep = (x > 0) & (m > 0)  # a mean spend of 0 (every repeat purchase returned) has density 0: not fitted
@@ -266,7 +293,7 @@ class GammaGammaModel(FittedModel):
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
         keep = (rfm["frequency"].to_numpy() > 0) & (rfm["monetary_value"].to_numpy() > 0)
         w = np.asarray(w_all[keep], dtype=float)
-        scale = float(np.average(m, weights=w))
+        scale = weighted_mean(m, w)
         sm = m / scale
         if self.covariate_options.active:
             buyers = rfm.loc[keep]
@@ -282,7 +309,7 @@ class GammaGammaModel(FittedModel):
             likelihood=SpendLikelihood(xu, smu, wu),
             factor=np.array([1.0, 1.0, scale]),
             unscaled=lambda p: loglik_grad(p, xu, mu),
-            n_customers=int(x.size),
+            n_customers=int(x.size) if weights is None else round(float(w.sum())),
             n_unique=int(xu.size),
             model_name=self.name,
             rows={"x": xu, "m": smu},
@@ -295,8 +322,18 @@ class GammaGammaModel(FittedModel):
         problem = self.likelihood_problem(rfm, weights)
         x, m, _ = self._repeat_buyers(rfm)
         frequency = rfm["frequency"].to_numpy()
-        self.zero_spend_buyers_ = int(((frequency > 0) & (rfm["monetary_value"].to_numpy() == 0)).sum())
-        self.frequency_spend_correlation_ = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
+        zero_spend = (frequency > 0) & (rfm["monetary_value"].to_numpy() == 0)
+        if weights is None:
+            self.zero_spend_buyers_ = int(zero_spend.sum())
+            correlation = float(np.corrcoef(x, m)[0, 1]) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
+            mean_spend, buyers = float(np.mean(m)), int(x.size)
+        else:  # rows that stand for `weights` buyers each (distinct (x, m) pairs): the same figures, weighted
+            w_all = np.asarray(weights, dtype=float)
+            w = w_all[(frequency > 0) & (rfm["monetary_value"].to_numpy() > 0)]
+            self.zero_spend_buyers_ = round(float(w_all[zero_spend].sum()))
+            correlation = _weighted_correlation(x, m, w) if np.ptp(x) > 0 and np.ptp(m) > 0 else 0.0
+            mean_spend, buyers = float(np.average(m, weights=w)), round(float(w.sum()))
+        self.frequency_spend_correlation_ = correlation
         self._fit_problem(problem)
         p, q, v = self._p()
         if self.covariates_ is not None:  # the mean over the buyers' own scales v_i
@@ -305,9 +342,9 @@ class GammaGammaModel(FittedModel):
             # independence of spend and frequency (the note, Section 2): near 0 is what the model assumes
             "frequency_spend_correlation": self.frequency_spend_correlation_,
             # the mean of the buyers' mean spends, observed and implied (E[Z] = p v / (q - 1), the note, Eq. 2)
-            "mean_spend_observed": float(np.mean(m)),
+            "mean_spend_observed": mean_spend,
             "mean_spend_model": p * v / (q - 1.0) if q > 1.0 else None,
-            "buyers_fitted": int(x.size),
+            "buyers_fitted": buyers,
         }
         return self
 

@@ -13,6 +13,7 @@ them (`model.spend_outliers`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -21,7 +22,10 @@ import pandas as pd
 
 from clv.errors import first_ids
 
-__all__ = ["SpendOutliers", "find_spend_outliers", "spend_fit_frame", "spend_value_frame"]
+__all__ = ["SpendOutliers", "find_spend_outliers", "spend_fit_frame", "spend_fit_rows", "spend_value_frame"]
+
+#: the outliers' ids named in the sentence
+FIRST_SHOWN = 5
 
 OutlierPolicy = Literal["keep", "cap", "exclude"]
 
@@ -71,35 +75,76 @@ class SpendOutliers:
         )
 
 
-def _outlier_mask(rfm: pd.DataFrame, multiple: float) -> tuple[np.ndarray, float, float]:
+def _outlier_mask(
+    rfm: pd.DataFrame, multiple: float, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, float, float]:
     x = rfm["frequency"].to_numpy(dtype=float)
     m = rfm["monetary_value"].to_numpy(dtype=float)
     buyers = (x > 0) & (m > 0)
-    median = float(np.median(m[buyers])) if buyers.any() else 0.0
+    if weights is None:
+        median = float(np.median(m[buyers])) if buyers.any() else 0.0
+    else:
+        median = _weighted_median(m[buyers], weights[buyers]) if buyers.any() else 0.0
     threshold = multiple * median
     return buyers & (m > threshold), median, threshold
 
 
-def find_spend_outliers(rfm: pd.DataFrame, policy: OutlierPolicy, multiple: float) -> SpendOutliers:
-    """The repeat buyers whose mean spend exceeds `multiple` x the median (see the module docstring)."""
-    mask, median, threshold = _outlier_mask(rfm, multiple)
+def _weighted_median(values: np.ndarray, counts: np.ndarray) -> float:
+    """np.median of the values each repeated `counts` times (whole numbers), without repeating them: the middle
+    value, or the mean of the two middle ones."""
+    order = np.argsort(values, kind="stable")
+    sorted_values, cumulative = values[order], np.cumsum(counts[order])
+    n = round(float(cumulative[-1]))
+
+    def at(rank: int) -> float:  # the value of 0-based rank `rank` in the repeated, sorted values
+        return float(sorted_values[np.searchsorted(cumulative, rank, side="right")])
+
+    return at(n // 2) if n % 2 else float(np.mean([at(n // 2 - 1), at(n // 2)]))
+
+
+def find_spend_outliers(
+    rfm: pd.DataFrame,
+    policy: OutlierPolicy,
+    multiple: float,
+    weights: np.ndarray | None = None,
+    outlier_ids: Callable[[float, int], list[str]] | None = None,
+) -> SpendOutliers:
+    """The repeat buyers whose mean spend exceeds `multiple` x the median (see the module docstring). With
+    `weights`, each row stands for that many buyers (distinct (frequency, monetary_value) pairs), and
+    `outlier_ids(threshold, n)` gives the first n outliers' ids, highest spend first (ties by id)."""
+    mask, median, threshold = _outlier_mask(rfm, multiple, weights)
     x = rfm["frequency"].to_numpy(dtype=float)
     m = rfm["monetary_value"].to_numpy(dtype=float)
-    revenue = x * m
+    w = np.ones(x.size) if weights is None else np.asarray(weights, dtype=float)
+    revenue = x * m if weights is None else x * m * w
     total = float(revenue.sum())
-    ids = rfm["customer_id"].to_numpy()[mask] if "customer_id" in rfm else np.flatnonzero(mask)
-    order = np.argsort(-m[mask], kind="stable")
+    customers = int(mask.sum()) if weights is None else round(float(w[mask].sum()))
+    if outlier_ids is not None:
+        shown = first_ids(outlier_ids(threshold, FIRST_SHOWN + 1)) if customers else ""
+    else:
+        ids = rfm["customer_id"].to_numpy()[mask] if "customer_id" in rfm else np.flatnonzero(mask)
+        shown = first_ids(ids[np.argsort(-m[mask], kind="stable")], FIRST_SHOWN) if mask.any() else ""
+    buyers = (x > 0) & (m > 0)
     return SpendOutliers(
         policy=policy,
         multiple=multiple,
         median_spend=median,
         threshold=threshold,
-        customers=int(mask.sum()),
-        repeat_buyers=int(((x > 0) & (m > 0)).sum()),
+        customers=customers,
+        repeat_buyers=int(buyers.sum()) if weights is None else round(float(w[buyers].sum())),
         share_of_revenue=float(revenue[mask].sum() / total) if total > 0 else 0.0,
         largest_spend=float(m[mask].max()) if mask.any() else 0.0,
-        first_ids=first_ids(ids[order]) if mask.any() else "",
+        first_ids=shown,
     )
+
+
+def spend_fit_rows(rfm: pd.DataFrame, outliers: SpendOutliers, weights: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """`spend_fit_frame` of rows that stand for `weights` buyers each, with the kept rows' weights."""
+    if outliers.policy == "exclude" and outliers.customers:
+        m = rfm["monetary_value"].to_numpy(dtype=float)
+        keep = ~((rfm["frequency"].to_numpy(dtype=float) > 0) & (m > outliers.threshold))
+        return rfm[keep].reset_index(drop=True), weights[keep]
+    return spend_fit_frame(rfm, outliers), weights
 
 
 def spend_fit_frame(rfm: pd.DataFrame, outliers: SpendOutliers) -> pd.DataFrame:

@@ -1,0 +1,161 @@
+"""The customers' RFM rows kept on Spark, and what the driver needs of them without collecting them.
+
+The data step (`clv.spark.data`) leaves the summary's rows persisted on Spark, one row per customer with the
+local frame's columns and types (`SparkRows.table`). The driver reads only what the fit and the checks need:
+
+- the distinct (frequency, recency, T) histories with the number of customers sharing each (the purchase
+  models' likelihood reads nothing else of a customer, so the fit on them, weighted, is the fit on the
+  customers: `clv.purchase.base.PurchaseModel.likelihood_problem`);
+- the distinct (frequency, monetary_value) pairs of the repeat buyers with their counts (the Gamma-Gamma
+  likelihood, Fader & Hardie 2013 Eq. 5, reads nothing else; the spend outliers' median and threshold are order
+  statistics of the same pairs);
+- the first ids of the spend outliers, repeated ids, the data's fingerprint and a few sums.
+
+Each collected table is ordered by the first (lowest) customer id of its rows, the order in which the local
+engine's frame (by customer id) first meets them, so the weighted fits add their terms in the local order.
+What needs every customer on the driver (a Bayesian scoring, a model with covariates or a regularity term) reads
+`collect()`: the whole frame, refused past `spark.max_collected_rows` with the count and the remedy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from clv.errors import DataError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from numpy.typing import NDArray
+    from pyspark.sql import DataFrame
+
+__all__ = ["SparkRows", "collected", "typed_rows"]
+
+_HINT = "raise spark.max_collected_rows (and spark.driver.memory: about 200 bytes a row)"
+
+
+def collected(rows: DataFrame, limit: int, what: str, count: int | None = None) -> pd.DataFrame:
+    """`rows` brought to the driver as a pandas frame (through Arrow), refused with the count and the remedy
+    when there are more than `limit` of them, before anything is collected."""
+    n = rows.count() if count is None else count
+    if n > limit:
+        raise DataError(
+            f"the log has {n:,} {what}, more than spark.max_collected_rows {limit:,} brought to the driver",
+            hint=_HINT,
+        )
+    table = rows.toArrow() if hasattr(rows, "toArrow") else pa.Table.from_pandas(rows.toPandas())
+    return table.to_pandas()
+
+
+class SparkRows:
+    """One RFM summary's rows persisted on Spark (`table`: customer_id, frequency, recency, T[, monetary_value],
+    sum_log_intervals[, holdout columns], as `clv.data.rfm.rfm_summary` gives them), with `customers` rows.
+    A `clv.data.rfm.RemoteRows`: `collect()` brings the frame itself; `release()` unpersists the table."""
+
+    def __init__(self, table: DataFrame, customers: int, limit: int) -> None:
+        self.table = table
+        self._customers = customers
+        self._limit = limit
+        self._pairs: tuple[pd.DataFrame, NDArray[np.float64]] | None = None
+
+    @property
+    def customers(self) -> int:
+        return self._customers
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.columns)
+
+    def collect(self) -> pd.DataFrame:
+        """The whole frame on the driver, by customer id (`spark.max_collected_rows` at most)."""
+        frame = collected(self.table, self._limit, "customers", self._customers)
+        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        return typed_rows(frame)
+
+    def histories(self) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+        """The distinct (frequency, recency, T) histories (with `customer_id`, the first customer's id, to name
+        them in messages) and how many customers share each, by first customer id."""
+        return self._distinct(self.table, ["frequency", "recency", "T"], "customer histories")
+
+    def spend_pairs(self) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+        """The repeat buyers' distinct (frequency, monetary_value) pairs (with the first customer's id) and how
+        many buyers share each, by first customer id: the spend model's data and its outliers' (computed once)."""
+        from pyspark.sql import functions as F
+
+        if self._pairs is None:
+            buyers = self.table.filter(F.col("frequency") > 0)
+            self._pairs = self._distinct(buyers, ["frequency", "monetary_value"], "distinct repeat-buyer spends")
+        frame, counts = self._pairs
+        return frame.copy(), counts.copy()
+
+    def _distinct(self, rows: DataFrame, keys: list[str], what: str) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+        from pyspark.sql import functions as F
+
+        grouped = rows.groupBy(*keys).agg(
+            F.min("customer_id").alias("customer_id"), F.count(F.lit(1)).alias("__customers")
+        )
+        frame = collected(grouped, self._limit, what)
+        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        counts = frame.pop("__customers").to_numpy(dtype=float)
+        return typed_rows(frame[["customer_id", *keys]]), counts
+
+    def spend_outlier_ids(self, threshold: float, shown: int) -> list[str]:
+        """The first `shown` ids of the repeat buyers whose mean spend exceeds `threshold`, highest spend first
+        (ties by id), as `clv.spend.outliers.find_spend_outliers` lists them."""
+        from pyspark.sql import functions as F
+
+        above = self.table.filter((F.col("frequency") > 0) & (F.col("monetary_value") > F.lit(threshold)))
+        ordered = above.orderBy(F.col("monetary_value").desc(), F.col("customer_id").asc()).limit(shown)
+        return [str(r["customer_id"]) for r in ordered.select("customer_id").collect()]
+
+    def repeated_ids(self, shown: int) -> tuple[int, list[str]]:
+        """How many customer ids have more than one row, and the first `shown` of them (by id)."""
+        from pyspark.sql import functions as F
+
+        repeated = self.table.groupBy("customer_id").count().filter(F.col("count") > 1).select("customer_id")
+        n = repeated.count()
+        if n == 0:
+            return 0, []
+        return n, [str(r["customer_id"]) for r in repeated.orderBy("customer_id").limit(shown).collect()]
+
+    def sums(self, columns: list[str]) -> dict[str, float]:
+        """The sums of some numeric columns over the customers, in one pass."""
+        from pyspark.sql import functions as F
+
+        row: Any = self.table.agg(*(F.sum(F.col(f"`{c}`")).alias(c) for c in columns)).first()
+        return {c: float(row[c] or 0.0) for c in columns}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """`clv.store.data_fingerprint` of the rows, its row hashes added up per partition on Spark."""
+        from pyspark.sql import types as T
+
+        from clv.store import FINGERPRINT_COLUMNS, fingerprint_from_parts, fingerprint_part
+
+        columns = [c for c in FINGERPRINT_COLUMNS if c in self.table.columns]
+        schema = T.StructType([T.StructField("part", T.StringType())])
+
+        def parts(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            frames = [b for b in batches if len(b)]
+            if frames:
+                yield pd.DataFrame({"part": [fingerprint_part(typed_rows(pd.concat(frames, ignore_index=True)))]})
+
+        found = self.table.select(*columns).mapInPandas(parts, schema).collect()
+        return fingerprint_from_parts([str(r["part"]) for r in found])
+
+    def release(self) -> None:
+        """Unpersist the table (the rows are gone from Spark's cache; the summary cannot be read again)."""
+        self.table.unpersist()
+
+
+def typed_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The local frame's types: integer purchase counts, float times and amounts, text ids."""
+    for column in ("frequency", "frequency_holdout"):
+        if column in frame:
+            frame[column] = frame[column].astype(np.int64)
+    if "customer_id" in frame and len(frame) == 0:
+        frame["customer_id"] = frame["customer_id"].astype(object)
+    return frame
