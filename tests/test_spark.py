@@ -17,6 +17,7 @@ from clv.config import parse_config
 from clv.errors import DataError, DataWarning
 from clv.report.outputs import CUSTOMERS_BY_TIER, read_by_tier, rebuild_report, write_outputs
 from clv.simulate import simulate_bgnbd_log
+from clv.store import data_fingerprint
 
 CDNOW = {
     "name": "cdnow",
@@ -330,6 +331,17 @@ def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bou
     tiers = result.customer_tiers.sort_values("customer_id").reset_index(drop=True)
     expected = local.customers[["customer_id", "tier"]].sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(tiers, expected, check_dtype=False)
+    # what clv train saves: the tiers (scored and tiered on Spark) and the data's fingerprint, as locally
+    trained = pipeline.customer_tiers(result.config, result.fitted, rfm)
+    pd.testing.assert_frame_equal(
+        trained.sort_values("customer_id").reset_index(drop=True), expected, check_dtype=False
+    )
+    assert rfm.remote.fingerprint() == data_fingerprint(local.data.rfm.frame) | {
+        k: pytest.approx(v, rel=1e-13)
+        for k, v in data_fingerprint(local.data.rfm.frame).items()
+        if k.startswith("sum_")
+    }
+    assert rfm._collected is None
     with pytest.raises(DataError, match=r"2,357 customers, more than spark.max_collected_rows 1,200") as caught:
         _ = rfm.frame
     assert "raise spark.max_collected_rows" in (caught.value.hint or "")

@@ -143,7 +143,10 @@ class SparkRows:
             if frames:
                 yield pd.DataFrame({"part": [fingerprint_part(typed_rows(pd.concat(frames, ignore_index=True)))]})
 
-        found = self.table.select(*columns).mapInPandas(parts, schema).collect()
+        from clv.spark.session import pandas_notices_quieted
+
+        with pandas_notices_quieted():
+            found = self.table.select(*columns).mapInPandas(parts, schema).collect()
         return fingerprint_from_parts([str(r["part"]) for r in found])
 
     def release(self) -> None:
