@@ -27,7 +27,7 @@ __all__ = ["gamma_shape_mle", "wheat_morrison"]
 FloatArray = NDArray[np.float64]
 
 
-def wheat_morrison(last: FloatArray, previous: FloatArray) -> tuple[float, float]:
+def wheat_morrison(last: FloatArray, previous: FloatArray, weights: FloatArray | None = None) -> tuple[float, float]:
     """k and its standard error from each customer's last two inter-purchase times (Wheat & Morrison 1990:
     M = d1 / (d1 + d2) ~ Beta(k, k), Var M = 1 / (4 (2k + 1))).
 
@@ -35,18 +35,22 @@ def wheat_morrison(last: FloatArray, previous: FloatArray) -> tuple[float, float
     does not depend on which of the two times is d1 (BTYDplus draws it at random; here nothing is random), and
     is unbiased for Var M. k = (1 - 4V) / (8V); its standard error by the delta method, |dk/dV| = 1 / (8 V^2),
     with the sampling variance of V estimated from the customers' (M - 1/2)^2. Infinite k (every customer's two
-    times equal: V = 0) is returned as inf; the caller says so."""
+    times equal: V = 0) is returned as inf; the caller says so. With `weights`, each pair stands for that many
+    customers (distinct pairs with counts: the same estimate, its sums in another order)."""
     d1, d2 = np.asarray(last, dtype=float), np.asarray(previous, dtype=float)
-    if d1.shape != d2.shape or d1.size < 2:
-        raise ValueError(f"need two or more pairs of inter-purchase times, got {d1.size}")
+    w = np.ones(d1.size) if weights is None else np.asarray(weights, dtype=float)
+    n = float(w.sum()) if weights is not None else float(d1.size)
+    if d1.shape != d2.shape or w.shape != d1.shape or n < 2:
+        raise ValueError(f"need two or more pairs of inter-purchase times, got {n:g}")
     if not (np.all(np.isfinite(d1)) and np.all(np.isfinite(d2)) and np.all(d1 > 0) and np.all(d2 > 0)):
         raise ValueError("inter-purchase times must be finite and > 0")
     q = (d1 / (d1 + d2) - 0.5) ** 2
-    v = float(q.mean())
+    v = float(q.mean()) if weights is None else float(np.sum(w * q) / n)
     if v == 0.0:
         return math.inf, math.inf
     k = (1.0 - 4.0 * v) / (8.0 * v)
-    se = float(q.std(ddof=1)) / math.sqrt(q.size) / (8.0 * v * v)
+    spread = float(q.std(ddof=1)) if weights is None else math.sqrt(float(np.sum(w * (q - v) ** 2)) / (n - 1.0))
+    se = spread / math.sqrt(n) / (8.0 * v * v)
     return float(k), se
 
 

@@ -52,6 +52,41 @@ def test_wheat_morrison_recovers_a_known_k(k):
     assert np.mean([s for _, s in small]) == pytest.approx(spread, rel=0.25)
 
 
+def test_distinct_gap_pairs_with_counts_give_the_customers_estimates():
+    """What the Spark data step collects (the distinct last-two-times pairs with counts, the 10+-gap customers'
+    sums) gives the estimates of every customer's gaps: the same k and standard error to 1e-12 (sums in
+    another order), the same customer counts and the same median of shapes."""
+    from clv.data.regularity import MLE_MIN_GAPS, regularity_estimates, regularity_from_gaps
+
+    rng = np.random.default_rng(5)
+    n = rng.integers(2, 25, 3000).astype(float)
+    gaps = pd.DataFrame(
+        {
+            "n": n,
+            "total": n * rng.integers(5, 60, n.size),
+            "sum_log": n * np.log(rng.integers(5, 60, n.size)) - rng.random(n.size),
+            "last": rng.integers(1, 40, n.size).astype(float),
+            "previous": rng.integers(1, 40, n.size).astype(float),
+        }
+    )
+    pairs = gaps.groupby(["last", "previous"]).size().rename("customers").astype(float).reset_index()
+    assert len(pairs) < len(gaps) / 2
+    many = gaps.loc[gaps["n"] >= MLE_MIN_GAPS, ["n", "total", "sum_log"]].sample(frac=1.0, random_state=1)
+    end = dt.date(2026, 1, 1)
+    for ours, theirs in zip(regularity_estimates(pairs, many, end), regularity_from_gaps(gaps, end), strict=True):
+        assert (ours.method, ours.customers, ours.min_gaps, ours.note) == (
+            theirs.method,
+            theirs.customers,
+            theirs.min_gaps,
+            theirs.note,
+        )
+        assert ours.k == pytest.approx(theirs.k, rel=1e-12)
+        if theirs.standard_error is not None:
+            assert ours.standard_error == pytest.approx(theirs.standard_error, rel=1e-12)
+    k, se = wheat_morrison(np.array([1.0, 3.0]), np.array([1.0, 1.0]), np.array([2.0, 2.0]))
+    assert (k, se) == pytest.approx(wheat_morrison(np.array([1.0, 1.0, 3.0, 3.0]), np.ones(4)), rel=1e-12)
+
+
 def test_gamma_shape_mle_is_scipys_fit():
     """Per-customer shapes equal scipy's numerical Gamma maximum likelihood (location fixed at 0) to 1e-5."""
     rng = np.random.default_rng(11)

@@ -312,10 +312,10 @@ def test_sources_on_spark_globs_folders_tables_and_frames(spark, tmp_path):
 
 
 def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bound(spark, tmp_path):
-    """CDNOW's 2,357 customers share 1,000-odd distinct histories: with the driver bound at 1,200 rows the run
-    fits, scores and tiers them without the customer frame coming to the driver; reading the frame, or a bound
-    under the histories, is refused with the count and the remedy."""
-    bound = {"spark": {"master": "local[2]", "max_collected_rows": 1200}}
+    """CDNOW's 2,357 customers have 1,016 distinct histories and 830 distinct repeat-buyer spends: with the driver
+    bound at 2,000 rows the run fits, scores and tiers them without the customer frame coming to the driver;
+    reading the frame, or a bound under the distinct rows, is refused with the count and the remedy."""
+    bound = {"spark": {"master": "local[2]", "max_collected_rows": 2000}}
     extra = {"output": {"reports_dir": str(tmp_path / "r"), "models_dir": str(tmp_path / "m")}}
     local = pipeline.run(_config(CDNOW, "local"))
     result = pipeline.run(parse_config(CDNOW | extra | bound | {"engine": "spark"}))
@@ -342,11 +342,11 @@ def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bou
         if k.startswith("sum_")
     }
     assert rfm._collected is None
-    with pytest.raises(DataError, match=r"2,357 customers, more than spark.max_collected_rows 1,200") as caught:
+    with pytest.raises(DataError, match=r"2,357 customers, more than spark.max_collected_rows 2,000") as caught:
         _ = rfm.frame
     assert "raise spark.max_collected_rows" in (caught.value.hint or "")
-    small = {"spark": {"master": "local[2]", "max_collected_rows": 100}}
-    with pytest.raises(DataError, match=r"more than spark.max_collected_rows 100"):
+    small = {"spark": {"master": "local[2]", "max_collected_rows": 1500}}
+    with pytest.raises(DataError, match=r"1,846 distinct customer histories and spends, more than spark.max_coll"):
         pipeline.run(parse_config(CDNOW | extra | small | {"engine": "spark"}))
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "RegularityEstimate",
     "customer_gaps",
     "estimate_regularity",
+    "regularity_estimates",
     "regularity_from_gaps",
     "regularity_line",
     "regularity_reading",
@@ -69,9 +70,18 @@ def customer_gaps(tx: Transactions, end: dt.date | None) -> pd.DataFrame:
 
 def regularity_from_gaps(gaps: pd.DataFrame, end: dt.date | None = None) -> list[RegularityEstimate]:
     """The two estimates from the customers' gaps (`customer_gaps`; of a whole log, or its parts' together)."""
-    g = {c: gaps[c].to_numpy(dtype=float) for c in ("n", "total", "sum_log", "last", "previous")}
+    last_two = gaps[["last", "previous"]].assign(customers=1.0)
+    return regularity_estimates(last_two, gaps.loc[gaps["n"] >= MLE_MIN_GAPS, ["n", "total", "sum_log"]], end)
+
+
+def regularity_estimates(last_two: pd.DataFrame, many: pd.DataFrame, end: dt.date | None) -> list[RegularityEstimate]:
+    """The two estimates from what they read: `last_two`, the last and previous inter-purchase times of the
+    customers with two or more (last, previous, and `customers`, how many customers have that pair), and
+    `many`, the n, total and sum_log of the customers with `MLE_MIN_GAPS` or more (one row each)."""
     period = None if end is None else end.isoformat()
-    return [_wheat(g, period), _mle_median(g, period)]
+    pairs = {c: last_two[c].to_numpy(dtype=float) for c in ("last", "previous", "customers")}
+    shapes = {c: many[c].to_numpy(dtype=float) for c in ("n", "total", "sum_log")}
+    return [_wheat(pairs, period), _mle_median(shapes, period)]
 
 
 def estimate_regularity(tx: Transactions, end: dt.date | None = None) -> list[RegularityEstimate]:
@@ -81,10 +91,11 @@ def estimate_regularity(tx: Transactions, end: dt.date | None = None) -> list[Re
 
 
 def _wheat(g: dict[str, np.ndarray], period: str | None) -> RegularityEstimate:
-    n = int(g["n"].size)
+    counts = g["customers"]
+    n = round(float(counts.sum()))
     if n < 2:
         return RegularityEstimate("wheat-morrison", None, None, n, WHEAT_MIN_GAPS, period, "too few customers")
-    k, se = wheat_morrison(g["last"], g["previous"])
+    k, se = wheat_morrison(g["last"], g["previous"], None if np.all(counts == 1.0) else counts)
     if not math.isfinite(k):
         note = "every customer's last two inter-purchase times are equal: k is unbounded"
         return RegularityEstimate("wheat-morrison", None, None, n, WHEAT_MIN_GAPS, period, note)
@@ -92,7 +103,7 @@ def _wheat(g: dict[str, np.ndarray], period: str | None) -> RegularityEstimate:
 
 
 def _mle_median(g: dict[str, np.ndarray], period: str | None) -> RegularityEstimate:
-    many = g["n"] >= MLE_MIN_GAPS
+    many = g["n"] >= MLE_MIN_GAPS  # all of them (`regularity_estimates`)
     n = int(many.sum())
     if n == 0:
         return RegularityEstimate(

@@ -361,7 +361,7 @@ def write_outputs(result: RunResult, model_dir: Path | None = None) -> Path:
             from clv.spark.score import write_spark_tables
 
             assert isinstance(result.value, SparkValue)
-            action_list = write_spark_tables(result.value, staging, money)
+            action_list = write_spark_tables(result.value, staging, money, result.config.spark.max_collected_rows)
         else:
             action_list = _write_tables(result, staging, money, spark)
         action_list.drop(columns=[c for c in RFM_COLUMNS if c in action_list]).to_csv(

@@ -35,7 +35,7 @@ from clv.data.date_formats import DateOrderFacts, date_order_problem
 from clv.data.duplicates import DuplicateCount, duplicates_problem
 from clv.data.period import PeriodFacts, judge_period, period_facts
 from clv.data.profile import DataProfile, profile_transactions
-from clv.data.regularity import customer_gaps, regularity_from_gaps
+from clv.data.regularity import MLE_MIN_GAPS, RegularityEstimate, customer_gaps, regularity_estimates
 from clv.data.rfm import HOLDOUT_COLUMNS, NEW_CUSTOMER_COLUMNS, RfmSummary, rfm_summary
 from clv.data.tracking import RepeatTracking, tracking_counts, tracking_from_counts
 from clv.data.transactions import (
@@ -273,7 +273,7 @@ def _merge_reports(reports: list[dict[str, Any]], spec: DataConfig, label: str) 
 def _merge_profiles(
     profiles: list[dict[str, Any]],
     report: ValidationReport,
-    gaps: pd.DataFrame,
+    regularity: list[RegularityEstimate],
     new: pd.DataFrame,
     calibration_end: dt.date,
 ) -> DataProfile:
@@ -303,7 +303,7 @@ def _merge_profiles(
         cancellations=dict(report.cancellations),
         returns_netted=report.returns.get("netted_value"),
         returns_unmatched=report.returns.get("unmatched_value"),
-        regularity=regularity_from_gaps(gaps, calibration_end),
+        regularity=regularity,
     )
 
 
@@ -632,9 +632,9 @@ def _split_summary(
     holdout_end: dt.date | None,
     config: RunConfig,
     days_after_end: int,
-) -> tuple[RfmSummary, pd.DataFrame]:
+) -> tuple[RfmSummary, list[RegularityEstimate] | None]:
     """`rfm_summary` at one split from the parts' rows of it: collected to the driver, or for split 0 (the
-    config's own) kept on Spark (`clv.spark.rows.SparkRows`), with the repeat customers' gaps collected."""
+    config's own) kept on Spark (`clv.spark.rows.SparkRows`), with its regularity estimates (`_regularity`)."""
     from pyspark.sql import functions as F
 
     limit = config.spark.max_collected_rows
@@ -644,7 +644,6 @@ def _split_summary(
     if not config.data.has_values:
         columns = [c for c in columns if c not in ("monetary_value", "monetary_value_holdout")]
     rows = out.filter(f"kind = 'rfm' AND split = {split}")
-    gaps = pd.DataFrame()
     if split == 0:
         typed = [F.col(c).cast("bigint").alias(c) if c.startswith("frequency") else F.col(c) for c in columns]
         table = rows.select(*typed).persist()
@@ -652,22 +651,36 @@ def _split_summary(
             n = table.count()
             if n == 0:
                 raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
-            with_gaps = rows.filter(F.col("gap_n").isNotNull()).orderBy("customer_id")
-            gaps = collected(with_gaps.select(*(f"gap_{g}" for g in _GAPS)), limit, "repeat customers' gaps")
-            gaps = gaps.rename(columns={f"gap_{g}": g for g in _GAPS})
+            regularity = _regularity(rows, limit, calibration_end)
             rfm = _summary(out, SparkRows(table, n, limit), split, calibration_end, holdout_end, config, days_after_end)
         except BaseException:
             table.unpersist()
             raise
-        return rfm, gaps
-    frame = collected(rows.select(*columns), limit, "customers")
-    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+        return rfm, regularity
+    frame = collected(rows.select(*columns), limit, "customers", order=["customer_id"])
     for column in ("frequency", "frequency_holdout"):
         if column in frame:
             frame[column] = frame[column].astype(np.int64)
     if frame.empty:
         raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
-    return _summary(out, frame, split, calibration_end, holdout_end, config, days_after_end), gaps
+    return _summary(out, frame, split, calibration_end, holdout_end, config, days_after_end), None
+
+
+def _regularity(rows: DataFrame, limit: int, calibration_end: dt.date) -> list[RegularityEstimate]:
+    """`clv.data.regularity.regularity_from_gaps` from what its estimates read, counted on Spark: the distinct
+    (last, previous) inter-purchase times with their customers, and the gap sums of the customers with
+    `MLE_MIN_GAPS` or more (one row each: their own Gamma shapes' median)."""
+    from pyspark.sql import functions as F
+
+    with_gaps = rows.filter(F.col("gap_n").isNotNull())
+    pairs = with_gaps.groupBy("gap_last", "gap_previous").agg(F.count(F.lit(1)).cast("double").alias("customers"))
+    last_two = collected(pairs, limit, "distinct last two inter-purchase times")
+    last_two = last_two.rename(columns={"gap_last": "last", "gap_previous": "previous"})
+    last_two = last_two.sort_values(["last", "previous"], kind="stable").reset_index(drop=True)
+    long = with_gaps.filter(F.col("gap_n") >= MLE_MIN_GAPS).select("gap_n", "gap_total", "gap_sum_log")
+    many = collected(long, limit, f"customers with {MLE_MIN_GAPS} or more inter-purchase times")
+    many = many.rename(columns={"gap_n": "n", "gap_total": "total", "gap_sum_log": "sum_log"})
+    return regularity_estimates(last_two, many, calibration_end)
 
 
 def _summary(
@@ -718,7 +731,8 @@ def _summarised(
         raise period.problem
     notes = period.notes if period.problem is None else [period.problem.message, *period.notes]
     after = sum(p["days_after_end"][0] for p in parts)
-    rfm, gaps = _split_summary(out, 0, time.calibration_end, time.holdout_end, config, after)
-    assert rfm.new_customers is not None
-    profile = _merge_profiles([p["profile"] for p in parts], report, gaps, rfm.new_customers, time.calibration_end)
+    rfm, regularity = _split_summary(out, 0, time.calibration_end, time.holdout_end, config, after)
+    assert rfm.new_customers is not None and regularity is not None
+    profiles = [p["profile"] for p in parts]
+    profile = _merge_profiles(profiles, report, regularity, rfm.new_customers, time.calibration_end)
     return DataStep(report=report, profile=profile, rfm=rfm, notes=notes)

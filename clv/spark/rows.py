@@ -35,20 +35,34 @@ if TYPE_CHECKING:
 
 __all__ = ["SparkRows", "collected", "typed_rows"]
 
+#: distinct rows and how many customers share each
+_Distinct = tuple[pd.DataFrame, "NDArray[np.float64]"]
 _HINT = "raise spark.max_collected_rows (and spark.driver.memory: about 200 bytes a row)"
 
 
-def collected(rows: DataFrame, limit: int, what: str, count: int | None = None) -> pd.DataFrame:
-    """`rows` brought to the driver as a pandas frame (through Arrow), refused with the count and the remedy
-    when there are more than `limit` of them, before anything is collected."""
-    n = rows.count() if count is None else count
-    if n > limit:
-        raise DataError(
-            f"the log has {n:,} {what}, more than spark.max_collected_rows {limit:,} brought to the driver",
-            hint=_HINT,
-        )
-    table = rows.toArrow() if hasattr(rows, "toArrow") else pa.Table.from_pandas(rows.toPandas())
+def collected(
+    rows: DataFrame, limit: int, what: str, count: int | None = None, order: list[str] | None = None
+) -> pd.DataFrame:
+    """`rows` brought to the driver as a pandas frame (through Arrow; sorted by `order`, stably, as pandas sorts
+    text), refused with the count and the remedy past `limit` rows: with their `count` known, before anything
+    is collected; otherwise once a row past the bound arrives (the driver holds at most the bound)."""
+    if count is not None and count > limit:
+        _refuse(count, limit, what)
+    use = rows if count is not None else rows.limit(limit + 1)
+    table = use.toArrow() if hasattr(use, "toArrow") else pa.Table.from_pandas(use.toPandas())
+    if table.num_rows > limit:
+        del table
+        _refuse(rows.count(), limit, what)
+    if order:  # Arrow orders text by its UTF-8 bytes, which is the code point order Python's sort uses
+        table = table.sort_by([(c, "ascending") for c in order])
     return table.to_pandas()
+
+
+def _refuse(count: int, limit: int, what: str) -> None:
+    raise DataError(
+        f"the log has {count:,} {what}, more than spark.max_collected_rows {limit:,} brought to the driver",
+        hint=_HINT,
+    )
 
 
 class SparkRows:
@@ -60,7 +74,7 @@ class SparkRows:
         self.table = table
         self._customers = customers
         self._limit = limit
-        self._pairs: tuple[pd.DataFrame, NDArray[np.float64]] | None = None
+        self._compression: tuple[_Distinct, _Distinct | None] | None = None
 
     @property
     def customers(self) -> int:
@@ -72,36 +86,49 @@ class SparkRows:
 
     def collect(self) -> pd.DataFrame:
         """The whole frame on the driver, by customer id (`spark.max_collected_rows` at most)."""
-        frame = collected(self.table, self._limit, "customers", self._customers)
-        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
-        return typed_rows(frame)
+        return typed_rows(collected(self.table, self._limit, "customers", self._customers, ["customer_id"]))
 
     def histories(self) -> tuple[pd.DataFrame, NDArray[np.float64]]:
         """The distinct (frequency, recency, T) histories (with `customer_id`, the first customer's id, to name
-        them in messages) and how many customers share each, by first customer id."""
-        return self._distinct(self.table, ["frequency", "recency", "T"], "customer histories")
+        them in messages) and how many customers share each, by first customer id (computed once)."""
+        frame, counts = self._compressed()[0]
+        return frame.copy(), counts.copy()
 
     def spend_pairs(self) -> tuple[pd.DataFrame, NDArray[np.float64]]:
         """The repeat buyers' distinct (frequency, monetary_value) pairs (with the first customer's id) and how
         many buyers share each, by first customer id: the spend model's data and its outliers' (computed once)."""
-        from pyspark.sql import functions as F
-
-        if self._pairs is None:
-            buyers = self.table.filter(F.col("frequency") > 0)
-            self._pairs = self._distinct(buyers, ["frequency", "monetary_value"], "distinct repeat-buyer spends")
-        frame, counts = self._pairs
+        pairs = self._compressed()[1]
+        if pairs is None:
+            raise DataError("the customers' rows have no monetary_value: there are no spends to compress")
+        frame, counts = pairs
         return frame.copy(), counts.copy()
 
-    def _distinct(self, rows: DataFrame, keys: list[str], what: str) -> tuple[pd.DataFrame, NDArray[np.float64]]:
+    def _compressed(self) -> tuple[_Distinct, _Distinct | None]:
+        """The histories and (with amounts) the spend pairs, from one pass over the table (grouping sets)."""
         from pyspark.sql import functions as F
 
-        grouped = rows.groupBy(*keys).agg(
-            F.min("customer_id").alias("customer_id"), F.count(F.lit(1)).alias("__customers")
+        if self._compression is not None:
+            return self._compression
+        history = ["frequency", "recency", "T"]
+        pair = ["frequency", "monetary_value"]
+        money = "monetary_value" in self.table.columns
+        sets = [[F.col(c) for c in history], *([[F.col(c) for c in pair]] if money else [])]
+        columns = [*history, "monetary_value"] if money else history
+        counted = self.table.groupingSets(sets, *(F.col(c) for c in columns)).agg(
+            F.min("customer_id").alias("customer_id"),
+            F.count(F.lit(1)).alias("__customers"),
+            F.grouping("recency").cast("boolean").alias("__pair"),  # the pairs' set leaves recency out
         )
-        frame = collected(grouped, self._limit, what)
-        frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
-        counts = frame.pop("__customers").to_numpy(dtype=float)
-        return typed_rows(frame[["customer_id", *keys]]), counts
+        kept = counted.filter(~F.col("__pair") | (F.col("frequency") > 0))  # pairs of repeat buyers only
+        frame = collected(kept, self._limit, "distinct customer histories and spends", order=["customer_id"])
+        pairs_mask = frame.pop("__pair").to_numpy(dtype=bool)
+
+        def part(mask: NDArray[np.bool_], keys: list[str]) -> _Distinct:
+            chosen = frame.loc[mask].reset_index(drop=True)
+            return typed_rows(chosen[["customer_id", *keys]].copy()), chosen["__customers"].to_numpy(dtype=float)
+
+        self._compression = (part(~pairs_mask, history), part(pairs_mask, pair) if money else None)
+        return self._compression
 
     def spend_outlier_ids(self, threshold: float, shown: int) -> list[str]:
         """The first `shown` ids of the repeat buyers whose mean spend exceeds `threshold`, highest spend first

@@ -26,7 +26,7 @@ import pandas as pd
 
 from clv.config import RunConfig
 from clv.digest import CustomerDigest
-from clv.errors import ClvError
+from clv.errors import ClvError, DataError
 from clv.spark.rows import SparkRows, typed_rows
 from clv.spend.outliers import SpendOutliers
 from clv.store import FittedModels, point_models_from_json, point_models_json
@@ -319,10 +319,11 @@ def _holdout_figures(scored: DataFrame, config: RunConfig, length: float | None)
     }
 
 
-def write_spark_tables(value: SparkValue, staging: Path, money: bool) -> pd.DataFrame:
+def write_spark_tables(value: SparkValue, staging: Path, money: bool, limit: int) -> pd.DataFrame:
     """The customer table (Parquet by tier, highest CLV first in each part, its column order beside the parts)
     and the schedule (a Parquet folder) written from Spark into the staged outputs folder; the at-risk rows
-    brought to the driver for at_risk.csv, in the table's order."""
+    brought to the driver for at_risk.csv, in the table's order (refused past `limit` rows, before they are
+    collected)."""
     from pyspark.sql import functions as F
 
     from clv.report.outputs import COLUMNS_FILE, CUSTOMERS_BY_TIER, NO_MONEY_NAMES, schedule_file
@@ -348,6 +349,14 @@ def write_spark_tables(value: SparkValue, staging: Path, money: bool) -> pd.Data
                 "mode; on a cluster a mounted one, such as /dbfs/...)",
             )
     (folder / COLUMNS_FILE).write_text(json.dumps(list(table.columns)))
+    at_risk = table.filter(F.col("segment") == AT_RISK).count()
+    if at_risk > limit:
+        raise DataError(
+            f"the run has {at_risk:,} customers in the {AT_RISK} segment, more than spark.max_collected_rows "
+            f"{limit:,} brought to the driver for at_risk.csv",
+            hint=f"raise spark.max_collected_rows; the whole segment is in the customers/ folder "
+            f"(segment = '{AT_RISK}')",
+        )
     with pandas_notices_quieted(), session_conf(table.sparkSession, ARROW_EXCHANGE):
         slipping = ordered.filter(F.col("segment") == AT_RISK).toPandas()
     return slipping.reset_index(drop=True)
