@@ -254,7 +254,7 @@ def _run(cfg: RunConfig, quiet: bool, strict: bool) -> None:
     with _steps(quiet) as steps:
         result = run(cfg, progress=steps, strict=strict, progress_bar=not quiet and cfg.bayes.progress)
         steps("write the reports and save the model")
-        with staged_fitted(result.config, result.fitted, result.data.rfm, result.customer_tiers) as model_dir:
+        with staged_fitted(result.config, result.fitted, result.data.rfm, result.saved_tiers()) as model_dir:
             out = write_outputs(result, model_dir)  # the model becomes `latest` only once the reports are written
     if not quiet:
         _print_reading(result.data.report)
@@ -463,7 +463,7 @@ def score_command(
 
     Example: clv score configs/cdnow.yaml --model models/cdnow
     """
-    from clv.pipeline import check_compatible, check_outputs, load_fitted, prepare_data, previous_tiers, score
+    from clv.pipeline import check_compatible, check_outputs, load_fitted, prepare_data, previous_tiers_file, score
     from clv.report import write_outputs
 
     with _errors(verbose):
@@ -476,7 +476,7 @@ def score_command(
             data = prepare_data(cfg)
             steps("check the model against the config and data")
             check_compatible(cfg, fitted, data.rfm)
-            result = score(cfg, fitted, data, previous_tiers(cfg, fitted), progress=steps)
+            result = score(cfg, fitted, data, previous_tiers_file(cfg, fitted), progress=steps)
             steps("write the reports")
             out = write_outputs(result)
         _print_late(result)

@@ -67,7 +67,7 @@ from clv.spend.outliers import (
     spend_fit_rows,
     spend_value_frame,
 )
-from clv.store import FittedModels, data_fingerprint, load_models, resolve_model_dir, staged_models
+from clv.store import ExtraTable, FittedModels, data_fingerprint, load_models, resolve_model_dir, staged_models
 from clv.tiers import (
     assign_tiers,
     churn_column,
@@ -102,8 +102,10 @@ __all__ = [
     "log_splits",
     "prepare_data",
     "previous_tiers",
+    "previous_tiers_file",
     "purchase_model",
     "purchase_probability",
+    "released_on_error",
     "run",
     "save_fitted",
     "save_trained",
@@ -164,12 +166,24 @@ class RunResult:
 
     @property
     def customer_tiers(self) -> pd.DataFrame:
-        """Each customer's tier (customer_id, tier): for the model store and the next run's migration table."""
+        """Each customer's tier (customer_id, tier; of a run scored on Spark, brought to the driver)."""
         if self.customers is None:
+            from clv.spark.rows import collected
             from clv.spark.score import SparkValue
 
             assert isinstance(self.value, SparkValue)
-            return self.value.tiers
+            limit, n = self.config.spark.max_collected_rows, self.data.rfm.customers
+            return collected(self.value.tiers, limit, "customers' tiers", n)
+        return self.customers[["customer_id", "tier"]]
+
+    def saved_tiers(self) -> ExtraTable:
+        """What the model store saves as customer_tiers.parquet (for the next run's migration table): the
+        customers' tiers, or for a run scored on Spark the writer of the file from Spark (never collected)."""
+        if self.customers is None:
+            from clv.spark.score import SparkValue, tiers_file_writer
+
+            assert isinstance(self.value, SparkValue)
+            return tiers_file_writer(self.value.tiers)
         return self.customers[["customer_id", "tier"]]
 
     @property
@@ -212,8 +226,21 @@ def prepare_data(config: RunConfig, check_period: bool = True) -> DataStep:
     else:
         with duckdb.connect() as con:
             step = summarise(config, load_transactions(config.data.source, config.data, con), check_period)
-    check_unique_ids(step.rfm, config.data.source)
-    return with_covariates(config, step)
+    with released_on_error(step.rfm):
+        check_unique_ids(step.rfm, config.data.source)
+        return with_covariates(config, step)
+
+
+@contextmanager
+def released_on_error(rfm: RfmSummary) -> Iterator[None]:
+    """Free the summary's rows kept on Spark (`RemoteRows.release`) when the block fails: nothing is left
+    cached for a run that did not finish."""
+    try:
+        yield
+    except BaseException:
+        if rfm.remote is not None:
+            rfm.remote.release()
+        raise
 
 
 def with_covariates(config: RunConfig, step: DataStep) -> DataStep:
@@ -222,6 +249,8 @@ def with_covariates(config: RunConfig, step: DataStep) -> DataStep:
     rfm, customers, notes = attach_covariates(config, step.rfm)
     if customers is None:
         return step
+    if step.rfm.remote is not None and rfm.remote is None:  # the rows were collected for the join: free Spark's
+        step.rfm.remote.release()
     return dataclasses.replace(step, rfm=rfm, customers=customers, notes=[*step.notes, *notes])
 
 
@@ -455,7 +484,8 @@ def _point_model(
     if posterior.layout is not None and posterior.layout.pooled:
         return type(model).from_result(dataclasses.replace(point, n_customers=customers))
     if posterior.held:  # k of the regularity models: the likelihood of the data as given, at the point itself
-        ll = float(type(model).from_result(point).loglik(rfm).sum())
+        per_row = type(model).from_result(point).loglik(rfm)
+        ll = float(per_row.sum() if weights is None else np.dot(weights, per_row))
         return type(model).from_result(dataclasses.replace(point, log_likelihood=ll, n_customers=customers))
     problem = model.likelihood_problem(rfm, weights)
     mean = posterior.mean()
@@ -601,7 +631,7 @@ def train(
         warnings.filterwarnings("always", category=ClvWarning)
         with _timed(timings, "read, validate and summarise", progress):
             data = prepare_data(config)
-        with _timed(timings, f"fit ({config.model.method})", progress):
+        with _timed(timings, f"fit ({config.model.method})", progress), released_on_error(data.rfm):
             fitted = fit_models(config, data.rfm, strict, progress_bar)
     messages = [str(w.message) for w in caught if issubclass(w.category, ClvWarning)]
     return data, fitted, messages, timings
@@ -611,7 +641,7 @@ def score(
     config: RunConfig,
     fitted: FittedModels,
     data: DataStep,
-    previous_tiers: pd.DataFrame | None = None,
+    previous_tiers: pd.DataFrame | Path | None = None,
     progress: Progress | None = None,
     timings: dict[str, float] | None = None,
     warnings_seen: list[str] | None = None,
@@ -633,6 +663,8 @@ def score(
     ]
     if config.engine == "spark" and fitted.purchase_posterior is None:  # scored where the rows are
         return _score_on_spark(config, fitted, data, previous_tiers, progress, timings, messages, model_choice)
+    if isinstance(previous_tiers, Path):
+        previous_tiers = pd.read_parquet(previous_tiers)
     with _timed(timings, "predict and value", progress):
         value = value_models(config, fitted, data.rfm.frame)
         holdout, holdout_customers = _holdout(config, data, fitted)
@@ -665,7 +697,7 @@ def _score_on_spark(
     config: RunConfig,
     fitted: FittedModels,
     data: DataStep,
-    previous_tiers: pd.DataFrame | None,
+    previous_tiers: pd.DataFrame | Path | None,
     progress: Progress | None,
     timings: dict[str, float],
     messages: list[str],
@@ -674,13 +706,18 @@ def _score_on_spark(
     """`score` for a point fit under `engine: spark`: predictions, value, tiers, segments, the forecast and the
     digest computed on Spark per partition (`clv.spark.score`); the band as locally."""
     from clv.spark import session_for
-    from clv.spark.score import score_on_spark
+    from clv.spark.score import score_on_spark, spark_migration
 
     outliers = spend_outliers(config, data.rfm) if fitted.spend is not None else None
+    spark = session_for(config)
     with _timed(timings, "predict, value, tiers and segments (Spark)", progress):
-        value, digest, tiers, holdout = score_on_spark(session_for(config), config, fitted, data, outliers)
+        value, digest, tiers, holdout = score_on_spark(spark, config, fitted, data, outliers)
         labels = [level.label for level in config.tiers.levels]
-        migration = _migration(previous_tiers, value.tiers, labels)
+        migration = None
+        if isinstance(previous_tiers, Path):  # read and joined on Spark
+            migration = spark_migration(spark.read.parquet(previous_tiers.resolve().as_uri()), value.tiers, labels)
+        elif previous_tiers is not None:
+            migration = spark_migration(spark.createDataFrame(previous_tiers), value.tiers, labels)
     band = _band(config, fitted, data, timings, progress)
     return RunResult(
         config,
@@ -866,7 +903,8 @@ def run(
     chosen = {"choose the purchase model": round(time.perf_counter() - start, 4)} if choice is not None else {}
     data, fitted, messages, timings = train(config, progress, strict, progress_bar)
     timings = chosen | timings
-    return score(config, fitted, data, previous_tiers(config, fitted), progress, timings, messages, choice)
+    with released_on_error(data.rfm):
+        return score(config, fitted, data, previous_tiers_file(config, fitted), progress, timings, messages, choice)
 
 
 def choose_purchase(
@@ -972,10 +1010,10 @@ def purchase_probability(config: RunConfig, fitted: FittedModels, rfm: pd.DataFr
     )
 
 
-def customer_tiers(config: RunConfig, fitted: FittedModels, summary: RfmSummary) -> pd.DataFrame:
+def customer_tiers(config: RunConfig, fitted: FittedModels, summary: RfmSummary) -> ExtraTable:
     """Each customer's tier by CLV (customer_id, tier), without the rest of the scoring: what `clv train`
     saves for the next run's migration table. Rows kept on Spark, with a point fit, are tiered there
-    (`clv.spark.score.spark_customer_tiers`): only the ids and tiers come to the driver."""
+    (`clv.spark.score.spark_customer_tiers`), and this is the writer of their file (nothing collected)."""
     if summary.remote is not None and fitted.purchase_posterior is None:
         from clv.spark import session_for
         from clv.spark.score import spark_customer_tiers
@@ -1034,9 +1072,9 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
 
 
-def previous_tiers(config: RunConfig, fitted: FittedModels) -> pd.DataFrame | None:
-    """The customers' tiers saved with the loaded model's run, or else with the newest saved run of this name;
-    None when there is none."""
+def previous_tiers_file(config: RunConfig, fitted: FittedModels) -> Path | None:
+    """The customers' tiers file saved with the loaded model's run, or else with the newest saved run of this
+    name; None when there is none."""
     source = fitted.path
     if source is None:
         try:
@@ -1044,7 +1082,13 @@ def previous_tiers(config: RunConfig, fitted: FittedModels) -> pd.DataFrame | No
         except ModelFileError:
             return None
     file = source / "customer_tiers.parquet"
-    return pd.read_parquet(file) if file.is_file() else None
+    return file if file.is_file() else None
+
+
+def previous_tiers(config: RunConfig, fitted: FittedModels) -> pd.DataFrame | None:
+    """The customers' tiers of `previous_tiers_file` (customer_id, tier); None when there are none."""
+    file = previous_tiers_file(config, fitted)
+    return pd.read_parquet(file) if file is not None else None
 
 
 def _migration(previous: pd.DataFrame | None, customers: pd.DataFrame, labels: list[str]) -> pd.DataFrame | None:
@@ -1056,12 +1100,13 @@ def _migration(previous: pd.DataFrame | None, customers: pd.DataFrame, labels: l
 
 def save_fitted(result: RunResult) -> Path:
     """Save a scored run's models with its customers' tiers (see `save_trained`); its path."""
-    return save_trained(result.config, result.fitted, result.data.rfm, result.customer_tiers)
+    return save_trained(result.config, result.fitted, result.data.rfm, result.saved_tiers())
 
 
-def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame | RfmSummary, tiers: pd.DataFrame) -> Path:
+def save_trained(config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame | RfmSummary, tiers: ExtraTable) -> Path:
     """Save the fitted models to models/<name>/<run_id>/ with the customers' tiers (customer_id, tier; for the
-    next run's migration table), point models/<name>/latest at it, and return its path."""
+    next run's migration table; or a writer of that file, `clv.spark.score.tiers_file_writer`), point
+    models/<name>/latest at it, and return its path."""
     with staged_fitted(config, fitted, rfm, tiers) as path:
         pass
     return path
@@ -1076,7 +1121,7 @@ def _fingerprint(rfm: pd.DataFrame | RfmSummary) -> dict[str, Any]:
 
 @contextmanager
 def staged_fitted(
-    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame | RfmSummary, tiers: pd.DataFrame
+    config: RunConfig, fitted: FittedModels, rfm: pd.DataFrame | RfmSummary, tiers: ExtraTable
 ) -> Iterator[Path]:
     """`save_trained` around a block: the run is written to a staging folder, its final path yielded, and it is
     renamed into place and made `latest` only when the block (e.g. writing the reports) ends without an error;
@@ -1089,7 +1134,7 @@ def staged_fitted(
         config_hash(config),
         _fingerprint(rfm),
         package_versions(),
-        extra={"customer_tiers.parquet": tiers[["customer_id", "tier"]]},
+        extra={"customer_tiers.parquet": tiers[["customer_id", "tier"]] if isinstance(tiers, pd.DataFrame) else tiers},
     ) as path:
         yield path
 

@@ -16,7 +16,7 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from clv.spend.gamma_gamma import GammaGammaModel
 __all__ = [
     "FINGERPRINT_COLUMNS",
     "SCHEMA_VERSION",
+    "ExtraTable",
     "FittedModels",
     "data_fingerprint",
     "fingerprint_from_parts",
@@ -45,6 +46,9 @@ __all__ = [
     "save_models",
     "staged_models",
 ]
+
+#: a table saved beside the model: a frame, or a function that writes the Parquet file at the path it is given
+ExtraTable = pd.DataFrame | Callable[[Path], None]
 
 #: 2: a model block may carry covariates (coefficients, their standard errors, the encoding)
 SCHEMA_VERSION = 2
@@ -172,7 +176,7 @@ def save_models(
     config_hash: str,
     fingerprint: dict[str, Any],
     versions: dict[str, str],
-    extra: dict[str, pd.DataFrame] | None = None,
+    extra: dict[str, ExtraTable] | None = None,
 ) -> Path:
     """Write models/<name>/<run_id>/ whole and point `latest` at it (see `staged_models`); its path."""
     with staged_models(models_dir, name, saved, config, config_hash, fingerprint, versions, extra) as target:
@@ -189,13 +193,13 @@ def staged_models(
     config_hash: str,
     fingerprint: dict[str, Any],
     versions: dict[str, str],
-    extra: dict[str, pd.DataFrame] | None = None,
+    extra: dict[str, ExtraTable] | None = None,
 ) -> Iterator[Path]:
     """Write the run into a hidden staging folder of models/<name>/ and yield the path it will have; when the
     block ends without an error, rename it into place and point `latest` at it. On an error or an interrupt
     (in the block too) the staging folder is removed and `latest` is left as it was: a run that did not finish
     leaves no model folder that could be taken for a finished one. `extra` tables are saved beside the model
-    as Parquet, hashed like the posteriors."""
+    as Parquet (a frame, or a writer called with the file's path), hashed like the posteriors."""
     root = Path(models_dir) / name
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
@@ -219,7 +223,7 @@ def _write_run(
     name: str,
     saved: FittedModels,
     record: dict[str, Any],
-    extra: dict[str, pd.DataFrame] | None,
+    extra: dict[str, ExtraTable] | None,
 ) -> None:
     """The posteriors, the `extra` tables and model.json (written last, with `record`: config, its hash, data
     fingerprint, versions) in `staging`."""
@@ -230,7 +234,12 @@ def _write_run(
             posterior.idata.to_netcdf(str(staging / file))
             files[file] = _sha256(staging / file)
     for file, table in (extra or {}).items():
-        table.to_parquet(staging / file, index=False)
+        if isinstance(table, pd.DataFrame):
+            table.to_parquet(staging / file, index=False)
+        else:  # a writer of the file (on Spark: `clv.spark.score.tiers_file_writer`)
+            table(staging / file)
+        if not (staging / file).is_file():
+            raise ModelFileError(f"{file} was not written to {staging}")
         files[file] = _sha256(staging / file)
     payload: dict[str, Any] = {
         "type": MODEL_TYPE,

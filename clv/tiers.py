@@ -37,6 +37,7 @@ __all__ = [
     "check_tier_sizes",
     "churn_column",
     "churn_window",
+    "migration_from_counts",
     "migration_table",
     "rfm_scores",
     "segments",
@@ -254,11 +255,28 @@ def migration_table(previous: pd.DataFrame, current: pd.DataFrame, labels: list[
     # ids are text (as written); a run saved before that stored whole numbers: compare them as their text
     before_ids, now_ids = (frame[["customer_id", "tier"]].astype({"customer_id": str}) for frame in (previous, current))
     merged = before_ids.merge(now_ids, on="customer_id", how="outer", suffixes=("_previous", "_current"))
-    rows = [*labels, "(new)"]
-    columns = [*labels, "(gone)"]
-    before = merged["tier_previous"].fillna("(new)")
-    after = merged["tier_current"].fillna("(gone)")
-    table = pd.crosstab(pd.Categorical(before, rows), pd.Categorical(after, columns), dropna=False)
+    moves = pd.DataFrame({"before": merged["tier_previous"].fillna(NEW), "after": merged["tier_current"].fillna(GONE)})
+    counts = moves.value_counts().rename("customers").reset_index()
+    return migration_from_counts(counts, labels)
+
+
+#: the migration table's row of customers without a previous tier, and its column of those without a current one
+NEW, GONE = "(new)", "(gone)"
+
+
+def migration_from_counts(counts: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """`migration_table` from the customers counted by move (columns before, after, customers; `NEW` before
+    for customers new since the last run, `GONE` after for those no longer present): on Spark, the counts of a
+    join there."""
+    rows, columns = [*labels, NEW], [*labels, GONE]
+    table = pd.crosstab(
+        pd.Categorical(counts["before"], rows),
+        pd.Categorical(counts["after"], columns),
+        values=counts["customers"].to_numpy(dtype=np.int64),
+        aggfunc="sum",
+        dropna=False,
+    )
+    table = table.fillna(0).astype(np.int64)
     table.index.name = "previous tier"
     table.columns.name = "current tier"
     return table

@@ -313,8 +313,9 @@ def test_sources_on_spark_globs_folders_tables_and_frames(spark, tmp_path):
 
 def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bound(spark, tmp_path):
     """CDNOW's 2,357 customers have 1,016 distinct histories and 830 distinct repeat-buyer spends: with the driver
-    bound at 2,000 rows the run fits, scores and tiers them without the customer frame coming to the driver;
-    reading the frame, or a bound under the distinct rows, is refused with the count and the remedy."""
+    bound at 2,000 rows the run fits, scores and tiers them without the customer frame (or their tiers) coming
+    to the driver; reading the frame, or a bound under the distinct rows, is refused with the count and the
+    remedy."""
     bound = {"spark": {"master": "local[2]", "max_collected_rows": 2000}}
     extra = {"output": {"reports_dir": str(tmp_path / "r"), "models_dir": str(tmp_path / "m")}}
     local = pipeline.run(_config(CDNOW, "local"))
@@ -328,14 +329,17 @@ def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bou
         == local.spend.summary()["assumption_checks"]["buyers_fitted"]
     )
     assert result.spend_outliers == local.spend_outliers
-    tiers = result.customer_tiers.sort_values("customer_id").reset_index(drop=True)
+    tiers = result.value.tiers.toPandas().sort_values("customer_id").reset_index(drop=True)
     expected = local.customers[["customer_id", "tier"]].sort_values("customer_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(tiers, expected, check_dtype=False)
-    # what clv train saves: the tiers (scored and tiered on Spark) and the data's fingerprint, as locally
-    trained = pipeline.customer_tiers(result.config, result.fitted, rfm)
-    pd.testing.assert_frame_equal(
-        trained.sort_values("customer_id").reset_index(drop=True), expected, check_dtype=False
-    )
+    with pytest.raises(DataError, match=r"2,357 customers' tiers, more than spark.max_collected_rows 2,000"):
+        _ = result.customer_tiers  # asked for on the driver: bounded too
+    # what clv train saves: the tiers (scored, tiered and written on Spark) and the data's fingerprint, as locally
+    write = pipeline.customer_tiers(result.config, result.fitted, rfm)
+    assert callable(write)
+    write(tmp_path / "customer_tiers.parquet")
+    trained = pd.read_parquet(tmp_path / "customer_tiers.parquet").sort_values("customer_id")
+    pd.testing.assert_frame_equal(trained.reset_index(drop=True), expected, check_dtype=False)
     assert rfm.remote.fingerprint() == data_fingerprint(local.data.rfm.frame) | {
         k: pytest.approx(v, rel=1e-13)
         for k, v in data_fingerprint(local.data.rfm.frame).items()
@@ -345,9 +349,47 @@ def test_a_point_fit_keeps_the_customers_off_the_driver_and_refuses_past_the_bou
     with pytest.raises(DataError, match=r"2,357 customers, more than spark.max_collected_rows 2,000") as caught:
         _ = rfm.frame
     assert "raise spark.max_collected_rows" in (caught.value.hint or "")
-    small = {"spark": {"master": "local[2]", "max_collected_rows": 1500}}
-    with pytest.raises(DataError, match=r"1,846 distinct customer histories and spends, more than spark.max_coll"):
+    small = {"spark": {"master": "local[2]", "max_collected_rows": 1000}}
+    with pytest.raises(DataError, match=r"1,016 distinct customer histories, more than spark.max_collected_rows"):
         pipeline.run(parse_config(CDNOW | extra | small | {"engine": "spark"}))
+
+
+def test_the_saved_tiers_and_the_migration_on_spark_are_the_local_ones(spark, tmp_path):
+    """A run scored on Spark saves its customers' tiers written by Spark (one Parquet file, hashed by the store);
+    the next run's migration table, joined and counted on Spark, is the local engine's from the same file."""
+    first = pipeline.run(_config(CDNOW, "spark", tmp_path))
+    path = pipeline.save_fitted(first)
+    saved = pd.read_parquet(path / "customer_tiers.parquet").sort_values("customer_id").reset_index(drop=True)
+    local = pipeline.run(_config(CDNOW, "local", tmp_path))  # its previous tiers: the file Spark wrote
+    expected = local.customers[["customer_id", "tier"]].sort_values("customer_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(saved, expected, check_dtype=False)
+    assert pipeline.load_fitted(path).purchase.params_ == first.purchase.params_  # the store's hashes hold
+    again = pipeline.run(_config(CDNOW, "spark", tmp_path))
+    assert local.migration is not None and int(np.trace(local.migration.to_numpy()[:-1, :-1])) == 2357
+    pd.testing.assert_frame_equal(again.migration, local.migration)
+    moved = saved.assign(tier=np.where(saved["tier"] == saved["tier"].iloc[0], saved["tier"].iloc[-1], saved["tier"]))
+    moved = pd.concat([moved.iloc[5:], pd.DataFrame({"customer_id": ["gone-1"], "tier": [saved["tier"].iloc[0]]})])
+    config = _config(CDNOW, "spark", tmp_path)
+    ours = pipeline.score(config, again.fitted, again.data, moved)
+    theirs = pipeline.score(_config(CDNOW, "local", tmp_path), local.fitted, local.data, moved)
+    pd.testing.assert_frame_equal(ours.migration, theirs.migration)
+    assert int(ours.migration.loc["(new)"].sum()) == 5 and int(ours.migration["(gone)"].sum()) == 1
+
+
+def test_a_bayesian_fit_from_the_compressed_rows_is_the_local_one(spark, tmp_path):
+    """A Bayesian run on Spark is fitted from the distinct histories and spends with counts (Laplace here: no
+    sampling noise), then scored on the driver: the local posterior means, log-likelihood and forecast."""
+    raw = CDNOW | {"model": {"method": "bayes"}, "bayes": {"inference": "laplace", "progress": False}}
+    local = pipeline.run(_config(raw, "local", tmp_path))
+    on_spark = pipeline.run(_config(raw, "spark", tmp_path))
+    for model in ("purchase", "spend"):
+        ours, theirs = getattr(local, model), getattr(on_spark, model)
+        for name, value in ours.params_.items():
+            assert theirs.params_[name] == pytest.approx(value, rel=1e-8), name
+        assert theirs.log_likelihood_ == pytest.approx(ours.log_likelihood_, rel=1e-10)
+        assert theirs.n_customers_ == ours.n_customers_
+    assert on_spark.digest.total_clv == pytest.approx(local.digest.total_clv, rel=1e-9)
+    pd.testing.assert_frame_equal(on_spark.value.forecast, local.value.forecast, rtol=1e-9)
 
 
 def test_a_missing_source_is_a_clear_error(spark):

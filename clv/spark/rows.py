@@ -13,8 +13,10 @@ local frame's columns and types (`SparkRows.table`). The driver reads only what 
 
 Each collected table is ordered by the first (lowest) customer id of its rows, the order in which the local
 engine's frame (by customer id) first meets them, so the weighted fits add their terms in the local order.
-What needs every customer on the driver (a Bayesian scoring, a model with covariates or a regularity term) reads
-`collect()`: the whole frame, refused past `spark.max_collected_rows` with the count and the remedy.
+What needs every customer on the driver (a Bayesian scoring; a model with covariates, a regularity term or
+customer-level latents (Pareto/GGG); the forecast band's simulation; `model.purchase: auto` and `clv evaluate`,
+which fit every candidate on the customers) reads `collect()`: the whole frame, refused past
+`spark.max_collected_rows` with the count and the remedy.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SparkRows", "collected", "typed_rows"]
 
+_PAIRS = "distinct (frequency, mean spend) pairs of repeat buyers"
 #: distinct rows and how many customers share each
 _Distinct = tuple[pd.DataFrame, "NDArray[np.float64]"]
 _HINT = "raise spark.max_collected_rows (and spark.driver.memory: about 200 bytes a row)"
@@ -75,6 +78,7 @@ class SparkRows:
         self._customers = customers
         self._limit = limit
         self._compression: tuple[_Distinct, _Distinct | None] | None = None
+        self._outlier_ids: dict[tuple[float, int], list[str]] = {}
 
     @property
     def customers(self) -> int:
@@ -120,8 +124,12 @@ class SparkRows:
             F.grouping("recency").cast("boolean").alias("__pair"),  # the pairs' set leaves recency out
         )
         kept = counted.filter(~F.col("__pair") | (F.col("frequency") > 0))  # pairs of repeat buyers only
-        frame = collected(kept, self._limit, "distinct customer histories and spends", order=["customer_id"])
+        # each table is bounded on its own: at most twice the bound arrives before the counts are known
+        frame = collected(kept, 2 * self._limit, "distinct customer histories and spends", order=["customer_id"])
         pairs_mask = frame.pop("__pair").to_numpy(dtype=bool)
+        for n, what in ((int((~pairs_mask).sum()), "distinct customer histories"), (int(pairs_mask.sum()), _PAIRS)):
+            if n > self._limit:
+                _refuse(n, self._limit, what)
 
         def part(mask: NDArray[np.bool_], keys: list[str]) -> _Distinct:
             chosen = frame.loc[mask].reset_index(drop=True)
@@ -132,12 +140,14 @@ class SparkRows:
 
     def spend_outlier_ids(self, threshold: float, shown: int) -> list[str]:
         """The first `shown` ids of the repeat buyers whose mean spend exceeds `threshold`, highest spend first
-        (ties by id), as `clv.spend.outliers.find_spend_outliers` lists them."""
+        (ties by id), as `clv.spend.outliers.find_spend_outliers` lists them (computed once per question)."""
         from pyspark.sql import functions as F
 
-        above = self.table.filter((F.col("frequency") > 0) & (F.col("monetary_value") > F.lit(threshold)))
-        ordered = above.orderBy(F.col("monetary_value").desc(), F.col("customer_id").asc()).limit(shown)
-        return [str(r["customer_id"]) for r in ordered.select("customer_id").collect()]
+        if (threshold, shown) not in self._outlier_ids:
+            above = self.table.filter((F.col("frequency") > 0) & (F.col("monetary_value") > F.lit(threshold)))
+            ordered = above.orderBy(F.col("monetary_value").desc(), F.col("customer_id").asc()).limit(shown)
+            self._outlier_ids[(threshold, shown)] = [str(r["customer_id"]) for r in ordered.collect()]
+        return list(self._outlier_ids[(threshold, shown)])
 
     def repeated_ids(self, shown: int) -> tuple[int, list[str]]:
         """How many customer ids have more than one row, and the first `shown` of them (by id)."""
@@ -177,7 +187,7 @@ class SparkRows:
         return fingerprint_from_parts([str(r["part"]) for r in found])
 
     def release(self) -> None:
-        """Unpersist the table (the rows are gone from Spark's cache; the summary cannot be read again)."""
+        """Unpersist the table (the rows leave Spark's cache; reading them again recomputes them from the log)."""
         self.table.unpersist()
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,14 +54,14 @@ _OUT_ROWS = 100_000
 
 @dataclass(frozen=True)
 class SparkValue:
-    """A scoring on Spark: the customer table and the per-customer schedule as Spark DataFrames (the scored rows
-    stay persisted until `release`), the monthly forecast summed there (as `clv.value.ValueResult.forecast`), and
-    each customer's tier on the driver (customer_id, tier)."""
+    """A scoring on Spark: the customer table, the per-customer schedule and each customer's tier (customer_id,
+    tier) as Spark DataFrames (the scored rows stay persisted until `release`), and the monthly forecast summed
+    there (as `clv.value.ValueResult.forecast`)."""
 
     table: DataFrame
     schedule: DataFrame
     forecast: pd.DataFrame
-    tiers: pd.DataFrame
+    tiers: DataFrame
     scored: DataFrame
 
     def customers(self) -> pd.DataFrame:
@@ -262,8 +263,7 @@ def _scored_table(
     own = [c for c in scored.columns if not c.startswith(_TERMS)]
     order = _column_order([*own, *ranked])
     table = scored.select(*(ranked[c].alias(c) if c in ranked else F.col(f"`{c}`") for c in order))
-    tiers = table.select("customer_id", "tier").toPandas()
-    value = SparkValue(table, schedule_frame(scored, forecast), forecast, tiers, scored)
+    value = SparkValue(table, schedule_frame(scored, forecast), forecast, table.select("customer_id", "tier"), scored)
     cells = table_cells(table, churn)
     digest = spark_digest(table, churn, cells)
     tier_table = spark_tier_table(table, config.tiers, churn, cells)
@@ -283,9 +283,10 @@ def _tier_label(index: Any, config: RunConfig) -> Any:
 
 def spark_customer_tiers(
     spark: SparkSession, config: RunConfig, fitted: FittedModels, rfm: RfmSummary, outliers: SpendOutliers | None
-) -> pd.DataFrame:
+) -> Callable[[Path], None]:
     """`clv.pipeline.customer_tiers` for rows kept on Spark and a point fit: the customers scored per partition
-    and tiered there (`tier_index`: the local tiers and tie rule); (customer_id, tier) brought to the driver."""
+    and tiered there (`tier_index`: the local tiers and tie rule), kept on Spark; the writer of their
+    customer_tiers.parquet (`tiers_file_writer`), which releases them once written."""
     from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
     from clv.spark.tiers import tier_index
 
@@ -293,9 +294,67 @@ def spark_customer_tiers(
         scored = score_parts(spark, config, fitted, rfm, outliers)
         try:
             label = _tier_label(tier_index(scored, config.tiers, rfm.customers), config)
-            return scored.select("customer_id", label.alias("tier")).toPandas()
+            tiers = scored.select("customer_id", label.alias("tier")).persist()
+            try:
+                tiers.count()
+            except BaseException:
+                tiers.unpersist()
+                raise
         finally:
             scored.unpersist()
+    write = tiers_file_writer(tiers)
+
+    def write_and_release(target: Path) -> None:
+        try:
+            write(target)
+        finally:
+            tiers.unpersist()
+
+    return write_and_release
+
+
+def tiers_file_writer(tiers: DataFrame) -> Callable[[Path], None]:
+    """A writer of each customer's tier (customer_id, tier) as one Parquet file at the path it is given (the
+    model store's customer_tiers.parquet), written by Spark, never collected: one task writes the file beside
+    the target, which is then moved into place."""
+    from pyspark.sql import functions as F
+
+    def write(target: Path) -> None:
+        parts = target.parent / f".{target.name}.parts"
+        try:
+            rows = tiers.select(F.col("customer_id").cast("string"), F.col("tier").cast("string"))
+            rows.repartition(1).write.mode("overwrite").parquet(_uri(parts))
+            files = sorted(parts.glob("part-*.parquet"))
+            if not (parts / "_SUCCESS").is_file() or len(files) != 1:
+                raise ClvError(
+                    f"Spark's workers wrote {target.name} where the driver does not see it ({parts})",
+                    hint="output.models_dir must be a path the driver and every worker share",
+                )
+            files[0].replace(target)
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+
+    return write
+
+
+def spark_migration(previous: DataFrame, tiers: DataFrame, labels: list[str]) -> pd.DataFrame | None:
+    """`clv.pipeline._migration` on Spark: the previous run's tiers (customer_id, tier) joined to this run's
+    there and the customers counted by move (`clv.tiers.migration_from_counts`); None when there are no
+    previous tiers or they name other tiers."""
+    from pyspark.sql import functions as F
+
+    from clv.tiers import GONE, NEW, migration_from_counts
+
+    named = {r["tier"] for r in previous.select(F.col("tier").cast("string").alias("tier")).distinct().collect()}
+    if named - set(labels):
+        return None
+    before = previous.select(F.col("customer_id").cast("string").alias("customer_id"), F.col("tier").alias("__b"))
+    after = tiers.select(F.col("customer_id").cast("string").alias("customer_id"), F.col("tier").alias("__a"))
+    moves = before.join(after, "customer_id", "full_outer").select(
+        F.coalesce("__b", F.lit(NEW)).alias("before"), F.coalesce("__a", F.lit(GONE)).alias("after")
+    )
+    counts = moves.groupBy("before", "after").agg(F.count(F.lit(1)).alias("customers")).toPandas()
+    return migration_from_counts(counts, labels)
 
 
 def _holdout_figures(scored: DataFrame, config: RunConfig, length: float | None) -> dict[str, Any] | None:

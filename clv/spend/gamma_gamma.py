@@ -288,11 +288,12 @@ class GammaGammaModel(FittedModel):
         """The repeat buyers' mean spends with weights, spend rescaled by its weighted mean (so v is near 1),
         as both estimation methods use them."""
         x, m, _ = self._repeat_buyers(rfm)
-        if x.size < 3:
-            raise DataError(f"Gamma-Gamma needs at least 3 customers with repeat purchases; the data has {x.size}")
         w_all = np.ones(len(rfm)) if weights is None else np.asarray(weights, dtype=float)
         keep = (rfm["frequency"].to_numpy() > 0) & (rfm["monetary_value"].to_numpy() > 0)
         w = np.asarray(w_all[keep], dtype=float)
+        n_buyers = x.size if weights is None else round(float(w.sum()))  # a row may stand for several buyers
+        if n_buyers < 3:
+            raise DataError(f"Gamma-Gamma needs at least 3 customers with repeat purchases; the data has {n_buyers}")
         scale = weighted_mean(m, w)
         sm = m / scale
         if self.covariate_options.active:
@@ -309,7 +310,7 @@ class GammaGammaModel(FittedModel):
             likelihood=SpendLikelihood(xu, smu, wu),
             factor=np.array([1.0, 1.0, scale]),
             unscaled=lambda p: loglik_grad(p, xu, mu),
-            n_customers=int(x.size) if weights is None else round(float(w.sum())),
+            n_customers=n_buyers,
             n_unique=int(xu.size),
             model_name=self.name,
             rows={"x": xu, "m": smu},
