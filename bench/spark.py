@@ -115,7 +115,14 @@ def _stages(config: Any, timed: dict[str, float], tasks: Any) -> dict[str, Any]:
     start = time.perf_counter()
     write_outputs(result)
     timed["write outputs"] = time.perf_counter() - start
+    distinct = {}
+    if data.rfm.remote is not None:  # what the fit collected instead of the customers
+        distinct = {
+            "histories": len(data.rfm.remote.histories()[0]),
+            "spend_pairs": len(data.rfm.remote.spend_pairs()[0]),
+        }
     return {
+        "distinct": distinct,
         "customers": data.rfm.customers,
         "params": fitted.purchase.params_,
         "clv_total": result.digest.total_clv,
@@ -196,6 +203,9 @@ def _print(label: str, out: dict[str, Any]) -> None:
         print(f"  {stage:<40} {seconds:8.1f} s  {rate}")
     print(f"  {'the job (read to outputs)':<40} {job:8.1f} s  {rows / job / CORES:>12,.0f} rows/s/core")
     print(f"  driver peak memory: Python {out['python_mb']:,.0f} MB, JVM {out['jvm_mb']:,.0f} MB")
+    if out.get("distinct"):
+        shown = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in out["distinct"].items())
+        print(f"  rows the fit collected instead of {out['customers']:,} customers: {shown}")
     params = ", ".join(f"{k}={v:.4f}" for k, v in out["params"].items())
     print(f"  BG/NBD {params} (true {', '.join(f'{k}={v}' for k, v in TRUTH.items())}); CLV {out['clv_total']:,.0f}")
 
