@@ -56,7 +56,7 @@ def test_distinct_gap_pairs_with_counts_give_the_customers_estimates():
     """What the Spark data step collects (the distinct last-two-times pairs with counts, the 10+-gap customers'
     sums) gives the estimates of every customer's gaps: the same k and standard error to 1e-12 (sums in
     another order), the same customer counts and the same median of shapes."""
-    from clv.data.regularity import MLE_MIN_GAPS, regularity_estimates, regularity_from_gaps
+    from clv.data.regularity import MLE_MIN_GAPS, customer_shapes, regularity_estimates, regularity_from_gaps
 
     rng = np.random.default_rng(5)
     n = rng.integers(2, 25, 3000).astype(float)
@@ -71,9 +71,17 @@ def test_distinct_gap_pairs_with_counts_give_the_customers_estimates():
     )
     pairs = gaps.groupby(["last", "previous"]).size().rename("customers").astype(float).reset_index()
     assert len(pairs) < len(gaps) / 2
-    many = gaps.loc[gaps["n"] >= MLE_MIN_GAPS, ["n", "total", "sum_log"]].sample(frac=1.0, random_state=1)
+    many = gaps.loc[gaps["n"] >= MLE_MIN_GAPS].sample(frac=1.0, random_state=1)
+    shapes = gamma_shape_mle(many["n"], many["total"], many["sum_log"])  # independently of customer_shapes
+    ranked = np.sort(shapes)
+    middle = (
+        ranked[(ranked.size - 1) // 2]
+        if ranked.size % 2
+        else (ranked[ranked.size // 2 - 1] + ranked[ranked.size // 2]) / 2
+    )
     end = dt.date(2026, 1, 1)
-    for ours, theirs in zip(regularity_estimates(pairs, many, end), regularity_from_gaps(gaps, end), strict=True):
+    estimates = regularity_estimates(pairs, float(middle), len(many), end)
+    for ours, theirs in zip(estimates, regularity_from_gaps(gaps, end), strict=True):
         assert (ours.method, ours.customers, ours.min_gaps, ours.note) == (
             theirs.method,
             theirs.customers,
@@ -83,6 +91,7 @@ def test_distinct_gap_pairs_with_counts_give_the_customers_estimates():
         assert ours.k == pytest.approx(theirs.k, rel=1e-12)
         if theirs.standard_error is not None:
             assert ours.standard_error == pytest.approx(theirs.standard_error, rel=1e-12)
+    assert np.isnan(customer_shapes(gaps)[gaps["n"].to_numpy() < MLE_MIN_GAPS]).all()
     k, se = wheat_morrison(np.array([1.0, 3.0]), np.array([1.0, 1.0]), np.array([2.0, 2.0]))
     assert (k, se) == pytest.approx(wheat_morrison(np.array([1.0, 1.0, 3.0, 3.0]), np.ones(4)), rel=1e-12)
 

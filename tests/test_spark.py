@@ -74,6 +74,10 @@ def test_cdnow_run_on_spark_gives_the_local_numbers(spark, tmp_path):
         k: v for k, v in pb.items() if k not in ("total_amount", "regularity", "source")
     }
     assert pb["total_amount"] == pytest.approx(pa["total_amount"], rel=1e-12)
+    for ours, theirs in zip(pa["regularity"], pb["regularity"], strict=True):  # from counted pairs, shape median
+        exact = ("method", "customers", "min_gaps", "period_end", "note")
+        assert {k: theirs[k] for k in exact} == {k: ours[k] for k in exact}
+        assert theirs["k"] == pytest.approx(ours["k"], rel=1e-9)
     for model in ("purchase", "spend"):
         ours, theirs = getattr(local, model).params_, getattr(on_spark, model).params_
         for name in ours:

@@ -19,6 +19,7 @@ __all__ = [
     "MLE_MIN_GAPS",
     "RegularityEstimate",
     "customer_gaps",
+    "customer_shapes",
     "estimate_regularity",
     "regularity_estimates",
     "regularity_from_gaps",
@@ -71,17 +72,33 @@ def customer_gaps(tx: Transactions, end: dt.date | None) -> pd.DataFrame:
 def regularity_from_gaps(gaps: pd.DataFrame, end: dt.date | None = None) -> list[RegularityEstimate]:
     """The two estimates from the customers' gaps (`customer_gaps`; of a whole log, or its parts' together)."""
     last_two = gaps[["last", "previous"]].assign(customers=1.0)
-    return regularity_estimates(last_two, gaps.loc[gaps["n"] >= MLE_MIN_GAPS, ["n", "total", "sum_log"]], end)
+    shapes = customer_shapes(gaps)
+    shapes = shapes[~np.isnan(shapes)]
+    median = float(np.median(shapes)) if shapes.size else None
+    return regularity_estimates(last_two, median, int(shapes.size), end)
 
 
-def regularity_estimates(last_two: pd.DataFrame, many: pd.DataFrame, end: dt.date | None) -> list[RegularityEstimate]:
+def customer_shapes(gaps: pd.DataFrame) -> np.ndarray:
+    """Each customer's own maximum-likelihood Gamma shape (`gamma_shape_mle`) where they have `MLE_MIN_GAPS`
+    or more inter-purchase times, NaN elsewhere (inf where all their times are equal)."""
+    n = gaps["n"].to_numpy(dtype=float)
+    many = n >= MLE_MIN_GAPS
+    shapes = np.full(n.size, np.nan)
+    if many.any():
+        total, sum_log = (gaps[c].to_numpy(dtype=float)[many] for c in ("total", "sum_log"))
+        shapes[many] = gamma_shape_mle(n[many], total, sum_log)
+    return shapes
+
+
+def regularity_estimates(
+    last_two: pd.DataFrame, shape_median: float | None, shape_customers: int, end: dt.date | None
+) -> list[RegularityEstimate]:
     """The two estimates from what they read: `last_two`, the last and previous inter-purchase times of the
-    customers with two or more (last, previous, and `customers`, how many customers have that pair), and
-    `many`, the n, total and sum_log of the customers with `MLE_MIN_GAPS` or more (one row each)."""
+    customers with two or more (last, previous, and `customers`, how many customers have that pair), and the
+    median of the `shape_customers` customers' own Gamma shapes (`customer_shapes`; None without any)."""
     period = None if end is None else end.isoformat()
     pairs = {c: last_two[c].to_numpy(dtype=float) for c in ("last", "previous", "customers")}
-    shapes = {c: many[c].to_numpy(dtype=float) for c in ("n", "total", "sum_log")}
-    return [_wheat(pairs, period), _mle_median(shapes, period)]
+    return [_wheat(pairs, period), _mle_median(shape_median, shape_customers, period)]
 
 
 def estimate_regularity(tx: Transactions, end: dt.date | None = None) -> list[RegularityEstimate]:
@@ -102,14 +119,11 @@ def _wheat(g: dict[str, np.ndarray], period: str | None) -> RegularityEstimate:
     return RegularityEstimate("wheat-morrison", k, se, n, WHEAT_MIN_GAPS, period)
 
 
-def _mle_median(g: dict[str, np.ndarray], period: str | None) -> RegularityEstimate:
-    many = g["n"] >= MLE_MIN_GAPS  # all of them (`regularity_estimates`)
-    n = int(many.sum())
-    if n == 0:
+def _mle_median(median: float | None, n: int, period: str | None) -> RegularityEstimate:
+    if n == 0 or median is None:
         return RegularityEstimate(
             "gamma-mle-median", None, None, 0, MLE_MIN_GAPS, period, "no customer has enough purchases"
         )
-    median = float(np.median(gamma_shape_mle(g["n"][many], g["total"][many], g["sum_log"][many])))
     if not math.isfinite(median):
         return RegularityEstimate("gamma-mle-median", None, None, n, MLE_MIN_GAPS, period, "k is unbounded")
     return RegularityEstimate("gamma-mle-median", median, None, n, MLE_MIN_GAPS, period)

@@ -35,7 +35,7 @@ from clv.data.date_formats import DateOrderFacts, date_order_problem
 from clv.data.duplicates import DuplicateCount, duplicates_problem
 from clv.data.period import PeriodFacts, judge_period, period_facts
 from clv.data.profile import DataProfile, profile_transactions
-from clv.data.regularity import MLE_MIN_GAPS, RegularityEstimate, customer_gaps, regularity_estimates
+from clv.data.regularity import RegularityEstimate, customer_gaps, customer_shapes, regularity_estimates
 from clv.data.rfm import HOLDOUT_COLUMNS, NEW_CUSTOMER_COLUMNS, RfmSummary, rfm_summary
 from clv.data.tracking import RepeatTracking, tracking_counts, tracking_from_counts
 from clv.data.transactions import (
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
 
 __all__ = ["spark_data_step"]
 
-_GAPS = ("n", "total", "sum_log", "last", "previous")
+_GAPS = ("n", "total", "sum_log", "last", "previous", "shape")
 _SHOWN = 20
 #: problems brought to the driver for the error's examples and its hint at the cause
 _PROBLEMS_COLLECTED = 2000
@@ -182,7 +182,9 @@ def part_rows(
         yield _batch("shared_tid", tids, schema)
     if tx is not None:
         rfm = rfm_summary(tx, time.calibration_end, time.holdout_end, time.unit, allow_empty=True)
-        gaps = customer_gaps(tx, time.calibration_end).rename(columns={g: f"gap_{g}" for g in _GAPS})
+        gaps = customer_gaps(tx, time.calibration_end)
+        gaps["shape"] = customer_shapes(gaps)  # each customer's own: the driver takes their median on Spark
+        gaps = gaps.rename(columns={g: f"gap_{g}" for g in _GAPS})
         yield _batch("rfm", rfm.frame.merge(gaps, on="customer_id", how="left"), schema)
         new = _new_rows(rfm)
         if new is not None:
@@ -668,19 +670,22 @@ def _split_summary(
 
 def _regularity(rows: DataFrame, limit: int, calibration_end: dt.date) -> list[RegularityEstimate]:
     """`clv.data.regularity.regularity_from_gaps` from what its estimates read, counted on Spark: the distinct
-    (last, previous) inter-purchase times with their customers, and the gap sums of the customers with
-    `MLE_MIN_GAPS` or more (one row each: their own Gamma shapes' median)."""
+    (last, previous) inter-purchase times with their customers, and the median of the customers' own Gamma shapes
+    (computed in the parts) as exact order statistics, as np.median takes it."""
     from pyspark.sql import functions as F
+
+    from clv.spark.digest import order_statistics
 
     with_gaps = rows.filter(F.col("gap_n").isNotNull())
     pairs = with_gaps.groupBy("gap_last", "gap_previous").agg(F.count(F.lit(1)).cast("double").alias("customers"))
     last_two = collected(pairs, limit, "distinct last two inter-purchase times")
     last_two = last_two.rename(columns={"gap_last": "last", "gap_previous": "previous"})
     last_two = last_two.sort_values(["last", "previous"], kind="stable").reset_index(drop=True)
-    long = with_gaps.filter(F.col("gap_n") >= MLE_MIN_GAPS).select("gap_n", "gap_total", "gap_sum_log")
-    many = collected(long, limit, f"customers with {MLE_MIN_GAPS} or more inter-purchase times")
-    many = many.rename(columns={"gap_n": "n", "gap_total": "total", "gap_sum_log": "sum_log"})
-    return regularity_estimates(last_two, many, calibration_end)
+    shaped = with_gaps.filter(F.col("gap_shape").isNotNull() & ~F.isnan("gap_shape"))
+    n = shaped.count()
+    middle = [(n - 1) // 2] if n % 2 else [n // 2 - 1, n // 2]
+    median = float(np.mean(order_statistics(shaped, F.col("gap_shape"), middle, n))) if n else None
+    return regularity_estimates(last_two, median, n, calibration_end)
 
 
 def _summary(
