@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from clv.data.transactions import Transactions, sql_date
+from clv.data.transactions import Transactions, exact_sum, sql_date
 from clv.regularity import gamma_shape_mle, wheat_morrison
 
 __all__ = [
@@ -61,7 +61,7 @@ def customer_gaps(tx: Transactions, end: dt.date | None) -> pd.DataFrame:
                    row_number() OVER (PARTITION BY customer_id ORDER BY day DESC) AS back
             FROM {tx.table} {where}
         )
-        SELECT customer_id, count(gap) AS n, sum(gap) AS total, sum(ln(gap)) AS sum_log,
+        SELECT customer_id, count(gap) AS n, sum(gap) AS total, {exact_sum("ln(gap)", 18)} AS sum_log,
                max(gap) FILTER (WHERE back = 1) AS last, max(gap) FILTER (WHERE back = 2) AS previous
         FROM g WHERE gap IS NOT NULL GROUP BY customer_id HAVING count(gap) >= {WHEAT_MIN_GAPS}
         """

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from clv.data.transactions import Transactions, sql_date
+from clv.data.transactions import Transactions, exact_sum, sql_date
 from clv.errors import DataError, first_ids
 from clv.units import TimeUnit, days_per_unit
 
@@ -168,7 +168,7 @@ def new_customers(tx: Transactions, calibration_end: dt.date, holdout_end: dt.da
         f"""
         SELECT CAST(customer_id AS VARCHAR) AS customer_id, min(day) AS first_purchase,
                count(*) FILTER (WHERE {window}) AS purchases_holdout,
-               coalesce(sum(amount) FILTER (WHERE {window}), 0.0) AS value_holdout
+               coalesce({exact_sum("amount", 9, window)}, 0.0) AS value_holdout
         FROM {tx.table} GROUP BY customer_id HAVING min(day) > {cal}
         ORDER BY min(day), customer_id
         """
@@ -198,15 +198,16 @@ def rfm_summary(
         f"""
         WITH cal AS (
             SELECT customer_id, count(*) - 1 AS frequency, min(day) AS first_day, max(day) AS last_day,
-                   sum(amount) AS total, arg_min(amount, day) AS first_amount
+                   {exact_sum("amount", 9)} AS total, arg_min(amount, day) AS first_amount
             FROM {table} WHERE day <= {cal} GROUP BY 1
         ), gaps AS (
-            SELECT customer_id, sum(ln(date_diff('day', previous_day, day) / {per_unit})) AS sum_log_intervals
+            SELECT customer_id, {exact_sum(f"ln(date_diff('day', previous_day, day) / {per_unit})", 18)}
+                   AS sum_log_intervals
             FROM (SELECT customer_id, day, lag(day) OVER (PARTITION BY customer_id ORDER BY day) AS previous_day
                   FROM {table} WHERE day <= {cal})
             WHERE previous_day IS NOT NULL GROUP BY 1
         ), hold AS (
-            SELECT customer_id, count(*) AS frequency_holdout, sum(amount) AS total_holdout
+            SELECT customer_id, count(*) AS frequency_holdout, {exact_sum("amount", 9)} AS total_holdout
             FROM {table} WHERE day > {cal} AND day <= {end} GROUP BY 1
         )
         SELECT cal.customer_id,

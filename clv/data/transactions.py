@@ -59,6 +59,7 @@ __all__ = [
     "Transactions",
     "ValidationReport",
     "clean_part",
+    "exact_sum",
     "invoice_problem",
     "load_transactions",
     "padded_ids_warning",
@@ -910,6 +911,16 @@ def load_transactions(
 def sql_date(value: dt.date) -> str:
     """`value` as a SQL date literal for the queries on a `Transactions` table: DATE '2026-01-31'."""
     return f"DATE '{value.isoformat()}'"
+
+
+def exact_sum(expression: str, decimals: int, where: str | None = None) -> str:
+    """SQL for the sum of a DOUBLE `expression` that is the same on every run: each value rounded to `decimals`
+    places and added exactly as a DECIMAL(38, decimals), then a DOUBLE. DuckDB's parallel `sum` of doubles adds
+    a group's values in an order that depends on the threads' scheduling, so its last bit varies between runs;
+    an exact sum has no order. Money takes 9 places (the reading's own DECIMAL(38, 9), which a day's DOUBLE value
+    returns to exactly); logs 18 (each within 5e-19 of the double). `where`: the rows summed (a FILTER)."""
+    only = f" FILTER (WHERE {where})" if where else ""
+    return f"CAST(sum(CAST({expression} AS DECIMAL(38, {decimals}))){only} AS DOUBLE)"
 
 
 #: the columns a part of a log carries besides the source's own (`clv.spark`): a row id unique in the whole log,
