@@ -54,7 +54,7 @@ from clv.data.transactions import (
     returns_problem,
 )
 from clv.errors import DataError, DataWarning, first_ids
-from clv.spark.rows import SparkRows, collected
+from clv.spark.rows import SparkRows, collected, typed_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -659,10 +659,7 @@ def _split_summary(
             table.unpersist()
             raise
         return rfm, regularity
-    frame = collected(rows.select(*columns), limit, "customers", order=["customer_id"])
-    for column in ("frequency", "frequency_holdout"):
-        if column in frame:
-            frame[column] = frame[column].astype(np.int64)
+    frame = typed_rows(collected(rows.select(*columns), limit, "customers", order=["customer_id"]))
     if frame.empty:
         raise DataError(f"no customer made a purchase on or before calibration_end {calibration_end}")
     return _summary(out, frame, split, calibration_end, holdout_end, config, days_after_end), None
