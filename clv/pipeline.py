@@ -349,7 +349,6 @@ class FitRows:
 
     purchase: pd.DataFrame
     spend: pd.DataFrame | None
-    outliers: SpendOutliers | None
     purchase_weights: NDArray[np.float64] | None = None
     spend_weights: NDArray[np.float64] | None = None
 
@@ -365,13 +364,13 @@ def fit_rows(config: RunConfig, rfm: pd.DataFrame | RfmSummary) -> FitRows:
         histories, counts = remote.histories()
         outliers = spend_outliers(config, rfm)
         if outliers is None:
-            return FitRows(histories, None, None, counts)
+            return FitRows(histories, None, counts)
         pairs, pair_counts = remote.spend_pairs()
         spend, spend_counts = spend_fit_rows(pairs, outliers, pair_counts)
-        return FitRows(histories, spend, outliers, counts, spend_counts)
+        return FitRows(histories, spend, counts, spend_counts)
     frame = rfm.frame if isinstance(rfm, RfmSummary) else rfm
     outliers = spend_outliers(config, frame)
-    return FitRows(frame, spend_fit_frame(frame, outliers) if outliers is not None else None, outliers)
+    return FitRows(frame, spend_fit_frame(frame, outliers) if outliers is not None else None)
 
 
 def purchase_model(config: RunConfig) -> PurchaseModel:

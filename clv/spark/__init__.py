@@ -2,9 +2,10 @@
 
 `run`, `train` and `prepare_data` take the caller's SparkSession (a notebook's, a `spark-submit` job's, a Spark
 Connect session) and a config, and optionally the log as a DataFrame; without a session they use the active one,
-or start one from the config's `spark` section. The data step runs on Spark (`clv.spark.data`); the fit runs on
-the driver, with the local engine's code, from the customers' rows brought there; a maximum-likelihood fit
-scores per partition (`clv.spark.score`), a Bayesian one on the driver. `clv evaluate` and the forecast band
+or start one from the config's `spark` section. The data step runs on Spark (`clv.spark.data`) and leaves the
+customers' rows there (`clv.spark.rows`); the fit runs on the driver, with the local engine's code, from their
+distinct histories and spends with counts; a maximum-likelihood fit scores per partition (`clv.spark.score`), a
+Bayesian one on the driver. `clv evaluate` and the forecast band
 summarise the log at all their splits in the same one pass (`spark_log_splits`).
 """
 

@@ -9,8 +9,10 @@ the `fail` policies, a mix of time zones, an invoice of two customers, day/month
 driver, from the parts' counts added up, in the local engine's order and with its messages. Problems are named
 by file and customer id (Spark does not keep the files' line numbers); rejected rows are written as Parquet.
 
-The parts' customer rows are brought to the driver, up to `spark.max_collected_rows`: more is refused with the
-count and the remedy, before anything is collected.
+The config's split's customer rows stay on Spark (`clv.spark.rows.SparkRows`), with the profile's regularity
+counted there; the other splits' rows (`clv evaluate`, the forecast band) and the customers first seen after a
+calibration end are brought to the driver, up to `spark.max_collected_rows` rows a table: more is refused with
+the count and the remedy.
 """
 
 from __future__ import annotations
