@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from clv.bayes.posterior import Posterior, warn_or_raise
 from clv.bayes.predict import (
     BayesValue,
+    Block,
     DrawOptions,
     ValueOptions,
     posterior_predict,
@@ -534,39 +535,77 @@ def _holdout(
     if length is None or "frequency_holdout" not in frame:
         return None, None
     actual = frame["frequency_holdout"].to_numpy(dtype=float)
-    out: dict[str, Any] = {"holdout_length": length, "unit": config.time.unit}
-    per_customer = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy()})
+    interval = None
     if fitted.purchase_posterior is not None:
         intervals, total = predictive_purchases(
             type(fitted.purchase),
             fitted.purchase_posterior,
             frame,
             length,
-            DrawOptions(
-                config.bayes.interval,
-                config.bayes.prediction_draws,
-                stream_seed(config.model.seed, "holdout_purchases"),
-            ),
+            holdout_draws(config),
+            workers=config.bayes.cores,
         )
         predicted = intervals["expected"].to_numpy()
-        per_customer["purchases_holdout_lo"] = intervals["lo"].to_numpy()
-        per_customer["purchases_holdout_hi"] = intervals["hi"].to_numpy()
         inside = (actual >= intervals["lo"].to_numpy()) & (actual <= intervals["hi"].to_numpy())
-        out["interval"] = config.bayes.interval
-        out["customer_interval_coverage"] = float(inside.mean())
-        out["total_predictive"] = total
-        out["actual_total_inside_interval"] = bool(total["lo"] <= actual.sum() <= total["hi"])
+        interval = HoldoutInterval(float(inside.mean()), total)
     else:
+        intervals = None
         predicted = fitted.purchase.expected_purchases(frame, length)
-    total_pred, total_act = float(predicted.sum()), float(actual.sum())
-    out |= {
-        "predicted_repeat_purchases": total_pred,
-        "actual_repeat_purchases": total_act,
-        "percent_error": 100.0 * (total_pred - total_act) / total_act if total_act else None,
-        "mae_per_customer": float(np.mean(np.abs(predicted - actual))),
+    mae = float(np.mean(np.abs(predicted - actual)))
+    out = holdout_figures(config, length, float(predicted.sum()), float(actual.sum()), mae, interval)
+    return out, holdout_rows(frame["customer_id"].to_numpy(), predicted, intervals)
+
+
+def holdout_rows(
+    ids: NDArray[np.generic], predicted: NDArray[np.float64], intervals: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The customer table's holdout columns: the expected purchases in the holdout and, for a posterior, the
+    predictive interval of the purchases made (`clv.bayes.predict.predictive_parts`' lo and hi)."""
+    rows = pd.DataFrame({"customer_id": ids, "expected_purchases_holdout": predicted})
+    if intervals is not None:
+        rows["purchases_holdout_lo"] = intervals["lo"].to_numpy()
+        rows["purchases_holdout_hi"] = intervals["hi"].to_numpy()
+    return rows
+
+
+def holdout_draws(config: RunConfig) -> DrawOptions:
+    """The draws of a posterior's holdout check (the `holdout_purchases` stream)."""
+    bayes = config.bayes
+    return DrawOptions(bayes.interval, bayes.prediction_draws, stream_seed(config.model.seed, "holdout_purchases"))
+
+
+@dataclass(frozen=True)
+class HoldoutInterval:
+    """A posterior's holdout check beyond the point figures: the share of customers whose purchases fall in
+    their predictive interval, and the predictive distribution of the total (`clv.bayes.predict.predictive_total`)."""
+
+    coverage: float
+    total: dict[str, float]
+
+
+def holdout_figures(
+    config: RunConfig,
+    length: float,
+    predicted: float,
+    actual: float,
+    mae: float,
+    interval: HoldoutInterval | None = None,
+) -> dict[str, Any]:
+    """The holdout's figures (summary.json's `holdout`): predicted and actual repeat purchases in total, the
+    percent error and the mean absolute error per customer; for a posterior, the intervals' coverage and
+    whether the actual total is inside the predictive total's interval."""
+    out: dict[str, Any] = {"holdout_length": length, "unit": config.time.unit}
+    if interval is not None:
+        out["interval"] = config.bayes.interval
+        out["customer_interval_coverage"] = interval.coverage
+        out["total_predictive"] = interval.total
+        out["actual_total_inside_interval"] = bool(interval.total["lo"] <= actual <= interval.total["hi"])
+    return out | {
+        "predicted_repeat_purchases": predicted,
+        "actual_repeat_purchases": actual,
+        "percent_error": 100.0 * (predicted - actual) / actual if actual else None,
+        "mae_per_customer": mae,
     }
-    per_customer.insert(1, "expected_purchases_holdout", predicted)
-    return out, per_customer
 
 
 def value_models(
@@ -576,13 +615,15 @@ def value_models(
     residual: bool = True,
     calibration_end: dt.date | None = None,
     outliers: SpendOutliers | None = None,
+    blocks: Sequence[Block] | None = None,
 ) -> ValueResult | BayesValue:
     """Predict and value the customers of `rfm` with fitted models (posterior means and intervals for a
     posterior), over the config's horizon from `calibration_end` (default time.calibration_end; a rolling
     origin's own), in calendar months, with the config's discount rate and margin; `residual=False` skips the
     maximum likelihood fits' residual CLV (not needed to score a holdout). Under `model.spend_outliers: cap` the
     outliers' mean spend is capped for the spend predictions; `outliers` gives the outliers of the whole data
-    when `rfm` is a part of it (found in `rfm` when not given)."""
+    when `rfm` is a part of it (found in `rfm` when not given); for a posterior, `blocks` are the part's
+    blocks of histories (`clv.bayes.predict.part_blocks`)."""
     p = config.prediction
     end = config.time.calibration_end if calibration_end is None else calibration_end
     horizon = config.horizon_units(end)
@@ -601,12 +642,11 @@ def value_models(
                 p.annual_discount_rate,
                 p.margin,
                 config.time.unit,
-                DrawOptions(
-                    config.bayes.interval, config.bayes.prediction_draws, stream_seed(config.model.seed, "value")
-                ),
+                value_draws(config),
                 workers=config.bayes.cores,
                 calibration_end=end,
             ),
+            blocks,
         )
     return value_customers(
         fitted.purchase,
@@ -619,6 +659,12 @@ def value_models(
         residual,
         calibration_end=end,
     )
+
+
+def value_draws(config: RunConfig) -> DrawOptions:
+    """The draws of a posterior's predictions and value over the horizon (the `value` stream)."""
+    bayes = config.bayes
+    return DrawOptions(bayes.interval, bayes.prediction_draws, stream_seed(config.model.seed, "value"))
 
 
 def train(
@@ -660,7 +706,7 @@ def score(
         *(warnings_seen or []),
         *(str(w.message) for w in caught if issubclass(w.category, ClvWarning)),
     ]
-    if config.engine == "spark" and fitted.purchase_posterior is None:  # scored where the rows are
+    if config.engine == "spark" and _scored_on_spark(fitted, data.rfm):  # scored where the rows are
         return _score_on_spark(config, fitted, data, previous_tiers, progress, timings, messages, model_choice)
     if isinstance(previous_tiers, Path):
         previous_tiers = pd.read_parquet(previous_tiers)
@@ -692,6 +738,16 @@ def score(
     )
 
 
+def _scored_on_spark(fitted: FittedModels, rfm: RfmSummary) -> bool:
+    """Whether `engine: spark` scores per partition: a point fit, or a posterior `clv.spark.posterior` scores
+    there (no covariates, pooled groups or customer latents, the rows kept on Spark); else on the driver."""
+    if fitted.purchase_posterior is None:
+        return True
+    from clv.spark.posterior import posterior_on_spark
+
+    return posterior_on_spark(fitted, rfm)
+
+
 def _score_on_spark(
     config: RunConfig,
     fitted: FittedModels,
@@ -702,8 +758,9 @@ def _score_on_spark(
     messages: list[str],
     model_choice: ModelChoice | None,
 ) -> RunResult:
-    """`score` for a point fit under `engine: spark`: predictions, value, tiers, segments, the forecast and the
-    digest computed on Spark per partition (`clv.spark.score`); the band as locally."""
+    """`score` under `engine: spark` for a point fit or a posterior scored there (`_scored_on_spark`):
+    predictions, value, tiers, segments, the forecast and the digest computed on Spark per partition
+    (`clv.spark.score`, `clv.spark.posterior`); the band as locally."""
     from clv.spark import session_for
     from clv.spark.score import score_on_spark, spark_migration
 
@@ -999,7 +1056,7 @@ def purchase_probability(config: RunConfig, fitted: FittedModels, rfm: pd.DataFr
         fitted.purchase_posterior,
         rfm,
         "probability_of_purchases",
-        DrawOptions(config.bayes.interval, config.bayes.prediction_draws, stream_seed(config.model.seed, "value")),
+        value_draws(config),
         n=0,
         horizon=window,
     )
@@ -1013,7 +1070,7 @@ def customer_tiers(config: RunConfig, fitted: FittedModels, summary: RfmSummary)
     """Each customer's tier by CLV (customer_id, tier), without the rest of the scoring: what `clv train`
     saves for the next run's migration table. Rows kept on Spark, with a point fit, are tiered there
     (`clv.spark.score.spark_customer_tiers`), and this is the writer of their file (nothing collected)."""
-    if summary.remote is not None and fitted.purchase_posterior is None:
+    if summary.remote is not None and _scored_on_spark(fitted, summary):
         from clv.spark import session_for
         from clv.spark.score import spark_customer_tiers
 

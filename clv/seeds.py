@@ -32,6 +32,7 @@ STREAMS: dict[str, int] = {
     "spend_draws": 1,  # which draws of the spend posterior are used
     "purchase_simulation": 0,  # simulated purchases and spend of the predictive intervals
     "portfolio_noise": 2,  # the purchase process's noise in the predictive totals of the portfolio
+    "predictive_noise": 4,  # the purchase process's noise in a predictive total of purchases (the holdout's)
     "purchase_latents": 5,  # the customers' latents drawn along the purchase posterior's draws (Pareto/GGG)
     # offsets of a simulation's seed
     "simulated_cohort": 1,  # the acquisition times of a simulated cohort

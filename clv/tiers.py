@@ -42,7 +42,10 @@ __all__ = [
     "rfm_scores",
     "segments",
     "share_boundaries",
+    "share_cut_positions",
+    "tier_cut_offs",
     "tier_probabilities",
+    "tier_shares",
     "tier_table",
 ]
 
@@ -210,23 +213,41 @@ def tier_probabilities(
         clv_draws = DrawStore.of(clv_draws)
     n_tiers = len(config.levels)
     draws = clv_draws.shape[1]
-    if config.levels[0].share is not None:
+    cut = tier_cut_offs(config, draws)
+    if cut is None:
         # draws per partition step: 8M float32 values (32 MB) at a time, each step one pass over the stored draws
         cut = _share_cut_offs(clv_draws, clv_index, config, max(1, 160 * block // max(clv_index.size, 1)), workers)
-    else:
-        thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
-        cut = np.repeat(thresholds[:, None], draws, axis=1)
     rows = clv_draws.shape[0]
     out = np.zeros((rows, n_tiers))
     # rows per step: (rows x tiers x draws) booleans bounded (50M at the default block), and few reads of a store
     step = max(1, (block * 1024) // max(draws * n_tiers, 1))
     for r0 in range(0, rows, step):
-        values = np.asarray(clv_draws.read_rows(r0, min(r0 + step, rows)), dtype=float)
-        # a customer is in the first tier whose cut-off the CLV reaches: tier = number of cut-offs not reached
-        tier = (n_tiers - 1) - (values[:, None, :] >= cut[None, :, :]).sum(axis=1)
-        for k in range(n_tiers):
-            out[r0 : r0 + step, k] = (tier == k).mean(axis=1)
+        out[r0 : r0 + step] = tier_shares(clv_draws.read_rows(r0, min(r0 + step, rows)), cut)
     return out[clv_index]
+
+
+def tier_cut_offs(config: TiersConfig, draws: int) -> FloatArray | None:
+    """Threshold tiers' cut-offs per draw (tiers - 1, draws): the configured thresholds; None for share tiers,
+    whose cut-offs are each draw's order statistics (`share_cut_positions`)."""
+    if config.levels[0].share is not None:
+        return None
+    thresholds = np.array([level.min_clv for level in config.levels[:-1]], dtype=float)
+    return np.repeat(thresholds[:, None], draws, axis=1)
+
+
+def share_cut_positions(n: int, config: TiersConfig) -> NDArray[np.intp]:
+    """The 0-based ranks, in ascending CLV over n customers, of each share tier's least CLV but the last's: a
+    draw's cut-offs are its CLVs at these ranks."""
+    return np.clip(n - share_boundaries(n, config)[:-1], 0, max(n - 1, 0))
+
+
+def tier_shares(values: NDArray[np.floating], cut: FloatArray) -> FloatArray:
+    """P(tier k) of rows of CLV draws `values` (rows, draws) given each draw's cut-offs `cut` (tiers - 1, draws),
+    shape (rows, tiers): a customer is in the first tier whose cut-off its CLV reaches."""
+    values = np.asarray(values, dtype=float)
+    n_tiers = cut.shape[0] + 1
+    tier = (n_tiers - 1) - (values[:, None, :] >= cut[None, :, :]).sum(axis=1)
+    return np.stack([(tier == k).mean(axis=1) for k in range(n_tiers)], axis=1)
 
 
 def _share_cut_offs(
@@ -235,7 +256,7 @@ def _share_cut_offs(
     """Per draw (columns), the least CLV inside each share tier but the last: order statistics of the draw's CLV
     over all customers, found for `step` draws at a time by one partition along the customers."""
     draws = clv_draws.shape[1]
-    positions = np.clip(clv_index.size - share_boundaries(clv_index.size, config)[:-1], 0, clv_index.size - 1)
+    positions = share_cut_positions(clv_index.size, config)
     cut = np.empty((positions.size, draws))
 
     def cut_offs(d0: int) -> None:

@@ -225,6 +225,48 @@ def test_threads_do_not_change_the_answer(cdnow_rfm, monkeypatch):
     assert one.totals == two.totals
 
 
+def test_parts_holding_whole_blocks_get_the_whole_datas_numbers(cdnow_rfm, monkeypatch):
+    """What the Spark engine relies on (clv.spark.posterior): the customers split into parts that each hold
+    whole blocks of histories (`history_keys`), shuffled, each part valued with its blocks' keys, give every
+    customer the numbers of the whole data's run bit for bit, predictive draws included, and the parts'
+    portfolios and predictive parts add up to the whole's."""
+    monkeypatch.setattr(predict, "_BLOCK", 150)  # many blocks on CDNOW
+    p_post = fixed("bgnbd", BetaGeoModel.param_names, spread(BG_MLE, 40, 0.1, 7))
+    s_post = fixed("gamma_gamma", GammaGammaModel.param_names, spread(GG_MLE, 40, 0.05, 8))
+    options = ValueOptions(52.0, 0.1, 1.0, "W", DrawOptions(0.9, 40, 2), workers=2)
+    whole = predict.value_posterior(BetaGeoModel, p_post, s_post, cdnow_rfm, options)
+    held_whole, held_parts = predict.predictive_parts(BetaGeoModel, p_post, cdnow_rfm, 39.0, options.draws, 2)
+    histories = cdnow_rfm[["frequency", "recency", "T"]].drop_duplicates()
+    keys = predict.history_keys(histories, 40, 2)
+    assert keys.max() >= 4
+    keyed = cdnow_rfm.merge(histories.assign(key=keys), on=["frequency", "recency", "T"], how="left")
+    shuffled = keyed.sample(frac=1.0, random_state=3)
+    portfolio = predict.Portfolio.zeros(40, len(whole.forecast))
+    held = predict.PredictiveParts(np.zeros(40), 0.0)
+    rows = []
+    for part_id in range(3):
+        part = shuffled[shuffled["key"] % 3 == part_id].reset_index(drop=True)
+        blocks = predict.part_blocks(part, part["key"].to_numpy())
+        value = predict.value_posterior(BetaGeoModel, p_post, s_post, part.drop(columns="key"), options, blocks)
+        frame, parts = predict.predictive_parts(BetaGeoModel, p_post, part, 39.0, options.draws, 2, blocks)
+        portfolio, held = portfolio + value.portfolio, held + parts
+        draws = value.clv_draws.read_rows(0, value.clv_draws.shape[0])[value.clv_index]
+        rows.append((value.customers.assign(__held=frame["hi"].to_numpy()), draws))
+    got = pd.concat([r for r, _ in rows]).set_index("customer_id")
+    draws = np.concatenate([d for _, d in rows])
+    want = whole.customers.assign(__held=held_whole["hi"].to_numpy()).set_index("customer_id")
+    order = want.index.get_indexer(got.index)
+    pd.testing.assert_frame_equal(got, want.iloc[order], check_exact=True)
+    whole_draws = whole.clv_draws.read_rows(0, whole.clv_draws.shape[0])[whole.clv_index]
+    np.testing.assert_array_equal(draws, whole_draws[order])
+    np.testing.assert_allclose(portfolio.monthly_revenue, whole.portfolio.monthly_revenue, rtol=1e-12)
+    assert portfolio.revenue_variance == pytest.approx(whole.portfolio.revenue_variance, rel=1e-12)
+    np.testing.assert_allclose(held.expected_total, held_parts.expected_total, rtol=1e-12)
+    assert held.process == pytest.approx(held_parts.process, rel=1e-12)
+    with pytest.raises(ValueError, match="whole blocks"):
+        predict.part_blocks(keyed, np.where(keyed["key"] == 0, 2, keyed["key"]).astype(np.int64))
+
+
 def test_without_spend_values_are_purchases(cdnow_rfm):
     p_post = fixed(
         "pareto_nbd", ParetoNBDModel.param_names, spread(np.array([0.553, 10.578, 0.606, 11.669]), 5, 0.05, 3)

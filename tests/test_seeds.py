@@ -16,6 +16,7 @@ def test_the_offsets_are_those_of_earlier_versions():
         "spend_draws": 1,
         "purchase_simulation": 0,
         "portfolio_noise": 2,
+        "predictive_noise": 4,
         "purchase_latents": 5,
     }
     simulation = {"simulated_cohort": 1}

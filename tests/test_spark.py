@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import re
 from urllib.parse import unquote
 
@@ -380,9 +381,16 @@ def test_the_saved_tiers_and_the_migration_on_spark_are_the_local_ones(spark, tm
     assert int(ours.migration.loc["(new)"].sum()) == 5 and int(ours.migration["(gone)"].sum()) == 1
 
 
-def test_a_bayesian_fit_from_the_compressed_rows_is_the_local_one(spark, tmp_path):
+def test_a_bayesian_fit_from_the_compressed_rows_is_the_local_one(spark, tmp_path, monkeypatch):
     """A Bayesian run on Spark is fitted from the distinct histories and spends with counts (Laplace here: no
-    sampling noise), then scored on the driver: the local posterior means, log-likelihood and forecast."""
+    sampling noise): the local posterior means and log-likelihood. It is scored per partition with the posterior
+    draws broadcast, the rows partitioned by block of histories (`_BLOCK` lowered: 11 blocks on CDNOW, the
+    driver numbers them, the workers follow): every column of every customer, predictive intervals and tier
+    probabilities included, the forecast's distribution, the horizon totals and the holdout's coverage are the
+    local engine's scoring of the same posterior, bit for bit but for sums added in another order."""
+    from clv.bayes import predict
+
+    monkeypatch.setattr(predict, "_BLOCK", 100)
     raw = CDNOW | {"model": {"method": "bayes"}, "bayes": {"inference": "laplace", "progress": False}}
     local = pipeline.run(_config(raw, "local", tmp_path))
     on_spark = pipeline.run(_config(raw, "spark", tmp_path))
@@ -392,8 +400,61 @@ def test_a_bayesian_fit_from_the_compressed_rows_is_the_local_one(spark, tmp_pat
             assert theirs.params_[name] == pytest.approx(value, rel=1e-8), name
         assert theirs.log_likelihood_ == pytest.approx(ours.log_likelihood_, rel=1e-10)
         assert theirs.n_customers_ == ours.n_customers_
-    assert on_spark.digest.total_clv == pytest.approx(local.digest.total_clv, rel=1e-9)
-    pd.testing.assert_frame_equal(on_spark.value.forecast, local.value.forecast, rtol=1e-9)
+    assert on_spark.digest.total_clv == pytest.approx(local.digest.total_clv, rel=1e-7)
+    rfm = on_spark.data.rfm
+    assert on_spark.customers is None and rfm._collected is None  # scored where the rows are
+    same = pipeline.score(_config(raw, "local", tmp_path), on_spark.fitted, local.data)  # the same posterior
+    a, b = same.customers, on_spark.value.customers()
+    assert list(a.columns) == list(b.columns) and a["customer_id"].tolist() == b["customer_id"].tolist()
+    assert {"purchases_predicted_lo", "revenue_predicted_hi", "purchases_holdout_hi", "p_tier_top_5"} <= set(a)
+    for column in a.columns:
+        if a[column].dtype.kind == "f":
+            np.testing.assert_array_equal(b[column].to_numpy(float), a[column].to_numpy(float), err_msg=column)
+        else:
+            assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
+    assert 0.0 < a["p_tier_top_5"].mean() < 1.0 and a["p_tier_top_5"].nunique() > 10  # not a tier's 0 / 1
+    pd.testing.assert_frame_equal(on_spark.value.forecast, same.value.forecast, rtol=1e-12)
+    totals = on_spark.value.totals
+    assert totals is not None and totals.keys() == same.value.totals.keys()
+    for key, figure in same.value.totals.items():
+        assert totals[key] == (pytest.approx(figure, rel=1e-12) if isinstance(figure, dict) else figure), key
+    assert on_spark.holdout is not None and same.holdout is not None
+    assert on_spark.holdout.keys() == same.holdout.keys()
+    for key, figure in same.holdout.items():
+        expected = pytest.approx(figure, rel=1e-12) if isinstance(figure, float | dict) else figure  # flat dicts
+        assert on_spark.holdout[key] == expected, key
+    pd.testing.assert_frame_equal(on_spark.tiers, same.tiers, rtol=1e-12)
+    # the outputs as for a point fit: the table by tier, the schedule, summary.json's distribution
+    folder = write_outputs(on_spark)
+    written = read_by_tier(folder / CUSTOMERS_BY_TIER)
+    pd.testing.assert_frame_equal(written, a, check_dtype=False, rtol=1e-12)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["forecast_totals"]["distribution"]["clv"]["p90"] == pytest.approx(same.value.totals["clv"]["p90"])
+    # what clv train saves: each customer's tier, from the posterior scored and tiered on Spark
+    write = pipeline.customer_tiers(on_spark.config, on_spark.fitted, rfm)
+    assert callable(write) and rfm._collected is None
+    write(tmp_path / "customer_tiers.parquet")
+    trained = pd.read_parquet(tmp_path / "customer_tiers.parquet").sort_values("customer_id", ignore_index=True)
+    expected = a[["customer_id", "tier"]].sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(trained, expected, check_dtype=False)
+
+
+def test_threshold_tiers_of_a_posterior_on_spark_are_the_local_ones(spark, tmp_path):
+    """Threshold tiers: each draw's cut-offs are the thresholds (no selection); the tier probabilities are the
+    local ones for the same posterior."""
+    tiers = {"levels": [{"label": "gold", "min_clv": 60.0}, {"label": "silver", "min_clv": 15.0}, {"label": "rest"}]}
+    raw = CDNOW | {
+        "model": {"method": "bayes"},
+        "bayes": {"inference": "laplace", "progress": False, "prediction_draws": 100},
+        "tiers": tiers,
+    }
+    on_spark = pipeline.run(_config(raw, "spark", tmp_path))
+    local_config = _config(raw, "local", tmp_path)
+    same = pipeline.score(local_config, on_spark.fitted, pipeline.prepare_data(local_config))
+    a, b = same.customers, on_spark.value.customers()
+    for column in ("p_tier_gold", "p_tier_silver", "p_tier_rest", "clv_hi"):
+        np.testing.assert_array_equal(b[column].to_numpy(), a[column].to_numpy(), err_msg=column)
+    assert a["p_tier_gold"].between(0.0, 1.0).all() and a["p_tier_gold"].max() > 0.5
 
 
 def test_a_missing_source_is_a_clear_error(spark):
@@ -638,3 +699,29 @@ def test_tiers_on_spark_are_the_local_tiers_with_ties_at_the_cuts(spark):
         pd.testing.assert_frame_equal(ours, local, check_exact=False, rtol=1e-12)
     with pytest.raises(DataError, match="min_size"):
         tier_index(table, TiersConfig.model_validate({"min_size": 200}), n)
+
+
+def test_the_radix_selection_finds_each_draws_order_statistics_exactly():
+    """The tier cut-offs' selection on Spark (`clv.spark.posterior.RadixSelection`), its passes' counts added
+    over parts of the rows as Spark adds them: every draw's values at the ranks asked for are np.partition's
+    of the float32 values, with ties, negatives, zeros and rows that count several customers."""
+    from clv.spark.posterior import RadixSelection, sortable, unsortable
+
+    rng = np.random.default_rng(5)
+    draws = 7
+    values = rng.lognormal(3.0, 2.0, (400, draws)).astype(np.float32)
+    values[:50] = values[50:100]  # ties
+    values[100:120] = 0.0
+    values[120:130] = -rng.random((10, draws)).astype(np.float32)
+    weights = rng.integers(1, 4, 400)
+    keys = sortable(values)
+    np.testing.assert_array_equal(unsortable(keys), values)
+    assert (np.argsort(keys[:, 0], kind="stable") == np.argsort(values[:, 0], kind="stable")).all()
+    expanded = np.repeat(values, weights, axis=0)  # the customers
+    ranks = np.array([int(expanded.shape[0] * q) for q in (0.5, 0.8, 0.95)] + [0, expanded.shape[0] - 1])
+    selection = RadixSelection(ranks, draws)
+    while not selection.done:
+        parts = [selection.counts(keys[i : i + 150], weights[i : i + 150]) for i in range(0, 400, 150)]
+        selection = selection.next(sum(parts))
+    expected = np.partition(expanded, ranks, axis=0)[ranks].astype(np.float64)
+    np.testing.assert_array_equal(selection.values(), expected)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -42,12 +43,34 @@ from clv.purchase.base import PurchaseModel, rfm_arrays
 from clv.units import TimeUnit, continuous_rate_per_unit
 from clv.value import discounted_increments, forecast_months, schedule_columns
 
-__all__ = ["BayesValue", "DrawOptions", "ValueOptions", "posterior_predict", "predictive_purchases", "value_posterior"]
+__all__ = [
+    "BayesValue",
+    "Block",
+    "DrawOptions",
+    "Portfolio",
+    "PredictiveParts",
+    "ValueOptions",
+    "forecast_frame",
+    "history_blocks",
+    "history_keys",
+    "part_blocks",
+    "portfolio_totals",
+    "posterior_predict",
+    "predictive_parts",
+    "predictive_purchases",
+    "predictive_total",
+    "sorted_histories",
+    "value_posterior",
+]
 
 FloatArray = NDArray[np.float64]
 _BLOCK = 20_000  # unique histories (and customers) per block, at most
 _FLOATS = 1_250_000  # floats per (histories x draws) array of a block (10 MB)
 _STEP_FLOATS = 250_000  # floats per (draws x histories x points) array of a step of draws (2 MB)
+
+#: a block of histories: the first, the end (histories in `sorted_histories` order) and the key of its random
+#: stream (`SeedSequence(root, spawn_key=(key,))`, the key-th child of the root's `spawn`)
+Block = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -176,6 +199,8 @@ class BayesValue:
     schedule_slope: FloatArray
     history: NDArray[np.intp]
     mean_spend: FloatArray
+    #: the sums over customers per draw that `forecast` and `totals` summarise (`forecast_frame`, `portfolio_totals`)
+    portfolio: Portfolio
 
     def schedule(self) -> pd.DataFrame:
         """Posterior mean of expected revenue (purchases without a spend model) per customer and future month."""
@@ -224,10 +249,11 @@ class _BlockDraws:
 
 
 @dataclass(frozen=True)
-class _Portfolio:
-    """Sums over customers per draw: expected purchases, expected revenue and discounted profit (discounted
-    purchases without a spend model) per future month (draws x months); and the process variance of the
-    horizon's purchases and revenue (module docstring)."""
+class Portfolio:
+    """Sums over customers per draw (added up over blocks of histories, or over parts of the customers):
+    expected purchases, expected revenue and discounted profit (discounted purchases without a spend model) per
+    future month (draws x months); and the process variance of the horizon's purchases and revenue (module
+    docstring)."""
 
     monthly_purchases: FloatArray
     monthly_revenue: FloatArray
@@ -236,12 +262,12 @@ class _Portfolio:
     revenue_variance: float
 
     @classmethod
-    def zeros(cls, draws: int, months: int) -> _Portfolio:
+    def zeros(cls, draws: int, months: int) -> Portfolio:
         shape = (draws, months)
         return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape), 0.0, 0.0)
 
-    def __add__(self, other: _Portfolio) -> _Portfolio:
-        return _Portfolio(
+    def __add__(self, other: Portfolio) -> Portfolio:
+        return Portfolio(
             self.monthly_purchases + other.monthly_purchases,
             self.monthly_revenue + other.monthly_revenue,
             self.monthly_profit + other.monthly_profit,
@@ -263,19 +289,70 @@ def value_posterior(
     spend: Posterior | None,
     rfm: pd.DataFrame,
     options: ValueOptions,
+    blocks: Sequence[Block] | None = None,
 ) -> BayesValue:
     """Per-customer posterior means and intervals of P(alive), expected purchases, expected spend and CLV;
     predictive intervals of purchases and revenue over the horizon; the monthly forecast's distribution; and
     the horizon totals. Units as in `clv.value.VALUE_UNITS`. Blocks of histories run on `options.workers`
     threads (the array work releases the GIL), each with its own random stream spawned from the draws' seed:
-    the result does not depend on the number of workers."""
-    job = _ValueJob(cls, purchase, spend, rfm, options)
-    starts = list(range(0, job.ux.size, job.block_size))
-    root = seeds.stream_seed(options.draws.seed, "purchase_simulation")
-    streams = np.random.SeedSequence(root).spawn(len(starts))
+    the result does not depend on the number of workers.
+
+    `blocks` (default `history_blocks` of the frame's histories) are the blocks of the frame's histories in
+    `sorted_histories` order, each with its stream's key: a part of the customers that holds whole blocks of
+    the whole data's histories (`clv.spark.posterior`), given their keys, gets the whole data's numbers for its
+    customers, bit for bit; its forecast and totals are its own customers' share."""
+    job = _ValueJob(cls, purchase, spend, rfm, options, blocks)
     with ThreadPoolExecutor(max_workers=max(1, options.workers)) as pool:
-        parts = list(pool.map(job.block, starts, streams))
-    return job.finish(sum(parts, _Portfolio.zeros(job.n, job.months)))
+        parts = list(pool.map(job.block, job.blocks))
+    return job.finish(sum(parts, Portfolio.zeros(job.n, job.months)))
+
+
+def history_blocks(histories: int, draws: int, workers: int) -> list[Block]:
+    """The blocks of `histories` histories (in `sorted_histories` order) that `value_posterior` and
+    `predictive_purchases` compute one at a time, numbered in order: `_history_block` histories each, for the
+    `draws` asked for (`DrawOptions.n_draws`) and `workers` threads."""
+    size = _history_block(histories, draws, workers)
+    return [(u0, min(u0 + size, histories), k) for k, u0 in enumerate(range(0, histories, size))]
+
+
+def history_keys(histories: pd.DataFrame, draws: int, workers: int) -> NDArray[np.int64]:
+    """The key of the block (`history_blocks`) of each of the whole data's distinct (frequency, recency, T)
+    histories, each given once (no covariate patterns, no customer latents): what a part of the customers
+    needs to compute its share of `value_posterior` and `predictive_parts` as the whole data does
+    (`part_blocks`)."""
+    x, t_x, T = rfm_arrays(histories)
+    zeros = np.zeros(x.size, dtype=np.intp)
+    (ux, _, _, _, _), inverse = sorted_histories(x, t_x, T, zeros, zeros)
+    if ux.size != x.size:
+        raise ValueError(f"history_keys needs distinct histories: {x.size - ux.size} repeated")
+    keys = np.empty(ux.size, dtype=np.int64)
+    for u0, u1, key in history_blocks(ux.size, draws, workers):
+        keys[u0:u1] = key
+    return keys[inverse]
+
+
+def part_blocks(rfm: pd.DataFrame, keys: NDArray[np.int64]) -> list[Block]:
+    """The blocks of a part of the customers (no covariate patterns, no customer latents) from each customer's
+    block key (`history_keys` of its history): the runs of one key over the part's histories in
+    `sorted_histories` order. Raises ValueError unless the part holds whole blocks (each key one run)."""
+    x, t_x, T = rfm_arrays(rfm)
+    zeros = np.zeros(x.size, dtype=np.intp)
+    (ux, _, _, _, _), inverse = sorted_histories(x, t_x, T, zeros, zeros)
+    of_history = np.empty(ux.size, dtype=np.int64)
+    of_history[inverse] = keys
+    if not np.array_equal(of_history[inverse], keys):
+        raise ValueError("customers with the same history have different block keys")
+    starts = np.flatnonzero(np.diff(of_history)) + 1
+    bounds = [0, *starts.tolist(), ux.size]
+    blocks = [(a, b, int(of_history[a])) for a, b in itertools.pairwise(bounds)]
+    if len({key for _, _, key in blocks}) != len(blocks) or np.any(np.diff(of_history) < 0):
+        raise ValueError("a part's histories are not whole blocks in order")
+    return blocks
+
+
+def _stream(root: int, key: int) -> np.random.Generator:
+    """The generator of a block's random stream: the key-th child of the root seed's `SeedSequence.spawn`."""
+    return np.random.default_rng(np.random.SeedSequence(root, spawn_key=(key,)))
 
 
 class _ValueJob:
@@ -289,6 +366,7 @@ class _ValueJob:
         spend: Posterior | None,
         rfm: pd.DataFrame,
         options: ValueOptions,
+        blocks: Sequence[Block] | None = None,
     ) -> None:
         self.cls, self.purchase, self.rfm, self.options = cls, purchase, rfm, options
         self.level = options.draws.level
@@ -301,7 +379,7 @@ class _ValueJob:
         if cls.customer_latents:  # histories differ by their sum of log intervals too (`_latent_draws`)
             S = rfm["sum_log_intervals"].to_numpy(dtype=float)
             unique_S, p_codes = np.unique(S, return_inverse=True)
-        (self.ux, self.ut, self.uT, self.hp, self.hs), self.inverse = _sorted_histories(x, t_x, T, p_codes, s_codes)
+        (self.ux, self.ut, self.uT, self.hp, self.hs), self.inverse = sorted_histories(x, t_x, T, p_codes, s_codes)
         self.p_draws, self.s_draws = _pair(purchase, spend, options.draws)
         self.latents = None
         if cls.customer_latents:
@@ -330,7 +408,9 @@ class _ValueJob:
         self.acc = _Accumulator(self.vh.size)
         self.clv_draws = DrawStore(self.vh.size, n)
         self.horizon = options.horizon
-        self.block_size = _history_block(self.ux.size, n, max(1, options.workers))
+        plan = history_blocks(self.ux.size, options.draws.n_draws, max(1, options.workers))
+        self.blocks = list(blocks) if blocks is not None else plan
+        self.root = seeds.stream_seed(options.draws.seed, "purchase_simulation")
 
     def _draws(self, d0: int, d1: int, u0: int, u1: int, out: _BlockDraws, rng: np.random.Generator) -> None:
         """Draws d0..d1 on histories u0..u1, all at once: P(alive), expectations, discounted purchases, a
@@ -417,11 +497,11 @@ class _ValueJob:
         P = self.s_layout.row_draws(self.s_draws[draws], self.s_rows[patterns])
         return P[..., 0], P[..., 1], P[..., 2]
 
-    def block(self, u0: int, stream: np.random.SeedSequence) -> _Portfolio:
-        """Histories u0 .. u0 + block: the draws in blocks of `_draw_step`, then the summaries of their value
-        rows."""
-        rng = np.random.default_rng(stream)
-        u1 = min(u0 + self.block_size, self.ux.size)
+    def block(self, block: Block) -> Portfolio:
+        """A block's histories u0 .. u1: the draws in steps of `_draw_step`, then the summaries of their value
+        rows; random numbers from the block's own stream."""
+        u0, u1, key = block
+        rng = _stream(self.root, key)
         out = _BlockDraws.empty(u1 - u0, self.n, self.months)
         step = _draw_step(u1 - u0, self.points.size)
         for d0 in range(0, self.n, step):
@@ -440,7 +520,7 @@ class _ValueJob:
                 out.simulated_purchases, self.ux[u0:u1], self._spend_params(slice(None), self.hs[u0:u1])[:2], rng
             )
         )
-        return _Portfolio(
+        return Portfolio(
             out.monthly_purchases,
             out.monthly_revenue,
             out.monthly_profit,
@@ -485,13 +565,13 @@ class _ValueJob:
         expected_revenue = spend * expected
         return np.maximum(revenue.var(axis=1) - expected_revenue.var(axis=1), 0.0), clv
 
-    def finish(self, portfolio: _Portfolio) -> BayesValue:
+    def finish(self, portfolio: Portfolio) -> BayesValue:
         self.acc.expand(self.vinv)
         has_spend = self.s_draws is not None
         return BayesValue(
             customers=_customer_frame(self.acc, self.rfm, has_spend),
-            forecast=_forecast_frame(portfolio, self.month_frame, has_spend),
-            totals=_totals(portfolio, self.options.draws, self.n, has_spend),
+            forecast=forecast_frame(portfolio, self.month_frame, has_spend),
+            totals=portfolio_totals(portfolio, self.options.draws, has_spend),
             clv_draws=self.clv_draws,
             clv_index=np.argsort(self.order)[self.vinv],  # value row -> its place in history order
             level=self.level,
@@ -500,6 +580,7 @@ class _ValueJob:
             schedule_slope=self.schedule[1] / self.n,
             history=self.inverse,
             mean_spend=self.m_all,
+            portfolio=portfolio,
         )
 
 
@@ -539,7 +620,7 @@ def _layout_patterns(layout: CustomerLayout | None, rfm: pd.DataFrame) -> tuple[
     return layout.patterns(rfm)
 
 
-def _sorted_histories(
+def sorted_histories(
     x: FloatArray, t_x: FloatArray, T: FloatArray, p_code: NDArray[np.intp], s_code: NDArray[np.intp]
 ) -> tuple[tuple[FloatArray, FloatArray, FloatArray, NDArray[np.intp], NDArray[np.intp]], NDArray[np.intp]]:
     """Unique (x, t_x, T, purchase pattern, spend pattern) histories ordered by (purchase pattern, x, T, t_x),
@@ -585,7 +666,7 @@ def _customer_frame(acc: _Accumulator, rfm: pd.DataFrame, has_spend: bool) -> pd
     return check_finite_frame(customers, "a posterior prediction")
 
 
-def _forecast_frame(portfolio: _Portfolio, months: pd.DataFrame, has_spend: bool) -> pd.DataFrame:
+def forecast_frame(portfolio: Portfolio, months: pd.DataFrame, has_spend: bool) -> pd.DataFrame:
     """Per future month (`months`, from `clv.value.forecast_months`): the posterior mean and P10 / P50 / P90 of
     expected purchases (and revenue), and the mean discounted profit (purchases without a spend model)."""
     forecast = months.copy()
@@ -599,8 +680,9 @@ def _forecast_frame(portfolio: _Portfolio, months: pd.DataFrame, has_spend: bool
     return forecast
 
 
-def _totals(portfolio: _Portfolio, draws: DrawOptions, n: int, has_spend: bool) -> dict[str, Any]:
-    """The horizon's totals over the n draws: CLV, and expected and predicted purchases (and revenue)."""
+def portfolio_totals(portfolio: Portfolio, draws: DrawOptions, has_spend: bool) -> dict[str, Any]:
+    """The horizon's totals over the portfolio's draws: CLV, and expected and predicted purchases (and revenue)."""
+    n = portfolio.monthly_purchases.shape[0]
     rng = seeds.rng(draws.seed, "portfolio_noise")
     totals: dict[str, Any] = {
         "draws": n,
@@ -615,38 +697,88 @@ def _totals(portfolio: _Portfolio, draws: DrawOptions, n: int, has_spend: bool) 
     return totals
 
 
+@dataclass(frozen=True)
+class PredictiveParts:
+    """What a predictive total over customers adds up: the expected total per draw and the sum of the customers'
+    process variances (the module docstring's normal term); parts of the customers add up."""
+
+    expected_total: FloatArray
+    process: float
+
+    def __add__(self, other: PredictiveParts) -> PredictiveParts:
+        return PredictiveParts(self.expected_total + other.expected_total, self.process + other.process)
+
+
 def predictive_purchases(
     cls: type[PurchaseModel],
     purchase: Posterior,
     rfm: pd.DataFrame,
     horizon: float,
     draws: DrawOptions = DrawOptions(),
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per customer: posterior mean of expected purchases over `horizon` and the predictive interval of the
     purchases actually made; and the total's predictive distribution (P10 / P50 / P90 and the interval at
-    `draws.level`). For holdout checks."""
+    `draws.level`). For holdout checks. The histories' blocks are `history_blocks(histories, draws, workers)`:
+    `value_posterior`'s with the same workers."""
+    frame, parts = predictive_parts(cls, purchase, rfm, horizon, draws, workers)
+    return frame, predictive_total(parts, draws)
+
+
+def predictive_total(parts: PredictiveParts, draws: DrawOptions) -> dict[str, float]:
+    """The predictive total's P10 / P50 / P90, mean and central interval at `draws.level`: the expected total
+    plus its normal process term (the `predictive_noise` stream)."""
+    rng = seeds.rng(draws.seed, "predictive_noise")
+    n = parts.expected_total.size
+    total = parts.expected_total + math.sqrt(parts.process) * rng.standard_normal(n)
+    lo_q, hi_q = _bounds(draws.level)
+    return _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
+
+
+def predictive_parts(
+    cls: type[PurchaseModel],
+    purchase: Posterior,
+    rfm: pd.DataFrame,
+    horizon: float,
+    draws: DrawOptions = DrawOptions(),
+    workers: int = 1,
+    blocks: Sequence[Block] | None = None,
+) -> tuple[pd.DataFrame, PredictiveParts]:
+    """`predictive_purchases`' per-customer frame and the parts of its total. Histories are taken in
+    `sorted_histories` order, in `blocks` (default `history_blocks`), each block's simulated counts from its
+    own stream: as in `value_posterior`, a part of the customers holding whole blocks, with their keys, gets
+    the whole data's numbers. A model with customer latents draws them along every customer (one stream)."""
     params = purchase.subsample(draws.n_draws, seeds.stream_seed(draws.seed, "purchase_draws"))
-    rng = seeds.rng(draws.seed, "purchase_simulation")
-    out = np.empty((3, len(rfm)))
+    if cls.customer_latents:
+        rng = seeds.rng(draws.seed, "purchase_simulation")
+        values, expected_total, process = _latent_predictive(cls, params, rfm, horizon, draws, rng)
+        frame = pd.DataFrame({"expected": values[0], "lo": values[1], "hi": values[2]}, index=rfm.index)
+        return frame, PredictiveParts(expected_total, process)
+    x, t_x, T = rfm_arrays(rfm)
+    layout = purchase.layout
+    p_codes, p_rows = _layout_patterns(layout, rfm)
+    (ux, ut, uT, hp, _), inverse = sorted_histories(x, t_x, T, p_codes, np.zeros_like(p_codes))
+    counts = np.bincount(inverse, minlength=ux.size).astype(float)
+    plan = list(blocks) if blocks is not None else history_blocks(ux.size, draws.n_draws, max(1, workers))
+    root = seeds.stream_seed(draws.seed, "purchase_simulation")
+    out = np.empty((3, ux.size))
     expected_total = np.zeros(len(params))
     process = 0.0
-    parts = (
-        [(np.arange(len(rfm)), _latent_predictive(cls, params, rfm, horizon, draws, rng))]
-        if cls.customer_latents
-        else [
-            (rows, _predictive_rows(cls, pattern, rfm.iloc[rows], horizon, draws.level, rng))
-            for rows, pattern in _patterns(purchase, rfm, params)
-        ]
-    )
-    for rows, (part, total_part, process_part) in parts:
-        out[:, rows] = part
-        expected_total += total_part
-        process += process_part
+    for u0, u1, key in plan:
+        rng = _stream(root, key)
+        codes = hp[u0:u1]
+        runs = [u0, *(u0 + np.flatnonzero(np.diff(codes)) + 1), u1]  # one parameter pattern each
+        for a, b in itertools.pairwise(runs):
+            pattern = params if layout is None else layout.pattern_draws(params, p_rows[hp[a]])
+            rows = slice(a, b)
+            expected, simulated = _expected_and_simulated(cls, pattern, (ux[rows], ut[rows], uT[rows]), horizon, rng)
+            expected_total += counts[rows] @ expected
+            process += float(counts[rows] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
+            _, lo, hi = _summaries(simulated, draws.level, discrete=True)
+            out[:, rows] = expected.mean(axis=1), lo, hi
+    out = out[:, inverse]
     frame = pd.DataFrame({"expected": out[0], "lo": out[1], "hi": out[2]}, index=rfm.index)
-    total = expected_total + math.sqrt(process) * rng.standard_normal(len(params))
-    lo_q, hi_q = _bounds(draws.level)
-    summary = _quantiles(total) | {"lo": float(np.quantile(total, lo_q)), "hi": float(np.quantile(total, hi_q))}
-    return frame, summary
+    return frame, PredictiveParts(expected_total, process)
 
 
 def _latent_predictive(
@@ -667,33 +799,6 @@ def _latent_predictive(
     process = float(np.maximum(simulated.T.var(axis=1) - expected.var(axis=1), 0.0).sum())
     _, lo, hi = _summaries(simulated.T, draws.level, discrete=True)
     return np.stack([expected.mean(axis=1), lo, hi]), expected.sum(axis=0), process
-
-
-def _predictive_rows(
-    cls: type[PurchaseModel],
-    params: FloatArray,
-    rfm: pd.DataFrame,
-    horizon: float,
-    level: float,
-    rng: np.random.Generator,
-) -> tuple[FloatArray, FloatArray, float]:
-    """`predictive_purchases` for customers who share the draws `params`: per customer the mean expectation and
-    the predictive bounds (3, rows), the expected total per draw, and the sum of the process variances."""
-    x, t_x, T = rfm_arrays(rfm)
-    (ux, ut, uT), inverse, _ = unique_rows(x, t_x, T)
-    counts = np.bincount(inverse, minlength=ux.size).astype(float)
-    out = np.empty((3, ux.size))
-    expected_total = np.zeros(len(params))
-    process = 0.0
-    block = _history_block(ux.size, len(params), 1)
-    for start in range(0, ux.size, block):
-        rows = slice(start, min(start + block, ux.size))
-        expected, simulated = _expected_and_simulated(cls, params, (ux[rows], ut[rows], uT[rows]), horizon, rng)
-        expected_total += counts[rows] @ expected
-        process += float(counts[rows] @ np.maximum(simulated.var(axis=1) - expected.var(axis=1), 0.0))
-        _, lo, hi = _summaries(simulated, level, discrete=True)
-        out[:, rows] = expected.mean(axis=1), lo, hi
-    return out[:, inverse], expected_total, process
 
 
 def _expected_and_simulated(

@@ -56,13 +56,16 @@ _OUT_ROWS = 100_000
 class SparkValue:
     """A scoring on Spark: the customer table, the per-customer schedule and each customer's tier (customer_id,
     tier) as Spark DataFrames (the scored rows stay persisted until `release`), and the monthly forecast summed
-    there (as `clv.value.ValueResult.forecast`)."""
+    there (as `clv.value.ValueResult.forecast`, or for a posterior `clv.bayes.predict.BayesValue.forecast`,
+    with its horizon totals)."""
 
     table: DataFrame
     schedule: DataFrame
     forecast: pd.DataFrame
     tiers: DataFrame
     scored: DataFrame
+    #: a posterior's horizon totals (`clv.bayes.predict.portfolio_totals`); None for a point fit
+    totals: dict[str, Any] | None = None
 
     def customers(self) -> pd.DataFrame:
         """The customer table brought to the driver, highest CLV first (ties by id): for small tables."""
@@ -236,12 +239,8 @@ def _scored_table(
     """`score_on_spark`'s work; every frame it persists is in `persisted` (unpersisted on an error)."""
     from pyspark.sql import functions as F
 
-    from clv.model import DROPOUT
-    from clv.pipeline import _column_order
-    from clv.spark.digest import spark_digest, table_cells
-    from clv.spark.tiers import rfm_score_columns, segment_column, spark_tier_table, tier_index
-
-    n = data.rfm.customers
+    if fitted.purchase_posterior is not None:
+        return _posterior_table(spark, config, fitted, data, outliers, persisted)
     terms = score_parts(spark, config, fitted, data.rfm, outliers)
     persisted.append(terms)
     forecast = forecast_sums(terms, config, fitted.spend is not None)
@@ -251,6 +250,63 @@ def _scored_table(
     persisted.append(scored)
     scored.count()
     terms.unpersist()
+    value, digest, tier_table = _ranked(scored, config, fitted, data.rfm.customers, forecast, None, [])
+    return value, digest, tier_table, _holdout_figures(scored, config, data.rfm.holdout_length)
+
+
+def _posterior_table(
+    spark: SparkSession,
+    config: RunConfig,
+    fitted: FittedModels,
+    data: DataStep,
+    outliers: SpendOutliers | None,
+    persisted: list[DataFrame],
+) -> tuple[SparkValue, CustomerDigest, pd.DataFrame, dict[str, Any] | None]:
+    """`_scored_table` for a posterior: the customers scored per partition with the draws broadcast
+    (`clv.spark.posterior`), the forecast's distribution and the totals from the parts' sums."""
+    from pyspark.sql import functions as F
+
+    from clv.pipeline import holdout_figures
+    from clv.spark.posterior import holdout_interval, posterior_value_columns, score_posterior_parts
+
+    scoring = score_posterior_parts(spark, config, fitted, data.rfm, outliers)
+    persisted.extend(scoring.persisted)
+    scored = scoring.scored
+    ranked = _ranked(
+        scored, config, fitted, data.rfm.customers, scoring.forecast, scoring.totals, posterior_value_columns(config)
+    )
+    holdout = None
+    length = data.rfm.holdout_length
+    if length is not None and scoring.holdout is not None:
+        predicted, actual = F.col("expected_purchases_holdout"), F.col("frequency_holdout").cast("double")
+        row: Any = scored.agg(
+            F.sum(predicted).alias("p"), F.sum(actual).alias("a"), F.avg(F.abs(predicted - actual)).alias("mae")
+        ).first()
+        interval = holdout_interval(scored, config, scoring.holdout)
+        holdout = holdout_figures(config, length, float(row["p"]), float(row["a"]), float(row["mae"]), interval)
+    return (*ranked, holdout)
+
+
+def _ranked(
+    scored: DataFrame,
+    config: RunConfig,
+    fitted: FittedModels,
+    n: int,
+    forecast: pd.DataFrame,
+    totals: dict[str, Any] | None,
+    last: list[str],
+) -> tuple[SparkValue, CustomerDigest, pd.DataFrame]:
+    """The scored customers (each one's own columns and the schedule's `__s_k` terms, persisted) ranked
+    against each other: tiers from exact global ranks, segments and RFM scores, in the local table's column
+    order (`last`: columns the local table adds after the ranks, a posterior's tier probabilities); the table's
+    digest and its tier table."""
+    from pyspark.sql import functions as F
+
+    from clv.model import DROPOUT
+    from clv.pipeline import _column_order
+    from clv.spark.digest import spark_digest, table_cells
+    from clv.spark.tiers import rfm_score_columns, segment_column, spark_tier_table, tier_index
+
     churn = churn_name(config)
     index = tier_index(scored, config.tiers, n)
     label = _tier_label(index, config)
@@ -260,15 +316,14 @@ def _scored_table(
         "segment": segment_column(index, F.col(churn), config.tiers, identified),
         **rfm_score_columns(scored, n),
     }
-    own = [c for c in scored.columns if not c.startswith(_TERMS)]
-    order = _column_order([*own, *ranked])
+    own = [c for c in scored.columns if not c.startswith(_TERMS) and c not in last]
+    order = _column_order([*own, *ranked, *last])
     table = scored.select(*(ranked[c].alias(c) if c in ranked else F.col(f"`{c}`") for c in order))
-    value = SparkValue(table, schedule_frame(scored, forecast), forecast, table.select("customer_id", "tier"), scored)
+    tiers = table.select("customer_id", "tier")
+    value = SparkValue(table, schedule_frame(scored, forecast), forecast, tiers, scored, totals)
     cells = table_cells(table, churn)
     digest = spark_digest(table, churn, cells)
-    tier_table = spark_tier_table(table, config.tiers, churn, cells)
-    holdout = _holdout_figures(scored, config, data.rfm.holdout_length)
-    return value, digest, tier_table, holdout
+    return value, digest, spark_tier_table(table, config.tiers, churn, cells)
 
 
 def _tier_label(index: Any, config: RunConfig) -> Any:
@@ -284,14 +339,22 @@ def _tier_label(index: Any, config: RunConfig) -> Any:
 def spark_customer_tiers(
     spark: SparkSession, config: RunConfig, fitted: FittedModels, rfm: RfmSummary, outliers: SpendOutliers | None
 ) -> Callable[[Path], None]:
-    """`clv.pipeline.customer_tiers` for rows kept on Spark and a point fit: the customers scored per partition
-    and tiered there (`tier_index`: the local tiers and tie rule), kept on Spark; the writer of their
-    customer_tiers.parquet (`tiers_file_writer`), which releases them once written."""
+    """`clv.pipeline.customer_tiers` for rows kept on Spark (a point fit, or a posterior that
+    `clv.spark.posterior` scores): the customers scored per partition and tiered there (`tier_index`: the local
+    tiers and tie rule), kept on Spark; the writer of their customer_tiers.parquet (`tiers_file_writer`), which
+    releases them once written."""
     from clv.spark.session import ARROW_EXCHANGE, pandas_notices_quieted, session_conf
     from clv.spark.tiers import tier_index
 
     with _worker_errors(), pandas_notices_quieted(), session_conf(spark, ARROW_EXCHANGE | _BATCHES):
-        scored = score_parts(spark, config, fitted, rfm, outliers)
+        if fitted.purchase_posterior is not None:
+            from clv.spark.posterior import score_posterior_parts
+
+            scoring = score_posterior_parts(spark, config, fitted, rfm, outliers)
+            scored, kept = scoring.scored, scoring.persisted
+        else:
+            scored = score_parts(spark, config, fitted, rfm, outliers)
+            kept = [scored]
         try:
             label = _tier_label(tier_index(scored, config.tiers, rfm.customers), config)
             tiers = scored.select("customer_id", label.alias("tier")).persist()
@@ -301,7 +364,8 @@ def spark_customer_tiers(
                 tiers.unpersist()
                 raise
         finally:
-            scored.unpersist()
+            for frame in kept:
+                frame.unpersist()
     write = tiers_file_writer(tiers)
 
     def write_and_release(target: Path) -> None:
@@ -367,15 +431,9 @@ def _holdout_figures(scored: DataFrame, config: RunConfig, length: float | None)
     row: Any = scored.agg(
         F.sum(predicted).alias("p"), F.sum(actual).alias("a"), F.avg(F.abs(predicted - actual)).alias("mae")
     ).first()
-    total_pred, total_act = float(row["p"]), float(row["a"])
-    return {
-        "holdout_length": length,
-        "unit": config.time.unit,
-        "predicted_repeat_purchases": total_pred,
-        "actual_repeat_purchases": total_act,
-        "percent_error": 100.0 * (total_pred - total_act) / total_act if total_act else None,
-        "mae_per_customer": float(row["mae"]),
-    }
+    from clv.pipeline import holdout_figures
+
+    return holdout_figures(config, length, float(row["p"]), float(row["a"]), float(row["mae"]))
 
 
 def write_spark_tables(value: SparkValue, staging: Path, money: bool, limit: int) -> pd.DataFrame:
