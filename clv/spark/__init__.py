@@ -4,8 +4,8 @@
 Connect session) and a config, and optionally the log as a DataFrame; without a session they use the active one,
 or start one from the config's `spark` section. The data step runs on Spark (`clv.spark.data`) and leaves the
 customers' rows there (`clv.spark.rows`); the fit runs on the driver, with the local engine's code, from their
-distinct histories and spends with counts; a maximum-likelihood fit scores per partition (`clv.spark.score`), a
-Bayesian one on the driver. `clv evaluate` and the forecast band
+distinct histories and spends with counts; a maximum-likelihood fit scores per partition (`clv.spark.score`), and so
+does a posterior, its draws broadcast (`clv.spark.posterior`). `clv evaluate` and the forecast band
 summarise the log at all their splits in the same one pass (`spark_log_splits`).
 """
 

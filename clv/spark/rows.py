@@ -13,10 +13,10 @@ local frame's columns and types (`SparkRows.table`). The driver reads only what 
 
 Each collected table is ordered by the first (lowest) customer id of its rows, the order in which the local
 engine's frame (by customer id) first meets them, so the weighted fits add their terms in the local order.
-What needs every customer on the driver (a Bayesian scoring; a model with covariates, a regularity term or
-customer-level latents (Pareto/GGG); the forecast band's simulation; `model.purchase: auto` and `clv evaluate`,
-which fit every candidate on the customers) reads `collect()`: the whole frame, refused past
-`spark.max_collected_rows` with the count and the remedy.
+What needs every customer on the driver (a model with covariates, pooled groups, a regularity term or
+customer-level latents (Pareto/GGG), for its fit or its scoring; the forecast band's simulation;
+`model.purchase: auto` and `clv evaluate`, which fit every candidate on the customers) reads `collect()`: the
+whole frame, refused past `spark.max_collected_rows` with the count and the remedy.
 """
 
 from __future__ import annotations
