@@ -8,6 +8,7 @@ python -m bench nuts        # NUTS per model only (also part of `bayes`)
 python -m bench band        # the forecast band's backtest coverage (a check, not timings; not part of `all`)
 python -m bench spark       # the whole job on Spark local[2] at 10M and 100M transactions, local beside at 10M
                             # (needs clv[spark] and Java; not part of `all`: about 40 minutes)
+python -m bench spark --bayes  # the same with the Bayesian fit at 1M and 10M transactions, local beside each
 python -m bench --quick     # smaller sizes, for a smoke run
 """
 
@@ -158,6 +159,9 @@ def main() -> None:
         choices=["all", "rfm", "models", "bayes", "nuts", "evaluate", "covariates", "band", "spark"],
     )
     parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument(
+        "--bayes", action="store_true", help="spark: the Bayesian fit (1M and 10M transactions; --quick: 1M)"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; every cell is a fresh process (seconds of the timed step, peak RSS)")
     if args.what in ("all", "rfm"):
@@ -178,8 +182,12 @@ def main() -> None:
     if args.what == "spark":
         from bench.spark import bench_spark
 
-        sizes = [1_000_000] if args.quick else [10_000_000, 100_000_000]
-        bench_spark(sizes, local_max=sizes[0])
+        if args.bayes:
+            sizes = [1_000_000] if args.quick else [1_000_000, 10_000_000]
+            bench_spark(sizes, local_max=sizes[-1], bayes=True)
+        else:
+            sizes = [1_000_000] if args.quick else [10_000_000, 100_000_000]
+            bench_spark(sizes, local_max=sizes[0])
     if args.what == "nuts":
         bench_nuts(importlib.util.find_spec("pymc_marketing") is not None)
     if args.what in ("all", "bayes"):

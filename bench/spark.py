@@ -67,11 +67,16 @@ def generated_log(spark: Any, transactions: int, seed: int = 11) -> Any:
     )
 
 
-def _config(source: str, engine: str, folder: Path) -> Any:
+#: `--bayes`: the Bayesian fit (bayes.inference auto: NUTS within its time budget, else Laplace) on both engines
+BAYES = {"model": {"method": "bayes"}, "bayes": {"inference": "auto", "cores": CORES, "progress": False}}
+
+
+def _config(source: str, engine: str, folder: Path, bayes: bool = False) -> Any:
     from clv.config import parse_config
 
     return parse_config(
         {
+            **(BAYES if bayes else {}),
             "name": "bench_spark",
             "engine": engine,
             "data": {"source": source, "currency": "EUR"},
@@ -107,8 +112,14 @@ def _stages(config: Any, timed: dict[str, float], tasks: Any) -> dict[str, Any]:
 
     data = tasks
     start = time.perf_counter()
+    parts: dict[str, float] = {}
+    if data.rfm.remote is not None:  # the fit's Spark part: one pass compressing the rows, collected by Arrow
+        data.rfm.remote.histories()
+        parts["compress on Spark, collect"] = time.perf_counter() - start
     fitted = pipeline.fit_models(config, data.rfm)  # on Spark: from the distinct histories collected
     timed["fit"] = time.perf_counter() - start
+    if parts:  # the rest is the driver's: the fits on the collected rows (and the outliers' ids)
+        parts["the rest (driver: the fits)"] = timed["fit"] - parts["compress on Spark, collect"]
     start = time.perf_counter()
     result = pipeline.score(config, fitted, data)
     timed["score"] = time.perf_counter() - start
@@ -121,16 +132,22 @@ def _stages(config: Any, timed: dict[str, float], tasks: Any) -> dict[str, Any]:
             "histories": len(data.rfm.remote.histories()[0]),
             "spend_pairs": len(data.rfm.remote.spend_pairs()[0]),
         }
+    posterior = fitted.purchase_posterior
     return {
+        "fit_parts": parts,
         "distinct": distinct,
         "customers": data.rfm.customers,
         "params": fitted.purchase.params_,
         "clv_total": result.digest.total_clv,
+        # a Bayesian fit: the inference used (auto chooses it from the distinct histories), its seconds
+        "inference": None if posterior is None else posterior.diagnostics.inference,
+        "inference_seconds": None if posterior is None else posterior.diagnostics.seconds,
     }
 
 
-def measure(engine: str, transactions: int, parquet: str | None) -> dict[str, Any]:
-    """One size on one engine, in this process: every stage's time, the result's figures, the peak memory."""
+def measure(engine: str, transactions: int, parquet: str | None, bayes: bool = False) -> dict[str, Any]:
+    """One size on one engine, in this process: every stage's time, the result's figures, the peak memory
+    (`bayes`: with the Bayesian fit, `BAYES`)."""
     from clv import pipeline
 
     folder = Path(tempfile.mkdtemp(prefix="bench-spark-"))
@@ -142,7 +159,7 @@ def measure(engine: str, transactions: int, parquet: str | None) -> dict[str, An
             from clv.spark.data import spark_data_step
             from clv.spark.session import pandas_notices_quieted, spark_session
 
-            config = _config("table:generated", "spark", folder)
+            config = _config("table:generated", "spark", folder, bayes)
             spark = spark_session(config)
             start = time.perf_counter()
             log = generated_log(spark, transactions).persist(StorageLevel.DISK_ONLY)
@@ -158,7 +175,7 @@ def measure(engine: str, transactions: int, parquet: str | None) -> dict[str, An
                 timed["write Parquet for local (not the job)"] = time.perf_counter() - start
         else:
             assert parquet is not None
-            config = _config(str(next(Path(parquet).glob("*.parquet"))), "local", folder)
+            config = _config(str(next(Path(parquet).glob("*.parquet"))), "local", folder, bayes)
             start = time.perf_counter()
             data = pipeline.prepare_data(config)
             timed["read, validate, summarise"] = time.perf_counter() - start
@@ -170,10 +187,12 @@ def measure(engine: str, transactions: int, parquet: str | None) -> dict[str, An
     return info | {"rows": rows, "timed": timed, "python_mb": python_mb, "jvm_mb": _jvm_peak_mb()}
 
 
-def _run(engine: str, transactions: int, parquet: str | None, timeout: float) -> dict[str, Any] | None:
+def _run(
+    engine: str, transactions: int, parquet: str | None, timeout: float, bayes: bool = False
+) -> dict[str, Any] | None:
     code = (
         "import json, sys\nfrom bench.spark import measure\n"
-        f"out = measure({engine!r}, {transactions}, {parquet!r})\n"
+        f"out = measure({engine!r}, {transactions}, {parquet!r}, {bayes!r})\n"
         "print('RESULT ' + json.dumps(out, default=float))\n"
     )
     try:
@@ -201,29 +220,35 @@ def _print(label: str, out: dict[str, Any]) -> None:
     for stage, seconds in out["timed"].items():
         rate = f"{rows / seconds / CORES:>12,.0f} rows/s/core" if seconds > 0 else ""
         print(f"  {stage:<40} {seconds:8.1f} s  {rate}")
+        if stage == "fit" and out.get("fit_parts"):
+            print("    " + "; ".join(f"{k} {v:.1f} s" for k, v in out["fit_parts"].items()))
     print(f"  {'the job (read to outputs)':<40} {job:8.1f} s  {rows / job / CORES:>12,.0f} rows/s/core")
     print(f"  driver peak memory: Python {out['python_mb']:,.0f} MB, JVM {out['jvm_mb']:,.0f} MB")
     if out.get("distinct"):
         shown = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in out["distinct"].items())
         print(f"  rows the fit collected instead of {out['customers']:,} customers: {shown}")
+    if out.get("inference"):
+        print(f"  Bayesian fit by {out['inference']} ({out['inference_seconds']:.1f} s of the fit stage)")
     params = ", ".join(f"{k}={v:.4f}" for k, v in out["params"].items())
     print(f"  BG/NBD {params} (true {', '.join(f'{k}={v}' for k, v in TRUTH.items())}); CLV {out['clv_total']:,.0f}")
 
 
-def bench_spark(sizes: list[int], local_max: int) -> None:
-    """Every size on Spark, and the sizes up to `local_max` also on the local engine, side by side."""
-    print(f"\n== the whole job on Spark (local[{CORES}]) vs the local engine (DuckDB) ==")
+def bench_spark(sizes: list[int], local_max: int, bayes: bool = False) -> None:
+    """Every size on Spark, and the sizes up to `local_max` also on the local engine, side by side (`bayes`: the
+    Bayesian fit, its per-customer intervals and tier probabilities scored per partition on Spark)."""
+    fit = "the Bayesian fit (bayes.inference auto)" if bayes else "maximum likelihood"
+    print(f"\n== the whole job on Spark (local[{CORES}]) vs the local engine (DuckDB), {fit} ==")
     for transactions in sizes:
         folder = Path(tempfile.mkdtemp(prefix="bench-spark-log-"))
         parquet = str(folder / "log.parquet") if transactions <= local_max else None
         try:
-            on_spark = _run("spark", transactions, parquet, 3600.0)
+            on_spark = _run("spark", transactions, parquet, 3600.0, bayes)
             if on_spark is None:
                 continue
             _print(f"engine: spark, {transactions:,}", on_spark)
             if parquet is None:
                 continue
-            local = _run("local", transactions, parquet, 3600.0)
+            local = _run("local", transactions, parquet, 3600.0, bayes)
             if local is None:
                 continue
             _print(f"engine: local, {transactions:,}", local)
@@ -234,5 +259,7 @@ def bench_spark(sizes: list[int], local_max: int) -> None:
                 theirs = on_spark["params"][name]
                 if abs(theirs - value) > 1e-8 * abs(value):
                     print(f"  parameters differ: {name} local {value} spark {theirs}")
+            if abs(on_spark["clv_total"] - local["clv_total"]) > 1e-9 * abs(local["clv_total"]):
+                print(f"  total CLV differs: local {local['clv_total']} spark {on_spark['clv_total']}")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
