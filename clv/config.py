@@ -639,10 +639,10 @@ class SparkConfig(_Section):
     app_name: str = Field("clv", min_length=1, description="application name of a session clv starts")
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings of a session clv starts")
     partitions: int | None = Field(
-        None, ge=1, description="partitions of the customer stage (default: the session's shuffle partitions)"
+        None, ge=1, description="partitions of the customer stage (default: the input's, at least the session's cores)"
     )
     max_collected_rows: int = Field(
-        5_000_000, ge=1, description="most customer rows brought to the driver; more is refused with the count"
+        5_000_000, ge=1, description="most rows of any one table brought to the driver; more is refused with the count"
     )
 
 

@@ -7,8 +7,8 @@ Each partition runs the local engine's own code on its customers (`clv.pipeline.
 (`mapInPandas`), and adds each customer's schedule and the month terms of the forecast. What ranks customers
 against each other is then computed over the whole table: tiers from exact global ranks with the local tie rule,
 segments and RFM scores (`clv.spark.tiers`), the forecast and tier table as sums, the digest the report reads
-(`clv.spark.digest`). The driver keeps the RFM rows it fitted on, the small tables, and each customer's tier (id
-and tier, for the model store and the migration table); never the customer table or the schedule.
+(`clv.spark.digest`). The driver keeps the compressed rows it fitted on and the small tables; each customer's
+tier (for the model store and the migration table) stays on Spark, and so do the customer table and the schedule.
 """
 
 from __future__ import annotations
