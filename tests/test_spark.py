@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import re
+from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -725,3 +726,67 @@ def test_the_radix_selection_finds_each_draws_order_statistics_exactly():
         selection = selection.next(sum(parts))
     expected = np.partition(expanded, ranks, axis=0)[ranks].astype(np.float64)
     np.testing.assert_array_equal(selection.values(), expected)
+
+
+_CONNECT_RUN = """
+import json, os, sys
+from pathlib import Path
+os.environ["PYSPARK_PYTHON"] = sys.executable  # the local server's workers run this interpreter, which has clv
+from pyspark.sql import SparkSession
+import clv.spark
+from clv import pipeline
+from clv.config import parse_config
+from clv.report.outputs import write_outputs
+
+spark = SparkSession.builder.remote("local[2]").getOrCreate()
+assert type(spark).__module__.startswith("pyspark.sql.connect"), type(spark)
+config = parse_config(json.loads(sys.argv[1]))
+result = clv.spark.run(config, spark)
+with pipeline.staged_fitted(result.config, result.fitted, result.data.rfm, result.saved_tiers()) as model_dir:
+    folder = write_outputs(result, model_dir)
+result.release()
+params = {m: getattr(result, m).params_ for m in ("purchase", "spend")}
+Path(sys.argv[2]).write_text(json.dumps({"params": params, "folder": str(folder)}))
+spark.stop()
+"""
+
+
+@pytest.mark.slow
+def test_a_spark_connect_session_runs_the_job_with_the_local_numbers(spark, tmp_path):  # spark: Java and PySpark
+    """clv.spark.run with a Spark Connect session (a local server in a subprocess of its own: a JVM apart from
+    the tests' classic session): no SparkContext or RDD on the client, the same parameters, customers and tiers
+    as the local engine, and the outputs and model written."""
+    import json
+    import subprocess
+    import sys
+
+    raw = CDNOW | {
+        "engine": "spark",
+        "output": {"reports_dir": str(tmp_path / "r"), "models_dir": str(tmp_path / "m")},
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _CONNECT_RUN, json.dumps(raw), str(tmp_path / "out.json")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    local = pipeline.run(_config(CDNOW, "local", tmp_path / "local"))
+    for model in ("purchase", "spend"):
+        ours = getattr(local, model).params_
+        for name, value in ours.items():
+            assert out["params"][model][name] == pytest.approx(value, rel=1e-8), name
+    written = read_by_tier(Path(out["folder"]) / CUSTOMERS_BY_TIER)
+    a = local.customers
+    assert written["customer_id"].tolist() == a["customer_id"].tolist()
+    for column in a.columns:
+        if a[column].dtype.kind == "f":
+            np.testing.assert_allclose(written[column].to_numpy(float), a[column].to_numpy(float), rtol=1e-9)
+        else:
+            assert written[column].astype(str).tolist() == a[column].astype(str).tolist(), column
+    saved = sorted(p for p in (tmp_path / "m").rglob("customer_tiers.parquet"))
+    assert len(saved) == 1 and pd.read_parquet(saved[0]).sort_values("customer_id")["tier"].tolist() == (
+        a.sort_values("customer_id")["tier"].tolist()
+    )

@@ -57,6 +57,7 @@ from clv.data.transactions import (
 )
 from clv.errors import DataError, DataWarning, first_ids
 from clv.spark.rows import SparkRows, collected, typed_rows
+from clv.spark.session import is_connect, parallelism
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -537,9 +538,13 @@ def _duckdb_types(frame: DataFrame) -> dict[str, str]:
 
 
 def _partitions(spark: SparkSession, frame: DataFrame, config: RunConfig) -> int:
+    """The customer stage's partitions: `spark.partitions`, else the input's, at least the session's cores (on
+    Spark Connect, whose client sees no partitions, the session's shuffle partitions: `parallelism`)."""
     if config.spark.partitions is not None:
         return config.spark.partitions
-    return max(spark.sparkContext.defaultParallelism, frame.rdd.getNumPartitions())
+    if is_connect(spark):
+        return parallelism(spark)
+    return max(parallelism(spark), frame.rdd.getNumPartitions())
 
 
 def _customer_key(frame: DataFrame, types: dict[str, str], spec: DataConfig) -> Any:

@@ -19,7 +19,7 @@ from clv.errors import UsageError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["pandas_notices_quieted", "require_pyspark", "spark_session"]
+__all__ = ["is_connect", "pandas_notices_quieted", "parallelism", "require_pyspark", "spark_session"]
 
 
 def require_pyspark() -> None:
@@ -60,6 +60,20 @@ def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, old)
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """Whether `spark` is a Spark Connect session (no SparkContext or RDDs on the client)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def parallelism(spark: SparkSession) -> int:
+    """The cores the session's work spreads on: the SparkContext's default parallelism; on Spark Connect, which
+    has no SparkContext on the client, the session's `spark.sql.shuffle.partitions` (set `spark.partitions` in
+    the config to choose)."""
+    if is_connect(spark):
+        return int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    return int(spark.sparkContext.defaultParallelism)
 
 
 #: pandas <-> Spark through Arrow (the default from Spark 4.2; clv's conversions of whole tables need it)
