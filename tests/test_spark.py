@@ -790,3 +790,28 @@ def test_a_spark_connect_session_runs_the_job_with_the_local_numbers(spark, tmp_
     assert len(saved) == 1 and pd.read_parquet(saved[0]).sort_values("customer_id")["tier"].tolist() == (
         a.sort_values("customer_id")["tier"].tolist()
     )
+
+
+@pytest.mark.parametrize("zone", [None, "Asia/Tokyo"])
+def test_parquet_timestamps_read_on_spark_as_locally_whatever_the_sessions_zone(spark, tmp_path, zone):
+    """A Parquet log whose dates are timestamps (naive, and instants in UTC), read by a session whose own
+    time zone is not UTC (a caller's): the same RFM rows as locally, with and without data.timezone."""
+    from clv.spark.session import session_conf
+
+    rng = np.random.default_rng(3)
+    n = 2_000
+    stamps = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365 * 24 * 60, n), unit="m")
+    log = pd.DataFrame({"customer_id": rng.integers(0, 200, n).astype(str), "date": stamps, "amount": 10.0 + n % 7})
+    log.to_parquet(tmp_path / "naive.parquet", index=False)
+    log.assign(date=stamps.tz_localize("UTC")).to_parquet(tmp_path / "aware.parquet", index=False)
+    for name in ("naive", "aware"):
+        raw = {
+            "name": "stamps",
+            "data": {"source": str(tmp_path / f"{name}.parquet"), "currency": "USD", "timezone": zone},
+            "time": {"unit": "W", "calibration_end": "2024-09-30", "holdout_end": "2024-12-31"},
+        }
+        local = pipeline.prepare_data(_config(raw, "local"))
+        with session_conf(spark, {"spark.sql.session.timeZone": "America/Los_Angeles"}):
+            on_spark = pipeline.prepare_data(_config(raw, "spark"))
+        _same_rfm(local, on_spark)
+        assert on_spark.report.aware_timestamps == local.report.aware_timestamps == (name == "aware")

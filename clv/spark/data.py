@@ -340,7 +340,8 @@ def _write_rejected(problems: DataFrame, target: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".rejected-", dir=path.parent))
     try:
-        frame.write.mode("overwrite").parquet(str(staging / "rows"))
+        # a file:// URI: a plain path would name the cluster's default file system (HDFS), not this one
+        frame.write.mode("overwrite").parquet((staging / "rows").resolve().as_uri())
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -531,7 +532,9 @@ def _duckdb_types(frame: DataFrame) -> dict[str, str]:
     """The source's columns as DuckDB types them from Spark's Arrow batches (as the parts see them)."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    schema = to_arrow_schema(frame.schema)
+    # a timestamp column (Spark's TIMESTAMP, an instant) reaches the parts as an aware Arrow timestamp; its zone
+    # names only how it is shown, and DuckDB types it TIMESTAMP WITH TIME ZONE whatever the zone
+    schema = to_arrow_schema(frame.schema, timezone="UTC")
     with duckdb.connect() as con:
         con.register("clv_empty", schema.empty_table())
         return {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE clv_empty").fetchall()}
