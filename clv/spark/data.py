@@ -545,9 +545,8 @@ def _partitions(spark: SparkSession, frame: DataFrame, config: RunConfig) -> int
     Spark Connect, whose client sees no partitions, the session's shuffle partitions: `parallelism`)."""
     if config.spark.partitions is not None:
         return config.spark.partitions
-    if is_connect(spark):
-        return parallelism(spark)
-    return max(parallelism(spark), frame.rdd.getNumPartitions())
+    inputs = 0 if is_connect(spark) else frame.rdd.getNumPartitions()
+    return max(parallelism(spark), inputs)
 
 
 def _customer_key(frame: DataFrame, types: dict[str, str], spec: DataConfig) -> Any:

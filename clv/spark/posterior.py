@@ -43,7 +43,7 @@ from clv.bayes.predict import (
 from clv.config import RunConfig
 from clv.errors import ClvError
 from clv.spark.rows import SparkRows, typed_rows
-from clv.spark.session import parallelism
+from clv.spark.session import scoring_partitions
 from clv.spend.outliers import SpendOutliers
 from clv.store import FittedModels
 from clv.tiers import share_cut_positions, tier_cut_offs, tier_shares
@@ -246,8 +246,7 @@ def score_posterior_parts(
     head_keyed = head.merge(head[_HISTORY].drop_duplicates().assign(__k=head_keys), on=_HISTORY, how="left")
     sample = posterior_rows(config, worker, head, head_keyed["__k"].to_numpy(np.int64), outliers, length)
     schema = from_arrow_schema(pa.Schema.from_pandas(sample, preserve_index=False))
-    least = config.spark.partitions or 2 * parallelism(spark)
-    parts = max(least, -(-rfm.customers // _PART_ROWS))
+    parts = scoring_partitions(spark, config, rfm.customers, _PART_ROWS)
     scored = table.repartition(parts, _BLOCK).mapInPandas(
         lambda batches: _posterior_batches(batches, config, worker, outliers, length), schema
     )

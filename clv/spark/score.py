@@ -29,7 +29,7 @@ from clv.config import RunConfig
 from clv.digest import CustomerDigest
 from clv.errors import ClvError, DataError
 from clv.spark.rows import SparkRows, typed_rows
-from clv.spark.session import parallelism
+from clv.spark.session import scoring_partitions
 from clv.spend.outliers import SpendOutliers
 from clv.store import FittedModels, point_models_from_json, point_models_json
 from clv.tiers import churn_column, churn_window
@@ -155,8 +155,7 @@ def score_parts(
     method = fitted.method
     # partitions of at most about _PART_ROWS customers (each is scored as one frame), by frequency and T: identical
     # histories are in one partition, and so are those a model without dropout values alike whatever the recency
-    least = config.spark.partitions or 2 * parallelism(spark)
-    parts = max(least, -(-rfm.customers // _PART_ROWS))
+    parts = scoring_partitions(spark, config, rfm.customers, _PART_ROWS)
     scored = frame.repartition(parts, "frequency", "T").mapInPandas(
         lambda batches: _score_batches(batches, config_json, models_json, method, outliers_json, length), schema
     )

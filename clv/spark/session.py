@@ -19,7 +19,14 @@ from clv.errors import UsageError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["is_connect", "pandas_notices_quieted", "parallelism", "require_pyspark", "spark_session"]
+__all__ = [
+    "is_connect",
+    "pandas_notices_quieted",
+    "parallelism",
+    "require_pyspark",
+    "scoring_partitions",
+    "spark_session",
+]
 
 
 def require_pyspark() -> None:
@@ -74,6 +81,12 @@ def parallelism(spark: SparkSession) -> int:
     if is_connect(spark):
         return int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
     return int(spark.sparkContext.defaultParallelism)
+
+
+def scoring_partitions(spark: SparkSession, config: RunConfig, customers: int, per_part: int) -> int:
+    """Partitions of a per-partition scoring: `spark.partitions` (else twice the session's `parallelism`), more
+    where the customers need them for at most about `per_part` in each."""
+    return max(config.spark.partitions or 2 * parallelism(spark), -(-customers // per_part))
 
 
 #: pandas <-> Spark through Arrow (the default from Spark 4.2; clv's conversions of whole tables need it)
